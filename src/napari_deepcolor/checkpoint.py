@@ -1,0 +1,159 @@
+"""Model files: safetensors weights with the JSON configuration in the header.
+
+One file holds everything needed to reproduce a prediction: method and its
+training options, net shape, normalisation, tuned decode defaults and
+provenance. Loading reads tensors and JSON only; no pickle, so a file from a
+stranger cannot run code. The optional training state (optimizer, iteration)
+used to resume lives beside it in ``NAME.state.safetensors``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .data.io import atomic_write
+from .errors import DeepColorError
+from .methods import get_method
+from .nets import NetConfig, build_net
+
+FORMAT = "napari-deepcolor-model"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Model:
+    """A trained model: the net plus everything needed to use it."""
+
+    method_name: str
+    method_options: object
+    net: torch.nn.Module
+    normalization: dict = field(default_factory=lambda: {"low": 1.0, "high": 99.8})
+    decode_defaults: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def method(self):
+        return get_method(self.method_name)
+
+    @property
+    def net_config(self) -> NetConfig:
+        return self.net.config
+
+    def decode_parameters(self, overrides: dict | None = None) -> dict:
+        """Declared defaults, then the tuned ones stored in the file, then ``overrides``."""
+        return self.method.resolve_decode_parameters(overrides, self.decode_defaults)
+
+    def config(self) -> dict:
+        return {
+            "format": FORMAT, "version": FORMAT_VERSION, "method": self.method_name,
+            "method_options": dataclasses.asdict(self.method_options), "net": self.net_config.to_dict(),
+            "normalization": self.normalization, "decode_defaults": self.decode_defaults,
+            "provenance": self.provenance,
+        }
+
+
+def new_model(method_name: str, method_options: dict | None, net: dict | None, in_channels: int, **extra) -> Model:
+    method = get_method(method_name)
+    options = method.options(method_options)
+    config = NetConfig(**{**(net or {}), "in_channels": in_channels, "out_channels": method.out_channels(options)})
+    return Model(method_name, options, build_net(config), **extra)
+
+
+def save_model(model: Model, path, *, overwrite: bool = True) -> Path:
+    """Write ``model`` to ``path`` atomically (``.safetensors`` is the usual suffix)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
+    metadata = {"napari_deepcolor": json.dumps(model.config())}
+    return atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata), overwrite=overwrite)
+
+
+def read_model_config(path) -> dict:
+    """The JSON configuration of a model file, without loading weights."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise DeepColorError(f"model file {path} does not exist; train one with `napari-deepcolor train` "
+                             "or check the path.")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as exc:
+        raise DeepColorError(f"{path} is not a napari-deepcolor model file (it could not be read as "
+                             f"safetensors: {exc}). Was the download or copy complete?") from exc
+    try:
+        config = json.loads(metadata["napari_deepcolor"])
+    except (KeyError, json.JSONDecodeError):
+        raise DeepColorError(f"{path} is a safetensors file but not a napari-deepcolor model "
+                             "(no model configuration inside).") from None
+    if config.get("format") != FORMAT or config.get("version", 0) > FORMAT_VERSION:
+        raise DeepColorError(f"{path} was written by a newer napari-deepcolor (format version "
+                             f"{config.get('version')}); update the plugin to load it.")
+    return config
+
+
+def load_model(path, *, device: str | torch.device = "cpu") -> Model:
+    """Load a model file (weights and configuration); never executes code from the file."""
+    from safetensors.torch import load_file
+
+    config = read_model_config(path)
+    model = new_model(config["method"], config["method_options"], config["net"], config["net"]["in_channels"],
+                      normalization=config.get("normalization", {}), decode_defaults=config.get("decode_defaults", {}),
+                      provenance=config.get("provenance", {}))
+    try:
+        model.net.load_state_dict(load_file(str(path), device=str(device)))
+    except RuntimeError as exc:
+        raise DeepColorError(f"{path}: the weights do not fit the configuration stored with them ({exc}). "
+                             "The file is damaged; use another copy.") from exc
+    model.net.to(device)
+    return model
+
+
+# -- training state (resume) ---------------------------------------------------
+
+def state_path(model_path) -> Path:
+    path = Path(model_path)
+    return path.with_name(path.stem + ".state.safetensors")
+
+
+def save_training_state(model_path, optimizer: torch.optim.Optimizer, progress: dict) -> Path:
+    """Optimizer moments and progress (iteration, elapsed seconds) beside the model, for resuming."""
+    from safetensors.torch import save_file
+
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            key = f"{index}.{name}"
+            if torch.is_tensor(value):
+                tensors[key] = value.detach().cpu().contiguous()
+            else:
+                scalars[key] = value
+    metadata = {"param_groups": json.dumps(state["param_groups"]), "scalars": json.dumps(scalars),
+                "progress": json.dumps(progress)}
+    return atomic_write(state_path(model_path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata),
+                        overwrite=True)
+
+
+def load_training_state(model_path, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore the optimizer from the state file beside ``model_path``; returns the progress dict."""
+    from safetensors import safe_open
+
+    path = state_path(model_path)
+    if not path.is_file():
+        raise DeepColorError(f"cannot resume: {path} (the training state saved beside the model) is missing.")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    values: dict[int, dict] = {}
+    for key, value in [*tensors.items(), *json.loads(metadata["scalars"]).items()]:
+        index, name = key.split(".", 1)
+        values.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": values, "param_groups": json.loads(metadata["param_groups"])})
+    return json.loads(metadata["progress"])

@@ -1,0 +1,359 @@
+"""Turning arrays or folders of annotated images into :class:`AnnotatedImage` lists.
+
+Every reader normalises the images with :func:`normalize_percentile`, puts
+channels last, checks that labels are integer ids of the image's shape, and
+refuses a dataset without a single annotated object.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ..errors import DeepColorError
+from .io import as_label_image, read_image, read_labels, read_object_masks
+from .layouts import AnnotatedPair, DatasetLayout, detect_layout
+from .normalize import as_channels_last, normalize_percentile
+from .sample import AnnotatedImage
+
+__all__ = [
+    "OVERLAP_RULES",
+    "combine_object_masks",
+    "describe_layout",
+    "from_arrays",
+    "read_annotated_folder",
+]
+
+logger = logging.getLogger(__name__)
+
+#: What pixels covered by two or more object masks become.
+OVERLAP_RULES = {
+    "ignore": "label 0 and ignore=True: excluded from every loss",
+    "first": "the first object (in file order) covering the pixel",
+    "last": "the last object (in file order) covering the pixel",
+}
+DEFAULT_PERCENTILES = (1.0, 99.8)
+
+
+def combine_object_masks(masks: np.ndarray, *, overlap: str = "ignore") -> tuple[np.ndarray, np.ndarray | None]:
+    """Merge one mask per object into a single label image.
+
+    Parameters
+    ----------
+    masks : (K, H, W) ndarray
+        Object ``k`` covers the non-zero pixels of ``masks[k]``; masks may overlap.
+    overlap : {"ignore", "first", "last"}
+        What a pixel covered by several objects becomes: ``"ignore"`` sets it
+        to label 0 and marks it ignored, ``"first"``/``"last"`` give it to the
+        first/last covering object.
+
+    Returns
+    -------
+    labels : (H, W) ndarray of int32
+        Object ``k`` has id ``k + 1`` (before any renumbering).
+    ignore : (H, W) ndarray of bool or None
+        The overlap pixels for ``overlap="ignore"``, None when there are none.
+    """
+    _check_overlap(overlap)
+    masks = np.asarray(masks) != 0
+    if masks.ndim != 3:
+        raise DeepColorError(f"object masks must be a (K, H, W) stack; got shape {masks.shape}.")
+    count = masks.sum(axis=0, dtype=np.int32)
+    if overlap == "last":
+        labels = masks.shape[0] - np.argmax(masks[::-1], axis=0)
+    else:
+        labels = np.argmax(masks, axis=0) + 1
+    labels = np.where(count > 0, labels, 0).astype(np.int32)
+    ignore = None
+    if overlap == "ignore" and np.any(count > 1):
+        ignore = count > 1
+        labels[ignore] = 0
+    return labels, ignore
+
+
+def from_arrays(
+    images,
+    labels,
+    *,
+    ignore=None,
+    names: str | Sequence[str] | None = None,
+    overlap: str = "ignore",
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    skip_empty_planes: bool = True,
+) -> list[AnnotatedImage]:
+    """Build training samples from in-memory arrays, such as napari layer data.
+
+    Parameters
+    ----------
+    images : ndarray or sequence of ndarray
+        One image or several. Each is ``(H, W)``, ``(H, W, C)``, ``(C, H, W)``,
+        or a stack ``(Z, H, W)``, ``(Z, H, W, C)``, ``(Z, C, H, W)``. The labels'
+        shape decides which.
+    labels : ndarray or sequence of ndarray
+        One per image: ``(H, W)`` instance ids, ``(Z, H, W)`` ids for a stack,
+        or ``(K, H, W)`` binary masks, one per object, for a 2D image. Any
+        integer dtype; float with whole values is accepted.
+    ignore : ndarray, sequence of (ndarray or None), or None
+        True where pixels are excluded from the loss; the labels' shape, or
+        ``(H, W)`` for all planes of a stack.
+    names : str or sequence of str, optional
+        Shown in messages and kept on the samples.
+    overlap : {"ignore", "first", "last"}
+        For per-object masks, what pixels covered by several objects become
+        (see :func:`combine_object_masks`).
+    percentiles : (float, float)
+        The ``low`` and ``high`` percentiles of :func:`normalize_percentile`.
+    skip_empty_planes : bool
+        In a stack, planes without any labelled or ignored pixel are taken as
+        not annotated yet and skipped. A 2D image without objects is always
+        kept: it teaches the net what background looks like.
+
+    Returns
+    -------
+    list of AnnotatedImage
+        One per 2D image or annotated plane, images normalised per plane.
+
+    Raises
+    ------
+    DeepColorError
+        On mismatched shapes, non-integer labels, mixed channel counts, or when
+        no object is annotated anywhere.
+    """
+    _check_overlap(overlap)
+    single = not isinstance(images, (list, tuple))
+    image_list = [images] if single else list(images)
+    if single != (not isinstance(labels, (list, tuple))):
+        raise DeepColorError("pass images and labels alike: one array each, or two lists of the same length.")
+    label_list = [labels] if single else list(labels)
+    if len(image_list) != len(label_list):
+        raise DeepColorError(
+            f"got {len(image_list)} image(s) but {len(label_list)} label image(s); pass one label image per image."
+        )
+    count = len(image_list)
+    ignore_list = _per_item(ignore, count, "ignore masks")
+    if names is None:
+        names = ["image"] if single else [f"image {i}" for i in range(count)]
+    name_list = _per_item(names, count, "names")
+    samples = []
+    for image, label, ign, name in zip(image_list, label_list, ignore_list, name_list):
+        samples += _samples_from_pair(
+            np.asarray(image), label, ign, str(name), overlap=overlap, percentiles=percentiles,
+            skip_empty_planes=skip_empty_planes,
+        )
+    _check_dataset(samples, where="the given labels")
+    return samples
+
+
+def read_annotated_folder(
+    path: str | os.PathLike,
+    labels: str | os.PathLike | None = None,
+    *,
+    overlap: str = "ignore",
+    limit: int | None = None,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    skip_empty_planes: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[AnnotatedImage]:
+    """Read an annotated dataset from disk, detecting its layout.
+
+    Parameters
+    ----------
+    path : path-like
+        A dataset folder (``images/`` + ``labels/`` or ``masks/``; Cellpose
+        ``NAME_masks.tif``; CVPPP ``plantNNN_rgb.png`` + ``plantNNN_label.png``;
+        BBBC010 per-object masks), an image folder (with ``labels`` a label
+        folder), or an image file (with ``labels`` its label file).
+    labels : path-like, optional
+        Label folder or file matching ``path``.
+    overlap : {"ignore", "first", "last"}
+        For per-object masks: what pixels covered by several objects become.
+    limit : int, optional
+        Read only the first ``limit`` pairs (sorted by name), e.g. for a preview.
+    percentiles : (float, float)
+        The percentiles of :func:`normalize_percentile`.
+    skip_empty_planes : bool
+        See :func:`from_arrays`.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each pair is read.
+
+    Returns
+    -------
+    list of AnnotatedImage
+        Sorted by name; stacks give one sample per annotated plane.
+
+    Raises
+    ------
+    DeepColorError
+        If the folder is missing or empty, a label file has no image, a file is
+        unreadable, shapes or channel counts disagree, labels are not integer,
+        or no object is annotated anywhere. Images without labels are skipped
+        with a logged warning.
+    """
+    _check_overlap(overlap)
+    layout = detect_layout(path, labels)
+    pairs = layout.pairs if limit is None else layout.pairs[: max(int(limit), 0)]
+    samples: list[AnnotatedImage] = []
+    for done, pair in enumerate(pairs, start=1):
+        samples += _read_pair(pair, overlap=overlap, percentiles=percentiles,
+                              skip_empty_planes=skip_empty_planes)
+        if progress is not None:
+            progress(done, len(pairs))
+    _check_dataset(samples, where=str(path))
+    return samples
+
+
+def describe_layout(path: str | os.PathLike, labels: str | os.PathLike | None = None) -> str:
+    """Say which layout ``path`` (and ``labels``) has and how many annotated images it holds.
+
+    Reads file names only, so it is quick enough to run as the user types a path.
+
+    Raises
+    ------
+    DeepColorError
+        As :func:`read_annotated_folder` would for the layout itself.
+    """
+    return detect_layout(path, labels).description
+
+
+def _check_overlap(overlap: str) -> None:
+    if overlap not in OVERLAP_RULES:
+        options = "; ".join(f"{key!r}: {text}" for key, text in OVERLAP_RULES.items())
+        raise DeepColorError(f"unknown overlap rule {overlap!r}; choose one of {options}.")
+
+
+def _per_item(value, count: int, what: str) -> list:
+    if value is None:
+        return [None] * count
+    if isinstance(value, (list, tuple)):
+        if len(value) != count:
+            raise DeepColorError(f"got {len(value)} {what} for {count} image(s); pass one per image.")
+        return list(value)
+    if count != 1:
+        raise DeepColorError(f"pass a list of {count} {what}, one per image.")
+    return [value]
+
+
+def _read_pair(pair: AnnotatedPair, **options) -> list[AnnotatedImage]:
+    image = read_image(pair.image)
+    ignore = None
+    if pair.object_masks:
+        labels, ignore = combine_object_masks(read_object_masks(pair.object_masks), overlap=options["overlap"])
+        label_name = f"{len(pair.object_masks)} object masks"
+    else:
+        labels = read_labels(pair.labels)
+        label_name = pair.labels.name
+    return _samples_from_pair(image, labels, ignore, pair.name, image_name=pair.image.name,
+                              label_name=label_name, **options)
+
+
+def _samples_from_pair(image, labels, ignore, name, *, overlap, percentiles, skip_empty_planes,
+                       image_name=None, label_name=None) -> list[AnnotatedImage]:
+    image_name = image_name or f"{name} (image)"
+    label_name = label_name or f"{name} (labels)"
+    labels = as_label_image(labels, what=label_name)
+    while labels.ndim > 2 and labels.shape[0] == 1 and image.ndim != labels.ndim + 1:
+        labels = labels[0]  # a (1, H, W) file is one 2D label image
+    if ignore is not None:
+        ignore = np.asarray(ignore, dtype=bool)
+    if labels.ndim == 2:
+        planes = [(image, labels, ignore, name)]
+    elif labels.ndim == 3:
+        planes = _split_3d(image, labels, ignore, name, overlap, image_name, label_name)
+    else:
+        raise DeepColorError(
+            f"{label_name}: labels must be (H, W), a (Z, H, W) stack or (K, H, W) object masks; "
+            f"got shape {labels.shape}."
+        )
+    stack = len(planes) > 1
+    samples = []
+    for plane_image, plane_labels, plane_ignore, plane_name in planes:
+        if stack and skip_empty_planes and not plane_labels.any() and (
+            plane_ignore is None or not plane_ignore.any()
+        ):
+            logger.info("%s: no annotation, skipped", plane_name)
+            continue
+        samples.append(_sample(plane_image, plane_labels, plane_ignore, plane_name,
+                               percentiles, image_name, label_name))
+    return samples
+
+
+def _split_3d(image, labels, ignore, name, overlap, image_name, label_name) -> list[tuple]:
+    depth, spatial = labels.shape[0], labels.shape[1:]
+    if image.shape[:3] == labels.shape:  # (Z, H, W) or (Z, H, W, C)
+        plane_images = list(image)
+    elif image.ndim == 4 and image.shape[0] == depth and image.shape[2:] == spatial:  # (Z, C, H, W)
+        plane_images = list(image)
+    elif _fits_2d(image, spatial):  # one 2D image with one mask per object
+        values = np.unique(labels)
+        if values.size > 2:
+            raise DeepColorError(
+                f"{label_name}: labels of shape {labels.shape} do not match the image of shape "
+                f"{image.shape}. For a stack, pass one label plane per image plane; "
+                f"a (K, H, W) stack of object masks must be binary (it holds {values.size} values)."
+            )
+        merged, merged_ignore = combine_object_masks(labels, overlap=overlap)
+        return [(image, merged, _either(ignore, merged_ignore), name)]
+    else:
+        raise DeepColorError(
+            f"{name}: the labels in {label_name} (shape {labels.shape}) do not match the image in "
+            f"{image_name} (shape {image.shape}). A stack of Z planes needs labels of shape (Z, H, W)."
+        )
+    if ignore is not None and ignore.shape not in (labels.shape, spatial):
+        raise DeepColorError(
+            f"{name}: ignore mask has shape {ignore.shape}; expected {labels.shape} or {spatial}."
+        )
+    plane_ignore = [None if ignore is None else (ignore[z] if ignore.ndim == 3 else ignore)
+                    for z in range(depth)]
+    return [(plane_images[z], labels[z], plane_ignore[z], f"{name} [z={z}]") for z in range(depth)]
+
+
+def _fits_2d(image: np.ndarray, spatial: tuple) -> bool:
+    return image.shape == spatial or (image.ndim == 3 and spatial in (image.shape[:2], image.shape[1:]))
+
+
+def _either(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a | b
+
+
+def _sample(image, labels, ignore, name, percentiles, image_name, label_name) -> AnnotatedImage:
+    try:
+        image = as_channels_last(image, spatial_shape=labels.shape)
+    except DeepColorError as exc:
+        message = f"{name}: {image_name} has shape {image.shape} but {label_name} has shape {labels.shape}"
+        if image.shape[:2] == labels.shape[::-1] or image.shape[-2:] == labels.shape[::-1]:
+            message += "; the labels look transposed (rows and columns swapped): transpose them"
+        raise DeepColorError(message + ". Image and labels must cover the same pixels.") from exc
+    if ignore is not None and ignore.shape != labels.shape:
+        raise DeepColorError(
+            f"{name}: ignore mask has shape {ignore.shape} but {label_name} has shape {labels.shape}."
+        )
+    low, high = percentiles
+    return AnnotatedImage(normalize_percentile(image, low=low, high=high, channel_axis=-1),
+                          labels, ignore, name)
+
+
+def _check_dataset(samples: list[AnnotatedImage], *, where: str) -> None:
+    if not samples or not any(s.num_objects for s in samples):
+        raise DeepColorError(
+            f"no annotated objects found in {where}: every label image is empty (all 0). "
+            "Annotate at least one object (label ids > 0) before training."
+        )
+    by_channels: dict[int, list[str]] = {}
+    for sample in samples:
+        by_channels.setdefault(sample.num_channels, []).append(sample.name)
+    if len(by_channels) > 1:
+        groups = "; ".join(
+            f"{c} channel(s): {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
+            for c, names in sorted(by_channels.items())
+        )
+        raise DeepColorError(
+            f"images in {where} have different numbers of channels ({groups}). All images of one "
+            "dataset need the same channels: convert them (e.g. RGB to grey) or train on one group."
+        )

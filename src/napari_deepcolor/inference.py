@@ -1,0 +1,185 @@
+"""Running a model over images: tiling with bounded memory, stacks plane by plane, caching.
+
+The net's output is computed once per image (:func:`predict`) and kept in a
+:class:`Prediction`; every decode, from a slider or the CLI, goes through
+:meth:`Prediction.decode`, which reuses the method's cached decode stages.
+
+Tiling: windows of ``tile_size`` pixels overlap by ``2 * margin``; each window
+contributes only its centre (the margin is context the net needs, not output),
+so every output pixel comes from exactly one window and the result can be
+streamed into any array-like sink (NumPy, zarr) window by window. We looked
+at MONAI's ``sliding_window_inference``; it accumulates the whole output in
+one tensor and blends overlaps, which would rule out writing tiles straight
+to a zarr store for images larger than memory, so we keep this small tiler.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from .checkpoint import Model
+from .data.normalize import as_channels_last, normalize_percentile
+from .device import autocast, resolve_device
+from .errors import DeepColorError
+from .methods.base import Instances
+
+log = logging.getLogger(__name__)
+
+
+def prepare_image(model: Model, image: np.ndarray) -> np.ndarray:
+    """A 2D image (H, W[, C]) as the model's input: channels last, normalised, float32.
+
+    A colour image given to a grey model is averaged to grey, and a grey image
+    given to a colour model is repeated, each with a log message; any other
+    channel mismatch is an error.
+    """
+    image = as_channels_last(np.asarray(image))
+    wanted, got = model.net_config.in_channels, image.shape[-1]
+    if got != wanted:
+        if wanted == 1:
+            log.info("model expects one channel; averaging the %d channels of the image", got)
+            image = image.astype(np.float32).mean(axis=-1, keepdims=True)
+        elif got == 1:
+            log.info("model expects %d channels; repeating the grey image", wanted)
+            image = np.repeat(image, wanted, axis=-1)
+        else:
+            raise DeepColorError(f"the model was trained on images with {wanted} channels but this image "
+                                 f"has {got}; use a model trained on images like this one.")
+    norm = model.normalization or {}
+    return normalize_percentile(image, low=norm.get("low", 1.0), high=norm.get("high", 99.8))
+
+
+def tile_windows(shape: tuple[int, int], tile_size: int, margin: int) -> Iterator[tuple[slice, slice, slice, slice]]:
+    """Windows over a (H, W) image: ``(read_y, read_x, core_y, core_x)``.
+
+    ``read_*`` is the window the net sees (at most ``tile_size``), ``core_*``
+    the part of the image it writes (windows' cores tile the image exactly).
+    """
+    step = tile_size - 2 * margin
+    if step <= 0:
+        raise DeepColorError(f"tile size {tile_size} must exceed twice the margin {margin}.")
+
+    def spans(length: int):
+        for start in range(0, length, step):
+            stop = min(start + step, length)
+            yield slice(max(start - margin, 0), min(stop + margin, length)), slice(start, stop)
+
+    for read_y, core_y in spans(shape[0]):
+        for read_x, core_x in spans(shape[1]):
+            yield read_y, read_x, core_y, core_x
+
+
+def _pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    pad_h, pad_w = height - x.shape[-2], width - x.shape[-1]
+    mode = "reflect" if pad_h < x.shape[-2] and pad_w < x.shape[-1] else "replicate"
+    return torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode=mode) if pad_h or pad_w else x
+
+
+def _round_up(value: int, divisor: int) -> int:
+    return -(-value // divisor) * divisor
+
+
+@torch.inference_mode()
+def predict_output(model: Model, image: np.ndarray, *, device=None, tile_size: int = 512, margin: int = 64,
+                   out=None, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """The activated net output (C, H, W) float32 of one prepared 2D image (H, W, C).
+
+    Memory is bounded by one window: the net only ever sees ``tile_size``
+    pixels square. ``out`` may be any array-like (e.g. a zarr array) of shape
+    (C, H, W) to write into; ``progress(done, total)`` is called per window.
+    """
+    device = resolve_device(device) if device is None or isinstance(device, str) else device
+    net, method = model.net.to(device).eval(), model.method
+    divisor = model.net_config.divisor
+    height, width = image.shape[:2]
+    tile = _round_up(min(tile_size, max(height, width) + 2 * margin), divisor)
+    if out is None:
+        out = np.empty((model.net_config.out_channels, height, width), np.float32)
+    windows = list(tile_windows((height, width), tile, margin if max(height, width) > tile else 0))
+    x_all = torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0), dtype=np.float32))
+    for done, (read_y, read_x, core_y, core_x) in enumerate(windows, start=1):
+        x = x_all[:, read_y, read_x].unsqueeze(0).to(device)
+        h, w = x.shape[-2:]
+        x = _pad_to(x, _round_up(h, divisor), _round_up(w, divisor))
+        with autocast(device):
+            y = method.activate(net(x))[0, :, :h, :w].float()
+        cy, cx = core_y.start - read_y.start, core_x.start - read_x.start
+        out[:, core_y, core_x] = y[:, cy:cy + core_y.stop - core_y.start, cx:cx + core_x.stop - core_x.start].cpu().numpy()
+        if progress is not None:
+            progress(done, len(windows))
+    return out
+
+
+@dataclass
+class Prediction:
+    """The cached net output of one image (or stack) and cheap repeated decoding of it."""
+
+    model: Model
+    output: np.ndarray  # (C, H, W) or (Z, C, H, W)
+    _caches: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def is_stack(self) -> bool:
+        return self.output.ndim == 4
+
+    def decode(self, **parameters) -> Instances:
+        """Instances for these decode parameters (missing ones: the model's tuned defaults).
+
+        For a stack, planes are decoded separately and ids made unique across the stack.
+        """
+        params = self.model.decode_parameters(parameters)
+        method = self.model.method
+        if not self.is_stack:
+            return method.decode(self.output, cache=self._caches.setdefault(0, {}), **params)
+        planes = [method.decode(plane, cache=self._caches.setdefault(z, {}), **params)
+                  for z, plane in enumerate(self.output)]
+        return stack_instances(planes)
+
+    def preview(self):
+        method = self.model.method
+        if not self.is_stack:
+            return method.preview(self.output)
+        layers = [method.preview(plane) for plane in self.output]
+        return [type(first)(np.stack([plane[i].data for plane in layers]), first.name, first.layer_type, first.kwargs)
+                for i, first in enumerate(layers[0])]
+
+
+def stack_instances(planes: list[Instances]) -> Instances:
+    """Stack per-plane instances into one (Z, H, W) label image with ids unique across planes."""
+    from .data.io import smallest_label_dtype
+
+    total = sum(p.count for p in planes)
+    labels = np.zeros((len(planes),) + planes[0].labels.shape, smallest_label_dtype(total))
+    offset = 0
+    for z, plane in enumerate(planes):
+        labels[z] = np.where(plane.labels > 0, plane.labels.astype(np.int64) + offset, 0)
+        offset += plane.count
+    return Instances(labels, np.concatenate([p.scores for p in planes]) if planes else np.zeros(0, np.float32))
+
+
+def predict(model: Model, image: np.ndarray, *, stack: bool | None = None, device=None, tile_size: int = 512,
+            margin: int = 64, progress: Callable[[int, int], None] | None = None) -> Prediction:
+    """Run ``model`` on a 2D image (H, W), colour image (H, W, 3|4) or stack (Z, H, W[, C]).
+
+    ``stack=None`` guesses: 3 dimensions with a last axis of 3 or 4 is colour,
+    otherwise the first axis enumerates planes. Returns a :class:`Prediction`
+    whose :meth:`~Prediction.decode` gives instance labels.
+    """
+    image = np.asarray(image)
+    if image.ndim < 2 or image.ndim > 4 or min(image.shape[:2]) < 1:
+        raise DeepColorError(f"cannot segment an array of shape {image.shape}: expected (H, W), (H, W, C) "
+                             "or a stack (Z, H, W[, C]).")
+    if stack is None:
+        stack = image.ndim == 4 or (image.ndim == 3 and image.shape[-1] not in (3, 4))
+    planes = image if stack else image[None]
+    outputs = []
+    for z, plane in enumerate(planes):
+        report = None if progress is None else (lambda d, t, z=z: progress(z * t + d, len(planes) * t))
+        outputs.append(predict_output(model, prepare_image(model, plane), device=device, tile_size=tile_size,
+                                      margin=margin, progress=report))
+    return Prediction(model, np.stack(outputs) if stack else outputs[0])

@@ -1,0 +1,26 @@
+"""The registry of methods: one name, one module."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from ..errors import DeepColorError
+
+#: name -> "module:class"; adding a method means adding one module and one line here
+METHODS = {
+    "coloring": "napari_deepcolor.methods.coloring:ColoringMethod",
+    "boundary": "napari_deepcolor.methods.boundary:BoundaryMethod",
+}
+
+
+def method_names() -> list[str]:
+    return list(METHODS)
+
+
+def get_method(name: str):
+    """The method instance registered under ``name``; an unknown name lists the options."""
+    try:
+        module, cls = METHODS[name].split(":")
+    except KeyError:
+        raise DeepColorError(f"unknown method '{name}'; choose one of: {', '.join(METHODS)}.") from None
+    return getattr(import_module(module), cls)()

@@ -1,0 +1,168 @@
+"""What a method is: output channels, a loss, a decoder with declared parameters.
+
+A *method* turns one paper into three small things (see ARCHITECTURE.md):
+
+* ``out_channels(options)``: how many channels the net predicts;
+* ``prepare_targets(labels, ignore, options)`` (data pipeline, NumPy) and
+  ``loss(raw, targets, options)`` (torch, on the device): how the net is trained;
+* ``activate(raw)``: the network output that is cached (e.g. softmax), and
+  ``decode(output, cache=..., **decode_parameters)``: cached output to instance labels.
+
+Everything else (data, nets, training, tiling, CLI, widgets, batch) is shared.
+The decode parameters are declared once with :class:`DecodeParameter`; the CLI
+flags, napari sliders and the auto-tuner are generated from that declaration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from ..errors import DeepColorError
+
+
+@dataclass(frozen=True)
+class DecodeParameter:
+    """One tunable of a decoder: becomes a CLI flag, a slider and a tuning axis."""
+
+    name: str
+    default: float
+    minimum: float
+    maximum: float
+    step: float
+    help: str
+    integer: bool = False
+    #: values the auto-tuner tries (defaults to a spread over the range)
+    tune_values: tuple[float, ...] = ()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def validate(self, value) -> float | int:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise DeepColorError(f"{self.name} must be a number (got {value!r}).") from None
+        if not self.minimum <= value <= self.maximum:
+            raise DeepColorError(
+                f"{self.name}={value:g} is outside its range [{self.minimum:g}, {self.maximum:g}]: {self.help}"
+            )
+        return int(round(value)) if self.integer else value
+
+    def candidates(self) -> tuple[float, ...]:
+        if self.tune_values:
+            return self.tune_values
+        values = np.linspace(self.minimum, self.maximum, 9)
+        return tuple(sorted({self.validate(v) for v in values}))
+
+
+@dataclass(frozen=True)
+class Instances:
+    """Decoded instances: a label image (0 = background, 1..N) and one score per instance."""
+
+    labels: np.ndarray
+    scores: np.ndarray  # (N,), scores[i - 1] belongs to label i
+
+    @property
+    def count(self) -> int:
+        return int(self.scores.shape[0])
+
+
+@dataclass(frozen=True)
+class PreviewLayer:
+    """A napari-agnostic description of a layer showing what the net sees."""
+
+    data: np.ndarray
+    name: str
+    layer_type: str  # "image" | "vectors" | "labels"
+    kwargs: dict = field(default_factory=dict)
+
+
+class Method:
+    """Base class of the methods; subclasses set the class attributes and override the hooks."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    paper: ClassVar[str]
+    #: training hyper-parameters: a frozen dataclass type with defaults
+    Options: ClassVar[type]
+    decode_parameters: ClassVar[tuple[DecodeParameter, ...]]
+
+    # -- training ---------------------------------------------------------
+    def options(self, values: dict | None = None):
+        """Validated training options; unknown keys are refused with the list of known ones."""
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(self.Options)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise DeepColorError(
+                f"unknown option(s) {', '.join(unknown)} for method '{self.name}'; "
+                f"known: {', '.join(sorted(known))}."
+            )
+        return self.Options(**values)
+
+    def out_channels(self, options) -> int:
+        raise NotImplementedError
+
+    def prepare_targets(self, labels: np.ndarray, ignore: np.ndarray, options) -> dict[str, np.ndarray]:
+        """Per-patch training targets, computed in the data pipeline (NumPy)."""
+        return {"labels": labels.astype(np.int64), "ignore": ignore}
+
+    def collate(self, targets: list[dict[str, np.ndarray]]):
+        """Stack per-patch targets into one batch of tensors (override for ragged targets)."""
+        import torch
+
+        return {k: torch.from_numpy(np.stack([t[k] for t in targets])) for k in targets[0]}
+
+    def loss(self, raw, targets, options):
+        raise NotImplementedError
+
+    # -- inference --------------------------------------------------------
+    def activate(self, raw):
+        """Map raw logits (B, C, H, W) to the output that is cached and decoded."""
+        return raw
+
+    def decode(self, output: np.ndarray, *, cache: dict | None = None, **parameters) -> Instances:
+        raise NotImplementedError
+
+    def preview(self, output: np.ndarray) -> list[PreviewLayer]:
+        return []
+
+    # -- helpers shared by all methods ------------------------------------
+    def decode_defaults(self) -> dict[str, float]:
+        return {p.name: p.default for p in self.decode_parameters}
+
+    def resolve_decode_parameters(self, parameters: dict | None, defaults: dict | None = None) -> dict:
+        """Defaults (declared, then e.g. tuned ones from a checkpoint) overridden by ``parameters``."""
+        by_name = {p.name: p for p in self.decode_parameters}
+        merged = {**self.decode_defaults(), **(defaults or {})}
+        for key, value in (parameters or {}).items():
+            if value is None:
+                continue
+            if key not in by_name:
+                raise DeepColorError(
+                    f"'{key}' is not a decode parameter of method '{self.name}'; "
+                    f"it has: {', '.join(by_name) or 'none'}."
+                )
+            merged[key] = value
+        return {k: by_name[k].validate(v) for k, v in merged.items() if k in by_name}
+
+
+def memo(cache: dict | None, stage: str, key: tuple, compute: Callable[[], Any]) -> Any:
+    """Return ``compute()``, reusing the last result of ``stage`` when ``key`` is unchanged.
+
+    This is what makes slider decoding cheap: each decode stage remembers its
+    last inputs, so moving one slider recomputes only the stages after it.
+    """
+    if cache is None:
+        return compute()
+    hit = cache.get(stage)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    value = compute()
+    cache[stage] = (key, value)
+    return value

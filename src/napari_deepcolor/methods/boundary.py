@@ -1,0 +1,105 @@
+"""The 3-class U-Net baseline of the deep coloring paper (sec. 4.2).
+
+Background / interior / boundary with the boundary class up-weighted (as
+Ronneberger et al. suggest); instances are connected components of the
+interior, grown back over the predicted foreground (the boundary ring).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from skimage.measure import label as connected_label
+from skimage.segmentation import expand_labels, find_boundaries
+
+from .base import DecodeParameter, Instances, Method, PreviewLayer, memo
+from .components import relabel_by_lookup
+
+BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class BoundaryOptions:
+    """Training options of the 3-class baseline.
+
+    Attributes
+    ----------
+    boundary_weight : float
+        Weight of the boundary class in the cross-entropy (paper: tuned on validation).
+    """
+
+    boundary_weight: float = 5.0
+
+    def __post_init__(self):
+        from ..errors import DeepColorError
+
+        if not 0 < self.boundary_weight <= 100:
+            raise DeepColorError(f"boundary_weight must be in (0, 100] (got {self.boundary_weight}).")
+
+
+def three_class_target(labels: np.ndarray) -> np.ndarray:
+    """0 background, 1 interior, 2 boundary (object pixels touching another id or background)."""
+    target = np.where(labels > 0, INTERIOR, BACKGROUND).astype(np.int64)
+    target[find_boundaries(labels, mode="inner") & (labels > 0)] = BOUNDARY
+    return target
+
+
+class BoundaryMethod(Method):
+    name = "boundary"
+    title = "3-class U-Net (baseline)"
+    paper = "Ronneberger et al. 2015 as the baseline of Kulikov et al. 2018, sec. 4.2"
+    Options = BoundaryOptions
+    decode_parameters = (
+        DecodeParameter("size_threshold", 20, 0, 5000, 1, integer=True,
+                        help="instances smaller than this many pixels become background",
+                        tune_values=(0, 5, 10, 20, 40, 80, 150, 300, 600)),
+        DecodeParameter("interior_threshold", 0.5, 0.05, 0.95, 0.05,
+                        help="interior probability above which a pixel seeds an instance",
+                        tune_values=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
+    )
+
+    def out_channels(self, options) -> int:
+        return 3
+
+    def prepare_targets(self, labels, ignore, options):
+        return {"target": three_class_target(labels), "ignore": ignore}
+
+    def loss(self, raw, targets, options):
+        import torch
+        import torch.nn.functional as F
+
+        weight = torch.tensor([1.0, 1.0, options.boundary_weight], device=raw.device)
+        target = targets["target"].masked_fill(targets["ignore"], -100)
+        return F.cross_entropy(raw.float(), target, weight=weight, ignore_index=-100)
+
+    def activate(self, raw):
+        return raw.float().softmax(dim=1)
+
+    def decode(self, output, *, cache=None, size_threshold=None, interior_threshold=None) -> Instances:
+        """Components of ``p_interior > interior_threshold``, grown over the foreground
+        (``p_background < 0.5``) by a few pixels, then the size threshold."""
+        params = self.resolve_decode_parameters(
+            {"size_threshold": size_threshold, "interior_threshold": interior_threshold})
+
+        def grow():
+            seeds = connected_label(output[INTERIOR] > params["interior_threshold"], connectivity=1)
+            grown = expand_labels(seeds, distance=3)
+            grown[output[BACKGROUND] >= 0.5] = 0
+            sizes = np.bincount(grown.ravel()).astype(np.float64)
+            scores = np.bincount(grown.ravel(), weights=1.0 - output[BACKGROUND].ravel(), minlength=sizes.size)
+            return grown, sizes, scores
+
+        grown, sizes, scores = memo(cache, "grow", (params["interior_threshold"],), grow)
+        keep = sizes >= max(params["size_threshold"], 1)
+        keep[0] = False
+        labels, lookup = relabel_by_lookup(grown, keep)
+        kept = np.flatnonzero(lookup)
+        order = np.argsort(lookup[kept])
+        return Instances(labels, (scores[kept] / sizes[kept])[order].astype(np.float32))
+
+    def preview(self, output):
+        return [PreviewLayer(output[INTERIOR], "interior", "image", {"colormap": "green", "blending": "additive",
+                                                                     "contrast_limits": (0.0, 1.0)}),
+                PreviewLayer(output[BOUNDARY], "boundary", "image", {"colormap": "magenta", "blending": "additive",
+                                                                     "contrast_limits": (0.0, 1.0)})]

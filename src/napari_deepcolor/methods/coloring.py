@@ -1,0 +1,301 @@
+"""Deep coloring (Kulikov, Yurchenko and Lempitsky, 2018).
+
+The net predicts C colours with a softmax; colour 0 is background. During
+training every object takes the colour that suits it best while its halo
+avoids that colour (eqs. 1-2); the loss is the log-loss on those colours
+(eq. 3). At test time: argmax, connected components of equal colour, a size
+threshold tau and an optional same-colour merge radius rho.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.measure import label as connected_label
+
+from .base import DecodeParameter, Instances, Method, PreviewLayer, memo
+from .components import merge_close_components, relabel_by_lookup
+
+# colours that a preview shows one per channel (background first)
+PREVIEW_COLORMAPS = ("gray", "red", "green", "blue", "yellow", "magenta", "cyan", "orange", "bop purple",
+                     "bop blue", "bop orange")
+
+
+@dataclass(frozen=True)
+class ColoringOptions:
+    """Training options of deep coloring.
+
+    Attributes
+    ----------
+    n_colors : int
+        C, the number of output colours including background (paper: 9). Too
+        few merges neighbours; too many is harmless (the net leaves some unused).
+    halo_margin : int
+        m, the halo width in pixels (eq. 1). The paper used 21 px for CVPPP
+        leaves, about their mean diameter after downscaling. Rule of thumb:
+        about one object diameter, at least the widest gap between objects
+        that must be told apart; scale it with the objects (e.g. 8-12 px for
+        nuclei of 20 px, 5-8 px for bacteria 8 px wide).
+    halo_weight : float
+        mu, weight of the halo term in the colour choice (eq. 2); paper: 7.
+    """
+
+    n_colors: int = 9
+    halo_margin: int = 21
+    halo_weight: float = 7.0
+
+    def __post_init__(self):
+        from ..errors import DeepColorError
+
+        if not 3 <= self.n_colors <= 64:
+            raise DeepColorError(f"n_colors must be in [3, 64] (got {self.n_colors}); the paper uses 9.")
+        if not 1 <= self.halo_margin <= 256:
+            raise DeepColorError(f"halo_margin must be in [1, 256] px (got {self.halo_margin}).")
+        if not 0 <= self.halo_weight <= 100:
+            raise DeepColorError(f"halo_weight must be in [0, 100] (got {self.halo_weight}).")
+
+
+def object_halos(labels: np.ndarray, margin: int, *, ignore: np.ndarray | None = None):
+    """Halo pixels of every object, eq. (1): ``dilate(M_k, m) \\ M_k``.
+
+    The dilation is by a Euclidean disk of radius ``margin``. Pixels in
+    ``ignore`` are left out.
+
+    Parameters
+    ----------
+    labels : (H, W) int array, objects 1..K, 0 = background.
+    margin : int, m in pixels.
+
+    Returns
+    -------
+    pixels, objects : (N,) int64 arrays
+        Flat pixel index into ``labels`` and the object id (1..K) it is halo of;
+        a pixel can be in the halos of several objects.
+    """
+    height, width = labels.shape
+    pixels, objects = [], []
+    for k, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:
+            continue
+        y0, x0 = max(box[0].start - margin, 0), max(box[1].start - margin, 0)
+        y1, x1 = min(box[0].stop + margin, height), min(box[1].stop + margin, width)
+        inside = labels[y0:y1, x0:x1] == k
+        halo = ndi.distance_transform_edt(~inside) <= margin
+        halo &= ~inside
+        if ignore is not None:
+            halo &= ~ignore[y0:y1, x0:x1]
+        ys, xs = np.nonzero(halo)
+        pixels.append((ys + y0) * width + (xs + x0))
+        objects.append(np.full(ys.size, k))
+    if not pixels:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(pixels).astype(np.int64), np.concatenate(objects).astype(np.int64)
+
+
+def choose_colors(object_log_p, halo_log_not_p, halo_weight: float):
+    """Eq. (2): per object, the colour c >= 1 maximising
+    ``mean_{M_k} log y[c] + mu * mean_{halo_k} log(1 - y[c])``.
+
+    Parameters
+    ----------
+    object_log_p, halo_log_not_p : (K, C) tensors of the two per-object means.
+
+    Returns
+    -------
+    (K,) long tensor of colours in 1..C-1.
+    """
+    score = object_log_p[:, 1:] + halo_weight * halo_log_not_p[:, 1:]
+    return score.argmax(dim=1) + 1
+
+
+def _flatten_batch(raw, labels, ignore):
+    """Per-pixel log-probabilities (B*H*W, C), batch-global object ids (0 = none) and helpers."""
+    import torch
+    import torch.nn.functional as F
+
+    batch, n_colors = raw.shape[:2]
+    log_p = F.log_softmax(raw.float(), dim=1).permute(0, 2, 3, 1).reshape(-1, n_colors)
+    flat_labels = labels.reshape(-1)
+    per_image = labels.reshape(batch, -1).amax(dim=1)
+    offsets = torch.cumsum(per_image, 0) - per_image  # global id = label + offset of its image
+    image_of_pixel = torch.arange(batch, device=raw.device).repeat_interleave(labels[0].numel())
+    global_id = torch.where(flat_labels > 0, flat_labels + offsets[image_of_pixel], 0)
+    global_id = global_id.masked_fill(ignore.reshape(-1), -1)  # -1: ignored pixel
+    return log_p, global_id, image_of_pixel, int(per_image.sum())
+
+
+def _object_means(values, ids, n_objects):
+    """Mean of ``values`` rows (N, C) per object id in 0..n_objects-1: (n_objects, C)."""
+    import torch
+
+    sums = torch.zeros(n_objects, values.shape[1], device=values.device, dtype=values.dtype).index_add_(0, ids, values)
+    counts = torch.bincount(ids, minlength=n_objects).clamp(min=1).unsqueeze(1)
+    return sums / counts
+
+
+def assign_colors(raw, labels, ignore, halo_pixels, halo_objects, *, halo_weight: float):
+    """The colour c_k of every object of a batch, eq. (2), and the per-object mean log y.
+
+    Parameters are as for :func:`coloring_loss`. Returns ``(colors, object_log_p)``:
+    (K,) colours in 1..C-1 (K = objects of the whole batch) and the (K, C)
+    means of log y over each object, the latter differentiable.
+    """
+    log_p, global_id, _, n_objects = _flatten_batch(raw, labels, ignore)
+    return _assign(log_p, global_id, halo_pixels, halo_objects, n_objects, halo_weight)
+
+
+def _assign(log_p, global_id, halo_pixels, halo_objects, n_objects: int, halo_weight: float):
+    import torch
+
+    inside = global_id > 0
+    object_log_p = _object_means(log_p[inside], global_id[inside] - 1, n_objects)
+    with torch.no_grad():
+        log_not_p = torch.log1p(-log_p[halo_pixels].exp().clamp(max=1 - 1e-6))
+        halo_log_not_p = _object_means(log_not_p, halo_objects - 1, n_objects)
+        colors = choose_colors(object_log_p.detach(), halo_log_not_p, halo_weight)
+    return colors, object_log_p
+
+
+def coloring_loss(raw, labels, ignore, halo_pixels, halo_objects, *, halo_weight: float):
+    """The dynamic colouring loss, eqs. (2)-(3), for a whole batch at once.
+
+    Parameters
+    ----------
+    raw : (B, C, H, W) logits.
+    labels : (B, H, W) long; objects numbered 1..K_b in each patch, 0 background.
+    ignore : (B, H, W) bool; excluded from every term.
+    halo_pixels, halo_objects : (N,) long; flat index into the batch's B*H*W
+        pixels and the batch-global object id (label + number of objects in the
+        patches before it) whose halo the pixel is in. Built by
+        :meth:`ColoringMethod.collate` from :func:`object_halos`.
+
+    Notes
+    -----
+    Per image, L = sum_k mean_{p in M_k} -log y[c_k, p] + mean_{p in bg} -log y[0, p],
+    averaged over the batch. Eq. (3) sums the background term; like the
+    authors' code we average it over the background pixels so that its weight
+    does not grow with the patch size. The colour choice c_k (eq. 2) is not
+    differentiated, as in the paper. All objects of the batch are handled by
+    scatter-adds, with no Python loop over objects.
+    """
+    batch = raw.shape[0]
+    log_p, global_id, image_of_pixel, n_objects = _flatten_batch(raw, labels, ignore)
+    background = global_id == 0
+    bg_mean = _object_means(-log_p[background, :1], image_of_pixel[background], batch)
+    loss = bg_mean.sum()
+    if n_objects:
+        colors, object_log_p = _assign(log_p, global_id, halo_pixels, halo_objects, n_objects, halo_weight)
+        loss = loss - object_log_p.gather(1, colors.unsqueeze(1)).sum()
+    return loss / batch
+
+
+class ColoringMethod(Method):
+    name = "coloring"
+    title = "Deep coloring"
+    paper = "Kulikov, Yurchenko and Lempitsky: Instance Segmentation by Deep Coloring (2018)"
+    Options = ColoringOptions
+    decode_parameters = (
+        DecodeParameter("size_threshold", 20, 0, 5000, 1, integer=True,
+                        help="tau: components smaller than this many pixels become background",
+                        tune_values=(0, 5, 10, 20, 40, 80, 150, 300, 600)),
+        DecodeParameter("merge_radius", 0, 0, 100, 1,
+                        help="rho: merge same-colour pieces at most this many pixels apart (0 = off); "
+                             "for objects split by occlusion",
+                        tune_values=(0, 2, 4, 8, 16)),
+    )
+
+    def out_channels(self, options) -> int:
+        return options.n_colors
+
+    def prepare_targets(self, labels, ignore, options):
+        pixels, objects = object_halos(labels, options.halo_margin, ignore=ignore)
+        return {"labels": labels.astype(np.int64), "ignore": ignore, "halo_pixels": pixels,
+                "halo_objects": objects}
+
+    def collate(self, targets):
+        import torch
+
+        labels = np.stack([t["labels"] for t in targets])
+        n_pixels = labels[0].size
+        object_offset = np.cumsum([0] + [int(t["labels"].max(initial=0)) for t in targets[:-1]])
+        pixels = np.concatenate([t["halo_pixels"] + i * n_pixels for i, t in enumerate(targets)])
+        objects = np.concatenate([t["halo_objects"] + object_offset[i] for i, t in enumerate(targets)])
+        return {"labels": torch.from_numpy(labels), "ignore": torch.from_numpy(np.stack([t["ignore"] for t in targets])),
+                "halo_pixels": torch.from_numpy(pixels.astype(np.int64)),
+                "halo_objects": torch.from_numpy(objects.astype(np.int64))}
+
+    def loss(self, raw, targets, options):
+        return coloring_loss(raw, targets["labels"], targets["ignore"], targets["halo_pixels"],
+                             targets["halo_objects"], halo_weight=options.halo_weight)
+
+    def activate(self, raw):
+        return raw.float().softmax(dim=1)
+
+    def decode(self, output, *, cache=None, size_threshold=None, merge_radius=None) -> Instances:
+        """Colour probabilities (C, H, W) to instances.
+
+        Stages, each remembered in ``cache`` so a slider re-runs only what follows it:
+        argmax + connected components of equal colour (no parameter) ->
+        merge same-colour components whose gap is <= ``merge_radius`` (rho) ->
+        drop instances under ``size_threshold`` (tau) pixels and relabel 1..N.
+
+        Notes
+        -----
+        The paper merges components "if the Hausdorff distance ... is less than
+        rho" to rejoin an object split by an occluder. The Hausdorff distance
+        grows with the size of the parts, so two halves of a long worm would
+        never merge; what the occlusion case needs is the *gap* between the
+        parts, the smallest pixel-to-pixel distance, so that is what we use.
+        Merging comes before the size threshold so that the pieces of an
+        occluded object count towards its size together. Scores are the mean
+        probability of the instance's colour (the paper's AP score).
+        """
+        params = self.resolve_decode_parameters({"size_threshold": size_threshold, "merge_radius": merge_radius})
+        components, colors, sizes, prob_sums = memo(cache, "components", (), lambda: _color_components(output))
+        group = memo(cache, "merge", (params["merge_radius"],),
+                     lambda: merge_close_components(components, colors, params["merge_radius"]))
+        group_sizes = np.bincount(group, weights=sizes)
+        keep = group_sizes[group] >= max(params["size_threshold"], 1)
+        keep[0] = False
+        labels, lookup = relabel_by_lookup(components, keep, group)
+        n = int(lookup.max(initial=0))
+        score_sum = np.bincount(lookup, weights=prob_sums, minlength=n + 1)[1:]
+        size_sum = np.bincount(lookup, weights=sizes, minlength=n + 1)[1:]
+        return Instances(labels, (score_sum / np.maximum(size_sum, 1)).astype(np.float32))
+
+    def preview(self, output):
+        return [PreviewLayer(output[c], f"colour {c}" if c else "background", "image",
+                             {"colormap": PREVIEW_COLORMAPS[c % len(PREVIEW_COLORMAPS)], "blending": "additive",
+                              "contrast_limits": (0.0, 1.0), "visible": c > 0})
+                for c in range(output.shape[0])]
+
+
+def argmax_channels(output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(argmax, max)`` over the first axis of (C, H, W), one channel plane at a time.
+
+    Equivalent to ``np.argmax(output, axis=0)`` (first maximum wins) but reads
+    each channel contiguously, which is about four times faster on (C, H, W).
+    """
+    best = output[0].copy()
+    index = np.zeros(best.shape, np.uint8)
+    for c in range(1, output.shape[0]):
+        better = output[c] > best
+        index[better] = c
+        np.maximum(best, output[c], out=best)
+    return index, best
+
+
+def _color_components(output: np.ndarray):
+    """Argmax colour map and its connected components of equal colour (4-connected)."""
+    color, peak = argmax_channels(output)
+    components = connected_label(color, background=0, connectivity=1)
+    n = int(components.max(initial=0))
+    flat = components.ravel()
+    sizes = np.bincount(flat, minlength=n + 1).astype(np.float64)
+    prob_sums = np.bincount(flat, weights=peak.ravel(), minlength=n + 1)
+    # every pixel of a component has its colour, so the mean colour is the colour
+    component_color = np.rint(np.bincount(flat, weights=color.ravel(), minlength=n + 1)
+                              / np.maximum(sizes, 1)).astype(np.int64)
+    return components, component_color, sizes, prob_sums

@@ -1,0 +1,300 @@
+"""The training loop: a plain generator of typed events with a cooperative stop.
+
+The CLI prints the events, the napari widget plots them; neither knows how
+training works. ``Training(config, data).run()`` yields :class:`Started`,
+then :class:`Step` every iteration, :class:`Validated` now and then,
+:class:`CheckpointSaved` periodically, and :class:`Finished` at the end
+(also after :meth:`Training.stop`, which keeps a usable model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .checkpoint import (Model, load_model, load_training_state, new_model, save_model, save_training_state,
+                         state_path)
+from .data.augment import Augmentation
+from .data.sample import AnnotatedImage
+from .data.sampling import PatchSampler, split_train_validation
+from .device import autocast, resolve_device
+from .errors import DeepColorError
+from .methods import get_method, method_names
+from .nets import NetConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that defines a training run; shared by the CLI, the widget and the saved model."""
+
+    method: str = "coloring"
+    method_options: dict = field(default_factory=dict)
+    net: dict = field(default_factory=dict)  # depth, width, norm (see nets.NetConfig)
+    patch_size: int = 256
+    batch_size: int = 8
+    learning_rate: float = 1e-3  # Adam, as in the paper
+    iterations: int | None = None
+    minutes: float | None = None
+    validation_fraction: float = 0.15
+    validate_every: int = 100
+    checkpoint_minutes: float = 5.0
+    seed: int = 0
+    device: str = "auto"
+    augment: bool = True
+    tune_decode: bool = True
+    workers: int | None = None  # data-loading processes; None: 0 on CPU, 4 on GPU
+
+    def __post_init__(self):
+        if self.method not in method_names():
+            raise DeepColorError(f"unknown method '{self.method}'; choose one of: {', '.join(method_names())}.")
+        if (self.iterations is None) == (self.minutes is None):
+            raise DeepColorError("give exactly one training budget: iterations (e.g. 2000) or minutes (e.g. 15).")
+        if self.iterations is not None and self.iterations < 1:
+            raise DeepColorError(f"iterations must be at least 1 (got {self.iterations}).")
+        if self.minutes is not None and self.minutes <= 0:
+            raise DeepColorError(f"minutes must be positive (got {self.minutes}).")
+        if self.patch_size < 32 or self.patch_size > 2048:
+            raise DeepColorError(f"patch_size must be in [32, 2048] (got {self.patch_size}).")
+        if not 1 <= self.batch_size <= 512:
+            raise DeepColorError(f"batch_size must be in [1, 512] (got {self.batch_size}).")
+        if not 0 < self.learning_rate < 1:
+            raise DeepColorError(f"learning_rate must be in (0, 1) (got {self.learning_rate}).")
+        if not 0 <= self.validation_fraction < 1:
+            raise DeepColorError(f"validation_fraction must be in [0, 1) (got {self.validation_fraction}).")
+        get_method(self.method).options(self.method_options)  # unknown keys, ranges
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Started:
+    total_iterations: int | None
+    total_seconds: float | None
+    device: str
+    n_train: int
+    n_validation: int
+    start_iteration: int
+
+
+@dataclass(frozen=True)
+class Step:
+    iteration: int
+    loss: float
+    patches_per_second: float
+    elapsed_seconds: float
+    eta_seconds: float
+    fraction_done: float
+
+
+@dataclass(frozen=True)
+class Validated:
+    iteration: int
+    scores: dict
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    iteration: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class Finished:
+    iteration: int
+    reason: str  # "done" or "stopped"
+    path: Path | None
+    decode_parameters: dict
+    scores: dict
+    model: Model = field(repr=False)
+
+
+class _PatchBatches(torch.utils.data.IterableDataset):
+    """Endless batches of (image, targets): sampling, augmentation and target preparation."""
+
+    def __init__(self, samples, method, options, config: TrainingConfig, seed: int):
+        self.samples, self.method, self.options, self.config, self.seed = samples, method, options, config, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        seed = self.seed + (info.id * 7919 if info else 0)
+        sampler = PatchSampler(self.samples, patch_size=self.config.patch_size, seed=seed,
+                               augmentation=Augmentation() if self.config.augment else None)
+        patches = iter(sampler)
+        while True:
+            batch = [next(patches) for _ in range(self.config.batch_size)]
+            images = torch.from_numpy(np.stack([p.image for p in batch]))
+            targets = self.method.collate([self.method.prepare_targets(p.labels, p.ignore, self.options)
+                                           for p in batch])
+            yield images, targets
+
+
+def _to_device(targets, device):
+    return {k: v.to(device, non_blocking=True) for k, v in targets.items()}
+
+
+class Training:
+    """One training run. Iterate :meth:`run` for events; call :meth:`stop` from any thread."""
+
+    def __init__(self, config: TrainingConfig, data: Sequence[AnnotatedImage], *, output=None,
+                 validation: Sequence[AnnotatedImage] | None = None, init_from=None, resume: bool = False):
+        if not data:
+            raise DeepColorError("no training images: give at least one annotated image.")
+        self.config, self.output = config, None if output is None else Path(output)
+        if resume and (self.output is None or not self.output.is_file()):
+            raise DeepColorError(f"cannot resume: no model at {self.output} yet; start without --resume.")
+        if validation is None:
+            data, validation = split_train_validation(list(data), validation_fraction=config.validation_fraction,
+                                                      seed=config.seed) if config.validation_fraction > 0 \
+                else (list(data), [])
+        self.train_data, self.validation = list(data), list(validation)
+        self.init_from, self.resume = init_from, resume
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the loop to finish after the current step; it saves a usable model."""
+        self._stop.set()
+
+    # -- the loop ------------------------------------------------------------
+    def run(self) -> Iterator:
+        config = self.config
+        device = resolve_device(config.device)
+        method = get_method(config.method)
+        model = self._initial_model(device)
+        options = model.method_options
+        optimizer = torch.optim.Adam(model.net.parameters(), lr=config.learning_rate)
+        start, elapsed_before = 0, 0.0
+        if self.resume:
+            progress = load_training_state(self.output, optimizer)
+            start, elapsed_before = progress["iteration"], progress["elapsed_seconds"]
+        if device.type == "cuda":
+            model.net.to(memory_format=torch.channels_last)
+        workers = config.workers if config.workers is not None else (4 if device.type == "cuda" else 0)
+        loader = torch.utils.data.DataLoader(
+            _PatchBatches(self.train_data, method, options, config, seed=config.seed + start),
+            batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
+            persistent_workers=workers > 0)
+        batches = iter(loader)
+        yield Started(config.iterations, None if config.minutes is None else config.minutes * 60, str(device),
+                      len(self.train_data), len(self.validation), start)
+
+        t0, last_checkpoint, iteration, losses = time.perf_counter(), time.perf_counter(), start, []
+        reason = "done"
+        scores: dict = {}
+        while not self._done(iteration, elapsed_before + time.perf_counter() - t0):
+            if self._stop.is_set():
+                reason = "stopped"
+                break
+            model.net.train()
+            images, targets = next(batches)
+            images = images.to(device, non_blocking=True)
+            if device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast(device):
+                raw = model.net(images)
+            loss = method.loss(raw, _to_device(targets, device), options)
+            if not torch.isfinite(loss):
+                raise DeepColorError("training diverged (the loss became NaN or infinite); lower the learning "
+                                     "rate, or check the images for NaNs.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            iteration += 1
+            losses.append(float(loss))
+            elapsed = elapsed_before + time.perf_counter() - t0
+            done = self._fraction(iteration, elapsed)
+            rate = (iteration - start) * config.batch_size / max(time.perf_counter() - t0, 1e-9)
+            eta = elapsed * (1 - done) / max(done, 1e-9) if done > 0 else math.inf
+            yield Step(iteration, losses[-1], rate, elapsed, eta, done)
+
+            if self.validation and iteration % config.validate_every == 0:
+                scores = self._validate(model, device)
+                yield Validated(iteration, scores)
+            if self.output is not None and time.perf_counter() - last_checkpoint > config.checkpoint_minutes * 60:
+                self._save(model, optimizer, iteration, elapsed)
+                last_checkpoint = time.perf_counter()
+                yield CheckpointSaved(iteration, self.output)
+
+        elapsed = elapsed_before + time.perf_counter() - t0
+        decode = dict(model.decode_defaults)
+        if self.validation and config.tune_decode and iteration > start:
+            from .tuning import tune_decode_parameters
+
+            decode, best = tune_decode_parameters(model, self.validation, device=device)
+            model.decode_defaults = decode
+            scores = {**self._validate(model, device), "tuned_ap": best}
+            yield Validated(iteration, scores)
+        model.provenance = {**model.provenance, "iterations": iteration, "train_seconds": round(elapsed, 1),
+                            "training": config.to_dict(), "n_train_images": len(self.train_data),
+                            "n_validation_images": len(self.validation), "validation_scores": scores,
+                            "torch": torch.__version__}
+        if self.output is not None:
+            self._save(model, optimizer, iteration, elapsed)
+        yield Finished(iteration, reason, self.output, model.decode_parameters(), scores, model)
+
+    # -- helpers -------------------------------------------------------------
+    def _initial_model(self, device) -> Model:
+        config = self.config
+        channels = self.train_data[0].image.shape[-1]
+        source = self.output if self.resume else self.init_from
+        if source is None:
+            net = {"width": NetConfig.default_width(str(device)), **config.net}
+            with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
+                torch.manual_seed(config.seed)
+                model = new_model(config.method, config.method_options, net, channels)
+        else:
+            model = load_model(source, device="cpu")
+            if model.method_name != config.method:
+                raise DeepColorError(f"{source} is a '{model.method_name}' model; it cannot continue training "
+                                     f"as '{config.method}'. Choose --method {model.method_name}.")
+            if model.net_config.in_channels != channels:
+                raise DeepColorError(f"{source} expects {model.net_config.in_channels}-channel images but the "
+                                     f"training images have {channels}.")
+            if not self.resume:
+                model.provenance = {**model.provenance, "fine_tuned_from": str(source)}
+        model.net.to(device)
+        return model
+
+    def _done(self, iteration: int, elapsed: float) -> bool:
+        return self._fraction(iteration, elapsed) >= 1.0
+
+    def _fraction(self, iteration: int, elapsed: float) -> float:
+        if self.config.iterations is not None:
+            return iteration / self.config.iterations
+        return elapsed / (self.config.minutes * 60)
+
+    def _validate(self, model: Model, device) -> dict:
+        from .metrics import evaluate, summarize
+        from .inference import predict
+
+        rows = []
+        for sample in self.validation:
+            labels = predict(model, sample.image, stack=False, device=device).decode().labels
+            rows.append({"name": sample.name, **evaluate(sample.labels, labels)})
+        model.net.train()
+        summary = summarize(rows)
+        return {k: summary[k] for k in ("ap", "f1", "sbd", "abs_dic") if k in summary}
+
+    def _save(self, model: Model, optimizer, iteration: int, elapsed: float) -> None:
+        save_model(model, self.output, overwrite=True)
+        save_training_state(self.output, optimizer, {"iteration": iteration, "elapsed_seconds": elapsed})
+
+
+def train(config: TrainingConfig, data: Sequence[AnnotatedImage], *, output=None, **kwargs) -> Finished:
+    """Run a whole training and return its :class:`Finished` event (the library's one-call form)."""
+    finished = None
+    for event in Training(config, data, output=output, **kwargs).run():
+        if isinstance(event, Finished):
+            finished = event
+    return finished

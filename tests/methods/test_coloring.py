@@ -1,0 +1,197 @@
+"""Deep coloring: halos, the colour rule (eq. 2), the loss (eq. 3) and the decoder."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_deepcolor.methods import get_method
+from napari_deepcolor.methods.coloring import assign_colors, coloring_loss, object_halos
+
+METHOD = get_method("coloring")
+
+
+def two_touching_squares():
+    labels = np.zeros((20, 30), np.int64)
+    labels[5:15, 5:15] = 1
+    labels[5:15, 15:25] = 2
+    return labels
+
+
+def batch_targets(labels_list, margin, ignore_list=None):
+    options = METHOD.options({"halo_margin": margin})
+    ignore_list = ignore_list or [np.zeros(l.shape, bool) for l in labels_list]
+    return METHOD.collate([METHOD.prepare_targets(l, i, options) for l, i in zip(labels_list, ignore_list)])
+
+
+def logits_from_probabilities(probabilities):
+    return torch.log(torch.as_tensor(probabilities, dtype=torch.float32))
+
+
+def test_halo_is_dilation_minus_object():
+    labels = np.zeros((21, 21), np.int64)
+    labels[10, 10] = 1
+    pixels, objects = object_halos(labels, 2)
+    halo = np.zeros(labels.size, bool)
+    halo[pixels] = True
+    yy, xx = np.mgrid[:21, :21]
+    expected = ((yy - 10) ** 2 + (xx - 10) ** 2 <= 4) & (labels == 0)  # Euclidean disk of radius m, minus M_k
+    assert np.array_equal(halo.reshape(labels.shape), expected)
+    assert set(objects) == {1}
+
+
+def test_halo_leaves_out_ignored_pixels_and_overlaps_between_objects():
+    labels = two_touching_squares()
+    ignore = np.zeros(labels.shape, bool)
+    ignore[:, :3] = True
+    pixels, objects = object_halos(labels, 3, ignore=ignore)
+    assert not ignore.ravel()[pixels].any()
+    # the other square's border pixels are in each object's halo
+    assert np.isin(np.ravel_multi_index((10, 15), labels.shape), pixels[objects == 1])
+    assert np.isin(np.ravel_multi_index((10, 14), labels.shape), pixels[objects == 2])
+
+
+def test_touching_objects_get_different_colours_when_the_halo_says_so():
+    # Both objects prefer colour 1 on their own pixels, object 1 strongly, object 2 mildly;
+    # object 2 has colour 2 as a fair second choice. The halo of object 2 covers object 1,
+    # where colour 1 is near-certain, so with a halo weight the rule must give object 2 colour 2.
+    labels = two_touching_squares()
+    p = np.full((3, *labels.shape), 1 / 3, np.float32)
+    p[:, labels == 1] = np.array([0.01, 0.98, 0.01])[:, None]
+    p[:, labels == 2] = np.array([0.02, 0.50, 0.48])[:, None]
+    raw = logits_from_probabilities(p[None])
+    t = batch_targets([labels], margin=4)
+    colors, _ = assign_colors(raw, t["labels"], t["ignore"], t["halo_pixels"], t["halo_objects"], halo_weight=7.0)
+    assert colors.tolist() == [1, 2]
+    # without the halo term the rule sees only the objects' own pixels and picks colour 1 twice
+    colors, _ = assign_colors(raw, t["labels"], t["ignore"], t["halo_pixels"], t["halo_objects"], halo_weight=0.0)
+    assert colors.tolist() == [1, 1]
+
+
+def test_chosen_colour_maximises_equation_2_by_brute_force():
+    rng = np.random.default_rng(1)
+    labels_list = []
+    for _ in range(2):
+        labels = np.zeros((24, 24), np.int64)
+        for k, (y, x) in enumerate([(2, 2), (2, 12), (12, 6), (14, 16)], start=1):
+            labels[y:y + 7, x:x + 6] = k
+        labels_list.append(labels)
+    raw = torch.as_tensor(rng.normal(size=(2, 5, 24, 24)), dtype=torch.float32)
+    margin, mu = 3, 2.5
+    t = batch_targets(labels_list, margin)
+    colors, _ = assign_colors(raw, t["labels"], t["ignore"], t["halo_pixels"], t["halo_objects"], halo_weight=mu)
+
+    y = torch.softmax(raw, 1).numpy()
+    expected = []
+    for b, labels in enumerate(labels_list):
+        pixels, objects = object_halos(labels, margin)
+        for k in range(1, labels.max() + 1):
+            inside = labels == k
+            halo = np.zeros(labels.size, bool)
+            halo[pixels[objects == k]] = True
+            halo = halo.reshape(labels.shape)
+            score = [np.log(y[b, c][inside]).mean() + mu * np.log(1 - y[b, c][halo]).mean() for c in range(1, 5)]
+            expected.append(int(np.argmax(score)) + 1)
+    assert colors.tolist() == expected
+
+
+def test_loss_is_equation_3_with_mean_background():
+    labels = two_touching_squares()
+    rng = np.random.default_rng(0)
+    raw = torch.as_tensor(rng.normal(size=(1, 4, *labels.shape)), dtype=torch.float32)
+    t = batch_targets([labels], margin=3)
+    loss = coloring_loss(raw, t["labels"], t["ignore"], t["halo_pixels"], t["halo_objects"], halo_weight=7.0)
+    colors, _ = assign_colors(raw, t["labels"], t["ignore"], t["halo_pixels"], t["halo_objects"], halo_weight=7.0)
+    log_y = torch.log_softmax(raw, 1)[0].numpy()
+    expected = -log_y[0][labels == 0].mean()
+    for k, c in enumerate(colors.tolist(), start=1):
+        expected += -log_y[c][labels == k].mean()
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_ignored_pixels_do_not_change_the_loss():
+    labels = two_touching_squares()
+    ignore = np.zeros(labels.shape, bool)
+    ignore[0:3, :] = True
+    raw = torch.randn(1, 4, *labels.shape)
+    t = batch_targets([labels], 3, [ignore])
+    base = coloring_loss(raw, t["labels"], t["ignore"], t["halo_pixels"], t["halo_objects"], halo_weight=7.0)
+    changed = raw.clone()
+    changed[..., 0:3, :] = torch.randn(1, 4, 3, labels.shape[1]) * 10
+    after = coloring_loss(changed, t["labels"], t["ignore"], t["halo_pixels"], t["halo_objects"], halo_weight=7.0)
+    assert float(base) == pytest.approx(float(after))
+
+
+def colour_map_to_output(colors, n_colors=5, confidence=0.9):
+    off = (1 - confidence) / (n_colors - 1)
+    out = np.full((n_colors, *colors.shape), off, np.float32)
+    np.put_along_axis(out, colors[None].astype(np.intp), confidence, axis=0)
+    return out
+
+
+def test_decode_round_trips_a_known_colour_map():
+    colors = np.zeros((40, 40), np.uint8)
+    colors[2:10, 2:10] = 1
+    colors[2:10, 10:18] = 2  # touching, other colour: separate instance
+    colors[20:30, 20:30] = 1  # same colour, far away: separate instance
+    colors[32:38, 2:6] = 3
+    instances = METHOD.decode(colour_map_to_output(colors), size_threshold=1, merge_radius=0)
+    assert instances.count == 4
+    assert instances.labels.dtype == np.uint8
+    assert sorted(np.unique(instances.labels)) == [0, 1, 2, 3, 4]  # consecutive from 1
+    assert np.array_equal(instances.labels > 0, colors > 0)
+    for k in range(1, 5):  # each instance is exactly one colour region
+        assert len(np.unique(colors[instances.labels == k])) == 1
+    assert np.allclose(instances.scores, 0.9)  # mean colour probability
+
+
+def test_size_threshold_drops_small_components_only():
+    colors = np.zeros((30, 30), np.uint8)
+    colors[2:12, 2:12] = 1  # 100 px
+    colors[20:23, 20:23] = 2  # 9 px
+    out = colour_map_to_output(colors)
+    assert METHOD.decode(out, size_threshold=9).count == 2
+    kept = METHOD.decode(out, size_threshold=10)
+    assert kept.count == 1 and kept.labels[5, 5] == 1 and kept.labels[21, 21] == 0
+
+
+def test_merge_radius_joins_same_colour_pieces_by_their_gap():
+    # a long object cut in two by an occluder 5 px wide (columns 22-26); the
+    # Hausdorff distance of the halves is ~25 px, their gap (closest pixel
+    # centres, columns 21 and 27) is 6 px: the gap decides
+    colors = np.zeros((20, 50), np.uint8)
+    colors[8:12, 2:22] = 1
+    colors[8:12, 27:47] = 1
+    colors[14:18, 2:22] = 2  # other colour, 3 px below: never merged with colour 1
+    out = colour_map_to_output(colors)
+    assert METHOD.decode(out, size_threshold=1, merge_radius=0).count == 3
+    assert METHOD.decode(out, size_threshold=1, merge_radius=5.9).count == 3
+    merged = METHOD.decode(out, size_threshold=1, merge_radius=6)
+    assert merged.count == 2
+    assert merged.labels[10, 5] == merged.labels[10, 40] != merged.labels[16, 5]
+
+
+def test_merged_pieces_count_together_for_the_size_threshold():
+    colors = np.zeros((20, 40), np.uint8)
+    colors[5:10, 2:8] = 1  # 30 px
+    colors[5:10, 12:18] = 1  # 30 px, gap 5
+    out = colour_map_to_output(colors)
+    assert METHOD.decode(out, size_threshold=50, merge_radius=0).count == 0
+    assert METHOD.decode(out, size_threshold=50, merge_radius=6).count == 1
+
+
+def test_cached_decode_equals_fresh_decode():
+    rng = np.random.default_rng(3)
+    out = rng.dirichlet(np.ones(6) * 0.3, size=(64, 64)).transpose(2, 0, 1).astype(np.float32)
+    cache = {}
+    for size, radius in [(5, 0), (20, 0), (20, 3), (5, 3), (0, 0)]:
+        cached = METHOD.decode(out, cache=cache, size_threshold=size, merge_radius=radius)
+        fresh = METHOD.decode(out, size_threshold=size, merge_radius=radius)
+        assert np.array_equal(cached.labels, fresh.labels)
+        assert np.allclose(cached.scores, fresh.scores)
+
+
+def test_decode_rejects_out_of_range_parameters():
+    from napari_deepcolor import DeepColorError
+
+    with pytest.raises(DeepColorError, match="size_threshold"):
+        METHOD.decode(np.ones((3, 4, 4), np.float32) / 3, size_threshold=-1)
