@@ -38,6 +38,17 @@ def prepare_image(model: Model, image: np.ndarray) -> np.ndarray:
     given to a colour model is repeated, each with a log message; any other
     channel mismatch is an error.
     """
+    image = match_channels(model, image)
+    norm = model.normalization or {}
+    return normalize_percentile(image, low=norm.get("low", 1.0), high=norm.get("high", 99.8))
+
+
+def match_channels(model: Model, image: np.ndarray) -> np.ndarray:
+    """A 2D image (H, W[, C]) channels last with the model's number of channels, not normalised.
+
+    The channel half of :func:`prepare_image`, for callers that normalise
+    themselves (batch's out-of-core path uses percentiles of a subsample).
+    """
     image = as_channels_last(np.asarray(image))
     wanted, got = model.net_config.in_channels, image.shape[-1]
     if got != wanted:
@@ -50,8 +61,7 @@ def prepare_image(model: Model, image: np.ndarray) -> np.ndarray:
         else:
             raise DeepColorError(f"the model was trained on images with {wanted} channels but this image "
                                  f"has {got}; use a model trained on images like this one.")
-    norm = model.normalization or {}
-    return normalize_percentile(image, low=norm.get("low", 1.0), high=norm.get("high", 99.8))
+    return image
 
 
 def tile_windows(shape: tuple[int, int], tile_size: int, margin: int) -> Iterator[tuple[slice, slice, slice, slice]]:
@@ -92,6 +102,9 @@ def predict_output(model: Model, image: np.ndarray, *, device=None, tile_size: i
     Memory is bounded by one window: the net only ever sees ``tile_size``
     pixels square. ``out`` may be any array-like (e.g. a zarr array) of shape
     (C, H, W) to write into; ``progress(done, total)`` is called per window.
+    ``image`` may also be lazy: any array-like with ``shape`` and 2D slicing
+    that is not a NumPy array (e.g. a reader of prepared windows over a zarr
+    array); then only one window is read at a time, for images beyond memory.
     """
     device = resolve_device(device) if device is None or isinstance(device, str) else device
     net, method = model.net.to(device).eval(), model.method
@@ -101,9 +114,14 @@ def predict_output(model: Model, image: np.ndarray, *, device=None, tile_size: i
     if out is None:
         out = np.empty((model.net_config.out_channels, height, width), np.float32)
     windows = list(tile_windows((height, width), tile, margin if max(height, width) > tile else 0))
-    x_all = torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0), dtype=np.float32))
+    lazy = not isinstance(image, np.ndarray)
+    x_all = None if lazy else torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0), dtype=np.float32))
     for done, (read_y, read_x, core_y, core_x) in enumerate(windows, start=1):
-        x = x_all[:, read_y, read_x].unsqueeze(0).to(device)
+        if lazy:  # read just this window
+            window = np.moveaxis(np.asarray(image[read_y, read_x], dtype=np.float32), -1, 0)
+            x = torch.from_numpy(np.ascontiguousarray(window)).unsqueeze(0).to(device)
+        else:
+            x = x_all[:, read_y, read_x].unsqueeze(0).to(device)
         h, w = x.shape[-2:]
         x = _pad_to(x, _round_up(h, divisor), _round_up(w, divisor))
         with autocast(device):
@@ -166,8 +184,8 @@ def predict(model: Model, image: np.ndarray, *, stack: bool | None = None, devic
             margin: int = 64, progress: Callable[[int, int], None] | None = None) -> Prediction:
     """Run ``model`` on a 2D image (H, W), colour image (H, W, 3|4) or stack (Z, H, W[, C]).
 
-    ``stack=None`` guesses: 3 dimensions with a last axis of 3 or 4 is colour,
-    otherwise the first axis enumerates planes. Returns a :class:`Prediction`
+    ``stack=None`` guesses: 3 dimensions with a last axis of at most 4 are
+    channels (grey, RGB, RGBA), otherwise the first axis enumerates planes. Returns a :class:`Prediction`
     whose :meth:`~Prediction.decode` gives instance labels.
     """
     image = np.asarray(image)
@@ -175,7 +193,7 @@ def predict(model: Model, image: np.ndarray, *, stack: bool | None = None, devic
         raise DeepColorError(f"cannot segment an array of shape {image.shape}: expected (H, W), (H, W, C) "
                              "or a stack (Z, H, W[, C]).")
     if stack is None:
-        stack = image.ndim == 4 or (image.ndim == 3 and image.shape[-1] not in (3, 4))
+        stack = image.ndim == 4 or (image.ndim == 3 and image.shape[-1] > 4)
     planes = image if stack else image[None]
     outputs = []
     for z, plane in enumerate(planes):

@@ -211,7 +211,7 @@ class Training:
             loss.backward()
             optimizer.step()
             iteration += 1
-            losses.append(float(loss))
+            losses.append(loss.item())
             elapsed = elapsed_before + time.perf_counter() - t0
             done = self._fraction(iteration, elapsed)
             rate = (iteration - start) * config.batch_size / max(time.perf_counter() - t0, 1e-9)

@@ -61,7 +61,9 @@ class Augmentation:
             try:
                 low, high = (float(v) for v in value)
             except (TypeError, ValueError):
-                raise DeepColorError(f"Augmentation {field} must be a pair (low, high) or None; got {value!r}.")
+                raise DeepColorError(
+                    f"Augmentation {field} must be a pair (low, high) or None; got {value!r}."
+                ) from None
             if not (math.isfinite(low) and math.isfinite(high)) or low > high:
                 raise DeepColorError(f"Augmentation {field} must satisfy low <= high; got {value!r}.")
             if field != "offset_range" and low <= 0:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import DeepColorError
 from .io import as_label_image, read_image, read_labels, read_object_masks
-from .layouts import AnnotatedPair, DatasetLayout, detect_layout
+from .layouts import AnnotatedPair, detect_layout
 from .normalize import as_channels_last, normalize_percentile
 from .sample import AnnotatedImage
 
@@ -38,7 +38,9 @@ OVERLAP_RULES = {
 DEFAULT_PERCENTILES = (1.0, 99.8)
 
 
-def combine_object_masks(masks: np.ndarray, *, overlap: str = "ignore") -> tuple[np.ndarray, np.ndarray | None]:
+def combine_object_masks(
+    masks: np.ndarray, *, overlap: str = "ignore"
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Merge one mask per object into a single label image.
 
     Parameters
@@ -130,7 +132,8 @@ def from_arrays(
     label_list = [labels] if single else list(labels)
     if len(image_list) != len(label_list):
         raise DeepColorError(
-            f"got {len(image_list)} image(s) but {len(label_list)} label image(s); pass one label image per image."
+            f"got {len(image_list)} image(s) but {len(label_list)} label image(s); "
+            "pass one label image per image."
         )
     count = len(image_list)
     ignore_list = _per_item(ignore, count, "ignore masks")
@@ -240,7 +243,8 @@ def _read_pair(pair: AnnotatedPair, **options) -> list[AnnotatedImage]:
     image = read_image(pair.image)
     ignore = None
     if pair.object_masks:
-        labels, ignore = combine_object_masks(read_object_masks(pair.object_masks), overlap=options["overlap"])
+        masks = read_object_masks(pair.object_masks)
+        labels, ignore = combine_object_masks(masks, overlap=options["overlap"])
         label_name = f"{len(pair.object_masks)} object masks"
     else:
         labels = read_labels(pair.labels)
@@ -258,6 +262,12 @@ def _samples_from_pair(image, labels, ignore, name, *, overlap, percentiles, ski
         labels = labels[0]  # a (1, H, W) file is one 2D label image
     if ignore is not None:
         ignore = np.asarray(ignore, dtype=bool)
+    if labels.ndim == 3 and labels.shape[-1] in (3, 4) and labels.shape[:2] == image.shape[:2] \
+            and image.shape[:3] != labels.shape:
+        raise DeepColorError(
+            f"{label_name}: labels of shape {labels.shape} look like an RGB colouring, not object ids. "
+            "Save one integer id per object in a single-channel image (e.g. a napari Labels layer)."
+        )
     if labels.ndim == 2:
         planes = [(image, labels, ignore, name)]
     elif labels.ndim == 3:

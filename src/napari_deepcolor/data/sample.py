@@ -80,6 +80,10 @@ class AnnotatedImage:
     DeepColorError
         If shapes disagree, labels are not integer ids or the image holds
         NaN or infinite values.
+
+    Notes
+    -----
+    Instances compare by identity (``==`` on arrays would be ambiguous).
     """
 
     image: np.ndarray

@@ -59,7 +59,9 @@ class PatchSampler:
         None gives plain crops.
     seed : int, numpy.random.Generator or None
         Seeds the sampler's own generator: the same seed gives the same patch
-        sequence. None draws fresh entropy.
+        sequence. None draws fresh entropy. Parallel workers that share one
+        sampler should each pass their own generator to :meth:`sample`, e.g.
+        ``np.random.default_rng([seed, worker_id])``, or they draw the same patches.
     foreground_tries : int
         How many random windows to try for one holding an object before
         centring the window on an annotated pixel. 0 takes any window.
@@ -76,10 +78,13 @@ class PatchSampler:
 
     Examples
     --------
+    >>> labels = np.zeros((300, 400), np.int32)
+    >>> labels[100:140, 200:260] = 1
+    >>> samples = [AnnotatedImage(labels.astype(np.float32), labels, None, "one box")]
     >>> sampler = PatchSampler(samples, patch_size=256, augmentation=Augmentation(), seed=0)
     >>> patch = sampler.sample()
-    >>> patch.image.shape, patch.labels.dtype
-    ((1, 256, 256), dtype('int32'))
+    >>> patch.image.shape, patch.labels.dtype.name, patch.ignore.dtype.name
+    ((1, 256, 256), 'int32', 'bool')
     """
 
     def __init__(
@@ -96,7 +101,9 @@ class PatchSampler:
             raise DeepColorError("no training images given; load an annotated dataset first.")
         for sample in self.samples:
             if not isinstance(sample, AnnotatedImage):
-                raise DeepColorError(f"PatchSampler needs AnnotatedImage samples; got {type(sample).__name__}.")
+                raise DeepColorError(
+                    f"PatchSampler needs AnnotatedImage samples; got {type(sample).__name__}."
+                )
         channels = {s.num_channels for s in self.samples}
         if len(channels) > 1:
             raise DeepColorError(

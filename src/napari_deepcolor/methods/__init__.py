@@ -10,6 +10,9 @@ from ..errors import DeepColorError
 METHODS = {
     "coloring": "napari_deepcolor.methods.coloring:ColoringMethod",
     "boundary": "napari_deepcolor.methods.boundary:BoundaryMethod",
+    "semiconv": "napari_deepcolor.methods.semiconv:SemiconvMethod",
+    "dcme": "napari_deepcolor.methods.dcme:DcmeMethod",
+    "metric": "napari_deepcolor.methods.metric_learning:MetricLearningMethod",
 }
 
 

@@ -1,0 +1,1 @@
+"""napari adapters: widgets, reader/writer and sample data, thin over the library."""

@@ -1,0 +1,345 @@
+"""Semi-convolutional embeddings (Novotny, Albanie, Larlus and Vedaldi, 2018).
+
+A convolutional net gives identical copies of an object identical colours
+(sec. 3.6). Adding each pixel's own coordinates to the net's output breaks
+that symmetry: Psi_u = Phi_u + u-hat (eqs. 3 and 6), so that the first two
+embedding dimensions become a displacement towards an instance-specific
+point c_k (eq. 4, a Hough vote) and the others stay appearance features.
+The embedding is trained by pulling every pixel of an object towards the
+object's mean embedding (eq. 5), and pixels are compared with the steered
+Laplacian kernel K(u, v) = exp(-||Psi_u - Psi_v|| / sigma) (eq. 10).
+
+The paper decodes with Mask R-CNN; we are proposal-free, so the net also
+predicts what a decoder needs: a foreground probability, the kernel width
+sigma and a seediness score. Decoding takes greedy seeds by seediness and
+lets each cut out its kernel mask (sec. 3.5's "seed point, whose affinity with
+other pixels cuts out the foreground region").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DeepColorError
+from .base import DecodeParameter, Instances, Method, PreviewLayer, memo
+from .embedding import (PIXELS_PER_UNIT, collate_samples, displacement_vectors, embedding_rgb, flat_object_ids,
+                        grow_from_seeds, grown_mask_ious, instances_from_assignment, object_means,
+                        pairwise_squared_distances, patch_coordinates, sample_object_pixels)
+
+# sigma = exp(raw), raw clamped to this range (embedding units of PIXELS_PER_UNIT px)
+LOG_SIGMA_RANGE = (-6.0, 3.0)
+# the kernel value above which a pixel is in a seed's mask when training the seediness
+TRAINING_MASK_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class SemiconvOptions:
+    """Training options of the semi-convolutional embedding.
+
+    Attributes
+    ----------
+    embedding_dims : int
+        d, the dimension of Psi (paper: 8). The first two are the geometric
+        part, added to the pixel coordinates; the other d - 2 are appearance.
+    coordinates : bool
+        Add the coordinates u-hat (semi-convolutional, eq. 3). False gives a
+        plain convolutional embedding Psi = Phi, the control of the paper's
+        synthetic experiment (fig. 3): it cannot separate identical objects.
+    samples_per_object : int
+        Pixels per object whose kernel mask is grown during training to give
+        the seediness its target (the IoU of that mask with the object).
+    """
+
+    embedding_dims: int = 8
+    coordinates: bool = True
+    samples_per_object: int = 8
+
+    def __post_init__(self):
+        if not 2 <= self.embedding_dims <= 64:
+            raise DeepColorError(f"embedding_dims must be in [2, 64] (got {self.embedding_dims}); the paper uses 8.")
+        if not 1 <= self.samples_per_object <= 256:
+            raise DeepColorError(f"samples_per_object must be in [1, 256] (got {self.samples_per_object}).")
+
+
+def semiconv_embedding(phi, *, coordinates: bool = True):
+    """Psi = Phi + u-hat, eqs. (3) and (6): the pixel coordinates added to the first two channels.
+
+    Parameters
+    ----------
+    phi : (B, D, H, W) tensor, D >= 2; the net's embedding output Phi.
+
+    Returns
+    -------
+    (B, D, H, W) tensor. Coordinates are (y, x) in units of
+    ``PIXELS_PER_UNIT`` (16) pixels, so Phi stays O(1): it is the displacement
+    to the object's point c_k in those units.
+    """
+    if not coordinates:
+        return phi
+    u_hat = patch_coordinates(phi.shape[-2], phi.shape[-1], device=phi.device, dtype=phi.dtype)
+    return phi + _pad_channels(u_hat, phi.shape[1])
+
+
+def _pad_channels(u_hat, n_channels):
+    import torch
+
+    zeros = torch.zeros((n_channels - 2,) + tuple(u_hat.shape[1:]), device=u_hat.device, dtype=u_hat.dtype)
+    return torch.cat([u_hat, zeros])
+
+
+def pull_loss(psi, ids, n_objects: int):
+    """Eq. (5): per object, the mean (non-squared) distance of its pixels' embeddings to their mean.
+
+    Parameters
+    ----------
+    psi : (N, D) pixel embeddings; ids : (N,) batch-global object ids (0 background, -1 ignored).
+
+    Returns
+    -------
+    The mean over the objects (the paper sums; see :func:`semiconv_loss_terms`),
+    the object means (n_objects, D) and the pixel counts (n_objects,).
+    """
+    import torch
+
+    inside = ids > 0
+    values, object_index = psi[inside], ids[inside] - 1
+    means, counts = object_means(values, object_index, n_objects)
+    distance = ((values - means[object_index]).pow(2).sum(1) + 1e-8).sqrt()
+    per_object = torch.zeros(n_objects, device=psi.device, dtype=psi.dtype).index_add(0, object_index, distance)
+    present = counts > 0
+    return (per_object[present] / counts[present]).mean(), means, counts
+
+
+def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_objects, sample_images, *,
+                        embedding_dims: int, coordinates: bool = True) -> dict:
+    """All terms of the training loss, for a whole batch.
+
+    Parameters
+    ----------
+    raw : (B, D + 3, H, W) net output: Phi (D), log sigma, foreground logit, seediness logit.
+    labels : (B, H, W) long, objects 1..K_b per patch; ignore : (B, H, W) bool.
+    sample_pixels, sample_objects, sample_images : (M,) long; pixels sampled in
+        the objects (flat index into B*H*W, batch-global object id, patch),
+        from :meth:`SemiconvMethod.collate`.
+
+    Returns
+    -------
+    dict of scalar tensors: ``pull`` (eq. 5), ``sigma`` (sigma constant within
+    an object), ``foreground``, ``kernel`` (sec. 3.5), ``seediness``.
+
+    Notes
+    -----
+    * ``pull`` is eq. (5) averaged over objects instead of summed, so that its
+      weight against the other terms does not depend on how many objects a
+      patch holds.
+    * ``kernel``: for each object, the kernel of eq. (10) between the object's
+      mean embedding (the seed; the paper takes a soft-argmax of the mask
+      scores) and every pixel of the patch, with sigma the object's mean sigma,
+      against the object mask, by binary cross-entropy (sec. 3.5). The paper
+      learns one scalar sigma; ours is an output channel (per pixel), because
+      a method's only trainable parameters are the net's, and it lets sigma
+      follow the object size. The object's pixels and the other pixels weigh
+      half each: the paper's BCE is inside a Mask R-CNN box, where they are
+      about balanced, while an object covers little of a patch.
+    * ``sigma``: the squared deviation of each pixel's sigma from its object's
+      mean (detached), so that a seed's own sigma, which the decoder uses, is
+      the one the kernel was trained with (as in Neven et al., CVPR 2019).
+    * ``seediness`` (not in the paper): at the sampled pixels, the seediness
+      is regressed (binary cross-entropy with soft targets) to the IoU with
+      the best-matching object of the mask that pixel would cut out as a seed:
+      the predicted-foreground pixels with K > 0.5 under the seed's own sigma.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    raw = raw.float()
+    batch, channels, height, width = raw.shape
+    dims = embedding_dims
+    psi = semiconv_embedding(raw[:, :dims], coordinates=coordinates)
+    psi = psi.permute(0, 2, 3, 1).reshape(-1, dims)
+    log_sigma = raw[:, dims].clamp(*LOG_SIGMA_RANGE).reshape(-1)
+    sigma = log_sigma.exp()
+    fg_logit = raw[:, dims + 1].reshape(-1)
+    seed_logit = raw[:, dims + 2].reshape(-1)
+    ids, image_of_pixel, object_image, n_objects = flat_object_ids(labels, ignore)
+    valid = ids >= 0
+    zero = raw.sum() * 0.0
+
+    foreground = F.binary_cross_entropy_with_logits(fg_logit[valid], (ids[valid] > 0).float()) if valid.any() \
+        else zero
+    if n_objects == 0 or not (ids > 0).any():
+        return {"pull": zero, "sigma": zero, "foreground": foreground, "kernel": zero, "seediness": zero}
+
+    pull, centres, counts = pull_loss(psi, ids, n_objects)
+    inside = ids > 0
+    sigma_mean, _ = object_means(sigma[inside].unsqueeze(1), ids[inside] - 1, n_objects)
+    sigma_mean = sigma_mean.squeeze(1)
+    sigma_term = (sigma[inside] - sigma_mean.detach()[ids[inside] - 1]).pow(2).mean()
+
+    fg_prob = torch.sigmoid(fg_logit.detach())
+    kernel_terms, ious = [], torch.zeros(sample_pixels.numel(), device=raw.device)
+    for b in range(batch):
+        pixels = torch.nonzero(valid & (image_of_pixel == b)).squeeze(1)
+        objects = torch.nonzero((object_image == b) & (counts > 0)).squeeze(1)
+        if pixels.numel() == 0 or objects.numel() == 0:
+            continue
+        origin = psi[pixels].detach().mean(0, keepdim=True)
+        psi_b = psi[pixels] - origin
+        kernel_terms.append(_kernel_bce(centres[objects] - origin, sigma_mean[objects], psi_b,
+                                        ids[pixels] == (objects + 1).unsqueeze(1)))
+        mine = torch.nonzero(sample_images == b).squeeze(1)
+        if mine.numel():
+            position = torch.full((ids.numel(),), -1, dtype=torch.long, device=raw.device)
+            position[pixels] = torch.arange(pixels.numel(), device=raw.device)
+            seeds = position[sample_pixels[mine]]
+            radius = sigma[sample_pixels[mine]].detach() * math.log(1 / TRAINING_MASK_THRESHOLD)
+            ious[mine] = grown_mask_ious(psi_b.detach(), labels.reshape(-1)[pixels], seeds,
+                                         radius.pow(2).unsqueeze(1), eligible=fg_prob[pixels] > 0.5)[:, 0]
+    kernel = torch.stack(kernel_terms).sum() / max(int((counts > 0).sum()), 1) if kernel_terms else zero
+    seediness = F.binary_cross_entropy_with_logits(seed_logit[sample_pixels], ious) if sample_pixels.numel() \
+        else zero
+    return {"pull": pull, "sigma": sigma_term, "foreground": foreground, "kernel": kernel, "seediness": seediness}
+
+
+def _kernel_bce(centres, sigmas, psi, positive):
+    """Sum over objects of the balanced BCE between K(centre_k, v) (eq. 10) and the object mask.
+
+    centres (n, D), sigmas (n,), psi (P, D), positive (n, P) bool.
+    """
+    distance = (pairwise_squared_distances(centres, psi) + 1e-8).sqrt()
+    x = distance / sigmas.unsqueeze(1)  # -log K
+    log_not_k = (-(-x.clamp(min=1e-6)).expm1()).log()  # log(1 - K)
+    positive_f = positive.to(x.dtype)
+    n_pos = positive_f.sum(1).clamp(min=1)
+    n_neg = (1 - positive_f).sum(1).clamp(min=1)
+    per_object = 0.5 * (x * positive_f).sum(1) / n_pos - 0.5 * (log_not_k * (1 - positive_f)).sum(1) / n_neg
+    return per_object.sum()
+
+
+class SemiconvMethod(Method):
+    name = "semiconv"
+    title = "Semi-convolutional embedding"
+    paper = "Novotny, Albanie, Larlus and Vedaldi: Semi-convolutional Operators for Instance Segmentation (2018)"
+    Options = SemiconvOptions
+    decode_parameters = (
+        DecodeParameter("foreground_threshold", 0.5, 0.05, 0.95, 0.05,
+                        help="pixels with foreground probability above this are segmented",
+                        tune_values=(0.3, 0.4, 0.5, 0.6, 0.7)),
+        DecodeParameter("seed_threshold", 0.5, 0.0, 0.95, 0.05,
+                        help="a pixel may seed an instance if its seediness (expected IoU of its mask) is above this",
+                        tune_values=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7)),
+        DecodeParameter("mask_threshold", 0.5, 0.05, 0.95, 0.05,
+                        help="a seed's mask: the foreground pixels whose kernel K(seed, pixel) (eq. 10) is above this",
+                        tune_values=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
+        DecodeParameter("size_threshold", 20, 0, 5000, 1, integer=True,
+                        help="instances smaller than this many pixels become background",
+                        tune_values=(0, 5, 10, 20, 40, 80, 150, 300, 600)),
+    )
+
+    def out_channels(self, options) -> int:
+        return options.embedding_dims + 3
+
+    def prepare_targets(self, labels, ignore, options):
+        pixels, groups = sample_object_pixels(labels, ignore, options.samples_per_object)
+        return {"labels": labels.astype(np.int64), "ignore": ignore, "sample_pixels": pixels, "sample_groups": groups}
+
+    def collate(self, targets):
+        import torch
+
+        labels = np.stack([t["labels"] for t in targets])
+        return {"labels": torch.from_numpy(labels), "ignore": torch.from_numpy(np.stack([t["ignore"] for t in targets])),
+                **collate_samples(targets, labels[0].size)}
+
+    def loss(self, raw, targets, options):
+        terms = semiconv_loss_terms(raw, targets["labels"], targets["ignore"], targets["sample_pixels"],
+                                    targets["sample_objects"], targets["sample_images"],
+                                    embedding_dims=options.embedding_dims, coordinates=options.coordinates)
+        return sum(terms.values())
+
+    def activate(self, raw):
+        """Phi (D channels, the displacement part in units of 16 px), sigma, P(foreground), seediness.
+
+        The coordinates are added at decoding: the output is computed tile by
+        tile and must not depend on where a tile starts.
+        """
+        import torch
+
+        raw = raw.float()
+        dims = raw.shape[1] - 3
+        return torch.cat([raw[:, :dims], raw[:, dims:dims + 1].clamp(*LOG_SIGMA_RANGE).exp(),
+                          torch.sigmoid(raw[:, dims + 1:])], dim=1)
+
+    def decode(self, output, *, cache=None, options=None, foreground_threshold=None, seed_threshold=None,
+               mask_threshold=None, size_threshold=None) -> Instances:
+        """Cached output (D + 3, H, W) to instances.
+
+        Stages, each remembered in ``cache``: foreground pixels and their
+        embeddings Psi = Phi + u-hat (``foreground_threshold``) -> greedy seeds
+        by seediness, highest first among the pixels not yet claimed, each
+        claiming the unclaimed foreground pixels v with K(seed, v) >
+        ``mask_threshold``, i.e. ||Psi_seed - Psi_v|| < -sigma_seed log
+        ``mask_threshold`` (``seed_threshold`` ends the seeds) -> drop
+        instances under ``size_threshold`` pixels. Scores are the seeds'
+        seediness.
+
+        ``options`` are the model's training options (only ``coordinates`` is
+        used); the default assumes the semi-convolutional embedding.
+        """
+        params = self.resolve_decode_parameters({"foreground_threshold": foreground_threshold,
+                                                 "seed_threshold": seed_threshold, "mask_threshold": mask_threshold,
+                                                 "size_threshold": size_threshold})
+        output = _check_output(output, extra=3, name=self.name)
+        coordinates = True if options is None else bool(options.coordinates)
+        fg_key = (params["foreground_threshold"], coordinates)
+        pixels, points, sigma, seediness = memo(cache, "points", fg_key, lambda: _foreground_points(
+            output, params["foreground_threshold"], coordinates))
+        grow_key = fg_key + (params["seed_threshold"], params["mask_threshold"])
+
+        def grow():
+            candidates = np.flatnonzero(seediness > params["seed_threshold"])
+            radius = sigma[candidates] * -math.log(params["mask_threshold"])
+            assignment, seeds = grow_from_seeds(points, candidates, seediness[candidates], radius ** 2)
+            return assignment, seediness[seeds].astype(np.float32)
+
+        assignment, scores = memo(cache, "grow", grow_key, grow)
+        return instances_from_assignment(output.shape[1:], pixels, assignment, scores,
+                                         size_threshold=params["size_threshold"])
+
+    def preview(self, output):
+        output = np.asarray(output)
+        dims = output.shape[0] - 3
+        foreground = output[dims + 1]
+        psi = output[:dims].copy()
+        ys, xs = np.mgrid[:output.shape[1], :output.shape[2]]
+        psi[0] += ys / PIXELS_PER_UNIT
+        psi[1] += xs / PIXELS_PER_UNIT
+        return [
+            embedding_rgb(psi, foreground > 0.5, name="embedding Psi (PCA)"),
+            PreviewLayer(output[dims + 2], "seediness", "image",
+                         {"colormap": "magma", "contrast_limits": (0.0, 1.0), "visible": False}),
+            displacement_vectors(output[:2] * PIXELS_PER_UNIT, foreground, name="displacement Phi (px)"),
+        ]
+
+
+def _check_output(output, *, extra: int, name: str) -> np.ndarray:
+    output = np.asarray(output, dtype=np.float32)
+    if output.ndim != 3 or output.shape[0] < extra + 2:
+        raise DeepColorError(f"a '{name}' output must have shape (C, H, W) with C >= {extra + 2} "
+                             f"(got {output.shape}); was it predicted by a '{name}' model?")
+    return output
+
+
+def _foreground_points(output: np.ndarray, threshold: float, coordinates: bool):
+    """Flat indices of the foreground pixels, their Psi (D, N), sigma (N,) and seediness (N,)."""
+    dims = output.shape[0] - 3
+    height, width = output.shape[1:]
+    pixels = np.flatnonzero(output[dims + 1].ravel() > threshold)
+    points = output[:dims].reshape(dims, -1)[:, pixels]
+    if coordinates:
+        points[0] += (pixels // width) / PIXELS_PER_UNIT
+        points[1] += (pixels % width) / PIXELS_PER_UNIT
+    return (pixels, np.ascontiguousarray(points, dtype=np.float32), output[dims].ravel()[pixels],
+            output[dims + 2].ravel()[pixels])

@@ -1,0 +1,72 @@
+"""Tiled inference, stacks, channel handling and the cached decode."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_deepcolor import DeepColorError
+from napari_deepcolor.checkpoint import new_model
+from napari_deepcolor.inference import predict, predict_output, prepare_image, tile_windows
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = new_model("coloring", {}, {"depth": 2, "width": 8, "norm": "none"}, in_channels=1)
+    return m
+
+
+def test_windows_cover_the_image_exactly_once():
+    covered = np.zeros((300, 170), int)
+    for read_y, read_x, core_y, core_x in tile_windows(covered.shape, 128, 16):
+        assert read_y.start <= core_y.start and core_y.stop <= read_y.stop
+        assert read_y.stop - read_y.start <= 128 and read_x.stop - read_x.start <= 128
+        covered[core_y, core_x] += 1
+    assert (covered == 1).all()
+
+
+def test_tiled_output_matches_the_whole_image_away_from_tile_seams(model):
+    rng = np.random.default_rng(0)
+    image = rng.random((200, 232)).astype(np.float32)[..., None]
+    whole = predict_output(model, image, device="cpu", tile_size=512)
+    tiled = predict_output(model, image, device="cpu", tile_size=96, margin=24)
+    assert tiled.shape == whole.shape == (9, 200, 232)
+    # a margin of 24 px covers most of the tiny net's receptive field: nearly identical
+    assert np.abs(tiled - whole).mean() < 1e-3
+
+
+def test_output_is_a_probability_map(model):
+    out = predict(model, np.random.default_rng(1).random((40, 50))).output
+    assert out.shape == (9, 40, 50)
+    assert np.allclose(out.sum(0), 1, atol=1e-4)
+
+
+def test_stacks_are_segmented_plane_by_plane_with_unique_ids(model):
+    stack = np.random.default_rng(2).random((3, 48, 48)).astype(np.float32)
+    prediction = predict(model, stack)
+    assert prediction.output.shape == (3, 9, 48, 48)
+    instances = prediction.decode(size_threshold=1)
+    assert instances.labels.shape == (3, 48, 48)
+    assert instances.count == len(np.setdiff1d(np.unique(instances.labels), [0]))  # ids unique across planes
+    assert len(prediction.preview()) == 9 and prediction.preview()[1].data.shape == (3, 48, 48)
+
+
+def test_colour_image_for_a_grey_model_is_averaged(model):
+    rgb = np.random.default_rng(3).integers(0, 255, (32, 40, 3), dtype=np.uint8)
+    assert prepare_image(model, rgb).shape == (32, 40, 1)
+    assert predict(model, rgb).output.shape == (9, 32, 40)
+
+
+def test_wrong_channel_count_is_a_clear_error():
+    m = new_model("coloring", {}, {"depth": 2, "width": 8}, in_channels=2)
+    with pytest.raises(DeepColorError, match="channels"):
+        prepare_image(m, np.zeros((16, 16, 3), np.float32))
+
+
+def test_decode_from_cache_never_reruns_the_net(model, monkeypatch):
+    prediction = predict(model, np.random.default_rng(4).random((64, 64)))
+    calls = []
+    monkeypatch.setattr(model.net, "forward", lambda *a: calls.append(1))
+    a = prediction.decode(size_threshold=1)
+    b = prediction.decode(size_threshold=30)
+    assert not calls and a.count >= b.count

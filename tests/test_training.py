@@ -1,0 +1,90 @@
+"""The training loop: events, budget, stop, checkpoints, resume and fine-tuning."""
+
+import numpy as np
+import pytest
+
+from napari_deepcolor import DeepColorError
+from napari_deepcolor.checkpoint import load_model, state_path
+from napari_deepcolor.training import (CheckpointSaved, Finished, Started, Step, Training, TrainingConfig,
+                                       Validated, train)
+
+from .conftest import TINY_NET
+
+
+def config(**kw):
+    base = dict(method="coloring", method_options={"halo_margin": 5}, net=TINY_NET, patch_size=64, batch_size=2,
+                iterations=4, validation_fraction=0.0, device="cpu", seed=0)
+    return TrainingConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("method", ["coloring", "boundary"])
+def test_loss_falls_on_a_tiny_synthetic_set(nuclei_samples, method):
+    options = {"halo_margin": 5} if method == "coloring" else {}
+    events = list(Training(config(method=method, method_options=options, iterations=60, learning_rate=3e-3,
+                                  augment=False), nuclei_samples).run())
+    losses = [e.loss for e in events if isinstance(e, Step)]
+    assert len(losses) == 60
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+
+
+def test_events_come_in_order_and_the_model_is_saved(nuclei_samples, tmp_path):
+    out = tmp_path / "m.safetensors"
+    events = list(Training(config(iterations=4, validation_fraction=0.34, validate_every=2), nuclei_samples,
+                           output=out).run())
+    assert isinstance(events[0], Started) and events[0].n_validation == 1
+    assert isinstance(events[-1], Finished) and events[-1].reason == "done" and events[-1].iteration == 4
+    assert [e.iteration for e in events if isinstance(e, Step)] == [1, 2, 3, 4]
+    assert any(isinstance(e, Validated) for e in events)
+    model = load_model(out)
+    assert model.provenance["iterations"] == 4
+    assert set(model.decode_defaults) == {"size_threshold", "merge_radius"}  # tuned and stored
+    assert state_path(out).is_file()
+
+
+def test_stop_keeps_a_usable_model(nuclei_samples, tmp_path):
+    out = tmp_path / "m.safetensors"
+    training = Training(config(iterations=1000), nuclei_samples, output=out)
+    for event in training.run():
+        if isinstance(event, Step) and event.iteration == 3:
+            training.stop()
+    assert isinstance(event, Finished) and event.reason == "stopped" and event.iteration == 3
+    assert load_model(out).provenance["iterations"] == 3
+
+
+def test_resume_continues_where_it_stopped(nuclei_samples, tmp_path):
+    out = tmp_path / "m.safetensors"
+    train(config(iterations=3), nuclei_samples, output=out)
+    finished = train(config(iterations=5), nuclei_samples, output=out, resume=True)
+    steps = finished.iteration
+    assert steps == 5 and load_model(out).provenance["iterations"] == 5
+
+
+def test_fine_tune_starts_from_the_given_weights(nuclei_samples, tmp_path):
+    base = tmp_path / "base.safetensors"
+    train(config(iterations=2), nuclei_samples, output=base)
+    first = next(Training(config(iterations=1), nuclei_samples, init_from=base).run())
+    assert isinstance(first, Started)
+    tuned = train(config(iterations=1, learning_rate=1e-9), nuclei_samples, init_from=base).model
+    original = load_model(base)
+    a, b = original.net.state_dict(), tuned.net.state_dict()
+    assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-5) for k in a)
+    assert tuned.provenance["fine_tuned_from"] == str(base)
+
+
+def test_fine_tune_refuses_another_method(nuclei_samples, tmp_path):
+    base = tmp_path / "base.safetensors"
+    train(config(iterations=1), nuclei_samples, output=base)
+    with pytest.raises(DeepColorError, match="coloring"):
+        list(Training(config(method="boundary", method_options={}), nuclei_samples, init_from=base).run())
+
+
+@pytest.mark.parametrize("bad, words", [
+    (dict(iterations=None), "budget"),
+    (dict(iterations=5, minutes=1.0), "budget"),
+    (dict(method="watershed"), "coloring"),
+    (dict(method_options={"halo_margins": 3}), "halo_margin"),
+    (dict(patch_size=8), "patch_size"),
+])
+def test_bad_configuration_is_a_clear_error(bad, words):
+    with pytest.raises(DeepColorError, match=words):
+        config(**bad)
