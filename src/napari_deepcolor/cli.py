@@ -64,11 +64,24 @@ def _decode_overrides(args, method) -> dict:
 
 
 def _add_method_option_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("method options (each applies to the method named in brackets)")
+    group = parser.add_argument_group("method options (each applies to the methods named in brackets)")
+    fields: dict[str, tuple] = {}
     for method in _all_methods():
         for f in dataclasses.fields(method.Options):
-            group.add_argument("--" + f.name.replace("_", "-"), dest="opt_" + f.name, type=type(f.default),
-                               default=None, help=f"[{method.name}] default {f.default}")
+            known = fields.setdefault(f.name, (f, []))
+            known[1].append(f"{method.name}: {f.default}")
+    for name, (f, defaults) in fields.items():
+        kind = _boolean if isinstance(f.default, bool) else type(f.default)
+        group.add_argument("--" + name.replace("_", "-"), dest="opt_" + name, type=kind, default=None,
+                           help=f"[default {'; '.join(defaults)}]")
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
 
 
 def _method_options(args, method) -> dict:
@@ -199,6 +212,38 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _cmd_batch(args) -> int:
+    from tqdm import tqdm
+
+    from .batch import DEFAULT_PATTERNS, DONE, FAILED, SKIPPED, Batch, BatchConfig, BatchFinished, BatchStarted, FileDone, FileFailed
+    from .checkpoint import read_model_config
+    from .methods import get_method
+
+    method = get_method(read_model_config(args.model)["method"])
+    config = BatchConfig(model=args.model, input=args.input, output=args.output,
+                         patterns=tuple(args.pattern or DEFAULT_PATTERNS), recursive=args.recursive, format=args.format,
+                         decode=_decode_overrides(args, method), workers=args.workers, scheduler=args.scheduler,
+                         overwrite=args.overwrite, device=args.device, tile_size=args.tile_size,
+                         large_image_megapixels=args.large_image_mp)
+    bar, finished = None, None
+    for event in Batch(config).run():
+        if isinstance(event, BatchStarted):
+            bar = tqdm(total=event.total, unit="file", desc="segmenting", file=sys.stderr, dynamic_ncols=True)
+        elif isinstance(event, (FileDone, FileFailed)):
+            bar.update(1)
+            r = event.result
+            if r.status == DONE:
+                bar.write(f"{r.file}: {r.objects} objects -> {r.output} ({r.seconds:.1f} s, {r.route})", file=sys.stderr)
+            elif r.status == FAILED:
+                bar.write(f"{r.file}: FAILED: {r.error}", file=sys.stderr)
+        elif isinstance(event, BatchFinished):
+            finished = event
+    bar.close()
+    print(f"{finished.count(DONE)} segmented, {finished.count(SKIPPED)} skipped (output exists; --overwrite redoes "
+          f"them), {finished.count(FAILED)} failed; summary: {finished.summary}")
+    return 1 if finished.count(FAILED) else 0
+
+
 # -- parser --------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,6 +303,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     p.add_argument("--json", default=None, help="also write the table to this JSON file")
     p.set_defaults(run=_cmd_evaluate)
+
+    p = sub.add_parser("batch", help="segment folders of TIFF stacks, zarr and large images, here or on dask",
+                       description="Segment every image of a folder (2D, RGB, Z/T/C stacks; TIFF or zarr; images "
+                       "larger than memory) into label images with the input's axes, mirrored under OUTPUT. "
+                       "Finished outputs are skipped on a rerun, so an interrupted batch resumes; unreadable files "
+                       "are reported and skipped. A summary CSV lands in OUTPUT. Exit status 1 if a file failed.")
+    p.add_argument("--model", required=True, help="model file written by `train`")
+    p.add_argument("--input", required=True, help="folder of images (or one image file / .zarr folder)")
+    p.add_argument("--output", required=True, help="folder for the label images and the summary CSV")
+    p.add_argument("--pattern", action="append", default=None, metavar="GLOB",
+                   help="file names to segment, repeatable (default: *.tif, *.tiff and *.zarr)")
+    p.add_argument("--recursive", action="store_true", help="also search sub-folders (mirrored under OUTPUT)")
+    p.add_argument("--format", default="tif", choices=["tif", "zarr"], help="output format (default tif)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="run on a local dask cluster of N processes (default: one file at a time in this process)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on an existing dask cluster, e.g. tcp://host:8786 (workers must see the same paths)")
+    p.add_argument("--overwrite", action="store_true", help="redo files whose output exists")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (on each worker)")
+    p.add_argument("--tile-size", type=int, default=512, help="tile size in pixels (memory is bounded by it)")
+    p.add_argument("--large-image-mp", type=float, default=16.0, metavar="MP",
+                   help="planes above this many megapixels are read, predicted and decoded out of core (default 16)")
+    _add_decode_flags(p)
+    p.set_defaults(run=_cmd_batch)
     return parser
 
 

@@ -145,7 +145,12 @@ def _to_device(targets, device):
 
 
 class Training:
-    """One training run. Iterate :meth:`run` for events; call :meth:`stop` from any thread."""
+    """One training run. Iterate :meth:`run` for events; call :meth:`stop` from any thread.
+
+    ``model`` is the model being trained once :meth:`run` has started (None before). Read it only
+    from the thread that iterates :meth:`run`, between two events (e.g. for a live preview): the
+    loop is suspended there, so the weights are not changing.
+    """
 
     def __init__(self, config: TrainingConfig, data: Sequence[AnnotatedImage], *, output=None,
                  validation: Sequence[AnnotatedImage] | None = None, init_from=None, resume: bool = False):
@@ -160,6 +165,7 @@ class Training:
                 else (list(data), [])
         self.train_data, self.validation = list(data), list(validation)
         self.init_from, self.resume = init_from, resume
+        self.model: Model | None = None
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -171,7 +177,7 @@ class Training:
         config = self.config
         device = resolve_device(config.device)
         method = get_method(config.method)
-        model = self._initial_model(device)
+        model = self.model = self._initial_model(device)
         options = model.method_options
         optimizer = torch.optim.Adam(model.net.parameters(), lr=config.learning_rate)
         start, elapsed_before = 0, 0.0

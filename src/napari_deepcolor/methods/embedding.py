@@ -237,15 +237,23 @@ def grow_from_seeds(points: np.ndarray, candidates: np.ndarray, priority: np.nda
 
     Notes
     -----
-    Vectorised per seed: each seed costs one pass over the still-unclaimed
-    points (claimed ones are compacted away in batches), so the cost is about
-    (number of seeds) x (points left) x D, with no per-point Python loop.
+    Vectorised per seed, with no per-point Python loop. The points are sorted
+    once along their widest dimension, so a seed computes distances only in
+    the slab of points within its radius along that dimension (for the
+    semi-convolutional and DCME embeddings, whose first dimensions are image
+    coordinates, a band of the image); claimed points are compacted away in
+    batches.
     """
     points = np.ascontiguousarray(points, dtype=np.float32)
     n_dims, n_points = points.shape
     assignment = np.zeros(n_points, np.int32)
-    active, active_points = np.arange(n_points), points
-    free = np.ones(n_points, bool)  # aligned with ``active``: not claimed yet
+    if n_points == 0:
+        return assignment, np.zeros(0, np.int64)
+    # points sorted along their widest dimension: a seed only looks at the slab within its radius there
+    axis = int(np.argmax(points.std(axis=1)))
+    order = np.argsort(points[axis])
+    ordered = np.ascontiguousarray(points[:, order])
+    free = np.ones(n_points, bool)  # aligned with ``order``: not claimed yet
     stale = 0
     if diversity_weight > 0:
         picker = _DiversePicker(points, candidates, priority, diversity_weight)
@@ -259,23 +267,28 @@ def grow_from_seeds(points: np.ndarray, candidates: np.ndarray, priority: np.nda
         seed, m = pick
         label = len(seeds) + 1
         seeds.append(seed)
-        centre = points[:, seed]
-        d2 = np.square(active_points[0] - centre[0])
-        for j in range(1, n_dims):
-            d2 += np.square(active_points[j] - centre[j])
-        within = np.flatnonzero((d2 < squared_radius[m]) & free)
-        free[within] = False
-        claimed = active[within]
-        claimed = claimed[assignment[claimed] == 0]  # a seed claimed alone may still look free
-        assignment[claimed] = label
+        centre, r2 = points[:, seed], float(squared_radius[m])
+        reach = np.sqrt(max(r2, 0.0))
+        lo = np.searchsorted(ordered[axis], np.float32(centre[axis] - reach), side="left")
+        hi = np.searchsorted(ordered[axis], np.float32(centre[axis] + reach), side="right")
+        if hi > lo:
+            slab = ordered[:, lo:hi]
+            d2 = np.square(slab[0] - centre[0])
+            for j in range(1, n_dims):
+                d2 += np.square(slab[j] - centre[j])
+            within = np.flatnonzero((d2 < r2) & free[lo:hi]) + lo
+            free[within] = False
+            claimed = order[within]
+            claimed = claimed[assignment[claimed] == 0]  # a seed claimed alone may still look free
+            assignment[claimed] = label
+            stale += within.size
         assignment[seed] = label
         picker.seed_taken(seed)
-        stale += within.size + 1
-        if stale * 3 > active.size:  # compact: drop the claimed points from the active set
-            keep = assignment[active] == 0
-            active, free = active[keep], np.ones(int(keep.sum()), bool)
-            active_points = points[:, active]
-            stale = 0
+        stale += 1
+        if stale * 3 > order.size:  # compact: drop the claimed points
+            keep = free & (assignment[order] == 0)
+            order, ordered = order[keep], np.ascontiguousarray(ordered[:, keep])
+            free, stale = np.ones(order.size, bool), 0
     return assignment, np.asarray(seeds, np.int64)
 
 
@@ -308,31 +321,40 @@ class _DiversePicker:
 
     def __init__(self, points, candidates, priority, alpha):
         self.points, self.alpha = points, alpha
-        self.index = np.asarray(candidates, np.int64)  # point index of each live candidate
+        self.index = np.asarray(candidates, np.int64)  # point index of each candidate still in play
         self.slot = np.arange(self.index.size)  # its position in the caller's candidate arrays
+        self.own = np.ascontiguousarray(points[:, self.index])
         self.score = np.asarray(priority, np.float64).copy()
-        self.log_d = np.full(self.index.size, np.inf)
+        self.nearest = np.full(self.index.size, np.inf, np.float32)  # D, squared distance to the nearest seed
+        self.log_d = np.zeros(self.index.size)
         self.first = True
 
     def next(self, assignment):
         live = assignment[self.index] == 0
-        if not live.all():
-            self.index, self.slot, self.score, self.log_d = (a[live] for a in (self.index, self.slot, self.score,
-                                                                                self.log_d))
-        if self.index.size == 0:
+        if 4 * (live.size - np.count_nonzero(live)) > live.size:  # compact
+            self.index, self.slot, self.score, self.nearest, self.log_d = (
+                a[live] for a in (self.index, self.slot, self.score, self.nearest, self.log_d))
+            self.own = np.ascontiguousarray(self.own[:, live])
+            live = live[live]
+        if not live.any():
             return None
         total = self.score if self.first else self.score + self.alpha * self.log_d
+        total = np.where(live, total, -np.inf)
         best = int(np.argmax(total))
+        if not np.isfinite(total[best]):  # every candidate left sits exactly on an earlier seed
+            best = int(np.argmax(np.where(live, self.score, -np.inf)))
         return int(self.index[best]), int(self.slot[best])
 
     def seed_taken(self, seed):
         self.first = False
-        own = self.points[:, self.index]
-        d2 = np.square(own[0] - self.points[0, seed])
-        for j in range(1, own.shape[0]):
-            d2 += np.square(own[j] - self.points[j, seed])
+        centre = self.points[:, seed]
+        d2 = np.square(self.own[0] - centre[0])
+        for j in range(1, self.own.shape[0]):
+            d2 += np.square(self.own[j] - centre[j])
+        closer = np.flatnonzero(d2 < self.nearest)
+        self.nearest[closer] = d2[closer]
         with np.errstate(divide="ignore"):
-            np.minimum(self.log_d, np.log(d2), out=self.log_d)
+            self.log_d[closer] = np.log(d2[closer])
 
 
 def instances_from_assignment(shape: tuple[int, int], pixels: np.ndarray, assignment: np.ndarray,

@@ -1,0 +1,93 @@
+"""Accuracy of a method on one dataset of ../shared/data under a fixed CPU budget.
+
+    python benchmarks/accuracy.py --dataset bbbc039 --method coloring --minutes 15 --threads 1
+
+Split: the pairs sorted by name; every 5th is held out for testing (never seen
+in training, nor in decode tuning); the rest trains, of which 15 % is the
+validation set that tunes the decode parameters. Test scores use the tuned
+defaults stored in the model. Overlapping ground truth (BBBC010) is scored as
+per-object masks. Writes benchmarks/results/accuracy_<dataset>_<method>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_deepcolor.data import detect_layout, read_annotated_folder
+from napari_deepcolor.data.io import read_labels, read_object_masks
+from napari_deepcolor.inference import predict
+from napari_deepcolor.metrics import evaluate, summarize
+from napari_deepcolor.training import Finished, Training, TrainingConfig
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# where the folders are and the halo margin m for the objects' size (about one object diameter, capped)
+DATASETS = {
+    "bbbc039": (DATA / "bbbc039", None, 12),
+    "bbbc010": (DATA / "bbbc010", None, 15),
+    "usiigaci": (DATA / "usiigaci" / "images", DATA / "usiigaci" / "labels", 21),
+    "ecoli_synth": (DATA / "ecoli_synth" / "images", DATA / "ecoli_synth" / "labels", 8),
+}
+RESULTS = Path(__file__).parent / "results"
+
+
+def ground_truth(pair):
+    return read_labels(pair.labels) if pair.labels is not None else read_object_masks(pair.object_masks)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser.add_argument("--method", default="coloring")
+    parser.add_argument("--minutes", type=float, default=15)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--patch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=4)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    images, labels, margin = DATASETS[args.dataset]
+    pairs = sorted(detect_layout(images, labels).pairs, key=lambda p: p.name)
+    test_pairs = pairs[::5]
+    train_names = {p.name for p in pairs} - {p.name for p in test_pairs}
+    samples = read_annotated_folder(images, labels)
+    train_samples = [s for s in samples if s.name.split(" [")[0] in train_names]
+    test_samples = {s.name: s for s in samples if s.name not in train_names}
+
+    options = {"halo_margin": margin} if args.method == "coloring" else {}
+    config = TrainingConfig(method=args.method, method_options=options, minutes=args.minutes, device="cpu",
+                            patch_size=args.patch_size, batch_size=args.batch_size, validate_every=10**9)
+    t0 = time.perf_counter()
+    finished = [e for e in Training(config, train_samples).run() if isinstance(e, Finished)][0]
+    train_seconds = time.perf_counter() - t0
+
+    rows, predict_seconds = [], []
+    for pair in test_pairs:
+        sample = test_samples[pair.name]
+        t = time.perf_counter()
+        labels_pred = predict(finished.model, sample.image, stack=False, device="cpu").decode().labels
+        predict_seconds.append(time.perf_counter() - t)
+        rows.append({"name": pair.name, **evaluate(ground_truth(pair), labels_pred)})
+    summary = summarize(rows)
+    result = {"dataset": args.dataset, "method": args.method, "minutes": args.minutes, "threads": args.threads,
+              "iterations": finished.iteration, "train_seconds": round(train_seconds, 1),
+              "n_train_images": len(train_samples), "n_test_images": len(rows),
+              "decode_parameters": finished.decode_parameters, "validation": finished.scores,
+              "test_mean": {k: summary[k] for k in ("sbd", "abs_dic", "ap", "ap50", "f1", "matching_iou")},
+              "median_predict_seconds": float(np.median(predict_seconds)), "per_image": rows,
+              "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+                         f"{args.threads} thread(s)"}
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"accuracy_{args.dataset}_{args.method}.json"
+    out.write_text(json.dumps(result, indent=1, default=float))
+    print(json.dumps({k: v for k, v in result.items() if k != "per_image"}, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""Small Qt pieces the dock widgets share: error reporting, guarded workers, path fields, device choice.
+
+Nothing here knows about training or segmentation; the widgets hand every
+decision to the library and only show what it reports.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QWidget
+
+from ..errors import DeepColorError
+
+log = logging.getLogger(__name__)
+
+
+# -- notifications -------------------------------------------------------------------
+
+def show_error(message: str) -> None:
+    from napari.utils.notifications import show_error as _show_error
+
+    _show_error(message)
+
+
+def show_warning(message: str) -> None:
+    from napari.utils.notifications import show_warning as _show_warning
+
+    _show_warning(message)
+
+
+def show_info(message: str) -> None:
+    from napari.utils.notifications import show_info as _show_info
+
+    _show_info(message)
+
+
+def error_message(exc: BaseException) -> str:
+    """A :class:`DeepColorError` as it is; anything else says it is unexpected (details in the log)."""
+    if isinstance(exc, DeepColorError):
+        return str(exc)
+    return (f"unexpected error ({type(exc).__name__}: {exc}). The details are in the log; "
+            "please report it if it happens again.")
+
+
+def report(exc: BaseException) -> str:
+    """Show ``exc`` as a napari notification and return the message shown."""
+    if not isinstance(exc, DeepColorError):
+        log.error("unexpected error in napari-deepcolor", exc_info=exc)
+    message = error_message(exc)
+    show_error(message)
+    return message
+
+
+# -- workers that never fail silently ------------------------------------------------
+
+@dataclass(frozen=True)
+class Failed:
+    """What a guarded worker yields or returns instead of raising."""
+
+    message: str
+    exception: BaseException
+
+
+@dataclass(frozen=True)
+class Status:
+    """A line of text for the widget's status label (e.g. 'reading the data...')."""
+
+    message: str
+
+
+def _guarded_generator(function, *args, **kwargs):
+    try:
+        yield from function(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - shown to the user by the widget, logged if unexpected
+        if not isinstance(exc, DeepColorError):
+            log.error("unexpected error in a napari-deepcolor worker", exc_info=exc)
+        yield Failed(error_message(exc), exc)
+
+
+def _guarded_function(function, *args, **kwargs):
+    try:
+        return function(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        if not isinstance(exc, DeepColorError):
+            log.error("unexpected error in a napari-deepcolor worker", exc_info=exc)
+        return Failed(error_message(exc), exc)
+
+
+def start_generator(function, *args, on_event: Callable, on_done: Callable | None = None, **kwargs):
+    """Run generator ``function`` in a thread; its events (and a :class:`Failed`) go to ``on_event``.
+
+    Exceptions never escape the thread: they arrive as a :class:`Failed` event,
+    so the widget always hears about them (a raising generator worker can
+    otherwise be swallowed). ``on_done`` runs in the GUI thread at the end.
+    """
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(_guarded_generator, function, *args, _start_thread=False, **kwargs)
+    worker.yielded.connect(on_event)
+    if on_done is not None:
+        worker.finished.connect(on_done)
+    worker.errored.connect(lambda exc: on_event(Failed(error_message(exc), exc)))
+    worker.start()
+    return worker
+
+
+def start_function(function, *args, on_result: Callable, on_done: Callable | None = None, **kwargs):
+    """Run ``function`` in a thread; its result (or a :class:`Failed`) goes to ``on_result``."""
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(_guarded_function, function, *args, _start_thread=False, **kwargs)
+    worker.returned.connect(on_result)
+    if on_done is not None:
+        worker.finished.connect(on_done)
+    worker.errored.connect(lambda exc: on_result(Failed(error_message(exc), exc)))
+    worker.start()
+    return worker
+
+
+class LatestOnly:
+    """Runs one job at a time in a thread; a job asked for while one runs replaces any waiting job.
+
+    This is what keeps slider dragging smooth whatever the decode costs: the
+    GUI never waits, at most one decode runs, and the last value asked for is
+    always the one shown in the end.
+    """
+
+    def __init__(self):
+        self._worker = None
+        self._waiting = None
+
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None
+
+    def submit(self, function: Callable, on_result: Callable) -> None:
+        if self._worker is not None:
+            self._waiting = (function, on_result)
+            return
+        self._start(function, on_result)
+
+    def _start(self, function, on_result) -> None:
+        self._worker = start_function(function, on_result=on_result, on_done=self._next)
+
+    def _next(self) -> None:
+        self._worker = None
+        if self._waiting is not None:
+            function, on_result = self._waiting
+            self._waiting = None
+            self._start(function, on_result)
+
+
+# -- widgets -------------------------------------------------------------------------
+
+class PathEdit(QWidget):
+    """A path in a line edit with a browse button. ``mode``: 'open', 'save' or 'folder'."""
+
+    changed = Signal(str)
+
+    def __init__(self, mode: str = "open", *, filter: str = "", placeholder: str = "", tooltip: str = "",
+                 parent=None):
+        super().__init__(parent)
+        self.mode, self.filter = mode, filter
+        self.line = QLineEdit()
+        self.line.setPlaceholderText(placeholder)
+        self.line.setToolTip(tooltip)
+        self.line.editingFinished.connect(lambda: self.changed.emit(self.path))
+        button = QPushButton("…")
+        button.setFixedWidth(28)
+        button.setToolTip("Browse")
+        button.clicked.connect(self.browse)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.line)
+        layout.addWidget(button)
+
+    @property
+    def path(self) -> str:
+        return self.line.text().strip()
+
+    def set_path(self, path) -> None:
+        self.line.setText(str(path))
+        self.changed.emit(self.path)
+
+    def browse(self) -> None:
+        start = self.path
+        if self.mode == "folder":
+            chosen = QFileDialog.getExistingDirectory(self, "Choose a folder", start)
+        elif self.mode == "save":
+            chosen, _ = QFileDialog.getSaveFileName(self, "Save as", start, self.filter)
+        else:
+            chosen, _ = QFileDialog.getOpenFileName(self, "Open", start, self.filter)
+        if chosen:
+            self.set_path(chosen)
+
+
+MODEL_FILTER = "napari-deepcolor models (*.safetensors);;All files (*)"
+
+
+def device_choices() -> list[str]:
+    """'auto' first, then what this machine has (cpu, cuda[:N], mps)."""
+    choices = ["auto", "cpu"]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            count = torch.cuda.device_count()
+            choices += ["cuda"] if count == 1 else [f"cuda:{i}" for i in range(count)]
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            choices.append("mps")
+    except Exception:  # noqa: BLE001 - a broken torch install shows up when training starts
+        pass
+    return choices
+
+
+def device_combo() -> QComboBox:
+    combo = QComboBox()
+    combo.addItems(device_choices())
+    combo.setToolTip("Where the network runs. auto: a CUDA GPU if there is one, then Apple MPS, then the CPU.")
+    return combo
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds != seconds or seconds == float("inf"):  # NaN or inf: not known yet
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def format_scores(scores: dict) -> str:
+    names = {"ap": "AP", "tuned_ap": "AP after tuning", "f1": "F1", "sbd": "SBD", "abs_dic": "|DiC|", "ap50": "AP50"}
+    return " · ".join(f"{names.get(k, k)} {v:.3f}" if isinstance(v, float) else f"{names.get(k, k)} {v}"
+                      for k, v in scores.items())
+
+
+class LayerCombo(QComboBox):
+    """The names of the viewer's layers of one kind ('image' or 'labels'), kept up to date."""
+
+    def __init__(self, viewer, kind: str, *, tooltip: str = "", parent=None):
+        super().__init__(parent)
+        self.viewer, self.kind = viewer, kind
+        self.setToolTip(tooltip)
+        self.excluded: set[str] = set()
+        self.refresh()
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.moved):
+            event.connect(self.refresh)
+        viewer.layers.events.inserted.connect(self._follow_names)
+
+    def _follow_names(self, event=None) -> None:
+        layer = getattr(event, "value", None)
+        if layer is not None:
+            layer.events.name.connect(self.refresh)
+
+    def refresh(self, *_) -> None:
+        from .layers import layer_names
+
+        names = [n for n in layer_names(self.viewer, self.kind) if n not in self.excluded]
+        current = self.currentText()
+        self.blockSignals(True)
+        self.clear()
+        self.addItems(names)
+        if current in names:
+            self.setCurrentText(current)
+        elif names:
+            self.setCurrentIndex(len(names) - 1)  # the top-most layer
+        self.blockSignals(False)
+        if current != self.currentText():
+            self.currentTextChanged.emit(self.currentText())
+
+    def layer(self):
+        """The chosen layer, or None."""
+        name = self.currentText()
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None

@@ -1,0 +1,167 @@
+"""napari layers to library inputs and back: image planes, annotated regions, labels layers.
+
+Only NumPy and the library here; the functions take layer *data* (and a few
+layer attributes read in the GUI thread), so the heavy part can run in a worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data import AnnotatedImage, from_arrays
+from ..errors import DeepColorError
+
+#: how a partly annotated image is used for training (see the Train widget and docs/user-guide.md)
+REGION_BOX = "box"
+REGION_WHOLE = "whole"
+REGION_CHOICES = {
+    REGION_BOX: "Only the box around my labels",
+    REGION_WHOLE: "The whole image (unlabelled = background)",
+}
+REGION_HELP = (
+    "Which part of each image counts as annotated.\n\n"
+    "Only the box around my labels (default): each image (each plane of a stack) is cropped to the "
+    "bounding box of its labelled pixels before training. Inside the box, every pixel you did not "
+    "label is taken as background, so label EVERY object inside that box; the rest of the image is "
+    "not used. This lets you annotate just a corner of a large image. For a fully annotated image the "
+    "box is (nearly) the whole image, so nothing is lost.\n\n"
+    "The whole image: every unlabelled pixel anywhere is background. Use it when the image is fully "
+    "annotated and has empty margins the box would cut off."
+)
+
+
+@dataclass(frozen=True)
+class LayerInput:
+    """An image layer's data as the library wants it, with what it takes to put results back."""
+
+    data: np.ndarray
+    rgb: bool
+    name: str
+    scale: tuple
+    translate: tuple
+
+    @property
+    def spatial_shape(self) -> tuple:
+        return self.data.shape[:-1] if self.rgb else self.data.shape
+
+    @property
+    def is_stack(self) -> bool:
+        return len(self.spatial_shape) == 3
+
+
+def layer_names(viewer, kind: str) -> list[str]:
+    """Names of the viewer's layers of one kind ('image' or 'labels'), bottom to top."""
+    from napari.layers import Image, Labels
+
+    cls = {"image": Image, "labels": Labels}[kind]
+    return [layer.name for layer in viewer.layers if isinstance(layer, cls)]
+
+
+def image_input(layer) -> LayerInput:
+    """Read an Image layer (2D, RGB, or a 3D stack of planes) in the GUI thread."""
+    data = layer.data
+    if getattr(layer, "multiscale", False):
+        data = data[0]  # full resolution; the Batch widget handles images beyond memory
+    data = np.asarray(data)
+    rgb = bool(getattr(layer, "rgb", False))
+    spatial = data.ndim - (1 if rgb else 0)
+    if spatial not in (2, 3):
+        raise DeepColorError(
+            f"layer '{layer.name}' has {spatial} spatial dimensions (shape {data.shape}); the widgets segment "
+            "2D images, RGB images and 3D stacks (each plane on its own). Take a 2D or 3D part first, or "
+            "use the Batch widget on files.")
+    return LayerInput(data, rgb, layer.name, tuple(layer.scale), tuple(layer.translate))
+
+
+def check_labels_match(image: LayerInput, labels: np.ndarray, labels_name: str) -> np.ndarray:
+    """The labels of ``image`` as an integer array of its spatial shape, or a clear error."""
+    labels = np.asarray(labels)
+    if labels.shape != image.spatial_shape:
+        message = (f"labels layer '{labels_name}' has shape {labels.shape} but image layer '{image.name}' has "
+                   f"spatial shape {image.spatial_shape}; pair each image with labels drawn on it.")
+        if len(labels.shape) == 2 and labels.shape == image.spatial_shape[::-1]:
+            message += " The labels look transposed."
+        raise DeepColorError(message)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DeepColorError(f"labels layer '{labels_name}' holds {labels.dtype} values; labels must be integer ids.")
+    return labels
+
+
+def annotated_box(labels: np.ndarray) -> tuple[slice, ...] | None:
+    """The bounding box of the non-zero pixels of a 2D label image, or None when there are none."""
+    rows = np.flatnonzero(labels.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(labels.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def crop_to_annotation(sample: AnnotatedImage) -> AnnotatedImage | None:
+    """The sample cropped to the box around its labelled pixels (None if it has none)."""
+    box = annotated_box(sample.labels)
+    if box is None:
+        return None
+    if box == (slice(0, sample.shape[0]), slice(0, sample.shape[1])):
+        return sample
+    ignore = None if sample.ignore is None else sample.ignore[box]
+    return AnnotatedImage(sample.image[box], sample.labels[box], ignore,
+                          f"{sample.name} [box {box[0].start}:{box[0].stop}, {box[1].start}:{box[1].stop}]")
+
+
+def training_samples(pairs: list[tuple[LayerInput, np.ndarray, str]], region: str = REGION_BOX
+                     ) -> list[AnnotatedImage]:
+    """Training samples from (image, labels, labels name) layer pairs; runs in a worker.
+
+    Each image is normalised as a whole (as prediction will normalise it), then,
+    with ``region="box"``, cropped to the box around its labels.
+    """
+    if region not in REGION_CHOICES:
+        raise DeepColorError(f"unknown annotated region '{region}'; choose one of: {', '.join(REGION_CHOICES)}.")
+    if not pairs:
+        raise DeepColorError("no training data: add at least one pair of an image layer and the labels layer "
+                             "annotated on it.")
+    samples = []
+    for image, labels, labels_name in pairs:
+        labels = check_labels_match(image, labels, labels_name)
+        samples += from_arrays(image.data, labels, names=image.name, skip_empty_planes=True) \
+            if labels.any() else []
+    if not samples:
+        raise DeepColorError("the labels layers are empty: paint at least one object (label > 0) before training.")
+    if region == REGION_BOX:
+        samples = [cropped for cropped in map(crop_to_annotation, samples) if cropped is not None]
+    return samples
+
+
+def plane_of(image: LayerInput, plane: int | None) -> np.ndarray:
+    """One 2D plane (H, W[, C]) of an image input (the whole image when it is 2D)."""
+    if not image.is_stack:
+        return image.data
+    return image.data[int(np.clip(plane or 0, 0, image.data.shape[0] - 1))]
+
+
+def tuning_pairs(output: np.ndarray, ground_truth: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, tuple]]:
+    """(output crop, ground-truth crop, box) for every annotated plane, cropped to the annotated box.
+
+    ``output`` is a prediction's cached net output, (C, H, W) or (Z, C, H, W);
+    ``ground_truth`` the labels (H, W) or (Z, H, W). Only the box around the
+    annotation is scored, so annotating part of an image is enough (every
+    object inside the box must be annotated).
+    """
+    stack = output.ndim == 4
+    spatial = output.shape[-2:] if not stack else (output.shape[0],) + output.shape[-2:]
+    ground_truth = np.asarray(ground_truth)
+    if ground_truth.shape != spatial:
+        raise DeepColorError(f"the ground-truth labels have shape {ground_truth.shape} but the segmented image "
+                             f"has shape {spatial}; draw the annotation on the segmented image.")
+    planes = [(output, ground_truth)] if not stack else list(zip(output, ground_truth))
+    pairs = []
+    for plane_output, plane_truth in planes:
+        box = annotated_box(plane_truth)
+        if box is not None:
+            pairs.append((plane_output[(slice(None),) + box], plane_truth[box], box))
+    if not pairs:
+        raise DeepColorError("the ground-truth labels layer is empty: annotate some objects (label > 0) on the "
+                             "image, all objects within the region you annotate.")
+    return pairs

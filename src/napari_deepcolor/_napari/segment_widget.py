@@ -1,0 +1,469 @@
+"""The Segment dock widget: run a model on an image layer once, then tune the decoding live.
+
+The net runs once per image (in a worker, with progress and cancel) and its
+output stays cached in a :class:`~napari_deepcolor.inference.Prediction`.
+Every slider move only re-decodes that cached output: the moves are throttled
+(superqt's ``qthrottled``) and decoded in a worker, one decode at a time, the
+latest values winning (:class:`~._common.LatestOnly`), so dragging stays
+smooth whatever a decode costs and the network never runs again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar,
+                            QPushButton, QVBoxLayout, QWidget)
+from superqt.utils import qthrottled
+
+from ..errors import DeepColorError
+from . import layers as L
+from ._common import (MODEL_FILTER, Failed, LatestOnly, LayerCombo, PathEdit, device_combo, format_scores, report,
+                      show_info, start_function)
+from ._session import session
+from .forms import DecodeSliders
+from .io import EXPORT_FILTER, export_labels
+
+log = logging.getLogger(__name__)
+
+#: milliseconds between two decodes while a slider is dragged
+THROTTLE_MS = 30
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _Progress(QObject):
+    """Carries progress from the worker thread to the GUI thread (queued signal)."""
+
+    changed = Signal(int, int)
+
+
+def _describe_model(model, path) -> str:
+    provenance = model.provenance or {}
+    parts = [f"<b>{model.method.title}</b>", f"{model.net_config.in_channels}-channel input"]
+    if "iterations" in provenance:
+        parts.append(f"trained {provenance['iterations']} iterations")
+    scores = provenance.get("validation_scores") or {}
+    if scores:
+        parts.append(f"validation {format_scores({k: v for k, v in scores.items() if k in ('ap', 'tuned_ap')})}")
+    return " · ".join(parts)
+
+
+class SegmentWidget(QWidget):
+    """Segment an image layer with a model file; sliders re-decode live; tune, export."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.model = None
+        self.model_path: str | None = None
+        self.prediction = None
+        self.source: L.LayerInput | None = None
+        self.labels_layer_name: str | None = None
+        self.preview_layer_names: list[str] = []
+        self.worker = None
+        self.tune_worker = None
+        self.decode_count = 0  # decodes shown so far (tests and the latency benchmark read it)
+        self.last_decode_seconds = float("nan")
+        self.last_tuning: tuple[dict, float] | None = None
+        self._cancel = threading.Event()
+        self._decoder = LatestOnly()
+        self._progress = _Progress(self)
+        self._progress.changed.connect(self._show_progress)
+
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.model_edit = PathEdit("open", filter=MODEL_FILTER, placeholder="model file (.safetensors)",
+                                   tooltip="A model trained with the Train widget or `napari-deepcolor train`")
+        self.model_edit.changed.connect(self.load_model)
+        form.addRow("Model", self.model_edit)
+        self.model_info = QLabel("no model loaded")
+        self.model_info.setWordWrap(True)
+        form.addRow(self.model_info)
+        self.image_combo = LayerCombo(self.viewer, "image", tooltip="The image to segment: 2D, RGB, or a 3D stack "
+                                                                   "(each plane is segmented on its own)")
+        form.addRow("Image", self.image_combo)
+        self.device = device_combo()
+        form.addRow("Device", self.device)
+        layout.addLayout(form)
+
+        row = QHBoxLayout()
+        self.run_button = QPushButton("Segment")
+        self.run_button.setToolTip("Run the network on the image (once); the sliders below then work live")
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        row.addWidget(self.run_button)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setFormat("idle")
+        self.progress.setTextVisible(True)
+        layout.addWidget(self.progress)
+        self.show_preview = QCheckBox("Show what the net sees")
+        self.show_preview.setToolTip("Add the network's raw output as layers (e.g. the colour channels of deep "
+                                     "coloring, embeddings, displacement vectors)")
+        self.show_preview.toggled.connect(self._preview_toggled)
+        layout.addWidget(self.show_preview)
+
+        decode_box = QGroupBox("Decoding (live, the net does not run again)")
+        decode_layout = QVBoxLayout(decode_box)
+        self.sliders = DecodeSliders()
+        self.sliders.changed.connect(self._slider_moved)
+        self._decode_throttled = qthrottled(self.request_decode, timeout=THROTTLE_MS, leading=True)
+        decode_layout.addWidget(self.sliders)
+        self.reset_button = QPushButton("Reset to the model's values")
+        self.reset_button.setToolTip("The decode parameters stored in the model (tuned on its validation data)")
+        self.reset_button.clicked.connect(self.reset_parameters)
+        decode_layout.addWidget(self.reset_button)
+        layout.addWidget(decode_box)
+
+        tune_box = QGroupBox("Tune from annotation")
+        tune_form = QFormLayout(tune_box)
+        self.truth_combo = LayerCombo(self.viewer, "labels", tooltip=(
+            "A Labels layer with correct objects drawn on (part of) this image. Only the box around the "
+            "annotated objects is scored, so annotate EVERY object inside the region you choose."))
+        tune_form.addRow("Ground truth", self.truth_combo)
+        self.tune_button = QPushButton("Tune")
+        self.tune_button.setToolTip("Choose the decode parameters that score best (AP over IoU 0.5-0.95) on the "
+                                    "annotation; the network does not run again")
+        self.tune_button.clicked.connect(self.tune)
+        tune_form.addRow(self.tune_button)
+        self.tune_result = QLabel("")
+        self.tune_result.setWordWrap(True)
+        tune_form.addRow(self.tune_result)
+        layout.addWidget(tune_box)
+
+        self.export_button = QPushButton("Export labels…")
+        self.export_button.setToolTip("Save the labels layer: TIFF (smallest integer type, pixel size kept), "
+                                      "PNG (2D) or zarr")
+        self.export_button.clicked.connect(lambda: self.export_labels())
+        layout.addWidget(self.export_button)
+        self.status = QLabel("Choose a model file and an image, then press Segment.")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        session.model_saved.connect(self._offer_model)
+        self._update_buttons()
+
+    # -- model -------------------------------------------------------------------------
+    def _offer_model(self, path: str) -> None:
+        if not self.model_edit.path:
+            self.model_edit.set_path(path)
+
+    def load_model(self, path: str | None = None) -> bool:
+        """Load the model file (from the field when ``path`` is None); False, with a notification, if it fails."""
+        from ..checkpoint import load_model
+
+        path = path if path is not None else self.model_edit.path
+        if not path:
+            return False
+        if path == self.model_path and self.model is not None:
+            return True
+        try:
+            model = load_model(path, device="cpu")
+        except Exception as exc:  # noqa: BLE001
+            report(exc)
+            self.model_info.setText(f"<span style='color:#e66'>could not load {Path(path).name}</span>")
+            self.model, self.model_path = None, None
+            self._update_buttons()
+            return False
+        if self.model_edit.path != path:
+            self.model_edit.line.setText(path)
+        same_method = self.model is not None and self.model.method_name == model.method_name
+        self.model, self.model_path = model, path
+        self.prediction = None  # a prediction belongs to the model that made it
+        if not same_method:
+            self.sliders.set_parameters(model.method.decode_parameters)
+        self.sliders.set_values(model.decode_parameters())
+        self.model_info.setText(_describe_model(model, path))
+        self._update_buttons()
+        return True
+
+    def reset_parameters(self) -> None:
+        if self.model is not None:
+            self.sliders.set_values(self.model.decode_parameters())
+            self.request_decode()
+
+    # -- running the net once ------------------------------------------------------------
+    def run(self) -> None:
+        """Predict the chosen image layer in a worker; its labels appear as a Labels layer."""
+        if self.worker is not None:
+            return
+        try:
+            if self.model is None and not self.load_model():
+                raise DeepColorError("choose a model file first (train one with the Train widget).")
+            layer = self.image_combo.layer()
+            if layer is None:
+                raise DeepColorError("open an image to segment first (or try File > Open Sample).")
+            source = L.image_input(layer)
+            parameters = self.model.decode_parameters(self.sliders.values())
+        except Exception as exc:  # noqa: BLE001
+            report(exc)
+            return
+        model, device, cancel, progress = self.model, self.device.currentText(), threading.Event(), self._progress
+        self._cancel = cancel
+
+        def work():
+            from ..inference import predict
+
+            def report_progress(done, total):
+                if cancel.is_set():
+                    raise _Cancelled()
+                progress.changed.emit(done, total)
+
+            try:
+                prediction = predict(model, source.data, stack=source.is_stack, device=device,
+                                     progress=report_progress)
+            except _Cancelled:
+                return None
+            started = time.perf_counter()
+            labels = prediction.decode(**parameters).labels
+            return prediction, labels, time.perf_counter() - started
+
+        self.progress.setValue(0)
+        self.progress.setFormat("segmenting…")
+        self.status.setText(f"running the network on '{source.name}'…")
+        self.worker = start_function(work, on_result=lambda result: self._predicted(result, source, model),
+                                     on_done=self._worker_done)
+        self._update_buttons()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def _show_progress(self, done: int, total: int) -> None:
+        self.progress.setValue(int(1000 * done / max(total, 1)))
+        self.progress.setFormat(f"tile {done} of {total}")
+
+    def _worker_done(self) -> None:
+        self.worker = None
+        self._update_buttons()
+
+    def _predicted(self, result, source, model) -> None:
+        if isinstance(result, Failed):
+            report(result.exception)
+            self.status.setText(f"segmentation failed: {result.message}")
+            self.progress.setFormat("failed")
+            return
+        if result is None:
+            self.status.setText("cancelled")
+            self.progress.setFormat("cancelled")
+            return
+        prediction, labels, seconds = result
+        if model is not self.model:  # the model changed meanwhile: this result is stale
+            return
+        self.prediction, self.source = prediction, source
+        self.labels_layer_name = f"{source.name} segmentation"
+        self.truth_combo.excluded = {self.labels_layer_name}
+        self._show_labels(labels, seconds)
+        self.truth_combo.refresh()
+        self.progress.setValue(1000)
+        self.progress.setFormat("done")
+        self.status.setText(f"{self._count(labels)} objects in '{source.name}'. Move the sliders to refine; "
+                            "the net does not run again.")
+        if self.show_preview.isChecked():
+            self._add_preview_layers()
+
+    @staticmethod
+    def _count(labels) -> int:
+        return int(labels.max(initial=0))  # decoded ids are 1..N (unique across a stack)
+
+    # -- labels layer ------------------------------------------------------------------
+    def labels_layer(self):
+        name = self.labels_layer_name
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def _show_labels(self, labels: np.ndarray, seconds: float = float("nan")) -> None:
+        layer = self.labels_layer()
+        if layer is None:
+            layer = self.viewer.add_labels(labels, name=self.labels_layer_name, scale=self._spatial(self.source.scale),
+                                           translate=self._spatial(self.source.translate))
+            layer.metadata["napari_deepcolor"] = "segmentation"
+        else:
+            layer.data = labels
+        self.decode_count += 1
+        self.last_decode_seconds = seconds
+
+    def _spatial(self, values: tuple) -> tuple:
+        ndim = len(self.source.spatial_shape)
+        return tuple(values[-ndim:])
+
+    # -- live decoding ---------------------------------------------------------------------
+    def _slider_moved(self) -> None:
+        if self.prediction is not None:
+            self._decode_throttled()
+
+    def request_decode(self) -> None:
+        """Decode the cached output with the sliders' values (in a worker, latest request wins)."""
+        prediction = self.prediction
+        if prediction is None:
+            return
+        try:
+            parameters = prediction.model.decode_parameters(self.sliders.values())
+        except DeepColorError as exc:
+            report(exc)
+            return
+
+        def decode():
+            started = time.perf_counter()
+            labels = prediction.decode(**parameters).labels
+            return prediction, labels, time.perf_counter() - started
+
+        self._decoder.submit(decode, self._decoded)
+
+    def _decoded(self, result) -> None:
+        if isinstance(result, Failed):
+            report(result.exception)
+            return
+        prediction, labels, seconds = result
+        if prediction is not self.prediction:
+            return
+        self._show_labels(labels, seconds)
+        self.status.setText(f"{self._count(labels)} objects · decoded in {1000 * seconds:.0f} ms")
+
+    @property
+    def decoding(self) -> bool:
+        return self._decoder.busy
+
+    # -- preview layers --------------------------------------------------------------------
+    def _preview_toggled(self, checked: bool) -> None:
+        if checked and self.prediction is not None:
+            self._add_preview_layers()
+        elif not checked:
+            for name in self.preview_layer_names:
+                if name in self.viewer.layers:
+                    self.viewer.layers.remove(name)
+            self.preview_layer_names = []
+
+    def _add_preview_layers(self) -> None:
+        prediction, source = self.prediction, self.source
+        start_function(prediction.preview, on_result=lambda layers: self._show_preview_layers(layers, prediction,
+                                                                                                source))
+
+    def _show_preview_layers(self, previews, prediction, source) -> None:
+        if isinstance(previews, Failed):
+            report(previews.exception)
+            return
+        if prediction is not self.prediction or not self.show_preview.isChecked():
+            return
+        scale, translate = self._spatial(source.scale), self._spatial(source.translate)
+        names = []
+        for preview in previews:
+            name = f"{source.name} · {preview.name}"
+            data = preview.data
+            if preview.layer_type == "vectors" and prediction.is_stack:
+                data = _stack_vectors(data)
+            kwargs = dict(preview.kwargs)
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            adder = {"image": self.viewer.add_image, "vectors": self.viewer.add_vectors,
+                     "labels": self.viewer.add_labels}[preview.layer_type]
+            adder(data, name=name, scale=scale, translate=translate, **kwargs)
+            names.append(name)
+        self.preview_layer_names = names
+        if self.labels_layer() is not None:  # keep the labels on top
+            layers = self.viewer.layers
+            layers.move(layers.index(self.labels_layer()), len(layers))
+
+    # -- tuning from an annotation ---------------------------------------------------------
+    def tune(self) -> None:
+        """Choose the decode parameters that score best on a ground-truth Labels layer."""
+        from ..inference import Prediction
+
+        if self.tune_worker is not None:
+            return
+        try:
+            if self.prediction is None:
+                raise DeepColorError("segment the image first; tuning then only re-decodes the network's output.")
+            truth = self.truth_combo.layer()
+            if truth is None:
+                raise DeepColorError("choose the Labels layer with your annotation of this image (draw one with a "
+                                     "new Labels layer: label every object inside the region you annotate).")
+            pairs = L.tuning_pairs(self.prediction.output, np.asarray(truth.data))
+        except Exception as exc:  # noqa: BLE001
+            report(exc)
+            return
+        model, start = self.prediction.model, self.prediction.model.decode_parameters(self.sliders.values())
+        predictions = [Prediction(model, output) for output, _, _ in pairs]
+        truths = [truth for _, truth, _ in pairs]
+
+        def work():
+            from ..tuning import score_parameters, tune_predictions
+
+            before = score_parameters(predictions, truths, start)
+            parameters, score = tune_predictions(predictions, truths, metric="ap", start=start)
+            return parameters, score, before
+
+        objects = sum(int(np.unique(t).size - 1) for t in truths)
+        area = sum(t.size for t in truths)
+        self.tune_result.setText(f"tuning on {objects} annotated objects ({area} pixels)…")
+        self.tune_worker = start_function(work, on_result=lambda r: self._tuned(r, objects, pairs),
+                                          on_done=self._tune_done)
+        self._update_buttons()
+
+    def _tune_done(self) -> None:
+        self.tune_worker = None
+        self._update_buttons()
+
+    def _tuned(self, result, objects: int, pairs) -> None:
+        if isinstance(result, Failed):
+            report(result.exception)
+            self.tune_result.setText(f"tuning failed: {result.message}")
+            return
+        parameters, score, before = result
+        self.last_tuning = (parameters, score)
+        self.sliders.set_values(parameters)
+        self.request_decode()
+        boxes = ", ".join(f"{b[0].stop - b[0].start}x{b[1].stop - b[1].start}" for _, _, b in pairs[:3])
+        self.tune_result.setText(
+            f"AP {score:.3f} (was {before:.3f}) on {objects} annotated objects (box {boxes}"
+            f"{' …' if len(pairs) > 3 else ''}): " + ", ".join(f"{k} = {v:g}" for k, v in parameters.items()))
+        show_info(f"Tuned: AP {score:.3f} on the annotation (was {before:.3f}).")
+
+    # -- export ------------------------------------------------------------------------
+    def export_labels(self, path: str | None = None) -> Path | None:
+        """Write the segmentation layer (with any hand edits) to ``path`` (asks when None)."""
+        layer = self.labels_layer()
+        if layer is None:
+            report(DeepColorError("there are no labels to export yet: segment an image first."))
+            return None
+        if path is None:
+            path, chosen_filter = QFileDialog.getSaveFileName(self, "Export labels", f"{layer.name}.tif",
+                                                              EXPORT_FILTER)
+            if not path:
+                return None
+            if not Path(path).suffix:
+                path += ".zarr" if "zarr" in chosen_filter else ".png" if "PNG" in chosen_filter else ".tif"
+        try:
+            written = export_labels(path, np.asarray(layer.data), scale=tuple(layer.scale))
+        except Exception as exc:  # noqa: BLE001
+            report(exc)
+            return None
+        self.status.setText(f"labels written to {written}")
+        show_info(f"Labels written to {written}")
+        return written
+
+    def _update_buttons(self) -> None:
+        running = self.worker is not None
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.tune_button.setEnabled(self.tune_worker is None)
+
+
+def _stack_vectors(data: np.ndarray) -> np.ndarray:
+    """Per-plane vectors (Z, N, 2, 2) as one napari vectors array (Z*N, 2, 3) with the plane as first axis."""
+    planes, count = data.shape[:2]
+    z = np.repeat(np.arange(planes, dtype=data.dtype), count)
+    flat = data.reshape(planes * count, 2, 2)
+    positions = np.column_stack([z, flat[:, 0]])
+    directions = np.column_stack([np.zeros_like(z), flat[:, 1]])
+    return np.stack([positions, directions], axis=1)

@@ -1,0 +1,673 @@
+"""The Train dock widget: annotated layers or a folder in, a model file out, with live feedback.
+
+The widget builds a :class:`~napari_deepcolor.training.TrainingConfig`, runs
+:class:`~napari_deepcolor.training.Training` in a worker thread and shows its
+events: progress with ETA, the loss curve, validation scores and, every so
+often, the current model's labels on the part of the image in view. The
+preview runs in the worker between two training steps, when the loop is
+suspended, so it never reads weights that are being updated.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                            QLabel, QProgressBar, QPushButton, QSpinBox, QStackedWidget, QVBoxLayout, QWidget)
+from superqt import QCollapsible
+
+from ..errors import DeepColorError
+from . import layers as L
+from ._common import (MODEL_FILTER, Failed, PathEdit, Status, device_combo, format_scores, format_seconds, report,
+                      show_info, start_generator)
+from ._session import session
+from .forms import OptionsForm
+from .lossplot import LossPlot
+
+log = logging.getLogger(__name__)
+
+#: side in pixels of the region around the centre of the view that the live preview segments
+PREVIEW_SIZE = 384
+SOURCE_LAYERS, SOURCE_FOLDER = "layers", "folder"
+
+
+@dataclass(frozen=True)
+class PreviewReady:
+    """The current model's labels on a crop of the image in view."""
+
+    labels: np.ndarray
+    offset: tuple[int, int]
+    iteration: int
+
+
+class TrainingJob:
+    """One run, driven from a worker thread; :meth:`stop` and :meth:`request_preview` are thread-safe."""
+
+    def __init__(self, config, load_samples, *, output, init_from=None):
+        self.config, self.load_samples, self.output, self.init_from = config, load_samples, output, init_from
+        self.training = None
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._preview = None
+
+    def stop(self) -> None:
+        self._stopped.set()
+        training = self.training
+        if training is not None:
+            training.stop()
+
+    def request_preview(self, image: np.ndarray, offset: tuple[int, int]) -> None:
+        """Segment ``image`` (a 2D crop, raw values) with the current model after the next step."""
+        with self._lock:
+            self._preview = (image, offset)
+
+    def _take_preview(self):
+        with self._lock:
+            request, self._preview = self._preview, None
+        return request
+
+    def events(self):
+        """The worker: read the data, then relay the training's events (and previews)."""
+        from ..training import Started, Step, Training
+
+        yield Status("reading the training data…")
+        samples = self.load_samples()
+        yield Status(f"{len(samples)} annotated image(s), {sum(s.num_objects for s in samples)} objects; "
+                     "starting…")
+        self.training = Training(self.config, samples, output=self.output, init_from=self.init_from)
+        if self._stopped.is_set():
+            self.training.stop()
+        device, iteration = None, 0
+        for event in self.training.run():
+            yield event
+            if isinstance(event, Started):
+                device = event.device
+            elif isinstance(event, Step):
+                iteration = event.iteration
+                request = self._take_preview()
+                if request is not None:
+                    yield self._preview_labels(request, device, iteration)
+
+    def _preview_labels(self, request, device, iteration) -> PreviewReady:
+        from ..inference import predict
+
+        image, offset = request
+        labels = predict(self.training.model, image, stack=False, device=device).decode().labels
+        return PreviewReady(labels, offset, iteration)
+
+
+class PairRow(QWidget):
+    """One image layer and the labels layer annotated on it."""
+
+    def __init__(self, on_remove, parent=None):
+        super().__init__(parent)
+        self.image = QComboBox()
+        self.image.setToolTip("An image layer with annotations")
+        self.labels = QComboBox()
+        self.labels.setToolTip("The Labels layer with the objects annotated on that image (one id per object)")
+        remove = QPushButton("✕")
+        remove.setFixedWidth(26)
+        remove.setToolTip("Remove this pair")
+        remove.clicked.connect(lambda: on_remove(self))
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.image, 1)
+        layout.addWidget(QLabel("+"))
+        layout.addWidget(self.labels, 1)
+        layout.addWidget(remove)
+
+
+class LayerPairs(QWidget):
+    """A list of (image layer, labels layer) pairs that follows the viewer's layers."""
+
+    def __init__(self, viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.rows: list[PairRow] = []
+        self.rows_box = QVBoxLayout()
+        self.rows_box.setContentsMargins(0, 0, 0, 0)
+        add = QPushButton("Add a pair")
+        add.setToolTip("Train on several images at once: one row per image and its labels")
+        add.clicked.connect(lambda: self.add_row())
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(self.rows_box)
+        layout.addWidget(add, 0, Qt.AlignmentFlag.AlignLeft)
+        self.add_row()
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.moved):
+            event.connect(self.refresh)
+
+    def _names(self, kind: str) -> list[str]:
+        return L.layer_names(self.viewer, kind)
+
+    def add_row(self) -> PairRow:
+        row = PairRow(self.remove_row)
+        self.rows.append(row)
+        self.rows_box.addWidget(row)
+        self.refresh()
+        used = {r.image.currentText() for r in self.rows[:-1]}
+        free = [n for n in self._names("image") if n not in used]
+        if free:
+            row.image.setCurrentText(free[0])
+            self._match_labels(row)
+        row.image.currentTextChanged.connect(lambda *_: self._match_labels(row))
+        return row
+
+    def remove_row(self, row: PairRow) -> None:
+        if len(self.rows) == 1:
+            return
+        self.rows.remove(row)
+        row.setParent(None)
+        row.deleteLater()
+
+    def _match_labels(self, row: PairRow) -> None:
+        """Pick a labels layer with the image's spatial shape (prefer one named like the image)."""
+        try:
+            image = self.viewer.layers[row.image.currentText()]
+        except (KeyError, ValueError):
+            return
+        shape = image.data.shape[:-1] if getattr(image, "rgb", False) else image.data.shape
+        matches = [n for n in self._names("labels") if self.viewer.layers[n].data.shape == shape]
+        if matches:
+            stem = image.name.split(" ")[0]
+            row.labels.setCurrentText(next((n for n in matches if n.startswith(stem)), matches[0]))
+
+    def refresh(self, *_) -> None:
+        images, labels = self._names("image"), self._names("labels")
+        for row in self.rows:
+            for combo, names in ((row.image, images), (row.labels, labels)):
+                current = combo.currentText()
+                combo.blockSignals(True)
+                combo.clear()
+                combo.addItems(names)
+                if current in names:
+                    combo.setCurrentText(current)
+                combo.blockSignals(False)
+            if not row.labels.currentText() or row.labels.currentText() not in labels:
+                self._match_labels(row)
+
+    def pairs(self) -> list[tuple[L.LayerInput, np.ndarray, str]]:
+        """The chosen layers' data (read in the GUI thread); a clear error when a choice is missing."""
+        out = []
+        for row in self.rows:
+            image_name, labels_name = row.image.currentText(), row.labels.currentText()
+            if not image_name or not labels_name:
+                raise DeepColorError("choose an image layer and its Labels layer for every pair (open an image and "
+                                     "add a Labels layer with your annotations, or try File > Open Sample).")
+            image = L.image_input(self.viewer.layers[image_name])
+            labels = self.viewer.layers[labels_name].data
+            out.append((image, L.check_labels_match(image, np.array(labels, copy=True), labels_name), labels_name))
+        return out
+
+
+def _method_choices() -> list[tuple[str, object]]:
+    from ..methods import get_method, method_names
+
+    choices = []
+    for name in method_names():
+        try:
+            choices.append((name, get_method(name)))
+        except Exception as exc:  # noqa: BLE001 - a method module that does not import is left out
+            log.warning("method '%s' is not available: %s", name, exc)
+    return choices
+
+
+class TrainWidget(QWidget):
+    """Train a model on annotated layers or a folder; Stop keeps a usable model."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.job: TrainingJob | None = None
+        self.worker = None
+        self.finished = None  # the last Finished event
+        self.model_path: Path | None = None
+        self.events_seen: list = []  # kept for tests and the screenshot script
+        self.preview_layer_name = "training preview"
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._data_box())
+        layout.addWidget(self._method_box())
+        layout.addWidget(self._training_box())
+        layout.addLayout(self._buttons())
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setFormat("idle")
+        self.progress.setTextVisible(True)
+        layout.addWidget(self.progress)
+        self.status = QLabel("Choose the annotated data, then press Train.")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        self.plot = LossPlot()
+        layout.addWidget(self.plot)
+        self.scores = QLabel("")
+        self.scores.setWordWrap(True)
+        self.scores.setToolTip("Validation scores on the held-out part of the data: AP over IoU 0.5-0.95, F1 at "
+                               "IoU 0.5, symmetric best Dice (SBD) and the absolute difference in count |DiC|.")
+        layout.addWidget(self.scores)
+        layout.addStretch(1)
+        self.preview_timer = QTimer(self)
+        self.preview_timer.timeout.connect(self.request_preview)
+        self._set_running(False)
+
+    # -- building the form -------------------------------------------------------------
+    def _data_box(self) -> QGroupBox:
+        box = QGroupBox("Annotated data")
+        form = QFormLayout(box)
+        self.source = QComboBox()
+        self.source.addItem("Layers in the viewer", SOURCE_LAYERS)
+        self.source.addItem("A folder on disk", SOURCE_FOLDER)
+        self.source.setToolTip("Train on image + Labels layers open in napari, or on an annotated folder")
+        form.addRow("Train on", self.source)
+        self.source_pages = QStackedWidget()
+        layers_page = QWidget()
+        layers_form = QFormLayout(layers_page)
+        layers_form.setContentsMargins(0, 0, 0, 0)
+        self.pairs = LayerPairs(self.viewer)
+        layers_form.addRow(self.pairs)
+        self.region = QComboBox()
+        for key, text in L.REGION_CHOICES.items():
+            self.region.addItem(text, key)
+        self.region.setToolTip(L.REGION_HELP)
+        layers_form.addRow("Annotated area", self.region)
+        folder_page = QWidget()
+        folder_form = QFormLayout(folder_page)
+        folder_form.setContentsMargins(0, 0, 0, 0)
+        self.folder = PathEdit("folder", placeholder="dataset folder",
+                               tooltip="images/ + labels/ (or masks/), Cellpose NAME + NAME_masks, CVPPP "
+                                       "plantNNN_rgb + _label, BBBC010 per-object masks, or an image folder "
+                                       "(then give the label folder below)")
+        self.label_folder = PathEdit("folder", placeholder="(optional) label folder",
+                                     tooltip="Only when the labels are in a separate folder, matched by file name")
+        self.layout_info = QLabel("")
+        self.layout_info.setWordWrap(True)
+        folder_form.addRow("Folder", self.folder)
+        folder_form.addRow("Labels", self.label_folder)
+        folder_form.addRow(self.layout_info)
+        self.folder.changed.connect(self._describe_folder)
+        self.label_folder.changed.connect(self._describe_folder)
+        self.source_pages.addWidget(layers_page)
+        self.source_pages.addWidget(folder_page)
+        self.source.currentIndexChanged.connect(self.source_pages.setCurrentIndex)
+        form.addRow(self.source_pages)
+        return box
+
+    def _method_box(self) -> QGroupBox:
+        box = QGroupBox("Method")
+        form = QFormLayout(box)
+        self.method = QComboBox()
+        self._methods = dict(_method_choices())
+        for name, method in self._methods.items():
+            self.method.addItem(method.title, name)
+            self.method.setItemData(self.method.count() - 1, method.paper, Qt.ItemDataRole.ToolTipRole)
+        form.addRow("Method", self.method)
+        self.options_holder = QVBoxLayout()
+        form.addRow(self.options_holder)
+        self.options_form: OptionsForm | None = None
+        self.method.currentIndexChanged.connect(self._method_changed)
+        self._method_changed()
+        return box
+
+    def _training_box(self) -> QGroupBox:
+        box = QGroupBox("Training")
+        form = QFormLayout(box)
+        self.start_from = QComboBox()
+        self.start_from.addItems(["a new network", "a model file (fine-tune)"])
+        self.start_from.setToolTip("Fine-tuning continues from a trained model: faster, and needs fewer annotations "
+                                   "when the images look alike. The method and its options come from the file.")
+        self.init_model = PathEdit("open", filter=MODEL_FILTER, placeholder="model to fine-tune")
+        self.init_model.changed.connect(self._init_model_changed)
+        self.start_from.currentIndexChanged.connect(self._start_from_changed)
+        form.addRow("Start from", self.start_from)
+        form.addRow("", self.init_model)
+
+        self.patch_size = QSpinBox()
+        self.patch_size.setRange(32, 2048)
+        self.patch_size.setSingleStep(32)
+        self.patch_size.setValue(256)
+        self.patch_size.setToolTip("Side in pixels of the square patches the net trains on. Several object "
+                                   "diameters (and the halo margin m) should fit in one.")
+        form.addRow("Patch size", self.patch_size)
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(1, 512)
+        self.batch_size.setValue(8)
+        self.batch_size.setToolTip("Patches per step. Larger is smoother but slower per step; lower it if memory "
+                                   "runs out.")
+        form.addRow("Batch size", self.batch_size)
+
+        budget = QHBoxLayout()
+        self.minutes = QDoubleSpinBox()
+        self.minutes.setRange(0.1, 10_000)
+        self.minutes.setDecimals(1)
+        self.minutes.setValue(15)
+        self.iterations = QSpinBox()
+        self.iterations.setRange(1, 10_000_000)
+        self.iterations.setValue(2000)
+        self.budget_unit = QComboBox()
+        self.budget_unit.addItems(["minutes", "iterations"])
+        self.budget_stack = QStackedWidget()
+        self.budget_stack.addWidget(self.minutes)
+        self.budget_stack.addWidget(self.iterations)
+        self.budget_unit.currentIndexChanged.connect(self.budget_stack.setCurrentIndex)
+        for w in (self.minutes, self.iterations, self.budget_unit):
+            w.setToolTip("How long to train: a time budget (the run stops after it) or a number of steps. "
+                         "Stop ends earlier and keeps the model.")
+        budget.addWidget(self.budget_stack, 1)
+        budget.addWidget(self.budget_unit)
+        form.addRow("Budget", budget)
+
+        self.learning_rate = QDoubleSpinBox()
+        self.learning_rate.setDecimals(5)
+        self.learning_rate.setRange(0.00001, 0.5)
+        self.learning_rate.setSingleStep(0.0001)
+        self.learning_rate.setValue(0.001)
+        self.learning_rate.setToolTip("Adam's step size (the paper: 1e-3). Lower it (e.g. 1e-4) when fine-tuning or "
+                                      "if the loss jumps around.")
+        form.addRow("Learning rate", self.learning_rate)
+        self.device = device_combo()
+        form.addRow("Device", self.device)
+
+        advanced = QCollapsible("Advanced")
+        inner = QWidget()
+        adv = QFormLayout(inner)
+        self.net_depth = QSpinBox()
+        self.net_depth.setRange(1, 6)
+        self.net_depth.setValue(4)
+        self.net_depth.setToolTip("U-Net depth: poolings; the net sees about 2^depth x 8 pixels of context")
+        self.net_width = QSpinBox()
+        self.net_width.setRange(3, 256)
+        self.net_width.setSpecialValueText("auto")
+        self.net_width.setValue(3)
+        self.net_width.setToolTip("Channels of the first U-Net level (auto: 16 on CPU, 32 on a GPU)")
+        self.validation_fraction = QDoubleSpinBox()
+        self.validation_fraction.setRange(0.0, 0.9)
+        self.validation_fraction.setSingleStep(0.05)
+        self.validation_fraction.setValue(0.15)
+        self.validation_fraction.setToolTip("Part of the data held out to score the model (a single image is cut in "
+                                            "two). 0: no validation and no tuning of the decode parameters.")
+        self.validate_every = QSpinBox()
+        self.validate_every.setRange(1, 1_000_000)
+        self.validate_every.setValue(100)
+        self.validate_every.setToolTip("Score the model on the validation part every this many steps")
+        self.augment = QCheckBox()
+        self.augment.setChecked(True)
+        self.augment.setToolTip("Random flips, turns, rotations, scaling and intensity changes of the patches")
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setToolTip("Same seed, same data and settings: the same run")
+        self.preview_seconds = QDoubleSpinBox()
+        self.preview_seconds.setRange(0, 3600)
+        self.preview_seconds.setValue(20)
+        self.preview_seconds.setSpecialValueText("off")
+        self.preview_seconds.setToolTip("Every this many seconds, segment the region in view with the current model "
+                                        f"(up to {PREVIEW_SIZE} px square) into the '{self.preview_layer_name}' layer")
+        for label, widget in (("Net depth", self.net_depth), ("Net width", self.net_width),
+                              ("Validation fraction", self.validation_fraction),
+                              ("Validate every", self.validate_every), ("Augment", self.augment),
+                              ("Seed", self.seed), ("Preview every (s)", self.preview_seconds)):
+            adv.addRow(label, widget)
+        advanced.addWidget(inner)
+        form.addRow(advanced)
+
+        self.output = PathEdit("save", filter=MODEL_FILTER, placeholder="(optional) model file to write",
+                               tooltip="Where the model is written (and checkpointed every 5 minutes). Empty: a "
+                                       "temporary file; use 'Save model…' afterwards to keep it.")
+        form.addRow("Save to", self.output)
+        return box
+
+    def _buttons(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.train_button = QPushButton("Train")
+        self.train_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Finish after the current step and keep the model trained so far")
+        self.stop_button.clicked.connect(self.stop)
+        self.save_button = QPushButton("Save model…")
+        self.save_button.setToolTip("Write the trained model to a file of your choice")
+        self.save_button.clicked.connect(lambda: self.save_model())
+        for button in (self.train_button, self.stop_button, self.save_button):
+            row.addWidget(button)
+        return row
+
+    # -- reactions to the form ---------------------------------------------------------
+    def _method_changed(self, *_) -> None:
+        method = self._methods.get(self.method.currentData())
+        if self.options_form is not None:
+            self.options_form.setParent(None)
+            self.options_form.deleteLater()
+        self.options_form = OptionsForm(method.Options) if method is not None else None
+        if self.options_form is not None:
+            self.options_holder.addWidget(self.options_form)
+        self.method.setToolTip(method.paper if method is not None else "")
+
+    def _start_from_changed(self, *_) -> None:
+        fine_tune = self.start_from.currentIndex() == 1
+        self.init_model.setEnabled(fine_tune)
+        self.method.setEnabled(not fine_tune)
+        if self.options_form is not None:
+            self.options_form.setEnabled(not fine_tune)
+        if fine_tune and self.init_model.path:
+            self._init_model_changed(self.init_model.path)
+
+    def _init_model_changed(self, path: str) -> None:
+        """Show the method and options stored in the model to fine-tune."""
+        if not path or self.start_from.currentIndex() != 1:
+            return
+        from ..checkpoint import read_model_config
+
+        try:
+            config = read_model_config(path)
+        except DeepColorError as exc:
+            report(exc)
+            return
+        index = self.method.findData(config["method"])
+        if index >= 0:
+            self.method.setCurrentIndex(index)
+            self.options_form.set_values(config.get("method_options", {}))
+            self.options_form.setEnabled(False)
+
+    def _describe_folder(self, *_) -> None:
+        from ..data import describe_layout
+
+        if not self.folder.path:
+            self.layout_info.setText("")
+            return
+        try:
+            self.layout_info.setText(describe_layout(self.folder.path, self.label_folder.path or None))
+        except DeepColorError as exc:
+            self.layout_info.setText(f"<span style='color:#e66'>{exc}</span>")
+
+    # -- running ---------------------------------------------------------------------
+    def config(self):
+        """The TrainingConfig of the form (raises DeepColorError with what to fix)."""
+        from ..training import TrainingConfig
+
+        net = {"depth": self.net_depth.value()}
+        if self.net_width.value() > self.net_width.minimum():
+            net["width"] = self.net_width.value()
+        minutes = self.budget_unit.currentIndex() == 0
+        return TrainingConfig(
+            method=self.method.currentData(), method_options=self.options_form.values(), net=net,
+            patch_size=self.patch_size.value(), batch_size=self.batch_size.value(),
+            learning_rate=self.learning_rate.value(),
+            minutes=self.minutes.value() if minutes else None, iterations=None if minutes else self.iterations.value(),
+            validation_fraction=self.validation_fraction.value(), validate_every=self.validate_every.value(),
+            seed=self.seed.value(), device=self.device.currentText(), augment=self.augment.isChecked())
+
+    def _sample_loader(self):
+        """A function for the worker that returns the training samples (layer data is read now)."""
+        if self.source.currentData() == SOURCE_FOLDER:
+            from ..data import read_annotated_folder
+
+            folder, labels = self.folder.path, self.label_folder.path or None
+            if not folder:
+                raise DeepColorError("choose the folder with the annotated images (or train on layers instead).")
+            return lambda: read_annotated_folder(folder, labels)
+        pairs, region = self.pairs.pairs(), self.region.currentData()
+        return lambda: L.training_samples(pairs, region)
+
+    def start(self) -> None:
+        if self.job is not None:
+            return
+        try:
+            config = self.config()
+            loader = self._sample_loader()
+            init_from = None
+            if self.start_from.currentIndex() == 1:
+                if not self.init_model.path:
+                    raise DeepColorError("choose the model file to fine-tune, or start from a new network.")
+                init_from = self.init_model.path
+            output = Path(self.output.path) if self.output.path else Path(
+                tempfile.mkdtemp(prefix="napari-deepcolor-")) / f"model-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
+        except Exception as exc:  # noqa: BLE001
+            report(exc)
+            return
+        self.finished, self.model_path, self.events_seen = None, output, []
+        self.plot.clear()
+        self.scores.setText("")
+        self.job = TrainingJob(config, loader, output=output, init_from=init_from)
+        self._set_running(True)
+        self.progress.setValue(0)
+        self.progress.setFormat("starting…")
+        self.worker = start_generator(self.job.events, on_event=self._on_event, on_done=self._on_done)
+        if self.preview_seconds.value() > 0:
+            self.preview_timer.start(int(self.preview_seconds.value() * 1000))
+
+    def stop(self) -> None:
+        if self.job is not None:
+            self.job.stop()
+            self.status.setText("stopping after this step; the model trained so far is kept…")
+
+    def _set_running(self, running: bool) -> None:
+        self.train_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        self.save_button.setEnabled(not running and self.finished is not None)
+
+    def _on_done(self) -> None:
+        self.preview_timer.stop()
+        self.job, self.worker = None, None
+        self._set_running(False)
+
+    def _on_event(self, event) -> None:
+        from ..training import CheckpointSaved, Finished, Started, Step, Validated
+
+        self.events_seen.append(event)
+        if isinstance(event, Status):
+            self.status.setText(event.message)
+        elif isinstance(event, Started):
+            budget = f"{event.total_iterations} iterations" if event.total_iterations else \
+                f"{event.total_seconds / 60:g} minutes"
+            self.status.setText(f"training on {event.device}: {event.n_train} image(s) for training, "
+                                f"{event.n_validation} for validation; budget {budget}")
+        elif isinstance(event, Step):
+            self.progress.setValue(int(round(1000 * min(event.fraction_done, 1.0))))
+            self.progress.setFormat(f"{100 * event.fraction_done:.0f}% · ETA {format_seconds(event.eta_seconds)}")
+            self.status.setText(f"iteration {event.iteration} · loss {event.loss:.4g} · "
+                                f"{event.patches_per_second:.1f} patches/s · {format_seconds(event.elapsed_seconds)}")
+            self.plot.add_point(event.iteration, event.loss)
+        elif isinstance(event, Validated):
+            self.scores.setText(f"validation at iteration {event.iteration}: {format_scores(event.scores)}")
+            if "ap" in event.scores:
+                self.plot.add_validation(event.iteration, event.scores["ap"])
+        elif isinstance(event, CheckpointSaved):
+            self.status.setText(f"checkpoint saved at iteration {event.iteration}: {event.path}")
+        elif isinstance(event, PreviewReady):
+            self._show_preview(event)
+        elif isinstance(event, Finished):
+            self._finished(event)
+        elif isinstance(event, Failed):
+            report(event.exception)
+            self.status.setText(f"training failed: {event.message}")
+            self.progress.setFormat("failed")
+
+    def _finished(self, event) -> None:
+        self.finished = event
+        self.progress.setValue(1000 if event.reason == "done" else self.progress.value())
+        self.progress.setFormat("done" if event.reason == "done" else f"stopped at iteration {event.iteration}")
+        where = f"model saved to {event.path}" if event.path else "model kept in memory"
+        self.status.setText(f"{'finished' if event.reason == 'done' else 'stopped'} after {event.iteration} "
+                            f"iterations; {where}. Decode parameters: "
+                            + ", ".join(f"{k}={v:g}" for k, v in event.decode_parameters.items()))
+        if event.scores:
+            self.scores.setText(f"final validation: {format_scores(event.scores)}")
+        if event.path is not None:
+            session.model_saved.emit(str(event.path))
+        show_info(f"Training {'finished' if event.reason == 'done' else 'stopped'}: {where}.")
+
+    def save_model(self, path: str | None = None) -> Path | None:
+        """Write the last trained model to ``path`` (asks with a file dialog when None)."""
+        from ..checkpoint import save_model
+
+        if self.finished is None:
+            report(DeepColorError("there is no trained model yet: train first."))
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save model", "model.safetensors", MODEL_FILTER)
+            if not path:
+                return None
+        try:
+            written = save_model(self.finished.model, path, overwrite=True)
+        except Exception as exc:  # noqa: BLE001
+            report(exc)
+            return None
+        self.model_path = written
+        self.status.setText(f"model saved to {written}")
+        session.model_saved.emit(str(written))
+        return written
+
+    # -- live preview ------------------------------------------------------------------
+    def _preview_image_layer(self):
+        if self.source.currentData() == SOURCE_LAYERS and self.pairs.rows:
+            name = self.pairs.rows[0].image.currentText()
+            if name in self.viewer.layers:
+                return self.viewer.layers[name]
+        images = [self.viewer.layers[n] for n in L.layer_names(self.viewer, "image") if self.viewer.layers[n].visible]
+        return images[-1] if images else None
+
+    def request_preview(self) -> bool:
+        """Ask the worker to segment the region in view with the current model after its next step."""
+        if self.job is None:
+            return False
+        layer = self._preview_image_layer()
+        if layer is None:
+            return False
+        try:
+            image = L.image_input(layer)
+            world = np.array(self.viewer.dims.point, dtype=float)
+            displayed = list(self.viewer.dims.displayed)[-2:]
+            world[displayed] = np.asarray(self.viewer.camera.center)[-2:]
+            point = np.asarray(layer.world_to_data(world), dtype=float)
+            plane = L.plane_of(image, int(round(point[0])) if image.is_stack else None)
+            height, width = plane.shape[:2]
+            size_y, size_x = min(PREVIEW_SIZE, height), min(PREVIEW_SIZE, width)
+            y0 = int(np.clip(round(point[-2] - size_y / 2), 0, height - size_y))
+            x0 = int(np.clip(round(point[-1] - size_x / 2), 0, width - size_x))
+            crop = np.array(plane[y0:y0 + size_y, x0:x0 + size_x], copy=True)
+        except Exception as exc:  # noqa: BLE001 - a preview must never disturb training
+            log.warning("no training preview: %s", exc)
+            return False
+        self._preview_source = layer
+        self.job.request_preview(crop, (y0, x0))
+        return True
+
+    def _show_preview(self, event: PreviewReady) -> None:
+        source = getattr(self, "_preview_source", None)
+        scale = tuple(source.scale[-2:]) if source is not None else (1, 1)
+        translate = tuple(source.translate[-2:]) if source is not None else (0, 0)
+        translate = tuple(t + o * s for t, o, s in zip(translate, event.offset, scale))
+        name = self.preview_layer_name
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data = event.labels
+            layer.translate, layer.scale = translate, scale
+        else:
+            layer = self.viewer.add_labels(event.labels, name=name, translate=translate, scale=scale, opacity=0.5)
+        layer.metadata["iteration"] = event.iteration
+        self.status.setText(self.status.text() + f" · preview of iteration {event.iteration} updated")

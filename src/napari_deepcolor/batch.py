@@ -1,0 +1,942 @@
+"""Segmenting folders of images: TIFF stacks, zarr, images larger than memory; here or on dask.
+
+:class:`Batch` runs a trained model over every image of a folder and writes one
+label image per input into an output folder, mirroring sub-folders. It is a
+generator of events (:class:`BatchStarted`, :class:`FileStarted`,
+:class:`FileDone`, :class:`FileFailed`, :class:`BatchFinished`) that the CLI
+shows with tqdm and the napari widget listens to; :meth:`Batch.stop` asks it to
+stop between files.
+
+Decisions, in the order a file meets them:
+
+* **Which files**: names matching the patterns (default ``*.tif``, ``*.tiff``,
+  ``*.zarr``, case-insensitive); hidden names are ignored, ``.zarr`` folders are
+  inputs and never searched, symbolic links to folders are not followed and,
+  when the output folder lies inside the input folder, it is not searched.
+* **Axes** come from the file: tifffile's ``series.axes`` for TIFF; OME-zarr
+  multiscale metadata (level 0), zarr v3 ``dimension_names`` or an ``axes``
+  attribute for zarr, else a guess (``YX``, ``...YXS`` when the last axis has 3
+  or 4 entries). ``S`` (samples: RGB) is always fed to the net as channels. A
+  ``C`` axis is fed as channels only when the model takes that many channels
+  (a 3-channel model and a ``CYX`` image with 3 channels); otherwise, e.g. for
+  a grey model and a 2-channel fluorescence image, each channel is segmented
+  on its own like a ``Z`` or ``T`` plane. Every other axis enumerates planes;
+  each plane is segmented with the 2D model and the labels are written as one
+  stack with the input's axes minus the channel axis (ids unique across the
+  stack, as :func:`~napari_deepcolor.inference.stack_instances` makes them).
+* **Failures**: a file that is not an image, is truncated or corrupt, has a
+  zero-length axis ("empty"), has no Y and X axes, or holds no real numbers is
+  reported (status ``failed`` with the reason) and the batch carries on; the
+  exit status of the CLI is then 1. An image whose every pixel has the same
+  value (e.g. all zero) is a valid image with no objects: its labels are all
+  background and the net is not run on it.
+* **Resuming**: outputs are written to a temporary name beside the target and
+  renamed when complete, so an output that exists is finished; it is skipped
+  (``skipped-existing``) unless ``overwrite``. Temporary files left by a killed
+  run are removed when the next run starts (so run one batch per output
+  folder at a time). A summary CSV is written atomically at the end (also when
+  stopped or interrupted): ``batch_summary_<timestamp>.csv`` and the latest
+  run's copy ``batch_summary.csv``.
+* **Scaling out**: every file is one task, :func:`segment_file`, which loads the
+  model (cached per process, keyed by path, modification time and size), reads
+  the file, predicts, decodes, writes atomically and returns a summary row.
+  The same task runs on one of two executors: by default in this process, one
+  file at a time (no cluster start-up, which costs seconds), or on
+  dask.distributed: a ``LocalCluster`` of ``workers`` processes with one
+  thread each, or an existing cluster at ``scheduler`` (its workers need this
+  package installed and must see the input and output folders at the same
+  paths). At most one task per worker thread is in flight, so a stop takes
+  effect after the files being segmented.
+* **Large images**: a plane of more than ``large_image_megapixels`` (default 16
+  MP, where the in-memory route would need about 60 bytes per pixel for a
+  9-colour model, i.e. about 1 GB) goes out of core: it is read window by
+  window (tifffile's zarr view of the TIFF, or the zarr input), normalised
+  with percentiles estimated on a regular subsample of at most 4 MP (every k-th
+  pixel in both directions; exact for planes up to 4 MP) while the minimum and
+  maximum come from every pixel, predicted tile by tile into a chunked zarr
+  store in a hidden scratch folder inside the output folder, and decoded block
+  by block (:func:`label_color_blocks`, :func:`resolve_components`) so that
+  objects crossing block borders get one label. This is implemented for deep
+  coloring; its ``merge_radius`` is not supported out of core (an error asks to
+  set it to 0 or raise the threshold). Tiles and chunks share one grid, so
+  for the same net output the labels equal the in-memory decode's up to a
+  renumbering of the objects.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .data.io import atomic_write, smallest_label_dtype
+from .errors import DeepColorError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.zarr")
+FORMATS = ("tif", "zarr")
+DONE, SKIPPED, FAILED, CANCELLED = "done", "skipped-existing", "failed", "cancelled"
+SUMMARY_NAME = "batch_summary.csv"
+SUMMARY_FIELDS = ("file", "output", "status", "objects", "seconds", "route", "error")
+SCRATCH_PREFIX = ".batch-scratch-"
+#: names of the temporaries of atomic writes (``.NAME.RANDOM.part[.SUFFIX]``) and replaced stores
+_TEMPORARY = re.compile(r"^\..+\.part(\.[A-Za-z0-9]+)?$|^\..+\.[0-9a-f]{8}\.old$")
+#: pixels of the subsample that estimates the normalisation percentiles of a large image
+SUBSAMPLE_PIXELS = 4_000_000
+#: side in pixels of the blocks a large image is scanned and decoded in (rounded to the tile grid)
+DECODE_BLOCK = 2048
+#: context in pixels around each tile (as :func:`~napari_deepcolor.inference.predict`'s default)
+MARGIN = 64
+_OME_AXES = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
+
+
+# -- configuration and events ------------------------------------------------------
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """One batch run. ``decode`` holds decode-parameter overrides (the rest: the model's tuned values)."""
+
+    model: str
+    input: str
+    output: str
+    patterns: tuple[str, ...] = DEFAULT_PATTERNS
+    recursive: bool = False
+    format: str = "tif"
+    decode: dict = field(default_factory=dict)
+    workers: int | None = None
+    scheduler: str | None = None
+    overwrite: bool = False
+    device: str = "auto"
+    tile_size: int = 512
+    large_image_megapixels: float = 16.0
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise DeepColorError(f"unknown output format '{self.format}'; choose one of: {', '.join(FORMATS)}.")
+        if self.workers is not None and self.scheduler is not None:
+            raise DeepColorError("give either workers (a local cluster) or a scheduler address, not both.")
+        if self.workers is not None and self.workers < 1:
+            raise DeepColorError(f"workers must be at least 1 (got {self.workers}).")
+        if self.tile_size < 2 * MARGIN + 16:
+            raise DeepColorError(f"tile size must be at least {2 * MARGIN + 16} pixels (got {self.tile_size}).")
+        if not self.large_image_megapixels > 0:
+            raise DeepColorError(f"the large-image threshold must be positive (got {self.large_image_megapixels} MP).")
+        if not self.patterns:
+            raise DeepColorError("give at least one file name pattern, e.g. '*.tif'.")
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """One row of the summary: input and output relative to their folders, status, objects, time."""
+
+    file: str
+    output: str
+    status: str
+    objects: int | None = None
+    seconds: float = 0.0
+    route: str = ""  # "in-memory" or "out-of-core"
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class BatchStarted:
+    total: int
+    output: str
+    workers: int
+
+
+@dataclass(frozen=True)
+class FileStarted:
+    """A file was handed to a worker (with the in-process default: it starts now)."""
+
+    file: str
+    index: int
+    total: int
+
+
+@dataclass(frozen=True)
+class FileDone:
+    """A file was segmented (``result.status == "done"``) or skipped because its output exists."""
+
+    result: FileResult
+    completed: int
+    total: int
+
+
+@dataclass(frozen=True)
+class FileFailed:
+    result: FileResult
+    completed: int
+    total: int
+
+
+@dataclass(frozen=True)
+class BatchFinished:
+    results: tuple[FileResult, ...]
+    summary: str
+    stopped: bool
+    seconds: float
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+
+# -- finding files and naming outputs ---------------------------------------------
+
+def find_inputs(folder, patterns=DEFAULT_PATTERNS, *, recursive: bool = False, exclude=()) -> list[Path]:
+    """Image files (and ``.zarr`` folders) in ``folder`` whose names match one of ``patterns``.
+
+    Hidden names are skipped, matching folders are not searched, symbolic links
+    to folders are not followed and folders in ``exclude`` are left out.
+    """
+    folder = Path(folder)
+    excluded = {os.path.realpath(p) for p in exclude}
+    found = []
+    for root, dirs, files in os.walk(folder):
+        root = Path(root)
+        searched = []
+        for name in sorted(dirs):
+            path = root / name
+            if name.startswith(".") or os.path.realpath(path) in excluded:
+                continue
+            if _matches(name, patterns):
+                found.append(path)
+            elif recursive:
+                searched.append(name)
+        dirs[:] = searched
+        found += [root / name for name in files if not name.startswith(".") and _matches(name, patterns)]
+    return sorted(found)
+
+
+def _matches(name: str, patterns) -> bool:
+    return any(fnmatch(name.lower(), pattern.lower()) for pattern in patterns)
+
+
+def output_name(name: str, fmt: str) -> str:
+    """``cells.ome.tif`` -> ``cells.tif`` (or ``cells.zarr``): the label file of an input."""
+    stem = Path(name).stem
+    if stem.lower().endswith(".ome"):
+        stem = stem[:-4]
+    return f"{stem}.{fmt}"
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    real, base = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([real, base]) == base
+
+
+def clean_stale_temporaries(folder) -> list[Path]:
+    """Remove the temporary files and scratch folders a killed run left in ``folder`` (recursively)."""
+    removed = []
+    for root, dirs, files in os.walk(folder):
+        for name in [*dirs, *files]:
+            if name.startswith(SCRATCH_PREFIX) or _TEMPORARY.match(name):
+                path = Path(root) / name
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                removed.append(path)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not d.lower().endswith(".zarr")]
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted run in %s", len(removed), folder)
+    return removed
+
+
+# -- reading sources and their axes -------------------------------------------------
+
+@dataclass(frozen=True)
+class Layout:
+    """How the axes of an image map onto planes, rows, columns and channels."""
+
+    axes: str
+    shape: tuple[int, ...]
+    plane_axes: tuple[int, ...]
+    channel_axis: int | None
+
+    @property
+    def height(self) -> int:
+        return self.shape[self.axes.index("Y")]
+
+    @property
+    def width(self) -> int:
+        return self.shape[self.axes.index("X")]
+
+    @property
+    def plane_shape(self) -> tuple[int, ...]:
+        return tuple(self.shape[a] for a in self.plane_axes)
+
+    @property
+    def n_planes(self) -> int:
+        return math.prod(self.plane_shape)
+
+    @property
+    def out_axes(self) -> str:
+        return "".join(self.axes[a] for a in self.plane_axes) + "YX"
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self.plane_shape + (self.height, self.width)
+
+    def selection(self, plane: int, rows=slice(None), cols=slice(None)) -> tuple:
+        """Index of plane number ``plane`` (C order over the plane axes), rows and columns."""
+        index = dict(zip(self.plane_axes, np.unravel_index(plane, self.plane_shape) if self.plane_axes else ()))
+        spans = {self.axes.index("Y"): rows, self.axes.index("X"): cols}
+        return tuple(int(index[a]) if a in index else spans.get(a, slice(None)) for a in range(len(self.axes)))
+
+    def arrange(self, block: np.ndarray) -> np.ndarray:
+        """A block read with :meth:`selection` as (h, w) or (h, w, C)."""
+        kept = [a for a in range(len(self.axes)) if a not in self.plane_axes]
+        order = [kept.index(self.axes.index("Y")), kept.index(self.axes.index("X"))]
+        if self.channel_axis is not None:
+            order.append(kept.index(self.channel_axis))
+        return np.transpose(block, order)
+
+
+def plan_layout(axes: str, shape, dtype, in_channels: int, *, name: str = "image") -> Layout:
+    """Check an image's axes, shape and dtype and decide planes and channels (see the module notes)."""
+    axes, shape = axes.upper(), tuple(int(n) for n in shape)
+    if len(axes) != len(shape):
+        raise DeepColorError(f"{name}: axes '{axes}' do not match the shape {shape}; fix the file's metadata.")
+    if any(n == 0 for n in shape):
+        raise DeepColorError(f"{name}: the image is empty (shape {shape}, axes {axes}, has a zero-length axis); "
+                             "there is nothing to segment.")
+    if axes.count("Y") != 1 or axes.count("X") != 1 or axes.count("S") > 1:
+        raise DeepColorError(f"{name}: unsupported shape {shape} with axes {axes}: an image needs one Y and one X "
+                             "axis (2D planes, optionally stacked along Z, T, C... and with RGB samples S).")
+    dtype = np.dtype(dtype)
+    if not (dtype == bool or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise DeepColorError(f"{name}: unsupported pixel type {dtype}; images must hold real numbers.")
+    channel = axes.index("S") if "S" in axes else None
+    if channel is None and axes.count("C") == 1 and in_channels > 1 and shape[axes.index("C")] == in_channels:
+        channel = axes.index("C")
+    planes = tuple(a for a, letter in enumerate(axes) if letter not in "YX" and a != channel)
+    return Layout(axes, shape, planes, channel)
+
+
+class Source:
+    """A lazily read image (a zarr array) with its axes; :meth:`read` turns read errors into ours."""
+
+    def __init__(self, array, axes: str, name: str):
+        self.array, self.axes, self.name = array, axes, name
+
+    def read(self, layout: Layout, plane: int, rows=slice(None), cols=slice(None)) -> np.ndarray:
+        try:
+            block = np.asarray(self.array[layout.selection(plane, rows, cols)])
+        except Exception as exc:
+            raise DeepColorError(f"{self.name}: reading failed ({type(exc).__name__}: {exc}); the file is "
+                                 "probably truncated or corrupt: copy it again.") from exc
+        return layout.arrange(block)
+
+
+@contextmanager
+def open_source(path) -> Iterator[Source]:
+    """Open a TIFF file or a zarr folder lazily."""
+    path = Path(path)
+    if path.is_dir():
+        yield _open_zarr(path)
+        return
+    if path.stat().st_size == 0:
+        raise DeepColorError(f"{path.name}: the file is empty (0 bytes); was it copied completely?")
+    import tifffile
+    import zarr
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception as exc:
+        raise DeepColorError(f"{path.name}: not a readable TIFF file ({exc}); is it a complete TIFF?") from exc
+    try:
+        try:
+            series = tif.series[0]
+            source = Source(zarr.open(series.aszarr(level=0), mode="r"), series.axes, path.name)
+        except Exception as exc:
+            raise DeepColorError(f"{path.name}: the TIFF holds no readable image ({type(exc).__name__}: {exc}).") from exc
+        yield source
+    finally:
+        tif.close()
+
+
+def _open_zarr(path: Path) -> Source:
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as exc:
+        raise DeepColorError(f"{path.name}: not a readable zarr store ({type(exc).__name__}: {exc}).") from exc
+    axes = None
+    if isinstance(node, zarr.Group):
+        attributes = dict(node.attrs)
+        multiscales = attributes.get("multiscales") or attributes.get("ome", {}).get("multiscales")
+        if multiscales:  # OME-zarr: level 0 is the full resolution
+            node_axes = multiscales[0].get("axes", [])
+            node = node[multiscales[0]["datasets"][0]["path"]]
+            axes = "".join(_axis_letter(a["name"] if isinstance(a, dict) else a) for a in node_axes) or None
+        else:
+            arrays = list(node.arrays())
+            if len(arrays) != 1:
+                raise DeepColorError(f"{path.name}: a zarr group with {len(arrays)} arrays and no OME multiscales "
+                                     "metadata; give the path of one array instead.")
+            node = arrays[0][1]
+    names = getattr(node.metadata, "dimension_names", None) or node.attrs.get("_ARRAY_DIMENSIONS")
+    if axes is None and isinstance(node.attrs.get("axes"), str):
+        axes = node.attrs["axes"]
+    if axes is None and names and all(names):
+        axes = "".join(_axis_letter(n) for n in names)
+    if axes is None:
+        shape = node.shape
+        axes = ("Q" * (len(shape) - 3) + "YXS") if len(shape) >= 3 and shape[-1] in (3, 4) else "Q" * (len(shape) - 2) + "YX"
+    return Source(node, axes, path.name)
+
+
+def _axis_letter(name: str) -> str:
+    name = str(name)
+    return name.upper() if len(name) == 1 and name.upper() in "TZCYXSQI" else _OME_AXES.get(name.lower(), "Q")
+
+
+# -- the task: one file ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FileTask:
+    """Everything a worker needs to segment one file (plain data: it travels to dask workers)."""
+
+    config: BatchConfig
+    model: str
+    model_stamp: tuple
+    source: str
+    target: str
+    file: str
+    output: str
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_model(path: str, stamp: tuple, device: str):
+    from .checkpoint import load_model
+
+    return load_model(path, device=device)
+
+
+def segment_file(task: FileTask) -> FileResult:
+    """Segment one file and write its labels atomically; never raises for a bad file: returns the row."""
+    started = time.perf_counter()
+    try:
+        objects, route = _segment(task)
+        return FileResult(task.file, task.output, DONE, objects, round(time.perf_counter() - started, 3), route)
+    except DeepColorError as exc:
+        error = str(exc)
+    except Exception as exc:  # an unforeseen problem with this file: report it, carry on with the others
+        log.exception("%s: unexpected error", task.file)
+        error = f"unexpected error ({type(exc).__name__}: {exc}); please report it."
+    return FileResult(task.file, task.output, FAILED, None, round(time.perf_counter() - started, 3), "", error)
+
+
+def _segment(task: FileTask) -> tuple[int, str]:
+    from .device import resolve_device
+
+    config = task.config
+    device = str(resolve_device(config.device))
+    model = _cached_model(task.model, task.model_stamp, device)
+    parameters = model.decode_parameters(config.decode)
+    tile = _tile_size(config.tile_size, model.net_config.divisor)
+    with open_source(task.source) as source:
+        array = source.array
+        layout = plan_layout(source.axes, array.shape, array.dtype, model.net_config.in_channels, name=task.file)
+        if layout.height * layout.width > config.large_image_megapixels * 1e6:
+            return _segment_out_of_core(model, source, layout, parameters, task, tile, device), "out-of-core"
+        return _segment_in_memory(model, source, layout, parameters, task, tile, device), "in-memory"
+
+
+def _tile_size(tile_size: int, divisor: int) -> int:
+    """A tile whose core (tile minus margins) is a multiple of 16 and of the net's divisor.
+
+    The cores are the grid of the out-of-core route's chunks and TIFF tiles
+    (which must be multiples of 16); both routes use the same tiles.
+    """
+    multiple = max(16, divisor)
+    return -(-(tile_size - 2 * MARGIN) // multiple) * multiple + 2 * MARGIN
+
+
+def _segment_in_memory(model, source, layout, parameters, task, tile, device) -> int:
+    from .inference import match_channels, predict, stack_instances
+    from .methods.base import Instances
+
+    planes = []
+    for plane in range(layout.n_planes):
+        image = source.read(layout, plane)
+        if _is_constant(match_channels(model, image)):
+            planes.append(Instances(np.zeros(image.shape[:2], np.uint8), np.zeros(0, np.float32)))
+        else:
+            planes.append(predict(model, image, stack=False, device=device, tile_size=tile,
+                                  margin=MARGIN).decode(**parameters))
+    instances = stack_instances(planes)
+    _write_output(task, layout, instances.labels.dtype, tile - 2 * MARGIN,
+                  labels=instances.labels.reshape(layout.out_shape))
+    return instances.count
+
+
+def _is_constant(image: np.ndarray) -> bool:
+    """Whether every channel of an (H, W, C) image holds one value: an image without objects."""
+    return bool(np.all(image.min(axis=(0, 1)) == image.max(axis=(0, 1))))
+
+
+# -- the out-of-core route ------------------------------------------------------------
+
+class _PreparedWindows:
+    """One plane of a lazily read image as the net's input (H, W, C), read window by window.
+
+    Channels are matched to the model as for in-memory images; the percentile
+    normalisation uses the fixed offset and scale estimated by :func:`_scan_plane`.
+    """
+
+    def __init__(self, model, source, layout, plane, offset, scale):
+        self.model, self.source, self.layout, self.plane = model, source, layout, plane
+        self.offset, self.scale = offset, scale
+        self.shape = (layout.height, layout.width, model.net_config.in_channels)
+
+    def __getitem__(self, key):
+        from .inference import match_channels
+
+        rows, cols = key
+        image = match_channels(self.model, self.source.read(self.layout, self.plane, rows, cols))
+        out = image.astype(np.float32)  # the operations of normalize_percentile, in its order
+        if not np.all(np.isfinite(out)):
+            raise DeepColorError(f"{self.source.name}: the image holds NaN or infinite values; replace them first.")
+        out -= self.offset
+        out *= self.scale
+        return out
+
+
+def _scan_plane(model, source, layout, plane, block: int):
+    """Normalisation ``(offset, scale)`` of one plane read block by block, or None if it is constant.
+
+    Percentiles come from every k-th pixel in both directions (at most
+    SUBSAMPLE_PIXELS pixels; every pixel for planes up to that size), the
+    fallback minimum and maximum (for channels whose percentiles coincide) from
+    every pixel, as :func:`~napari_deepcolor.data.normalize.normalize_percentile`.
+    """
+    from .inference import match_channels
+
+    height, width = layout.height, layout.width
+    step = max(1, math.ceil(math.sqrt(height * width / SUBSAMPLE_PIXELS)))
+    samples, lows, highs = [], [], []
+    for y0 in range(0, height, block):
+        for x0 in range(0, width, block):
+            image = match_channels(model, source.read(layout, plane, slice(y0, y0 + block), slice(x0, x0 + block)))
+            image = image.astype(np.float32) if image.dtype == bool else image
+            lows.append(image.min(axis=(0, 1)))
+            highs.append(image.max(axis=(0, 1)))
+            samples.append(image[(-y0) % step::step, (-x0) % step::step].reshape(-1, image.shape[-1]))
+    low, high = np.min(lows, axis=0).astype(np.float64), np.max(highs, axis=0).astype(np.float64)
+    if np.all(low == high):
+        return None
+    norm = model.normalization or {}
+    sample = np.concatenate(samples)
+    lo, hi = np.percentile(sample, [norm.get("low", 1.0), norm.get("high", 99.8)], axis=0).astype(np.float64)
+    collapsed = hi - lo <= 0
+    lo, hi = np.where(collapsed, low, lo), np.where(collapsed, high, hi)
+    span = hi - lo
+    scale = np.where(span <= 0, 0.0, 1.0 / np.where(span <= 0, 1.0, span))
+    return lo.astype(np.float32), scale.astype(np.float32)
+
+
+@dataclass
+class ComponentTable:
+    """What the block-wise labelling of one plane found.
+
+    ``sizes[i]`` is the pixel count of provisional component ``i`` (0: background);
+    ``links`` (E, 2) holds pairs of components of equal colour that touch
+    across a block border and so are one object.
+    """
+
+    sizes: np.ndarray
+    links: np.ndarray
+
+
+def label_color_blocks(output, ids, *, block: int) -> ComponentTable:
+    """Connected components of equal colour of a (C, H, W) output, block by block.
+
+    The out-of-core counterpart of the first stage of
+    :meth:`~napari_deepcolor.methods.coloring.ColoringMethod.decode`: argmax per
+    block, components of equal colour (4-connected) per block, written with
+    ids unique across blocks into ``ids`` (an (H, W) array-like, e.g. zarr).
+    Components of equal colour facing each other across a block border are
+    recorded in ``links``; :func:`resolve_components` joins them. Memory is
+    bounded by one block of ``output``.
+    """
+    from skimage.measure import label as connected_label
+
+    from .methods.coloring import argmax_channels
+
+    _, height, width = output.shape
+    sizes, offset, links = [np.zeros(1)], 0, []
+    above = {}  # x0 -> (ids, colours) of the last row of the block above
+    for y0 in range(0, height, block):
+        left = None  # (ids, colours) of the last column of the block to the left
+        for x0 in range(0, width, block):
+            rows, cols = slice(y0, min(y0 + block, height)), slice(x0, min(x0 + block, width))
+            color, _ = argmax_channels(np.asarray(output[:, rows, cols]))
+            local = connected_label(color, background=0, connectivity=1)
+            n = int(local.max(initial=0))
+            here = np.where(local > 0, local + offset, 0).astype(ids.dtype)
+            ids[rows, cols] = here
+            sizes.append(np.bincount(local.ravel(), minlength=n + 1)[1:].astype(np.float64))
+            if y0 > 0:
+                links.append(_face_links(*above[x0], here[0], color[0]))
+            if x0 > 0:
+                links.append(_face_links(*left, here[:, 0], color[:, 0]))
+            above[x0], left = (here[-1], color[-1]), (here[:, -1], color[:, -1])
+            offset += n
+    links = np.unique(np.concatenate(links), axis=0) if links else np.zeros((0, 2), np.int64)
+    return ComponentTable(np.concatenate(sizes), links)
+
+
+def _face_links(ids_a, colors_a, ids_b, colors_b) -> np.ndarray:
+    touching = (ids_a > 0) & (ids_b > 0) & (colors_a == colors_b)
+    return np.stack([ids_a[touching], ids_b[touching]], axis=1).astype(np.int64)
+
+
+def resolve_components(table: ComponentTable, *, size_threshold: int) -> tuple[np.ndarray, int]:
+    """Join linked components and drop objects under ``size_threshold`` (tau) pixels.
+
+    Returns ``(lookup, count)``: ``lookup[provisional_id]`` is the final label
+    (1..count, 0 for background and dropped objects), as the size stage of
+    :meth:`~napari_deepcolor.methods.coloring.ColoringMethod.decode` keeps them.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from .methods.components import relabel_by_lookup
+
+    n = table.sizes.shape[0]
+    links = table.links
+    graph = coo_matrix((np.ones(len(links)), (links[:, 0], links[:, 1])), shape=(n, n))
+    _, group = connected_components(graph, directed=False)
+    group_sizes = np.bincount(group, weights=table.sizes)
+    keep = group_sizes[group] >= max(size_threshold, 1)
+    keep[0] = False
+    _, lookup = relabel_by_lookup(np.zeros(0, np.intp), keep, group)
+    return lookup, int(lookup.max(initial=0))
+
+
+def _segment_out_of_core(model, source, layout, parameters, task, tile, device) -> int:
+    import zarr
+
+    from .inference import predict_output
+
+    method = model.method
+    threshold = f"{task.config.large_image_megapixels:g} MP"
+    if method.name != "coloring":
+        raise DeepColorError(f"{task.file}: planes over {threshold} are decoded out of core, which is implemented "
+                             f"for deep coloring models only (this is a '{method.name}' model); raise the large-image "
+                             "threshold (CLI: --large-image-mp) if the image fits in memory.")
+    if parameters.get("merge_radius", 0) > 0:
+        raise DeepColorError(f"{task.file}: merge_radius is not supported for planes over {threshold}, which are "
+                             "decoded out of core; pass --merge-radius 0, or raise --large-image-mp if the image "
+                             "fits in memory.")
+    core = tile - 2 * MARGIN
+    block = core * max(1, DECODE_BLOCK // core)
+    height, width = layout.height, layout.width
+    id_dtype = np.uint32 if height * width < 2**32 else np.uint64
+    Path(task.target).parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=Path(task.target).parent))
+    try:
+        lookups, ids, total = [], [], 0
+        for plane in range(layout.n_planes):
+            scaling = _scan_plane(model, source, layout, plane, block)
+            if scaling is None:  # constant plane: no objects
+                lookups.append(None)
+                ids.append(None)
+                continue
+            raw = zarr.create_array(store=str(scratch / "raw.zarr"), shape=(model.net_config.out_channels, height, width),
+                                    chunks=(model.net_config.out_channels, core, core), dtype="float32", overwrite=True)
+            predict_output(model, _PreparedWindows(model, source, layout, plane, *scaling), device=device,
+                           tile_size=tile, margin=MARGIN, out=raw)
+            plane_ids = zarr.create_array(store=str(scratch / f"ids-{plane}.zarr"), shape=(height, width),
+                                          chunks=(core, core), dtype=id_dtype, fill_value=0)
+            lookup, count = resolve_components(label_color_blocks(raw, plane_ids, block=block),
+                                               size_threshold=parameters["size_threshold"])
+            lookups.append(np.where(lookup > 0, lookup.astype(np.int64) + total, 0))
+            ids.append(plane_ids)
+            total += count
+        dtype = smallest_label_dtype(total)
+        lookups = [None if lookup is None else lookup.astype(dtype) for lookup in lookups]
+
+        def bands():
+            for lookup, plane_ids in zip(lookups, ids):
+                for y0 in range(0, height, core):
+                    rows = slice(y0, min(y0 + core, height))
+                    if lookup is None:
+                        yield np.zeros((rows.stop - rows.start, width), dtype)
+                    else:
+                        yield lookup[np.asarray(plane_ids[rows])]
+
+        _write_output(task, layout, dtype, core, bands=bands())
+        return total
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# -- writing labels ----------------------------------------------------------------------
+
+def _write_output(task: FileTask, layout: Layout, dtype, tile: int, *, labels=None, bands=None) -> None:
+    """Write labels atomically as TIFF or zarr, with the input's axes minus the channels.
+
+    Either ``labels``, the whole label image, or ``bands``, an iterator over the
+    planes' bands of ``tile`` rows in order, so that an image larger than memory
+    is written as a tiled TIFF or a chunked zarr array.
+    """
+    shape, axes, height, width = layout.out_shape, layout.out_axes, layout.height, layout.width
+    target, overwrite = Path(task.target), task.config.overwrite
+    if task.config.format == "zarr":
+        def write(tmp: Path) -> None:
+            import zarr
+
+            chunks = (1,) * (len(shape) - 2) + (min(tile, height), min(tile, width))
+            out = zarr.create_array(store=str(tmp), shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
+                                    dimension_names=[a.lower() for a in axes],
+                                    attributes={"axes": axes, "source": task.file}, overwrite=True)
+            if labels is not None:
+                out[...] = labels
+                return
+            per_plane = -(-height // tile)
+            for number, band in enumerate(bands):
+                plane, y0 = divmod(number, per_plane)
+                index = tuple(int(i) for i in np.unravel_index(plane, layout.plane_shape)) if layout.plane_axes else ()
+                out[index + (slice(y0 * tile, y0 * tile + band.shape[0]),)] = band
+
+        _atomic_directory(target, write, overwrite=overwrite)
+        return
+
+    def write(tmp: Path) -> None:
+        import tifffile
+
+        options = dict(compression="zlib", photometric="minisblack", metadata={"axes": axes},
+                       bigtiff=math.prod(shape) * np.dtype(dtype).itemsize > 2**31)
+        if labels is not None:
+            tifffile.imwrite(tmp, labels, **options)
+        else:
+            tiles = (band[:, x0:x0 + tile] for band in bands for x0 in range(0, width, tile))
+            tifffile.imwrite(tmp, tiles, shape=shape, dtype=dtype, tile=(tile, tile), **options)
+
+    atomic_write(target, write, overwrite=overwrite)
+
+
+def _atomic_directory(path: Path, write, *, overwrite: bool) -> Path:
+    """Like :func:`~napari_deepcolor.data.io.atomic_write` for a folder (a zarr store)."""
+    if path.exists() and not overwrite:
+        raise DeepColorError(f"{path} already exists; pass overwrite (CLI: --overwrite) to replace it.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    try:
+        write(tmp)
+        if path.exists():
+            old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+# -- executors: the same task here or on dask ---------------------------------------------
+
+class _Deferred:
+    def __init__(self, fn, args):
+        self.fn, self.args = fn, args
+
+    def result(self):
+        return self.fn(*self.args)
+
+
+class _InProcess:
+    """Runs each task in this process when its result is asked for; no cluster to start."""
+
+    slots = 1
+
+    def submit(self, fn, *args):
+        return _Deferred(fn, args)
+
+    def wait_first(self, pending):
+        return [next(iter(pending))]
+
+    def close(self):
+        pass
+
+
+class _Dask:
+    """Runs tasks on a dask.distributed cluster: a LocalCluster we start, or one at an address."""
+
+    def __init__(self, *, workers: int | None = None, scheduler: str | None = None):
+        from distributed import Client, LocalCluster
+
+        self.cluster = None
+        if scheduler is not None:
+            try:
+                self.client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError) as exc:
+                raise DeepColorError(f"could not reach a dask scheduler at {scheduler} ({exc}); check the address "
+                                     "(e.g. tcp://host:8786) and that the scheduler is running.") from exc
+        else:
+            self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                        dashboard_address=None, silence_logs=logging.ERROR)
+            self.client = Client(self.cluster)
+        self.slots = max(1, sum(self.client.nthreads().values()))
+
+    def submit(self, fn, *args):
+        return self.client.submit(fn, *args, pure=False)
+
+    def wait_first(self, pending):
+        from distributed import wait
+
+        return wait(list(pending), return_when="FIRST_COMPLETED").done
+
+    def close(self):
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+# -- the engine ----------------------------------------------------------------------------
+
+class Batch:
+    """Segment every image of a folder; :meth:`run` yields events, :meth:`stop` stops between files."""
+
+    def __init__(self, config: BatchConfig):
+        self.config = config
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Finish the files being segmented, start no more (safe from another thread)."""
+        self._stop.set()
+
+    def run(self) -> Iterator[BatchStarted | FileStarted | FileDone | FileFailed | BatchFinished]:
+        config, started = self.config, time.perf_counter()
+        source, output = Path(config.input).absolute(), Path(config.output).absolute()
+        stamp = self._check_model()
+        jobs = self._plan(source, output, stamp)
+        output.mkdir(parents=True, exist_ok=True)
+        clean_stale_temporaries(output)
+        executor = _InProcess() if config.workers is None and config.scheduler is None else \
+            _Dask(workers=config.workers, scheduler=config.scheduler)
+        total, results, pending, queue = len(jobs), {}, {}, deque(enumerate(jobs))
+        summary = ""
+        try:
+            yield BatchStarted(total, str(output), executor.slots)
+            while queue or pending:
+                while queue and len(pending) < executor.slots and not self._stop.is_set():
+                    index, job = queue.popleft()
+                    if isinstance(job, FileResult):  # decided without work: existing output, bad name
+                        results[index] = job
+                        yield _event(job, len(results), total)
+                    else:
+                        pending[executor.submit(segment_file, job)] = index
+                        yield FileStarted(job.file, index, total)
+                if not pending:
+                    if self._stop.is_set():
+                        break
+                    continue
+                for future in executor.wait_first(pending):
+                    index = pending.pop(future)
+                    results[index] = _result(future, jobs[index])
+                    yield _event(results[index], len(results), total)
+        finally:
+            executor.close()
+            rows = [results.get(i) or _cancelled(job) for i, job in enumerate(jobs)]
+            summary = str(write_summary(output, rows))
+        yield BatchFinished(tuple(rows), summary, len(results) < total, round(time.perf_counter() - started, 3))
+
+    def _check_model(self) -> tuple:
+        """Fail before any work if the model file or the decode overrides are wrong."""
+        from .checkpoint import read_model_config
+        from .methods import get_method
+
+        model_config = read_model_config(self.config.model)
+        get_method(model_config["method"]).resolve_decode_parameters(self.config.decode,
+                                                                     model_config.get("decode_defaults"))
+        info = Path(self.config.model).stat()
+        return info.st_mtime_ns, info.st_size
+
+    def _plan(self, source: Path, output: Path, stamp: tuple) -> list:
+        config = self.config
+        if not source.exists():
+            raise DeepColorError(f"{source}: no such file or folder; check --input.")
+        if os.path.realpath(source) == os.path.realpath(output):
+            raise DeepColorError("the output folder must differ from the input folder; choose another --output.")
+        single = source.is_file() or source.suffix.lower() == ".zarr"
+        files = [source] if single else find_inputs(source, config.patterns, recursive=config.recursive,
+                                                    exclude=[output])
+        if not files:
+            raise DeepColorError(f"{source} holds no files matching {', '.join(config.patterns)}"
+                                 f"{'' if config.recursive else ' (add --recursive to search sub-folders)'}.")
+        jobs, claimed = [], {}
+        for path in files:
+            relative = Path(path.name) if single else path.relative_to(source)
+            target = output / relative.parent / output_name(relative.name, config.format)
+            name, out_name = relative.as_posix(), target.relative_to(output).as_posix()
+            if not _inside(target, output):
+                jobs.append(FileResult(name, out_name, FAILED, error=f"refusing to write {target}: it resolves "
+                                       "outside the output folder (through a symbolic link)."))
+            elif out_name in claimed:
+                jobs.append(FileResult(name, out_name, FAILED, error=f"its output {out_name} is also the output of "
+                                       f"{claimed[out_name]}; rename one of the two inputs."))
+            elif target.exists() and not config.overwrite:
+                jobs.append(FileResult(name, out_name, SKIPPED))
+            else:
+                jobs.append(FileTask(config, str(Path(config.model).absolute()), stamp, str(path), str(target),
+                                     name, out_name))
+            claimed.setdefault(out_name, name)
+        return jobs
+
+
+def _event(result: FileResult, completed: int, total: int):
+    return (FileFailed if result.status == FAILED else FileDone)(result, completed, total)
+
+
+def _result(future, task: FileTask) -> FileResult:
+    try:
+        return future.result()
+    except Exception as exc:  # the worker died (e.g. out of memory) or the cluster went away
+        return FileResult(task.file, task.output, FAILED, error=f"the worker running it failed ({type(exc).__name__}: "
+                          f"{exc}); if it ran out of memory, lower --large-image-mp or use fewer workers.")
+
+
+def _cancelled(job) -> FileResult:
+    return job if isinstance(job, FileResult) else FileResult(job.file, job.output, CANCELLED)
+
+
+def write_summary(folder, rows) -> Path:
+    """Write ``batch_summary_<timestamp>.csv`` and its copy ``batch_summary.csv`` atomically."""
+    folder = Path(folder)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, n = folder / f"batch_summary_{stamp}.csv", 1
+    while path.exists():
+        path, n = folder / f"batch_summary_{stamp}-{n}.csv", n + 1
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: "" if getattr(row, k) is None else getattr(row, k) for k in SUMMARY_FIELDS})
+
+    atomic_write(path, write)
+    atomic_write(folder / SUMMARY_NAME, write, overwrite=True)
+    return path

@@ -1,0 +1,282 @@
+"""Semantic instance segmentation via deep metric learning (Fathi et al., 2017), class-agnostic.
+
+The net embeds every pixel; two pixels are alike with probability
+sigma(p, q) = 2 / (1 + exp(||e_p - e_q||^2)) (eq. 1), trained by a pairwise
+cross-entropy over K sampled pixels per instance (sec. 3.2). A second head
+rates, for each similarity threshold tau in T, whether the mask
+m(p, tau) = {q : sigma(p, q) >= tau} grown from pixel p would be a good
+instance (sec. 3.4); its maximum over tau is the seediness S_p. Decoding
+picks seeds greedily by log S_p + alpha log D, D the squared embedding
+distance to the seeds already taken (sec. 3.3), and grows their masks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DeepColorError
+from .base import DecodeParameter, Instances, Method, PreviewLayer, memo
+from .embedding import (collate_samples, embedding_rgb, flat_object_ids, grow_from_seeds, grown_mask_ious,
+                        instances_from_assignment, pairwise_squared_distances, sample_object_pixels)
+
+#: T, the similarity thresholds the seediness head is trained for (paper, sec. 3.4). A constant, not an
+#: option: the decoder must know it and does not see the training options.
+SIMILARITY_THRESHOLDS = (0.25, 0.5, 0.75, 0.9)
+
+
+@dataclass(frozen=True)
+class MetricLearningOptions:
+    """Training options of deep metric learning.
+
+    Attributes
+    ----------
+    embedding_dims : int
+        d, the embedding dimension. The paper found 64 best on PASCAL VOC
+        (20 classes, cluttered scenes); 8 is plenty for one kind of object and
+        keeps decoding fast on a CPU.
+    samples_per_object : int
+        K, pixels sampled per instance (the background counts as one) for both
+        losses; the paper uses K = 10 for the classification loss.
+    classification_weight : float
+        lambda of L = L_e + lambda L_cls (sec. 3.5); paper: ramped from 0 to 0.2.
+    good_seed_iou : float
+        A grown mask is a "good" proposal if its IoU with a ground-truth object exceeds this.
+    """
+
+    embedding_dims: int = 8
+    samples_per_object: int = 10
+    classification_weight: float = 0.2
+    good_seed_iou: float = 0.5
+
+    def __post_init__(self):
+        if not 1 <= self.embedding_dims <= 256:
+            raise DeepColorError(f"embedding_dims must be in [1, 256] (got {self.embedding_dims}); the paper uses 64.")
+        if not 2 <= self.samples_per_object <= 256:
+            raise DeepColorError(f"samples_per_object must be in [2, 256] (got {self.samples_per_object}).")
+        if not 0 <= self.classification_weight <= 10:
+            raise DeepColorError(f"classification_weight must be in [0, 10] (got {self.classification_weight}).")
+        if not 0 < self.good_seed_iou < 1:
+            raise DeepColorError(f"good_seed_iou must be in (0, 1) (got {self.good_seed_iou}).")
+
+
+def squared_radius(tau):
+    """||e_p - e_q||^2 below which sigma(p, q) > tau: log(2 / tau - 1)."""
+    return np.log(2.0 / np.asarray(tau, np.float64) - 1.0)
+
+
+def pair_weights(objects, images):
+    """w_pq of the embedding loss for samples with instance ids ``objects`` in patches ``images``.
+
+    Pairs of distinct samples in the same patch get ``1 / (n_p n_q)``, n_p the
+    number of samples of p's instance, normalised to sum to 1 per patch;
+    other pairs get 0. Returns (M, M).
+
+    Notes
+    -----
+    The paper sets w_pq "inversely proportional to the size of the instances
+    p and q belong to, so the loss will not become biased towards the larger
+    examples". We measure the size in the sampled set S: K pixels per
+    instance, fewer for an instance smaller than K pixels. Every pair of
+    instances then carries the same total weight, whatever their areas; with
+    the areas themselves on top of K-per-instance sampling, the smallest
+    objects would dominate and the background (the largest instance) would
+    all but vanish from the loss.
+    """
+    import torch
+
+    key = images * (int(objects.max()) + 1 if objects.numel() else 1) + objects
+    size = torch.bincount(key)[key].to(torch.float32)
+    same_image = images.unsqueeze(0) == images.unsqueeze(1)
+    weights = (1.0 / (size.unsqueeze(0) * size.unsqueeze(1))) * same_image
+    weights.fill_diagonal_(0)
+    per_image = torch.zeros(int(images.max()) + 1 if images.numel() else 1, device=weights.device).index_add(0, images, weights.sum(1))
+    return weights / per_image[images].clamp(min=1e-12).unsqueeze(1)
+
+
+def embedding_loss(embeddings, objects, images):
+    """L_e of sec. 3.2: weighted pairwise cross-entropy on sigma(p, q), averaged over the patches.
+
+    embeddings (M, d) of the sampled pixels; objects (M,) instance id (0 = background); images (M,).
+    """
+    import torch.nn.functional as F
+
+    d2 = pairwise_squared_distances(embeddings, embeddings)
+    log_similar = math.log(2.0) - F.softplus(d2)  # log sigma
+    safe = d2.clamp(min=1e-6)
+    log_dissimilar = safe + (-(-safe).expm1()).log() - F.softplus(d2)  # log(1 - sigma) = log(e^d2 - 1) - log(1 + e^d2)
+    same = (objects.unsqueeze(0) == objects.unsqueeze(1)) & (images.unsqueeze(0) == images.unsqueeze(1))
+    cross_entropy = -(same * log_similar + (~same) * log_dissimilar)
+    weights = pair_weights(objects, images).to(embeddings.dtype)
+    n_images = images[weights.sum(1) > 0].unique().numel()  # patches with at least one pair
+    return (weights * cross_entropy).sum() / max(n_images, 1)
+
+
+def metric_loss_terms(raw, labels, ignore, sample_pixels, sample_objects, sample_images, *, embedding_dims: int,
+                      good_seed_iou: float = 0.5) -> dict:
+    """``embedding`` (L_e) and ``classification`` (L_cls) for a batch.
+
+    raw : (B, d + |T|, H, W): the embedding, then one seed logit per tau in T.
+
+    Notes
+    -----
+    L_cls (sec. 3.4) for our one class is a binary cross-entropy per tau: the
+    target at a sampled pixel p is whether m(p, tau), grown over the patch's
+    non-ignored pixels with the current embedding, has IoU > ``good_seed_iou``
+    with some object. Background pixels are sampled too, as one more
+    instance: the embedding must push them away from the objects, and their
+    masks are bad proposals, so their seediness is trained low.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    raw = raw.float()
+    batch = raw.shape[0]
+    dims = embedding_dims
+    embedding = raw[:, :dims].permute(0, 2, 3, 1).reshape(-1, dims)
+    seed_logits = raw[:, dims:].permute(0, 2, 3, 1).reshape(-1, len(SIMILARITY_THRESHOLDS))
+    zero = raw.sum() * 0.0
+    if sample_pixels.numel() < 2:
+        return {"embedding": zero, "classification": zero}
+    sampled = embedding[sample_pixels]
+    loss_e = embedding_loss(sampled - sampled.detach().mean(0), sample_objects, sample_images)
+
+    ids, image_of_pixel, _, _ = flat_object_ids(labels, ignore)
+    radii = torch.as_tensor(squared_radius(SIMILARITY_THRESHOLDS), dtype=torch.float32, device=raw.device)
+    good = torch.zeros(sample_pixels.numel(), len(SIMILARITY_THRESHOLDS), device=raw.device)
+    flat_labels = labels.reshape(-1)
+    for b in range(batch):
+        mine = torch.nonzero(sample_images == b).squeeze(1)
+        if mine.numel() == 0:
+            continue
+        pixels = torch.nonzero((ids >= 0) & (image_of_pixel == b)).squeeze(1)
+        position = torch.full((ids.numel(),), -1, dtype=torch.long, device=raw.device)
+        position[pixels] = torch.arange(pixels.numel(), device=raw.device)
+        iou = grown_mask_ious(embedding[pixels].detach(), flat_labels[pixels], position[sample_pixels[mine]],
+                              radii.expand(mine.numel(), -1))
+        good[mine] = (iou > good_seed_iou).float()
+    loss_cls = F.binary_cross_entropy_with_logits(seed_logits[sample_pixels], good)
+    return {"embedding": loss_e, "classification": loss_cls}
+
+
+class MetricLearningMethod(Method):
+    name = "metric"
+    title = "Deep metric learning"
+    paper = "Fathi et al.: Semantic Instance Segmentation via Deep Metric Learning (2017)"
+    Options = MetricLearningOptions
+    decode_parameters = (
+        DecodeParameter("seed_diversity", 0.3, 0.0, 2.0, 0.05,
+                        help="alpha: weight of the embedding distance to earlier seeds in the seed choice "
+                             "(paper: 0.3)", tune_values=(0.0, 0.1, 0.3, 0.5, 1.0)),
+        DecodeParameter("max_seeds", 300, 1, 5000, 1, integer=True,
+                        help="at most this many seeds (instances) per image (paper: 100)",
+                        tune_values=(50, 100, 300, 1000)),
+        DecodeParameter("similarity_threshold", 0.0, 0.0, 0.95, 0.05,
+                        help="tau: a mask is the pixels q with sigma(seed, q) > tau; 0 lets each seed take "
+                             "the tau its seediness head rates best (paper)",
+                        tune_values=(0.0, 0.25, 0.5, 0.75, 0.9)),
+        DecodeParameter("score_threshold", 0.5, 0.0, 0.95, 0.05,
+                        help="seeds whose mask score (predicted chance of a good mask) is below this are not used",
+                        tune_values=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
+        DecodeParameter("size_threshold", 20, 0, 5000, 1, integer=True,
+                        help="instances smaller than this many pixels become background",
+                        tune_values=(0, 5, 10, 20, 40, 80, 150, 300, 600)),
+    )
+
+    def out_channels(self, options) -> int:
+        return options.embedding_dims + len(SIMILARITY_THRESHOLDS)
+
+    def prepare_targets(self, labels, ignore, options):
+        pixels, groups = sample_object_pixels(labels, ignore, options.samples_per_object, background=True)
+        return {"labels": labels.astype(np.int64), "ignore": ignore, "sample_pixels": pixels, "sample_groups": groups}
+
+    def collate(self, targets):
+        import torch
+
+        labels = np.stack([t["labels"] for t in targets])
+        return {"labels": torch.from_numpy(labels), "ignore": torch.from_numpy(np.stack([t["ignore"] for t in targets])),
+                **collate_samples(targets, labels[0].size)}
+
+    def loss(self, raw, targets, options):
+        terms = metric_loss_terms(raw, targets["labels"], targets["ignore"], targets["sample_pixels"],
+                                  targets["sample_objects"], targets["sample_images"],
+                                  embedding_dims=options.embedding_dims, good_seed_iou=options.good_seed_iou)
+        return terms["embedding"] + options.classification_weight * terms["classification"]
+
+    def activate(self, raw):
+        """The embedding (d channels) and C^tau, the chance that the mask at each tau in T is good."""
+        import torch
+
+        raw = raw.float()
+        dims = raw.shape[1] - len(SIMILARITY_THRESHOLDS)
+        return torch.cat([raw[:, :dims], torch.sigmoid(raw[:, dims:])], dim=1)
+
+    def decode(self, output, *, cache=None, seed_diversity=None, max_seeds=None, similarity_threshold=None,
+               score_threshold=None, size_threshold=None) -> Instances:
+        """Cached output (d + |T|, H, W) to instances.
+
+        Stages, each remembered in ``cache``: per-pixel scores (no parameter)
+        -> greedy seeds (sec. 3.3), each the unclaimed pixel maximising
+        log s_p + alpha log D(p, earlier seeds), among the pixels whose score
+        s_p is at least ``score_threshold``, for at most ``max_seeds`` seeds;
+        each claims the unclaimed pixels of m(p, tau) -> drop instances under
+        ``size_threshold`` pixels. With ``similarity_threshold`` 0, tau and
+        s_p are the paper's (tau_p, s_p = max_tau C^tau_p = S_p); with a fixed
+        tau, s_p = C^tau_p of the trained tau nearest to it.
+
+        Notes
+        -----
+        The paper returns overlapping proposals ranked by score. A label image
+        is a partition, so a seed claims only pixels no earlier mask took, and
+        seeds are drawn from unclaimed pixels. Pixels scoring below the
+        threshold are not seed candidates at all: their masks would be dropped
+        anyway, and skipping them saves the seed budget for good ones.
+        """
+        params = self.resolve_decode_parameters({
+            "seed_diversity": seed_diversity, "max_seeds": max_seeds, "similarity_threshold": similarity_threshold,
+            "score_threshold": score_threshold, "size_threshold": size_threshold})
+        output = np.asarray(output, dtype=np.float32)
+        n_tau = len(SIMILARITY_THRESHOLDS)
+        if output.ndim != 3 or output.shape[0] < n_tau + 1:
+            raise DeepColorError(f"a 'metric' output must have shape (C, H, W) with C > {n_tau} "
+                                 f"(got {output.shape}); was it predicted by a 'metric' model?")
+        dims = output.shape[0] - n_tau
+        points = memo(cache, "points", (), lambda: np.ascontiguousarray(output[:dims].reshape(dims, -1)))
+        tau = params["similarity_threshold"]
+        key = (tau,)
+        score, radius = memo(cache, "scores", key, lambda: _seed_scores(output[dims:].reshape(n_tau, -1), tau))
+        key += (params["seed_diversity"], params["max_seeds"], params["score_threshold"])
+
+        def grow():
+            candidates = np.flatnonzero(score >= max(params["score_threshold"], 1e-6))
+            assignment, seeds = grow_from_seeds(points, candidates, np.log(score[candidates]), radius[candidates],
+                                                diversity_weight=params["seed_diversity"],
+                                                max_seeds=params["max_seeds"])
+            return assignment, score[seeds].astype(np.float32)
+
+        assignment, scores = memo(cache, "grow", key, grow)
+        return instances_from_assignment(output.shape[1:], np.arange(points.shape[1]), assignment, scores,
+                                         size_threshold=params["size_threshold"])
+
+    def preview(self, output):
+        output = np.asarray(output)
+        dims = output.shape[0] - len(SIMILARITY_THRESHOLDS)
+        seediness = output[dims:].max(0)
+        return [embedding_rgb(output[:dims], None, name="embedding (PCA)"),
+                PreviewLayer(seediness, "seediness", "image", {"colormap": "magma", "contrast_limits": (0.0, 1.0),
+                                                               "visible": False})]
+
+
+def _seed_scores(classification: np.ndarray, tau: float):
+    """Per pixel: the score s_p and the squared mask radius, for a fixed tau or (tau = 0) the best one."""
+    if tau <= 0:
+        best = classification.argmax(0)
+        score = np.take_along_axis(classification, best[None], 0)[0]
+        radius = squared_radius(SIMILARITY_THRESHOLDS)[best]
+    else:
+        nearest = int(np.argmin(np.abs(np.asarray(SIMILARITY_THRESHOLDS) - tau)))
+        score = classification[nearest].copy()
+        radius = np.full(score.shape, squared_radius(tau))
+    return score.astype(np.float64), radius.astype(np.float32)

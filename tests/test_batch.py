@@ -1,0 +1,327 @@
+"""Batch segmentation: mixed folders, resuming, dask, and images decoded out of core."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import zarr
+from scipy import ndimage as ndi
+
+from napari_deepcolor import batch
+from napari_deepcolor.batch import Batch, BatchConfig, FileDone, plan_layout
+from napari_deepcolor.checkpoint import new_model, save_model
+from napari_deepcolor.cli import main
+from napari_deepcolor.errors import DeepColorError
+from napari_deepcolor.inference import predict_output
+from napari_deepcolor.methods import get_method
+
+COLORING = get_method("coloring")
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """A tiny random-weight coloring model (weights do not matter: outputs are compared, not scored)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = new_model("coloring", {}, {"depth": 2, "width": 8}, in_channels=1)
+    return str(save_model(model, tmp_path_factory.mktemp("model") / "tiny.safetensors"))
+
+
+def blobs(shape, seed, sigma=3.0, scale=1000):
+    rng = np.random.default_rng(seed)
+    return (ndi.gaussian_filter(rng.random(shape), sigma) * scale).astype(np.uint16)
+
+
+def same_up_to_renumbering(a, b) -> bool:
+    """Label images that split the pixels into the same objects, whatever the ids."""
+    if a.shape != b.shape or not np.array_equal(a == 0, b == 0):
+        return False
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return pairs.shape[1] == np.unique(a).size == np.unique(b).size
+
+
+def read_summary(folder):
+    with open(Path(folder) / "batch_summary.csv", newline="") as f:
+        return {row["file"]: row for row in csv.DictReader(f)}
+
+
+def outputs(folder):
+    """Finished outputs: visible .tif files and .zarr folders (temporaries are hidden)."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix in (".tif", ".zarr")
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+GOOD = {"flat.tif": ("YX", (64, 80)), "rgb.tif": ("YX", (64, 80)), "stack.tif": ("ZYX", (3, 48, 56)),
+        "blank.tif": ("YX", (40, 50))}
+BAD = {"notes.tif": "not a readable TIFF", "truncated.tif": "truncated or corrupt", "nothing.tif": "empty",
+       "zero_bytes.tif": "0 bytes", "line.tif": "unsupported shape"}
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    tifffile.imwrite(folder / "flat.tif", blobs((64, 80), 0))
+    tifffile.imwrite(folder / "rgb.tif", (np.stack([blobs((64, 80), 1)] * 3, -1) // 8).astype(np.uint8),
+                     photometric="rgb")
+    tifffile.imwrite(folder / "stack.tif", np.stack([blobs((48, 56), s) for s in range(3)]), metadata={"axes": "ZYX"})
+    tifffile.imwrite(folder / "blank.tif", np.zeros((40, 50), np.uint16))  # valid image, no objects
+    (folder / "notes.tif").write_text("a text file with an image's name")
+    whole = (folder / "stack.tif").read_bytes()
+    (folder / "truncated.tif").write_bytes(whole[: len(whole) // 2])
+    with pytest.warns(UserWarning):
+        tifffile.imwrite(folder / "nothing.tif", np.zeros((0, 10, 12), np.uint16))  # a zero-length axis
+    (folder / "zero_bytes.tif").write_bytes(b"")
+    tifffile.imwrite(folder / "line.tif", np.arange(12, dtype=np.uint16))  # 1D: no Y axis
+    (folder / "readme.txt").write_text("not matched by the patterns")
+    return folder
+
+
+def test_mixed_folder_segments_good_files_and_reports_the_others(model_path, mixed_folder, tmp_path):
+    out = tmp_path / "labels"
+    code = main(["batch", "--model", model_path, "--input", str(mixed_folder), "--output", str(out)])
+    assert code == 1  # some files failed
+    for name, (axes, shape) in GOOD.items():
+        with tifffile.TiffFile(out / name) as tif:
+            labels = tif.series[0].asarray()
+            assert tif.series[0].axes == axes and labels.shape == shape
+        assert labels.dtype == np.uint8  # the smallest dtype that holds the ids
+    assert not tifffile.imread(out / "blank.tif").any()
+    assert [p.name for p in outputs(out)] == sorted(GOOD)
+    rows = read_summary(out)
+    assert set(rows) == set(GOOD) | set(BAD)
+    assert all(rows[name]["status"] == "done" for name in GOOD)
+    assert rows["blank.tif"]["objects"] == "0" and int(rows["stack.tif"]["objects"]) > 0
+    for name, reason in BAD.items():
+        assert rows[name]["status"] == "failed" and reason in rows[name]["error"], rows[name]
+    assert len(list(out.glob("batch_summary_*.csv"))) == 1
+
+
+def test_rerun_skips_finished_files_unless_overwrite(model_path, mixed_folder, tmp_path):
+    out = tmp_path / "labels"
+    args = ["batch", "--model", model_path, "--input", str(mixed_folder), "--output", str(out)]
+    main(args)
+    before = {p: p.stat().st_mtime_ns for p in outputs(out)}
+    time.sleep(0.01)
+    assert main(args) == 1
+    assert {p: p.stat().st_mtime_ns for p in outputs(out)} == before
+    rows = read_summary(out)
+    assert all(rows[name]["status"] == "skipped-existing" for name in GOOD)
+    assert main(args + ["--overwrite"]) == 1
+    assert all(rows["status"] == "done" for name, rows in read_summary(out).items() if name in GOOD)
+    assert all(p.stat().st_mtime_ns != before[p] for p in before)
+
+
+def test_killed_batch_resumes_without_corrupt_missing_or_redone_outputs(model_path, tmp_path):
+    folder, out = tmp_path / "many", tmp_path / "labels"
+    folder.mkdir()
+    count = 48
+    for i in range(count):
+        tifffile.imwrite(folder / f"img{i:02d}.tif", blobs((256, 256), i))
+    command = [sys.executable, "-m", "napari_deepcolor.cli", "batch", "--model", model_path,
+               "--input", str(folder), "--output", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(outputs(out)) < 3 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    finished = {p: p.stat().st_mtime_ns for p in outputs(out)}
+    assert 3 <= len(finished) < count, "the batch was not killed mid-run"
+    for path in finished:  # what exists is complete: written to a temporary name, then renamed
+        assert tifffile.imread(path).shape == (256, 256)
+    assert main(command[3:]) == 0
+    assert len(outputs(out)) == count
+    assert all(tifffile.imread(p).shape == (256, 256) for p in outputs(out))
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # nothing finished was redone
+    assert not [p for p in out.rglob(".*")]  # the killed run's temporaries are gone
+    statuses = [row["status"] for row in read_summary(out).values()]
+    assert statuses.count("skipped-existing") == len(finished) and statuses.count("done") == count - len(finished)
+
+
+def test_local_cluster_of_two_workers_gives_the_same_outputs(model_path, mixed_folder, tmp_path):
+    here, there = tmp_path / "here", tmp_path / "there"
+    args = ["batch", "--model", model_path, "--input", str(mixed_folder)]
+    assert main(args + ["--output", str(here)]) == 1
+    assert main(args + ["--output", str(there), "--workers", "2"]) == 1
+    assert [p.name for p in outputs(there)] == [p.name for p in outputs(here)]
+    for path in outputs(here):
+        assert np.array_equal(tifffile.imread(path), tifffile.imread(there / path.name))
+    assert {k: r["status"] for k, r in read_summary(here).items()} == \
+        {k: r["status"] for k, r in read_summary(there).items()}
+
+
+def colour_field(shape, colors, seed):
+    """A (C, H, W) probability-like output whose argmax makes irregular regions of equal colour."""
+    rng = np.random.default_rng(seed)
+    field = ndi.gaussian_filter(rng.random((colors,) + shape), (0, 2.5, 2.5)).astype(np.float32)
+    field[0] += 0.004  # some background
+    return field
+
+
+@pytest.mark.parametrize("size_threshold", [0, 30])
+def test_out_of_core_decode_equals_in_memory_decode(size_threshold):
+    output = colour_field((101, 83), 5, seed=size_threshold)
+    ids = np.zeros(output.shape[1:], np.uint32)
+    table = batch.label_color_blocks(output, ids, block=16)  # many blocks, objects crossing their borders
+    lookup, count = batch.resolve_components(table, size_threshold=size_threshold)
+    expected = COLORING.decode(output, size_threshold=size_threshold, merge_radius=0)
+    assert count == expected.count > 10
+    assert len(table.links) > 0
+    assert same_up_to_renumbering(lookup[ids], expected.labels)
+
+
+def test_out_of_core_route_equals_in_memory_route(model_path, tmp_path, monkeypatch):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    tifffile.imwrite(folder / "wide.tif", blobs((300, 420), 5, sigma=5, scale=60000), tile=(64, 64))
+    rgb = (np.stack([blobs((150, 200), 6)] * 3, -1) // 8).astype(np.uint8)
+    tifffile.imwrite(folder / "rgbt.tif", np.stack([rgb, rgb[::-1]]), photometric="rgb", metadata={"axes": "TYXS"})
+    monkeypatch.setattr(batch, "DECODE_BLOCK", 100)  # blocks of 64 px, not a divisor of the image
+    common = dict(model=model_path, input=str(folder), tile_size=192)  # tiles with cores of 64 px
+    results = {}
+    for name, megapixels, fmt in [("memory", 100.0, "tif"), ("tiled", 1e-4, "tif"), ("tiled-zarr", 1e-4, "zarr")]:
+        events = list(Batch(BatchConfig(output=str(tmp_path / name), large_image_megapixels=megapixels,
+                                        format=fmt, **common)).run())
+        results[name] = {e.result.file: e.result for e in events if isinstance(e, FileDone)}
+    assert {r.route for r in results["tiled"].values()} == {"out-of-core"}
+    assert {r.route for r in results["memory"].values()} == {"in-memory"}
+    for name in ("wide", "rgbt"):
+        in_memory = tifffile.imread(tmp_path / "memory" / f"{name}.tif")
+        with tifffile.TiffFile(tmp_path / "tiled" / f"{name}.tif") as tif:
+            tiled = tif.series[0].asarray()
+            assert tif.pages[0].is_tiled and tif.series[0].axes == ("TYX" if name == "rgbt" else "YX")
+        store = zarr.open(str(tmp_path / "tiled-zarr" / f"{name}.zarr"), mode="r")
+        assert same_up_to_renumbering(tiled, in_memory) and np.array_equal(store[...], tiled)
+        assert results["tiled"][f"{name}.tif"].objects == results["memory"][f"{name}.tif"].objects > 0
+
+
+def test_out_of_core_refuses_the_merge_radius(model_path, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    tifffile.imwrite(folder / "big.tif", blobs((64, 64), 0))
+    out = tmp_path / "labels"
+    code = main(["batch", "--model", model_path, "--input", str(folder), "--output", str(out),
+                 "--large-image-mp", "0.001", "--merge-radius", "3"])
+    assert code == 1
+    assert "merge_radius is not supported" in read_summary(out)["big.tif"]["error"]
+
+
+def test_zarr_inputs_plain_and_ome(model_path, tmp_path):
+    folder = tmp_path / "images"
+    plain = zarr.create_array(store=str(folder / "plain.zarr"), shape=(2, 40, 50), chunks=(1, 40, 50),
+                              dtype="uint16", dimension_names=["t", "y", "x"])
+    plain[:] = np.stack([blobs((40, 50), 1), blobs((40, 50), 2)])
+    group = zarr.open_group(str(folder / "ome.zarr"), mode="w")
+    level0 = group.create_array("0", shape=(2, 40, 50), chunks=(1, 40, 50), dtype="uint16")
+    level0[:] = np.stack([blobs((40, 50), 3), blobs((40, 50), 4)])
+    group.attrs["ome"] = {"multiscales": [{"axes": [{"name": "c"}, {"name": "y"}, {"name": "x"}],
+                                           "datasets": [{"path": "0"}]}]}
+    out = tmp_path / "labels"
+    assert main(["batch", "--model", model_path, "--input", str(folder), "--output", str(out),
+                 "--format", "zarr"]) == 0
+    for name, axes in (("plain", "TYX"), ("ome", "CYX")):  # a grey model segments each channel as a plane
+        labels = zarr.open(str(out / f"{name}.zarr"), mode="r")
+        assert labels.shape == (2, 40, 50) and labels.attrs["axes"] == axes and labels.dtype == np.uint8
+
+
+def test_recursive_inputs_are_mirrored_and_outputs_never_escape(model_path, tmp_path):
+    folder, out, elsewhere = tmp_path / "images", tmp_path / "labels", tmp_path / "elsewhere"
+    for sub in ("a", "b/c", "d"):
+        (folder / sub).mkdir(parents=True)
+        tifffile.imwrite(folder / sub / "x.tif", blobs((32, 32), 0))
+    elsewhere.mkdir()
+    out.mkdir()
+    (out / "d").symlink_to(elsewhere, target_is_directory=True)  # a link out of the output folder
+    assert main(["batch", "--model", model_path, "--input", str(folder), "--output", str(out)]) == 0  # not recursive
+    assert main(["batch", "--model", model_path, "--input", str(folder), "--output", str(out), "--recursive"]) == 1
+    assert (out / "a" / "x.tif").is_file() and (out / "b" / "c" / "x.tif").is_file()
+    assert not any(elsewhere.iterdir())
+    assert "outside the output folder" in read_summary(out)["d/x.tif"]["error"]
+
+
+def test_stop_between_files_cancels_the_rest(model_path, mixed_folder, tmp_path):
+    job = Batch(BatchConfig(model=model_path, input=str(mixed_folder), output=str(tmp_path / "labels")))
+    events = []
+    for event in job.run():
+        events.append(event)
+        if isinstance(event, FileDone):
+            job.stop()
+    finished = events[-1]
+    assert finished.stopped and finished.count("done") == 1
+    assert finished.count("cancelled") == len(GOOD) + len(BAD) - 1
+    assert len(outputs(tmp_path / "labels")) == 1
+    assert read_summary(tmp_path / "labels")["zero_bytes.tif"]["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "missing.safetensors"], "does not exist"),
+    (["--size-threshold", "-3"], "outside its range"),
+    (["--pattern", "*.png"], "no files matching"),
+])
+def test_user_errors_stop_the_batch_before_any_work(model_path, mixed_folder, tmp_path, capsys, args, message):
+    base = {"--model": model_path, "--input": str(mixed_folder), "--output": str(tmp_path / "labels")}
+    base.update(dict(zip(args[::2], args[1::2])))
+    assert main(["batch", *[x for kv in base.items() for x in kv]]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "labels").exists()
+
+
+def test_output_folder_must_differ_from_input(model_path, mixed_folder, capsys):
+    assert main(["batch", "--model", model_path, "--input", str(mixed_folder), "--output", str(mixed_folder)]) == 2
+    assert "must differ" in capsys.readouterr().err
+
+
+def test_channels_are_fed_together_only_when_the_model_takes_them():
+    assert plan_layout("YXS", (8, 9, 3), np.uint8, 1).channel_axis == 2  # RGB: channels (averaged for grey)
+    grey = plan_layout("CYX", (2, 8, 9), np.uint16, 1)
+    assert grey.channel_axis is None and grey.out_axes == "CYX"  # each channel segmented as a plane
+    two = plan_layout("CYX", (2, 8, 9), np.uint16, 2)
+    assert two.channel_axis == 0 and two.out_axes == "YX"
+    stack = plan_layout("TZYXS", (2, 3, 8, 9, 3), np.uint8, 3)
+    assert stack.n_planes == 6 and stack.out_shape == (2, 3, 8, 9)
+    assert stack.arrange(np.zeros((8, 9, 3))).shape == (8, 9, 3)
+    assert plan_layout("YXC", (8, 9, 2), np.uint16, 2).arrange(np.zeros((8, 9, 2))).shape == (8, 9, 2)
+    with pytest.raises(DeepColorError, match="pixel type"):
+        plan_layout("YX", (8, 9), np.complex64, 1)
+
+
+def test_cleanup_removes_only_our_temporaries(tmp_path):
+    ours = [tmp_path / ".a.tif.k2j3h4.part.tif", tmp_path / ".b.zarr.x8y7.part", tmp_path / ".batch-scratch-q1w2"]
+    ours[0].write_bytes(b"half")
+    ours[1].mkdir()
+    ours[2].mkdir()
+    theirs = [tmp_path / ".particles", tmp_path / "a.tif", tmp_path / "notes.part"]
+    for path in theirs:
+        path.write_text("keep")
+    assert sorted(batch.clean_stale_temporaries(tmp_path)) == sorted(ours)
+    assert all(p.exists() for p in theirs)
+
+
+def test_predict_output_reads_a_lazy_image_window_by_window(model_path):
+    from napari_deepcolor.checkpoint import load_model
+
+    model = load_model(model_path)
+    image = np.random.default_rng(0).random((150, 170, 1)).astype(np.float32)
+
+    class Windows:  # what the out-of-core route hands to predict_output
+        shape, reads = image.shape, []
+
+        def __getitem__(self, key):
+            self.reads.append(key)
+            return image[key]
+
+    lazy = Windows()
+    expected = predict_output(model, image, device="cpu", tile_size=96, margin=16)
+    assert np.array_equal(predict_output(model, lazy, device="cpu", tile_size=96, margin=16), expected)
+    assert len(lazy.reads) > 4 and all((r[0].stop - r[0].start) <= 96 for r in lazy.reads)

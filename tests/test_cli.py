@@ -1,0 +1,103 @@
+"""The command line as users call it: train, predict, evaluate on real folders; clear errors."""
+
+import shutil
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_deepcolor import synthetic
+from napari_deepcolor.cli import main
+
+
+@pytest.fixture
+def annotated_folder(tmp_path):
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    for i in range(3):
+        image, lab = synthetic.nuclei((96, 96), count=10, seed=i)
+        tifffile.imwrite(images / f"img{i}.tif", (image * 1000).astype(np.uint16))
+        tifffile.imwrite(labels / f"img{i}.tif", lab)
+    return tmp_path
+
+
+def test_train_predict_evaluate_round_trip(annotated_folder, tmp_path, capsys):
+    model = tmp_path / "m.safetensors"
+    assert main(["train", "--images", str(annotated_folder / "images"), "--labels", str(annotated_folder / "labels"),
+                 "--output", str(model), "--iterations", "3", "--patch-size", "64", "--batch-size", "2",
+                 "--depth", "2", "--width", "8", "--halo-margin", "5", "--device", "cpu"]) == 0
+    assert model.is_file()
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", str(model), "--input", str(annotated_folder / "images"),
+                 "--output", str(out), "--size-threshold", "5", "--device", "cpu"]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["img0.tif", "img1.tif", "img2.tif"]
+    labels = tifffile.imread(out / "img0.tif")
+    assert labels.shape == (96, 96) and labels.dtype.kind == "u"
+    csv = tmp_path / "scores.csv"
+    assert main(["evaluate", "--pred", str(out), "--gt", str(annotated_folder / "labels"), "--csv", str(csv)]) == 0
+    table = capsys.readouterr().out
+    assert "sbd" in table and "mean" in table
+    assert csv.read_text().count("\n") == 5  # header, 3 images, mean
+
+
+def test_predict_on_a_real_image_from_shared_data(shared_data, tmp_path):
+    from napari_deepcolor.checkpoint import new_model, save_model
+
+    model = save_model(new_model("coloring", {}, {"depth": 2, "width": 8}, in_channels=1), tmp_path / "m.safetensors")
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(model), "--input", str(shared_data / "dsb2018_sample" / "img2d.tif"),
+                 "--output", str(out), "--device", "cpu"]) == 0
+    assert tifffile.imread(out / "img2d.tif").shape == (512, 512)
+    # a second run refuses to overwrite unless asked
+    assert main(["predict", "--model", str(model), "--input", str(shared_data / "dsb2018_sample" / "img2d.tif"),
+                 "--output", str(out), "--device", "cpu"]) == 1
+    assert main(["predict", "--model", str(model), "--input", str(shared_data / "dsb2018_sample" / "img2d.tif"),
+                 "--output", str(out), "--device", "cpu", "--overwrite"]) == 0
+
+
+def test_evaluate_on_real_bbbc010_masks(shared_data, tmp_path, capsys):
+    from napari_deepcolor.data import read_object_masks
+
+    masks = sorted((shared_data / "bbbc010" / "masks").glob("A01_*_ground_truth.png"))
+    stack = read_object_masks(masks)
+    labels = np.zeros(stack.shape[1:], np.uint16)
+    for k, m in enumerate(stack, start=1):
+        labels[m] = k
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    tifffile.imwrite(pred / "A01_w1.tif", labels)
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(shared_data / "bbbc010" / "masks")]) == 0
+    assert "A01_w1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--images", "/nonexistent/folder", "--output", "x.safetensors", "--iterations", "1"], "nonexistent"),
+    (["predict", "--model", "/nonexistent.safetensors", "--input", ".", "--output", "o"], "does not exist"),
+    (["evaluate", "--pred", "/nonexistent", "--gt", "/nonexistent2"], "nonexistent"),
+])
+def test_user_errors_are_one_line_without_traceback(argv, words, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and words in err and "Traceback" not in err
+
+
+def test_decode_flag_of_another_method_is_refused(tmp_path, capsys):
+    from napari_deepcolor.checkpoint import new_model, save_model
+
+    model = save_model(new_model("coloring", {}, {"depth": 2, "width": 8}, in_channels=1), tmp_path / "m.safetensors")
+    image = tmp_path / "a.tif"
+    tifffile.imwrite(image, np.zeros((32, 32), np.uint16))
+    assert main(["predict", "--model", str(model), "--input", str(image), "--output", str(tmp_path / "o"),
+                 "--interior-threshold", "0.5"]) == 2
+    assert "does not apply" in capsys.readouterr().err
+
+
+def test_training_output_is_not_overwritten_silently(annotated_folder, tmp_path, capsys):
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(b"precious")
+    assert main(["train", "--images", str(annotated_folder / "images"), "--labels", str(annotated_folder / "labels"),
+                 "--output", str(model), "--iterations", "1"]) == 2
+    assert model.read_bytes() == b"precious"
+    assert "--resume" in capsys.readouterr().err
