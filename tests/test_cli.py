@@ -101,3 +101,11 @@ def test_training_output_is_not_overwritten_silently(annotated_folder, tmp_path,
                  "--output", str(model), "--iterations", "1"]) == 2
     assert model.read_bytes() == b"precious"
     assert "--resume" in capsys.readouterr().err
+
+
+def test_demo_trains_on_the_bundled_image_and_writes_labels(tmp_path, capsys):
+    assert main(["demo", "--output", str(tmp_path), "--minutes", "0.02", "--device", "cpu"]) == 0
+    labels = tifffile.imread(tmp_path / "bbbc039_A09_s1_labels.tif")
+    assert labels.shape == (520, 696)
+    assert (tmp_path / "demo_nuclei.safetensors").is_file()
+    assert "AP@0.5:0.95" in capsys.readouterr().out

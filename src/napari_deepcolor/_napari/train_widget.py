@@ -79,8 +79,9 @@ class TrainingJob:
 
         yield Status("reading the training data…")
         samples = self.load_samples()
-        yield Status(f"{len(samples)} annotated image(s), {sum(s.num_objects for s in samples)} objects; "
-                     "starting…")
+        sizes = ", ".join(f"{s.shape[0]}x{s.shape[1]}" for s in samples[:3]) + (" …" if len(samples) > 3 else "")
+        yield Status(f"{len(samples)} annotated image(s) ({sizes} px), {sum(s.num_objects for s in samples)} "
+                     "objects; starting…")
         self.training = Training(self.config, samples, output=self.output, init_from=self.init_from)
         if self._stopped.is_set():
             self.training.stop()

@@ -1,0 +1,48 @@
+"""The Batch widget: a folder in, label files out, progress and a summary naming what failed."""
+
+import numpy as np
+import tifffile
+
+from napari_deepcolor import synthetic
+
+from .conftest import add_widget, errors
+
+
+def test_batch_writes_labels_and_reports_failures(make_napari_viewer, qtbot, tmp_path, tiny_model_path,
+                                                  notifications):
+    source = tmp_path / "in"
+    source.mkdir()
+    for i in range(2):
+        tifffile.imwrite(source / f"cells{i}.tif", synthetic.nuclei((96, 96), count=8, seed=i)[0])
+    (source / "broken.tif").write_bytes(b"II*\x00 truncated")
+    viewer = make_napari_viewer()
+    widget = add_widget(viewer, "Batch")
+    widget.input.set_path(str(source))
+    widget.output.set_path(str(tmp_path / "out"))
+    widget.model.set_path(str(tiny_model_path))
+    assert set(widget.sliders.sliders) == {"size_threshold", "merge_radius"}
+    widget.sliders.sliders["size_threshold"].setValue(10)
+    widget.device.setCurrentText("cpu")
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+
+    assert widget.finished is not None and not widget.finished.stopped
+    text = widget.summary.toPlainText()
+    assert "2 written" in text and "1 failed" in text and "broken.tif" in text
+    for i in range(2):
+        labels = tifffile.imread(tmp_path / "out" / f"cells{i}.tif")
+        assert labels.shape == (96, 96) and np.issubdtype(labels.dtype, np.unsignedinteger)
+    assert (tmp_path / "out" / "batch_summary.csv").is_file()
+
+
+def test_batch_without_folders_or_model_is_a_notification(make_napari_viewer, tmp_path, notifications):
+    viewer = make_napari_viewer()
+    widget = add_widget(viewer, "Batch")
+    widget.run_button.click()
+    assert any("input folder" in e for e in errors(notifications))
+    widget.input.set_path(str(tmp_path))
+    widget.output.set_path(str(tmp_path / "out"))
+    (tmp_path / "bad.safetensors").write_bytes(b"nope")
+    widget.model.set_path(str(tmp_path / "bad.safetensors"))
+    assert any("not a napari-deepcolor model" in e for e in errors(notifications))
+    assert widget.worker is None and widget.run_button.isEnabled()

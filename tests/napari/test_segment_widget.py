@@ -1,0 +1,125 @@
+"""The Segment widget: one network run, live sliders from the cache, tuning, export, clear errors."""
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_deepcolor.inference import Prediction
+from napari_deepcolor.nets.unet import UNet
+
+from .conftest import PLUGIN, add_widget, errors
+
+
+@pytest.fixture
+def forward_calls(monkeypatch):
+    calls = []
+    original = UNet.forward
+
+    def counted(self, x):
+        calls.append(tuple(x.shape))
+        return original(self, x)
+
+    monkeypatch.setattr(UNet, "forward", counted)
+    return calls
+
+
+@pytest.fixture
+def segmented(make_napari_viewer, qtbot, tiny_model_path, forward_calls):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "synthetic-nuclei")
+    widget = add_widget(viewer, "Segment")
+    widget.model_edit.set_path(str(tiny_model_path))
+    widget.image_combo.setCurrentText("nuclei (synthetic)")
+    widget.device.setCurrentText("cpu")
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    return viewer, widget
+
+
+def test_segment_adds_labels_and_sliders_redecode_without_the_network(segmented, qtbot, forward_calls):
+    viewer, widget = segmented
+    layer = widget.labels_layer()
+    assert layer.data.shape == (384, 384) and layer.data.max() > 0
+    assert set(widget.sliders.sliders) == {"size_threshold", "merge_radius"}
+    runs = len(forward_calls)
+    assert runs > 0
+
+    reference = Prediction(widget.prediction.model, widget.prediction.output)  # own cache: no race
+    before, shown = layer.data.copy(), widget.decode_count
+    widget.sliders.sliders["size_threshold"].setValue(0)
+    qtbot.waitUntil(lambda: widget.decode_count > shown and not widget.decoding, timeout=10_000)
+    assert not np.array_equal(layer.data, before)
+
+    for value in range(0, 400, 20):  # a drag: many values quickly, the last one is what shows
+        widget.sliders.sliders["size_threshold"].setValue(value)
+    expected = reference.decode(size_threshold=380, merge_radius=widget.sliders.values()["merge_radius"]).labels
+    qtbot.waitUntil(lambda: np.array_equal(layer.data, expected), timeout=10_000)
+    assert len(forward_calls) == runs  # the network never ran for a slider
+
+
+def test_tune_from_a_partial_annotation_moves_the_sliders(segmented, qtbot, forward_calls):
+    viewer, widget = segmented
+    runs = len(forward_calls)
+    truth = viewer.layers["nuclei annotations"]
+    partial = np.zeros_like(truth.data)
+    partial[100:300, 50:250] = truth.data[100:300, 50:250]
+    truth.data = partial
+    widget.truth_combo.setCurrentText("nuclei annotations")
+    widget.sliders.sliders["size_threshold"].setValue(5000)
+    widget.tune_button.click()
+    qtbot.waitUntil(lambda: widget.tune_worker is None and not widget.decoding, timeout=60_000)
+    parameters, score = widget.last_tuning
+    assert "AP" in widget.tune_result.text() and 0 <= score <= 1
+    assert widget.sliders.values() == parameters and parameters["size_threshold"] < 5000
+    assert len(forward_calls) == runs
+
+
+def test_export_reads_back_identical_labels(segmented, tmp_path):
+    viewer, widget = segmented
+    layer = widget.labels_layer()
+    layer.scale = (0.5, 0.5)
+    for name in ("labels.tif", "labels.png", "labels.zarr"):
+        written = widget.export_labels(str(tmp_path / name))
+        if name.endswith(".zarr"):
+            back = zarr.open_array(str(written), mode="r")[...]
+        elif name.endswith(".png"):
+            from PIL import Image
+            back = np.asarray(Image.open(written))
+        else:
+            back = tifffile.imread(written)
+        assert np.array_equal(back, layer.data), name
+        assert back.dtype == (np.uint8 if layer.data.max() < 256 else np.uint16)
+
+
+def test_preview_layers_and_stacks(segmented, qtbot):
+    viewer, widget = segmented
+    widget.show_preview.setChecked(True)
+    qtbot.waitUntil(lambda: len(widget.preview_layer_names) > 0, timeout=10_000)
+    assert any("colour 1" in name for name in widget.preview_layer_names)
+    widget.show_preview.setChecked(False)
+    assert not any("colour" in layer.name for layer in viewer.layers)
+
+    stack = np.stack([viewer.layers["nuclei (synthetic)"].data[:96, :96]] * 2)
+    viewer.add_image(stack, name="stack")
+    widget.image_combo.setCurrentText("stack")
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None and widget.labels_layer_name == "stack segmentation",
+                    timeout=30_000)
+    assert widget.labels_layer().data.shape == (2, 96, 96)
+
+
+def test_bad_inputs_are_notifications(make_napari_viewer, tmp_path, notifications, qtbot):
+    viewer = make_napari_viewer()
+    widget = add_widget(viewer, "Segment")
+    widget.run_button.click()
+    assert any("model file" in e for e in errors(notifications))
+    corrupt = tmp_path / "broken.safetensors"
+    corrupt.write_bytes(b"this is not a model")
+    widget.model_edit.set_path(str(corrupt))
+    assert any("not a napari-deepcolor model" in e for e in errors(notifications))
+    assert widget.model is None and widget.run_button.isEnabled()
+    widget.tune_button.click()
+    assert any("segment the image first" in e for e in errors(notifications))
+    widget.export_labels(str(tmp_path / "x.tif"))
+    assert any("no labels to export" in e for e in errors(notifications))

@@ -1,0 +1,95 @@
+"""The Train widget: layers in, a few steps, live loss, preview, a saved model; errors as notifications."""
+
+import numpy as np
+
+from napari_deepcolor.checkpoint import load_model
+from napari_deepcolor.training import Finished
+
+from .conftest import add_widget, errors, nuclei_layers
+
+
+def tiny_settings(widget, iterations=4):
+    widget.patch_size.setValue(64)
+    widget.batch_size.setValue(2)
+    widget.budget_unit.setCurrentText("iterations")
+    widget.iterations.setValue(iterations)
+    widget.net_depth.setValue(2)
+    widget.net_width.setValue(8)
+    widget.options_form.editors["halo_margin"].setValue(5)
+    widget.device.setCurrentText("cpu")
+    widget.preview_seconds.setValue(0)
+
+
+def test_training_on_layers_plots_the_loss_previews_and_saves_a_model(make_napari_viewer, qtbot, tmp_path,
+                                                                      notifications):
+    viewer = make_napari_viewer()
+    nuclei_layers(viewer)
+    widget = add_widget(viewer, "Train")
+    assert widget.pairs.rows[0].image.currentText() == "nuclei"
+    assert widget.pairs.rows[0].labels.currentText() == "nuclei labels"
+    tiny_settings(widget, iterations=4)
+    widget.validation_fraction.setValue(0.25)
+    widget.validate_every.setValue(2)
+    widget.output.set_path(str(tmp_path / "trained.safetensors"))
+
+    widget.train_button.click()
+    assert widget.request_preview()  # the region in view, segmented after the next step
+    qtbot.waitUntil(lambda: widget.job is None, timeout=60_000)
+
+    assert not errors(notifications)
+    assert widget.plot.iterations == [1, 2, 3, 4] and len(widget.plot.losses) == 4
+    assert widget.plot.validations  # validation markers on the plot
+    assert "validation" in widget.scores.text()
+    assert isinstance(widget.finished, Finished) and widget.finished.reason == "done"
+    assert load_model(tmp_path / "trained.safetensors").provenance["iterations"] == 4
+    preview = viewer.layers["training preview"]
+    assert preview.data.shape == (160, 160) and preview.metadata["iteration"] >= 1
+    assert widget.progress.value() == 1000 and widget.train_button.isEnabled()
+
+    saved = widget.save_model(str(tmp_path / "copy.safetensors"))
+    assert load_model(saved).method_name == "coloring"
+
+
+def test_stop_keeps_a_usable_model_and_a_partial_annotation_is_cropped(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    image, labels = nuclei_layers(viewer)
+    partial = labels.data.copy()
+    partial[:, 80:] = 0  # only the left half annotated
+    labels.data = partial
+    widget = add_widget(viewer, "Train")
+    tiny_settings(widget, iterations=10_000)
+    widget.validation_fraction.setValue(0)
+    widget.output.set_path(str(tmp_path / "stopped.safetensors"))
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: len(widget.plot.losses) >= 2, timeout=60_000)
+    widget.stop_button.click()
+    qtbot.waitUntil(lambda: widget.job is None, timeout=60_000)
+    assert widget.finished.reason == "stopped"
+    model = load_model(tmp_path / "stopped.safetensors")
+    assert model.provenance["iterations"] == widget.finished.iteration
+    # the training image was the box around the annotation (the left half), not the whole image
+    status = [e.message for e in widget.events_seen if type(e).__name__ == "Status"]
+    assert any("1 annotated image(s) (160x" in m for m in status)
+    assert not any("160x160" in m for m in status)
+
+
+def test_bad_inputs_are_notifications_and_the_widget_stays_usable(make_napari_viewer, qtbot, notifications):
+    viewer = make_napari_viewer()
+    widget = add_widget(viewer, "Train")
+    widget.train_button.click()  # no layers at all
+    assert any("choose an image layer" in e for e in errors(notifications))
+    assert widget.job is None and widget.train_button.isEnabled()
+
+    viewer.add_image(np.random.default_rng(0).random((50, 60)), name="image")
+    viewer.add_labels(np.ones((60, 50), np.int32), name="labels")  # transposed
+    widget.pairs.rows[0].labels.setCurrentText("labels")
+    widget.train_button.click()
+    assert any("shape (60, 50)" in e and "transposed" in e for e in errors(notifications))
+    assert widget.job is None and widget.train_button.isEnabled()
+
+    viewer.layers["labels"].data = np.zeros((50, 60), np.int32)  # empty annotation: fails in the worker
+    tiny_settings(widget)
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.job is None, timeout=30_000)
+    assert any("empty" in e for e in errors(notifications))
+    assert "failed" in widget.status.text() and widget.train_button.isEnabled()
