@@ -33,7 +33,7 @@ def disks(size: int, rng) -> np.ndarray:
     k = 0
     for cy in range(step // 2, size, step):
         for cx in range(step // 2, size, step):
-            r = rng.uniform(12, min(22, step / 2 - 1))
+            r = rng.uniform(min(12, step / 4), min(22, step / 2 - 1))
             y, x = cy + rng.uniform(-3, 3), cx + rng.uniform(-3, 3)
             k += 1
             labels[(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = k

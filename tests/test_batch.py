@@ -26,6 +26,15 @@ from napari_deepcolor.methods import get_method
 COLORING = get_method("coloring")
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny nets run faster on one thread, and much faster on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     """A tiny random-weight coloring model (weights do not matter: outputs are compared, not scored)."""
@@ -129,11 +138,13 @@ def test_killed_batch_resumes_without_corrupt_missing_or_redone_outputs(model_pa
         tifffile.imwrite(folder / f"img{i:02d}.tif", blobs((160, 160), i))
     command = [sys.executable, "-m", "napari_deepcolor.cli", "batch", "--model", model_path,
                "--input", str(folder), "--output", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         deadline = time.monotonic() + 60
         while len(outputs(out)) < 3 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
+        assert process.poll() is None, "the batch ended (or failed to start) before it could be killed"
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait()
@@ -188,8 +199,9 @@ def test_out_of_core_route_equals_in_memory_route(model_path, tmp_path, monkeypa
     tifffile.imwrite(folder / "wide.tif", blobs((200, 270), 5, sigma=5, scale=60000), tile=(64, 64))
     rgb = (np.stack([blobs((90, 140), 6)] * 3, -1) // 8).astype(np.uint8)
     tifffile.imwrite(folder / "rgbt.tif", np.stack([rgb, rgb[::-1]]), photometric="rgb", metadata={"axes": "TYXS"})
-    monkeypatch.setattr(batch, "DECODE_BLOCK", 100)  # blocks of 64 px, not a divisor of the image
-    common = dict(model=model_path, input=str(folder), tile_size=192)  # tiles with cores of 64 px
+    monkeypatch.setattr(batch, "MARGIN", 16)  # small tiles keep the test fast: cores of 32 px
+    monkeypatch.setattr(batch, "DECODE_BLOCK", 100)  # decode blocks of 96 px, not a divisor of the image
+    common = dict(model=model_path, input=str(folder), tile_size=64)
     results = {}
     for name, megapixels, fmt in [("memory", 100.0, "tif"), ("tiled", 1e-4, "tif"), ("tiled-zarr", 1e-4, "zarr")]:
         events = list(Batch(BatchConfig(output=str(tmp_path / name), large_image_megapixels=megapixels,

@@ -633,12 +633,7 @@ def resolve_components(table: ComponentTable, *, size_threshold: int) -> tuple[n
 
 
 def _segment_out_of_core(model, source, layout, parameters, task, tile, device) -> int:
-    import zarr
-
-    from .inference import predict_output
-
-    method = model.method
-    threshold = f"{task.config.large_image_megapixels:g} MP"
+    method, threshold = model.method, f"{task.config.large_image_megapixels:g} MP"
     if method.name != "coloring":
         raise DeepColorError(f"{task.file}: planes over {threshold} are decoded out of core, which is implemented "
                              f"for deep coloring models only (this is a '{method.name}' model); raise the large-image "
@@ -648,46 +643,53 @@ def _segment_out_of_core(model, source, layout, parameters, task, tile, device) 
                              "decoded out of core; pass --merge-radius 0, or raise --large-image-mp if the image "
                              "fits in memory.")
     core = tile - 2 * MARGIN
-    block = core * max(1, DECODE_BLOCK // core)
-    height, width = layout.height, layout.width
-    id_dtype = np.uint32 if height * width < 2**32 else np.uint64
     Path(task.target).parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=Path(task.target).parent))
     try:
-        lookups, ids, total = [], [], 0
+        planes, total = [], 0
         for plane in range(layout.n_planes):
-            scaling = _scan_plane(model, source, layout, plane, block)
-            if scaling is None:  # constant plane: no objects
-                lookups.append(None)
-                ids.append(None)
-                continue
-            raw = zarr.create_array(store=str(scratch / "raw.zarr"), shape=(model.net_config.out_channels, height, width),
-                                    chunks=(model.net_config.out_channels, core, core), dtype="float32", overwrite=True)
-            predict_output(model, _PreparedWindows(model, source, layout, plane, *scaling), device=device,
-                           tile_size=tile, margin=MARGIN, out=raw)
-            plane_ids = zarr.create_array(store=str(scratch / f"ids-{plane}.zarr"), shape=(height, width),
-                                          chunks=(core, core), dtype=id_dtype, fill_value=0)
-            lookup, count = resolve_components(label_color_blocks(raw, plane_ids, block=block),
-                                               size_threshold=parameters["size_threshold"])
-            lookups.append(np.where(lookup > 0, lookup.astype(np.int64) + total, 0))
-            ids.append(plane_ids)
+            ids, lookup, count = _label_plane_out_of_core(model, source, layout, plane, parameters, scratch, tile,
+                                                          device)
+            planes.append((ids, np.where(lookup > 0, lookup.astype(np.int64) + total, 0)))
             total += count
         dtype = smallest_label_dtype(total)
-        lookups = [None if lookup is None else lookup.astype(dtype) for lookup in lookups]
+        planes = [(ids, lookup.astype(dtype)) for ids, lookup in planes]
 
-        def bands():
-            for lookup, plane_ids in zip(lookups, ids):
-                for y0 in range(0, height, core):
-                    rows = slice(y0, min(y0 + core, height))
-                    if lookup is None:
-                        yield np.zeros((rows.stop - rows.start, width), dtype)
-                    else:
-                        yield lookup[np.asarray(plane_ids[rows])]
+        def bands():  # the final labels, plane by plane, in bands of one tile row
+            for ids, lookup in planes:
+                for y0 in range(0, layout.height, core):
+                    rows = slice(y0, min(y0 + core, layout.height))
+                    yield np.zeros((rows.stop - y0, layout.width), dtype) if ids is None else lookup[ids[rows]]
 
         _write_output(task, layout, dtype, core, bands=bands())
         return total
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _label_plane_out_of_core(model, source, layout, plane, parameters, scratch: Path, tile: int, device):
+    """Predict one plane into ``scratch`` and label it: ``(ids, lookup, count)``; labels are ``lookup[ids]``."""
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    from .inference import predict_output
+
+    core, (height, width) = tile - 2 * MARGIN, (layout.height, layout.width)
+    block = core * max(1, DECODE_BLOCK // core)
+    scaling = _scan_plane(model, source, layout, plane, block)
+    if scaling is None:  # a constant plane: no objects
+        return None, np.zeros(1, np.int64), 0
+    fast = [BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")]  # scratch: speed over size (zstd: 3x slower)
+    channels = model.net_config.out_channels
+    raw = zarr.create_array(store=str(scratch / "raw.zarr"), shape=(channels, height, width),
+                            chunks=(channels, core, core), dtype="float32", compressors=fast, overwrite=True)
+    predict_output(model, _PreparedWindows(model, source, layout, plane, *scaling), device=device, tile_size=tile,
+                   margin=MARGIN, out=raw)
+    ids = zarr.create_array(store=str(scratch / f"ids-{plane}.zarr"), shape=(height, width), chunks=(core, core),
+                            dtype=np.uint32 if height * width < 2**32 else np.uint64, fill_value=0, compressors=fast)
+    lookup, count = resolve_components(label_color_blocks(raw, ids, block=block),
+                                       size_threshold=parameters["size_threshold"])
+    return ids, lookup, count
 
 
 # -- writing labels ----------------------------------------------------------------------

@@ -102,7 +102,7 @@ def test_method_loss_is_zero_for_the_ideal_output_and_ignores_ignored_pixels():
     noisy = (raw + torch.randn_like(raw)).requires_grad_()
     loss = METHOD.loss(noisy, targets, options)
     loss.backward()
-    assert float(loss) > 0.1 and noisy.grad[..., :3].abs().max() == 0
+    assert float(loss.detach()) > 0.1 and noisy.grad[..., :3].abs().max() == 0
 
 
 def ideal_raw(labels):
@@ -185,7 +185,8 @@ def test_a_tiny_net_learns():
     yy, xx = np.mgrid[:96, :96]
     labels = np.zeros((96, 96), np.int32)
     for k, (cy, cx) in enumerate([(y, x) for y in range(12, 96, 24) for x in range(12, 96, 24)], start=1):
-        labels[(yy - cy - rng.integers(-3, 4)) ** 2 + (xx - cx - rng.integers(-3, 4)) ** 2 <= rng.integers(6, 10) ** 2] = k
+        dy, dx, radius = rng.integers(-3, 4), rng.integers(-3, 4), rng.integers(6, 10)
+        labels[(yy - cy - dy) ** 2 + (xx - cx - dx) ** 2 <= radius ** 2] = k
     image = ((labels > 0) + rng.normal(0, 0.1, labels.shape)).astype(np.float32)
     config = TrainingConfig(method="dcme", iterations=20, patch_size=64, batch_size=2, net={"depth": 2, "width": 8},
                             validation_fraction=0, augment=False)

@@ -52,8 +52,8 @@ def targets(labels_list, ignore_list=None, **options):
 
 
 def terms(raw, t):
-    return semiconv_loss_terms(raw, t["labels"], t["ignore"], t["sample_pixels"], t["sample_objects"],
-                               t["sample_images"], embedding_dims=DIMS)
+    return semiconv_loss_terms(raw, t["labels"], t["ignore"], t["sample_pixels"], t["sample_images"],
+                               embedding_dims=DIMS)
 
 
 def test_embedding_adds_the_coordinates_in_units_of_16_pixels():
@@ -202,7 +202,7 @@ def test_identical_dots_are_separated_only_by_the_semiconvolutional_embedding(co
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    distances = torch.cdist(means, means)[~torch.eye(len(means), dtype=bool)]
+    distances = torch.cdist(means, means).detach()[~torch.eye(len(means), dtype=bool)]
     assert float(loss.detach()) < 0.2 * max(initial, 0.01)  # both collapse each dot (eq. 5 has no push term) ...
     inside = labels.ravel() > 0
     points = psi.detach().numpy()[inside].T
@@ -241,6 +241,7 @@ def tiny_training_data():
     yy, xx = np.mgrid[:96, :96]
     labels = np.zeros((96, 96), np.int32)
     for k, (cy, cx) in enumerate([(y, x) for y in range(12, 96, 24) for x in range(12, 96, 24)], start=1):
-        labels[(yy - cy - rng.integers(-3, 4)) ** 2 + (xx - cx - rng.integers(-3, 4)) ** 2 <= rng.integers(6, 10) ** 2] = k
+        dy, dx, radius = rng.integers(-3, 4), rng.integers(-3, 4), rng.integers(6, 10)
+        labels[(yy - cy - dy) ** 2 + (xx - cx - dx) ** 2 <= radius ** 2] = k
     image = (labels > 0) + rng.normal(0, 0.1, labels.shape)
     return from_arrays(image.astype(np.float32), labels)

@@ -46,3 +46,16 @@ def test_batch_without_folders_or_model_is_a_notification(make_napari_viewer, tm
     widget.model.set_path(str(tmp_path / "bad.safetensors"))
     assert any("not a napari-deepcolor model" in e for e in errors(notifications))
     assert widget.worker is None and widget.run_button.isEnabled()
+
+
+def test_batch_takes_the_values_last_used_in_the_segment_widget(make_napari_viewer, tiny_model_path):
+    from napari_deepcolor._napari._session import session
+
+    viewer = make_napari_viewer()
+    widget = add_widget(viewer, "Batch")
+    widget.model.set_path(str(tiny_model_path))
+    assert not widget.from_segment.isEnabled()
+    session.remember_decode_values(tiny_model_path, {"size_threshold": 77, "merge_radius": 3.0})
+    assert widget.from_segment.isEnabled()
+    widget.from_segment.click()
+    assert widget.sliders.values() == {"size_threshold": 77, "merge_radius": 3.0}

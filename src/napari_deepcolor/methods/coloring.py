@@ -253,9 +253,9 @@ class ColoringMethod(Method):
         probability of the instance's colour (the paper's AP score).
         """
         params = self.resolve_decode_parameters({"size_threshold": size_threshold, "merge_radius": merge_radius})
-        components, colors, sizes, prob_sums = memo(cache, "components", (), lambda: _color_components(output))
+        color, components, sizes, prob_sums = memo(cache, "components", (), lambda: _color_components(output))
         group = memo(cache, "merge", (params["merge_radius"],),
-                     lambda: merge_close_components(components, colors, params["merge_radius"]))
+                     lambda: merge_close_components(components, color, params["merge_radius"]))
         group_sizes = np.bincount(group, weights=sizes)
         keep = group_sizes[group] >= max(params["size_threshold"], 1)
         keep[0] = False
@@ -295,7 +295,4 @@ def _color_components(output: np.ndarray):
     flat = components.ravel()
     sizes = np.bincount(flat, minlength=n + 1).astype(np.float64)
     prob_sums = np.bincount(flat, weights=peak.ravel(), minlength=n + 1)
-    # every pixel of a component has its colour, so the mean colour is the colour
-    component_color = np.rint(np.bincount(flat, weights=color.ravel(), minlength=n + 1)
-                              / np.maximum(sizes, 1)).astype(np.int64)
-    return components, component_color, sizes, prob_sums
+    return color, components, sizes, prob_sums

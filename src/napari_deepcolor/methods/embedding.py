@@ -178,9 +178,11 @@ def grown_mask_ious(points, labels, seeds, squared_radii, *, eligible=None, chun
 
     Notes
     -----
-    Nested masks are counted in one pass: each pixel falls in the bucket of the
-    number of radii it is within, and one ``bincount`` over (seed, bucket,
-    label) gives all intersections, so the cost is O(S * P) whatever R is.
+    Only the pixels within the largest radius of a seed are looked at after
+    one distance matrix per chunk of seeds (masks are small next to a patch
+    once the embedding is trained); each falls in the bucket of the number of
+    radii it is within, and one ``bincount`` over (seed, bucket, label) gives
+    every intersection of the nested masks.
     """
     import torch
 
@@ -192,13 +194,15 @@ def grown_mask_ious(points, labels, seeds, squared_radii, *, eligible=None, chun
         out = []
         for start in range(0, seeds.numel(), chunk):
             s = seeds[start:start + chunk]
-            d2 = pairwise_squared_distances(centred[s], centred)  # (s, P)
-            bucket = (d2.unsqueeze(1) < squared_radii[start:start + chunk].unsqueeze(2)).sum(1)  # (s, P)
+            radii = squared_radii[start:start + chunk]
+            within = pairwise_squared_distances(centred[s], centred) < radii[:, :1]  # (s, P), largest radius
             if eligible is not None:
-                bucket = bucket * eligible.unsqueeze(0)
-            index = (torch.arange(s.numel(), device=points.device).unsqueeze(1) * (n_radii + 1) + bucket) \
-                * n_labels + labels.unsqueeze(0)
-            counts = torch.bincount(index.reshape(-1), minlength=s.numel() * (n_radii + 1) * n_labels)
+                within &= eligible.unsqueeze(0)
+            rows, cols = within.nonzero(as_tuple=True)
+            d2 = (centred[s[rows]] - centred[cols]).pow(2).sum(1)
+            bucket = (d2.unsqueeze(1) < radii[rows]).sum(1)  # number of radii the pixel is within
+            index = (rows * (n_radii + 1) + bucket) * n_labels + labels[cols]
+            counts = torch.bincount(index, minlength=s.numel() * (n_radii + 1) * n_labels)
             counts = counts.reshape(s.numel(), n_radii + 1, n_labels).to(points.dtype)
             # mask at radius j holds the pixels within >= j + 1 radii: reverse cumulative sum over buckets
             inside = counts.flip(1).cumsum(1).flip(1)[:, 1:]  # (s, R, labels)

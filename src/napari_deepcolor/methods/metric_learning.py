@@ -92,7 +92,8 @@ def pair_weights(objects, images):
     same_image = images.unsqueeze(0) == images.unsqueeze(1)
     weights = (1.0 / (size.unsqueeze(0) * size.unsqueeze(1))) * same_image
     weights.fill_diagonal_(0)
-    per_image = torch.zeros(int(images.max()) + 1 if images.numel() else 1, device=weights.device).index_add(0, images, weights.sum(1))
+    n_images = int(images.max()) + 1 if images.numel() else 1
+    per_image = torch.zeros(n_images, device=weights.device).index_add(0, images, weights.sum(1))
     return weights / per_image[images].clamp(min=1e-12).unsqueeze(1)
 
 
@@ -196,7 +197,8 @@ class MetricLearningMethod(Method):
         import torch
 
         labels = np.stack([t["labels"] for t in targets])
-        return {"labels": torch.from_numpy(labels), "ignore": torch.from_numpy(np.stack([t["ignore"] for t in targets])),
+        ignore = np.stack([t["ignore"] for t in targets])
+        return {"labels": torch.from_numpy(labels), "ignore": torch.from_numpy(ignore),
                 **collate_samples(targets, labels[0].size)}
 
     def loss(self, raw, targets, options):

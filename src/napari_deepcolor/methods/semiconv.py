@@ -27,12 +27,14 @@ from ..errors import DeepColorError
 from .base import DecodeParameter, Instances, Method, PreviewLayer, memo
 from .embedding import (PIXELS_PER_UNIT, collate_samples, displacement_vectors, embedding_rgb, flat_object_ids,
                         grow_from_seeds, grown_mask_ious, instances_from_assignment, object_means,
-                        pairwise_squared_distances, patch_coordinates, sample_object_pixels)
+                        patch_coordinates, sample_object_pixels)
 
 # sigma = exp(raw), raw clamped to this range (embedding units of PIXELS_PER_UNIT px)
 LOG_SIGMA_RANGE = (-6.0, 3.0)
 # the kernel value above which a pixel is in a seed's mask when training the seediness
 TRAINING_MASK_THRESHOLD = 0.5
+# the kernel's background term looks at this many pixels per patch at most (evenly strided)
+NEGATIVE_PIXELS = 4096
 
 
 @dataclass(frozen=True)
@@ -113,17 +115,16 @@ def pull_loss(psi, ids, n_objects: int):
     return (per_object[present] / counts[present]).mean(), means, counts
 
 
-def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_objects, sample_images, *,
-                        embedding_dims: int, coordinates: bool = True) -> dict:
+def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_images, *, embedding_dims: int,
+                        coordinates: bool = True) -> dict:
     """All terms of the training loss, for a whole batch.
 
     Parameters
     ----------
     raw : (B, D + 3, H, W) net output: Phi (D), log sigma, foreground logit, seediness logit.
     labels : (B, H, W) long, objects 1..K_b per patch; ignore : (B, H, W) bool.
-    sample_pixels, sample_objects, sample_images : (M,) long; pixels sampled in
-        the objects (flat index into B*H*W, batch-global object id, patch),
-        from :meth:`SemiconvMethod.collate`.
+    sample_pixels, sample_images : (M,) long; pixels sampled in the objects
+        (flat index into B*H*W) and their patch, from :meth:`SemiconvMethod.collate`.
 
     Returns
     -------
@@ -143,7 +144,9 @@ def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_objects, samp
       a method's only trainable parameters are the net's, and it lets sigma
       follow the object size. The object's pixels and the other pixels weigh
       half each: the paper's BCE is inside a Mask R-CNN box, where they are
-      about balanced, while an object covers little of a patch.
+      about balanced, while an object covers little of a patch. The mean over
+      the other pixels is taken on an evenly strided subset of at most 4096
+      pixels per patch, which keeps the term O(objects x 4096) per patch.
     * ``sigma``: the squared deviation of each pixel's sigma from its object's
       mean (detached), so that a seed's own sigma, which the decoder uses, is
       the one the kernel was trained with (as in Neven et al., CVPR 2019).
@@ -156,8 +159,7 @@ def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_objects, samp
     import torch.nn.functional as F
 
     raw = raw.float()
-    batch, channels, height, width = raw.shape
-    dims = embedding_dims
+    batch, dims = raw.shape[0], embedding_dims
     psi = semiconv_embedding(raw[:, :dims], coordinates=coordinates)
     psi = psi.permute(0, 2, 3, 1).reshape(-1, dims)
     log_sigma = raw[:, dims].clamp(*LOG_SIGMA_RANGE).reshape(-1)
@@ -179,44 +181,48 @@ def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_objects, samp
     sigma_mean = sigma_mean.squeeze(1)
     sigma_term = (sigma[inside] - sigma_mean.detach()[ids[inside] - 1]).pow(2).mean()
 
+    # kernel, object pixels: -log K(c_k, u) = ||Psi_u - c_k|| / sigma_k for every pixel u of object k
+    object_index = ids[inside] - 1
+    x_own = ((psi[inside] - centres[object_index]).pow(2).sum(1) + 1e-8).sqrt() / sigma_mean[object_index]
+    positive_mean = torch.zeros_like(sigma_mean).index_add(0, object_index, x_own) / counts.clamp(min=1)
+    negative_mean = torch.zeros_like(sigma_mean)
+
     fg_prob = torch.sigmoid(fg_logit.detach())
-    kernel_terms, ious = [], torch.zeros(sample_pixels.numel(), device=raw.device)
+    ious = torch.zeros(sample_pixels.numel(), device=raw.device)
     for b in range(batch):
         pixels = torch.nonzero(valid & (image_of_pixel == b)).squeeze(1)
         objects = torch.nonzero((object_image == b) & (counts > 0)).squeeze(1)
         if pixels.numel() == 0 or objects.numel() == 0:
             continue
-        origin = psi[pixels].detach().mean(0, keepdim=True)
-        psi_b = psi[pixels] - origin
-        kernel_terms.append(_kernel_bce(centres[objects] - origin, sigma_mean[objects], psi_b,
-                                        ids[pixels] == (objects + 1).unsqueeze(1)))
+        negative_mean[objects] = _negative_kernel_term(centres[objects], sigma_mean[objects], objects + 1,
+                                                       psi[pixels], ids[pixels])
         mine = torch.nonzero(sample_images == b).squeeze(1)
         if mine.numel():
             position = torch.full((ids.numel(),), -1, dtype=torch.long, device=raw.device)
             position[pixels] = torch.arange(pixels.numel(), device=raw.device)
             seeds = position[sample_pixels[mine]]
             radius = sigma[sample_pixels[mine]].detach() * math.log(1 / TRAINING_MASK_THRESHOLD)
-            ious[mine] = grown_mask_ious(psi_b.detach(), labels.reshape(-1)[pixels], seeds,
+            ious[mine] = grown_mask_ious(psi[pixels].detach(), labels.reshape(-1)[pixels], seeds,
                                          radius.pow(2).unsqueeze(1), eligible=fg_prob[pixels] > 0.5)[:, 0]
-    kernel = torch.stack(kernel_terms).sum() / max(int((counts > 0).sum()), 1) if kernel_terms else zero
+    present = counts > 0
+    kernel = 0.5 * (positive_mean[present] + negative_mean[present]).mean()
     seediness = F.binary_cross_entropy_with_logits(seed_logit[sample_pixels], ious) if sample_pixels.numel() \
         else zero
     return {"pull": pull, "sigma": sigma_term, "foreground": foreground, "kernel": kernel, "seediness": seediness}
 
 
-def _kernel_bce(centres, sigmas, psi, positive):
-    """Sum over objects of the balanced BCE between K(centre_k, v) (eq. 10) and the object mask.
+def _negative_kernel_term(centres, sigmas, object_ids, psi, ids, *, max_pixels: int = NEGATIVE_PIXELS):
+    """Per object k of one patch, the mean over the patch's other pixels v of -log(1 - K(c_k, v)).
 
-    centres (n, D), sigmas (n,), psi (P, D), positive (n, P) bool.
+    centres (n, D), sigmas (n,), object_ids (n,) the objects' ids; psi (P, D) and ids (P,) of the patch's
+    non-ignored pixels. The mean is taken over an evenly strided subset of at most ``max_pixels`` pixels.
     """
-    distance = (pairwise_squared_distances(centres, psi) + 1e-8).sqrt()
-    x = distance / sigmas.unsqueeze(1)  # -log K
+    step = -(-psi.shape[0] // max_pixels)
+    psi, ids = psi[::step], ids[::step]
+    x = ((centres.unsqueeze(1) - psi.unsqueeze(0)).pow(2).sum(2) + 1e-8).sqrt() / sigmas.unsqueeze(1)
     log_not_k = (-(-x.clamp(min=1e-6)).expm1()).log()  # log(1 - K)
-    positive_f = positive.to(x.dtype)
-    n_pos = positive_f.sum(1).clamp(min=1)
-    n_neg = (1 - positive_f).sum(1).clamp(min=1)
-    per_object = 0.5 * (x * positive_f).sum(1) / n_pos - 0.5 * (log_not_k * (1 - positive_f)).sum(1) / n_neg
-    return per_object.sum()
+    negative = (ids.unsqueeze(0) != object_ids.unsqueeze(1)).to(x.dtype)
+    return -(log_not_k * negative).sum(1) / negative.sum(1).clamp(min=1)
 
 
 class SemiconvMethod(Method):
@@ -250,13 +256,14 @@ class SemiconvMethod(Method):
         import torch
 
         labels = np.stack([t["labels"] for t in targets])
-        return {"labels": torch.from_numpy(labels), "ignore": torch.from_numpy(np.stack([t["ignore"] for t in targets])),
+        ignore = np.stack([t["ignore"] for t in targets])
+        return {"labels": torch.from_numpy(labels), "ignore": torch.from_numpy(ignore),
                 **collate_samples(targets, labels[0].size)}
 
     def loss(self, raw, targets, options):
         terms = semiconv_loss_terms(raw, targets["labels"], targets["ignore"], targets["sample_pixels"],
-                                    targets["sample_objects"], targets["sample_images"],
-                                    embedding_dims=options.embedding_dims, coordinates=options.coordinates)
+                                    targets["sample_images"], embedding_dims=options.embedding_dims,
+                                    coordinates=options.coordinates)
         return sum(terms.values())
 
     def activate(self, raw):

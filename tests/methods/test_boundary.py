@@ -1,0 +1,51 @@
+"""The 3-class U-Net baseline: targets, loss and decoder."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_deepcolor.methods import get_method
+from napari_deepcolor.methods.boundary import BACKGROUND, BOUNDARY, INTERIOR, three_class_target
+
+METHOD = get_method("boundary")
+
+
+def touching_squares():
+    labels = np.zeros((20, 30), np.int64)
+    labels[4:14, 4:14] = 1
+    labels[4:14, 14:24] = 2
+    return labels
+
+
+def test_target_marks_object_borders_including_between_touching_objects():
+    target = three_class_target(touching_squares())
+    assert target[0, 0] == BACKGROUND
+    assert target[8, 8] == INTERIOR
+    assert target[4, 8] == BOUNDARY  # against background
+    assert target[8, 13] == BOUNDARY and target[8, 14] == BOUNDARY  # between the two objects
+
+
+def test_loss_up_weights_the_boundary_and_skips_ignored_pixels():
+    labels = touching_squares()
+    ignore = np.zeros(labels.shape, bool)
+    targets = METHOD.collate([METHOD.prepare_targets(labels, ignore, METHOD.options())])
+    wrong_on_boundary = torch.zeros(1, 3, *labels.shape)
+    wrong_on_boundary[0, INTERIOR] = 5.0  # predicts interior everywhere
+    heavy = METHOD.loss(wrong_on_boundary, targets, METHOD.options({"boundary_weight": 10.0}))
+    light = METHOD.loss(wrong_on_boundary, targets, METHOD.options({"boundary_weight": 1.0}))
+    assert heavy > light
+    ignore_all_but_interior = three_class_target(labels) != INTERIOR
+    targets = METHOD.collate([METHOD.prepare_targets(labels, ignore_all_but_interior, METHOD.options())])
+    # only interior pixels count, where the prediction is right: -log(e^5 / (e^5 + 2)) = 0.0134
+    assert float(METHOD.loss(wrong_on_boundary, targets, METHOD.options())) == pytest.approx(np.log1p(2 * np.exp(-5)), rel=1e-4)
+
+
+def test_decode_separates_touching_objects_and_grows_them_back():
+    target = three_class_target(touching_squares())
+    output = np.eye(3, dtype=np.float32)[target].transpose(2, 0, 1)
+    instances = METHOD.decode(output, size_threshold=1)
+    assert instances.count == 2
+    # the grown instances cover the objects' boundary ring too
+    assert (instances.labels > 0).sum() == (touching_squares() > 0).sum()
+    assert instances.labels[8, 8] != instances.labels[8, 20]
+    assert np.allclose(instances.scores, 1.0)
