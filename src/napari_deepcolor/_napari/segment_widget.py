@@ -5,7 +5,12 @@ output stays cached in a :class:`~napari_deepcolor.inference.Prediction`.
 Every slider move only re-decodes that cached output: the moves are throttled
 (superqt's ``qthrottled``) and decoded in a worker, one decode at a time, the
 latest values winning (:class:`~._common.LatestOnly`), so dragging stays
-smooth whatever a decode costs and the network never runs again.
+smooth whatever a decode costs and the network never runs again. A parameter
+whose last decode took under ``INLINE_DECODE_SECONDS`` (e.g. a size threshold:
+a lookup table over cached components) is decoded right away in the GUI
+thread instead, saving the two thread hops, which cost tens of milliseconds on
+a busy machine; never while a worker decode is running (the cache is not
+shared between threads).
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from superqt.utils import qthrottled
 
 from ..errors import DeepColorError
 from . import layers as L
-from ._common import (MODEL_FILTER, Failed, LatestOnly, LayerCombo, PathEdit, device_combo, format_scores, report,
-                      show_info, start_function)
+from ._common import (MODEL_FILTER, Failed, LatestOnly, LayerCombo, PathEdit, device_combo, error_message,
+                      format_scores, report, show_info, start_function)
 from ._session import session
 from .forms import DecodeSliders
 from .io import EXPORT_FILTER, export_labels
@@ -33,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: milliseconds between two decodes while a slider is dragged
 THROTTLE_MS = 30
+#: a parameter whose last decode was faster than this is decoded in the GUI thread (no thread hops)
+INLINE_DECODE_SECONDS = 0.025
 
 
 class _Cancelled(Exception):
@@ -75,6 +82,8 @@ class SegmentWidget(QWidget):
         self.last_tuning: tuple[dict, float] | None = None
         self._cancel = threading.Event()
         self._decoder = LatestOnly()
+        self._decode_seconds: dict[str, float] = {}  # by parameter: how long its last decode took
+        self._shown_parameters: dict = {}
         self._progress = _Progress(self)
         self._progress.changed.connect(self._show_progress)
 
@@ -228,7 +237,7 @@ class SegmentWidget(QWidget):
                 return None
             started = time.perf_counter()
             labels = prediction.decode(**parameters).labels
-            return prediction, labels, time.perf_counter() - started
+            return prediction, labels, time.perf_counter() - started, parameters
 
         self.progress.setValue(0)
         self.progress.setFormat("segmenting…")
@@ -258,10 +267,11 @@ class SegmentWidget(QWidget):
             self.status.setText("cancelled")
             self.progress.setFormat("cancelled")
             return
-        prediction, labels, seconds = result
+        prediction, labels, seconds, parameters = result
         if model is not self.model:  # the model changed meanwhile: this result is stale
             return
         self.prediction, self.source = prediction, source
+        self._shown_parameters, self._decode_seconds = dict(parameters), {}
         self.labels_layer_name = f"{source.name} segmentation"
         self.truth_combo.excluded = {self.labels_layer_name}
         self._show_labels(labels, seconds)
@@ -315,20 +325,33 @@ class SegmentWidget(QWidget):
             report(exc)
             return
 
+        changed = {k for k, v in parameters.items() if self._shown_parameters.get(k) != v}
+
         def decode():
             started = time.perf_counter()
             labels = prediction.decode(**parameters).labels
-            return prediction, labels, time.perf_counter() - started
+            return prediction, labels, time.perf_counter() - started, parameters, changed
 
-        self._decoder.submit(decode, self._decoded)
+        quick = bool(changed) and all(self._decode_seconds.get(k, 1.0) < INLINE_DECODE_SECONDS for k in changed)
+        if quick and not self._decoder.busy:
+            try:
+                result = decode()
+            except Exception as exc:  # noqa: BLE001
+                result = Failed(error_message(exc), exc)
+            self._decoded(result)
+        else:
+            self._decoder.submit(decode, self._decoded)
 
     def _decoded(self, result) -> None:
         if isinstance(result, Failed):
             report(result.exception)
             return
-        prediction, labels, seconds = result
+        prediction, labels, seconds, parameters, changed = result
         if prediction is not self.prediction:
             return
+        for name in changed:
+            self._decode_seconds[name] = seconds
+        self._shown_parameters = dict(parameters)
         self._show_labels(labels, seconds)
         self.status.setText(f"{self._count(labels)} objects · decoded in {1000 * seconds:.0f} ms")
 

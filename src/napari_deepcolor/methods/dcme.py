@@ -118,7 +118,7 @@ class DcmeMethod(Method):
                         help="sigma in pixels of the Gaussian that turns votes into a density; also the "
                              "smallest distance between two centres",
                         tune_values=(1.0, 1.5, 2.0, 3.0, 4.0, 6.0)),
-        DecodeParameter("min_votes", 10, 1, 1000, 1,
+        DecodeParameter("min_votes", 10, 1, 1000, 1, integer=True,
                         help="a centre needs about this many votes within vote_smoothing pixels",
                         tune_values=(3, 5, 10, 20, 40, 80)),
         DecodeParameter("assign_radius", 8.0, 1.0, 100.0, 0.5,

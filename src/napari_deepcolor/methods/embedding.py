@@ -214,8 +214,8 @@ def grown_mask_ious(points, labels, seeds, squared_radii, *, eligible=None, chun
 
 # -- decoding (NumPy) ----------------------------------------------------------
 def grow_from_seeds(points: np.ndarray, candidates: np.ndarray, priority: np.ndarray,
-                    squared_radius: np.ndarray, *, diversity_weight: float = 0.0,
-                    max_seeds: int = MAX_SEEDS) -> tuple[np.ndarray, np.ndarray]:
+                    squared_radius: np.ndarray, *, diversity_weight: float = 0.0, max_seeds: int = MAX_SEEDS,
+                    pixels: np.ndarray | None = None, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Greedy seed-and-grow clustering of embedded points.
 
     Repeatedly take the best seed among the candidates not yet claimed, and let
@@ -233,6 +233,10 @@ def grow_from_seeds(points: np.ndarray, candidates: np.ndarray, priority: np.nda
         alpha of Fathi et al., eq. of sec. 3.3: the next seed maximises
         ``priority + alpha * log D`` where D is the squared embedding distance
         to the nearest seed taken so far. 0 takes the seeds in priority order.
+    pixels, width : optional
+        The flat pixel index (N,) of every point in an image ``width`` pixels
+        wide. Given, a seed claims only the points of its mask that are
+        8-connected to it in the image; the others stay unclaimed.
 
     Returns
     -------
@@ -281,6 +285,8 @@ def grow_from_seeds(points: np.ndarray, candidates: np.ndarray, priority: np.nda
             for j in range(1, n_dims):
                 d2 += np.square(slab[j] - centre[j])
             within = np.flatnonzero((d2 < r2) & free[lo:hi]) + lo
+            if pixels is not None:
+                within = within[connected_to(pixels[order[within]], pixels[seed], width)]
             free[within] = False
             claimed = order[within]
             claimed = claimed[assignment[claimed] == 0]  # a seed claimed alone may still look free
@@ -294,6 +300,40 @@ def grow_from_seeds(points: np.ndarray, candidates: np.ndarray, priority: np.nda
             order, ordered = order[keep], np.ascontiguousarray(ordered[:, keep])
             free, stale = np.ones(order.size, bool), 0
     return assignment, np.asarray(seeds, np.int64)
+
+
+def connected_to(pixels: np.ndarray, seed: int, width: int) -> np.ndarray:
+    """Which of a set of pixels (flat indices, no repeats) are 8-connected to pixel ``seed`` within the set.
+
+    A sparse graph of the set's neighbour pairs, found by binary search, so the
+    cost depends on the size of the set, not of the image. Returns (N,) bool.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    order = np.argsort(pixels)
+    ordered = pixels[order]
+    n = ordered.size
+    start = np.searchsorted(ordered, seed)
+    if n == 0 or start >= n or ordered[start] != seed:
+        return np.zeros(n, bool)
+    column = ordered % width
+    rows, cols = [], []
+    for offset, allowed in ((1, column < width - 1), (width - 1, column > 0), (width, None),
+                            (width + 1, column < width - 1)):
+        target = ordered + offset
+        position = np.minimum(np.searchsorted(ordered, target), n - 1)
+        hit = ordered[position] == target
+        if allowed is not None:
+            hit &= allowed
+        rows.append(np.flatnonzero(hit))
+        cols.append(position[hit])
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(rows.size, np.int8), (rows, cols)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    keep = np.empty(n, bool)
+    keep[order] = component == component[start]
+    return keep
 
 
 class _OrderedPicker:
