@@ -132,8 +132,9 @@ def main() -> None:
     row = json.loads(out.strip().splitlines()[-1])[0]
     labels = work / "out" / row["output"]
     megapixels = args.size ** 2 / 1e6
-    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads {args.threads}, "
-          f"device {args.device}; net: {'tiny random-weight U-Net (depth 2, width 8, 9 colours)' if not args.model else args.model}\n")
+    net = args.model or "tiny random-weight U-Net (depth 2, width 8, 9 colours)"
+    print(f"\n{platform.machine()}, {os.cpu_count()} CPUs, torch threads {args.threads}, device {args.device}; "
+          f"net: {net}\n")
     print("| image | route | status | objects | time (s) | MP/s | peak RSS (GB) | peak RSS sampled, tree (GB) | label file (MB) |")
     print("|---|---|---|---|---|---|---|---|---|")
     print(f"| {args.size}x{args.size} ({megapixels:.0f} MP, uint16, tiled TIFF) | {row['route']} | {row['status']} "

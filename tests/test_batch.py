@@ -126,7 +126,7 @@ def test_rerun_skips_finished_files_unless_overwrite(model_path, mixed_folder, t
     rows = read_summary(out)
     assert all(rows[name]["status"] == "skipped-existing" for name in GOOD)
     assert main(args + ["--overwrite"]) == 1
-    assert all(rows["status"] == "done" for name, rows in read_summary(out).items() if name in GOOD)
+    assert all(row["status"] == "done" for name, row in read_summary(out).items() if name in GOOD)
     assert all(p.stat().st_mtime_ns != before[p] for p in before)
 
 

@@ -70,3 +70,13 @@ def test_decode_from_cache_never_reruns_the_net(model, monkeypatch):
     a = prediction.decode(size_threshold=1)
     b = prediction.decode(size_threshold=30)
     assert not calls and a.count >= b.count
+
+
+def test_stack_preview_of_an_embedding_gives_vectors_with_a_z_column():
+    torch.manual_seed(0)
+    model = new_model("semiconv", {}, {"depth": 2, "width": 8}, in_channels=1)
+    prediction = predict(model, np.random.default_rng(5).random((2, 32, 32)).astype(np.float32))
+    vectors = [layer for layer in prediction.preview() if layer.layer_type == "vectors"]
+    assert vectors and vectors[0].data.shape[1:] == (2, 3)
+    assert set(np.unique(vectors[0].data[:, 0, 0])) == {0, 1}  # positions carry the plane index
+    assert (vectors[0].data[:, 1, 0] == 0).all()  # directions stay in the plane

@@ -219,7 +219,7 @@ def find_inputs(folder, patterns=DEFAULT_PATTERNS, *, recursive: bool = False, e
                 continue
             if _matches(name, patterns):
                 found.append(path)
-            elif recursive:
+            elif recursive and not name.lower().endswith(".zarr"):  # a store's chunks are not images
                 searched.append(name)
         dirs[:] = searched
         found += [root / name for name in files if not name.startswith(".") and _matches(name, patterns)]
@@ -365,7 +365,8 @@ def open_source(path) -> Iterator[Source]:
             series = tif.series[0]
             source = Source(zarr.open(series.aszarr(level=0), mode="r"), series.axes, path.name)
         except Exception as exc:
-            raise DeepColorError(f"{path.name}: the TIFF holds no readable image ({type(exc).__name__}: {exc}).") from exc
+            raise DeepColorError(f"{path.name}: the TIFF holds no readable image "
+                                 f"({type(exc).__name__}: {exc}).") from exc
         yield source
     finally:
         tif.close()
@@ -397,9 +398,9 @@ def _open_zarr(path: Path) -> Source:
         axes = node.attrs["axes"]
     if axes is None and names and all(names):
         axes = "".join(_axis_letter(n) for n in names)
-    if axes is None:
-        shape = node.shape
-        axes = ("Q" * (len(shape) - 3) + "YXS") if len(shape) >= 3 and shape[-1] in (3, 4) else "Q" * (len(shape) - 2) + "YX"
+    if axes is None:  # guess: RGB(A) when the last axis has 3 or 4 entries, planes before the last two
+        ndim = len(node.shape)
+        axes = "Q" * (ndim - 3) + "YXS" if ndim >= 3 and node.shape[-1] in (3, 4) else "Q" * (ndim - 2) + "YX"
     return Source(node, axes, path.name)
 
 

@@ -16,7 +16,7 @@ to a zarr store for images larger than memory, so we keep this small tiler.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -151,10 +151,10 @@ class Prediction:
         For a stack, planes are decoded separately and ids made unique across the stack.
         """
         params = self.model.decode_parameters(parameters)
-        method = self.model.method
+        method, options = self.model.method, self.model.method_options
         if not self.is_stack:
-            return method.decode(self.output, cache=self._caches.setdefault(0, {}), **params)
-        planes = [method.decode(plane, cache=self._caches.setdefault(z, {}), **params)
+            return method.decode(self.output, cache=self._caches.setdefault(0, {}), options=options, **params)
+        planes = [method.decode(plane, cache=self._caches.setdefault(z, {}), options=options, **params)
                   for z, plane in enumerate(self.output)]
         return stack_instances(planes)
 
@@ -162,9 +162,23 @@ class Prediction:
         method = self.model.method
         if not self.is_stack:
             return method.preview(self.output)
-        layers = [method.preview(plane) for plane in self.output]
-        return [type(first)(np.stack([plane[i].data for plane in layers]), first.name, first.layer_type, first.kwargs)
-                for i, first in enumerate(layers[0])]
+        planes = [method.preview(plane) for plane in self.output]
+        return [replace(first, data=_stack_layer_data([plane[i].data for plane in planes], first.layer_type))
+                for i, first in enumerate(planes[0])]
+
+
+def _stack_layer_data(planes: list[np.ndarray], layer_type: str) -> np.ndarray:
+    """Per-plane preview data as one stack: images stack on a new first axis; vectors
+    (N, 2, 2) of [position, direction] become (sum N, 2, 3) with the plane index as z."""
+    if layer_type != "vectors":
+        return np.stack(planes)
+    stacked = []
+    for z, vectors in enumerate(planes):
+        with_z = np.zeros((vectors.shape[0], 2, 3), vectors.dtype)
+        with_z[:, :, 1:] = vectors
+        with_z[:, 0, 0] = z
+        stacked.append(with_z)
+    return np.concatenate(stacked)
 
 
 def stack_instances(planes: list[Instances]) -> Instances:

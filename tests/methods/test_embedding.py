@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_deepcolor.methods.embedding import (PIXELS_PER_UNIT, collate_samples, displacement_vectors,
+from napari_deepcolor.methods.embedding import (PIXELS_PER_UNIT, collate_samples, connected_to, displacement_vectors,
                                                 embedding_rgb, flat_object_ids, grow_from_seeds, grown_mask_ious,
                                                 instances_from_assignment, object_means, patch_coordinates,
                                                 sample_object_pixels)
@@ -148,6 +148,30 @@ def test_diversity_term_prefers_seeds_far_from_earlier_ones():
     _, diverse = grow_from_seeds(points, np.arange(truth.size), priority, radius, diversity_weight=0.3, max_seeds=2)
     assert truth[plain].tolist() == [1, 1]
     assert truth[diverse].tolist() == [1, 2]
+
+
+def test_connected_to_keeps_the_8_connected_part_of_a_pixel_set():
+    width = 10
+    pixels = np.array([0, 11, 22, 5, 6, 99])  # a diagonal chain from 0, a pair at 5-6, a far corner
+    assert connected_to(pixels, 0, width).tolist() == [True, True, True, False, False, False]
+    assert connected_to(pixels, 6, width).tolist() == [False, False, False, True, True, False]
+    assert not connected_to(pixels, 50, width).any()  # a seed outside the set keeps nothing
+    assert not connected_to(np.array([9, 10]), 9, width)[1]  # end of one row is not next to the next row's start
+
+
+def test_a_seed_claims_only_its_connected_part_when_pixels_are_given():
+    # one 2 x 8 image; two look-alike blobs (same embedding) at columns 0-1 and 6-7
+    points = np.zeros((1, 16), np.float32)
+    pixels = np.arange(16)
+    blobs = np.isin(pixels % 8, [0, 1, 6, 7])
+    points[0, ~blobs] = 10.0
+    candidates = np.flatnonzero(blobs)
+    radius = np.full(candidates.size, 1.0)
+    assignment, seeds = grow_from_seeds(points, candidates, np.ones(candidates.size), radius)
+    assert seeds.size == 1 and (assignment[blobs] == 1).all()
+    assignment, seeds = grow_from_seeds(points, candidates, np.ones(candidates.size), radius, pixels=pixels, width=8)
+    assert seeds.size == 2 and len(set(assignment[blobs & (pixels % 8 < 2)])) == 1
+    assert assignment[0] != assignment[7] and (assignment[~blobs] == 0).all()
 
 
 def test_instances_from_assignment_drops_small_masks_and_keeps_scores_aligned():

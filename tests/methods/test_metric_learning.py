@@ -142,6 +142,16 @@ def test_decode_parameters_act_as_declared():
     assert METHOD.decode(output, score_threshold=0.2).count == 4
 
 
+def test_connected_masks_separate_look_alike_objects_far_apart():
+    labels = scene()
+    centres = CENTRES.copy()
+    centres[3] = centres[4]  # objects 3 and 4 look alike (same embedding) but are far apart
+    output = ideal_output(labels, centres=centres)
+    assert matches_exactly(labels, METHOD.decode(output, connected_masks=1, size_threshold=1).labels)
+    merged = METHOD.decode(output, connected_masks=0, size_threshold=1)  # the paper's masks: one instance
+    assert merged.count == 3 and merged.labels[25, 8] == merged.labels[30, 35]
+
+
 def test_adaptive_threshold_takes_the_tau_the_head_rates_best():
     # objects 1 and 2 at squared distance 1 (sigma = 0.54): one mask at tau 0.25, two at tau 0.75
     labels = scene()
@@ -162,7 +172,7 @@ def test_cached_decode_equals_fresh_decode():
     output[DIMS:] = np.clip(output[DIMS:] + rng.normal(0, 0.2, (N_TAU,) + labels.shape), 0.01, 1).astype(np.float32)
     cache = {}
     for params in [{}, {"seed_diversity": 0.0}, {"similarity_threshold": 0.5}, {"score_threshold": 0.7},
-                   {"max_seeds": 3}, {"size_threshold": 3}, {}]:
+                   {"max_seeds": 3}, {"size_threshold": 3}, {"connected_masks": 0}, {}]:
         cached = METHOD.decode(output, cache=cache, **params)
         fresh = METHOD.decode(output, **params)
         assert np.array_equal(cached.labels, fresh.labels) and np.allclose(cached.scores, fresh.scores)

@@ -24,7 +24,7 @@ def test_each_sample_opens_as_an_image_with_its_annotation(make_napari_viewer, k
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, key)
     image, labels = viewer.layers
-    assert image._type_string == "image" and labels._type_string == "labels"
+    assert type(image).__name__ == "Image" and type(labels).__name__ == "Labels"
     assert labels.data.shape == image.data.shape[:2] and labels.data.max() > 5
 
 
@@ -39,8 +39,18 @@ def test_an_annotated_folder_opens_as_image_and_labels_stacks(make_napari_viewer
         tifffile.imwrite(tmp_path / "labels" / f"{name}.tif", labels)
     viewer = make_napari_viewer()
     layers = viewer.open(tmp_path, plugin=PLUGIN)
-    assert [layer._type_string for layer in layers] == ["image", "labels"]
+    assert [type(layer).__name__ for layer in layers] == ["Image", "Labels"]
     assert layers[0].data.shape == (2, 64, 80) and layers[1].data.shape == (2, 64, 80)
+
+
+def test_the_folder_reader_leaves_single_files_to_napari(tmp_path):
+    from npe2 import PluginManager
+
+    image = tmp_path / "cells.tif"
+    tifffile.imwrite(image, np.zeros((8, 8), np.uint8))
+    readers = {r.plugin_name for r in PluginManager.instance().iter_compatible_readers([str(image)])}
+    assert PLUGIN not in readers  # no "which reader?" question for every file a user opens
+    assert PLUGIN in {r.plugin_name for r in PluginManager.instance().iter_compatible_readers([str(tmp_path)])}
 
 
 def test_the_labels_writer_keeps_the_smallest_dtype_and_the_scale(make_napari_viewer, tmp_path):

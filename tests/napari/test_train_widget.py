@@ -93,3 +93,33 @@ def test_bad_inputs_are_notifications_and_the_widget_stays_usable(make_napari_vi
     qtbot.waitUntil(lambda: widget.job is None, timeout=30_000)
     assert any("empty" in e for e in errors(notifications))
     assert "failed" in widget.status.text() and widget.train_button.isEnabled()
+
+
+def test_fine_tuning_on_an_annotated_folder(make_napari_viewer, qtbot, tmp_path, tiny_model_path, notifications):
+    import tifffile
+
+    from napari_deepcolor import synthetic
+
+    for name, seed in (("a", 0), ("b", 1)):
+        image, labels = synthetic.nuclei((96, 96), count=10, radius=(6, 9), seed=seed)
+        tifffile.imwrite(tmp_path / f"{name}.tif", image)
+        tifffile.imwrite(tmp_path / f"{name}_masks.tif", labels)
+    viewer = make_napari_viewer()
+    widget = add_widget(viewer, "Train")
+    widget.source.setCurrentIndex(1)
+    widget.folder.set_path(str(tmp_path / "missing"))
+    widget.train_button.click()
+    assert errors(notifications)  # a folder that does not exist: said so, nothing starts
+    widget.folder.set_path(str(tmp_path))
+    assert "2" in widget.layout_info.text()  # the layout found, with its number of images
+    widget.start_from.setCurrentIndex(1)
+    widget.init_model.set_path(str(tiny_model_path))
+    assert widget.options_form.values()["halo_margin"] == 5 and not widget.method.isEnabled()
+    tiny_settings(widget, iterations=2)
+    widget.validation_fraction.setValue(0)
+    widget.output.set_path(str(tmp_path / "tuned.safetensors"))
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.job is None, timeout=60_000)
+    assert widget.finished is not None, widget.status.text()
+    model = load_model(tmp_path / "tuned.safetensors")
+    assert model.provenance["fine_tuned_from"] == str(tiny_model_path)

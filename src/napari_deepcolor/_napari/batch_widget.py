@@ -176,6 +176,7 @@ class BatchWidget(QWidget):
         self.progress.setFormat("starting…")
         self.status.setText("looking for images…")
         self.worker = start_generator(self.batch.run, on_event=self._on_event, on_done=self._on_done)
+        self.destroyed.connect(self.batch.stop)  # closing the widget stops after the current file
         self._set_running(True)
 
     def cancel(self) -> None:
@@ -233,7 +234,7 @@ class BatchWidget(QWidget):
         if counts["cancelled"]:
             parts.append(f"{counts['cancelled']} not started (cancelled)")
         text = f"{'Stopped' if event.stopped else 'Finished'} in {format_seconds(event.seconds)}: {', '.join(parts)}."
-        self.status.setText(text)
-        self.summary.appendPlainText(f"\nsummary table: {event.summary}")
+        self.status.setText(f"{'Stopped' if event.stopped else 'Finished'}; the output folder holds a summary table.")
+        self.summary.appendPlainText(f"\n{text}\nsummary table: {event.summary}")
         self.progress.setFormat("stopped" if event.stopped else "done")
         (show_warning if counts["failed"] else show_info)(text)

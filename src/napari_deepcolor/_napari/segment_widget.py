@@ -221,6 +221,7 @@ class SegmentWidget(QWidget):
             return
         model, device, cancel, progress = self.model, self.device.currentText(), threading.Event(), self._progress
         self._cancel = cancel
+        self.destroyed.connect(cancel.set)  # a closed widget stops its prediction
 
         def work():
             from ..inference import predict
@@ -361,13 +362,13 @@ class SegmentWidget(QWidget):
 
     # -- preview layers --------------------------------------------------------------------
     def _preview_toggled(self, checked: bool) -> None:
+        """On: add (or refresh) the preview layers. Off: hide them (removing layers is slow in napari)."""
         if checked and self.prediction is not None:
             self._add_preview_layers()
         elif not checked:
             for name in self.preview_layer_names:
                 if name in self.viewer.layers:
-                    self.viewer.layers.remove(name)
-            self.preview_layer_names = []
+                    self.viewer.layers[name].visible = False
 
     def _add_preview_layers(self) -> None:
         prediction, source = self.prediction, self.source
@@ -388,13 +389,22 @@ class SegmentWidget(QWidget):
             if preview.layer_type == "vectors" and prediction.is_stack:
                 data = _stack_vectors(data)
             kwargs = dict(preview.kwargs)
-            if name in self.viewer.layers:
-                self.viewer.layers.remove(name)
-            adder = {"image": self.viewer.add_image, "vectors": self.viewer.add_vectors,
-                     "labels": self.viewer.add_labels}[preview.layer_type]
-            adder(data, name=name, scale=scale, translate=translate, **kwargs)
+            existing = self.viewer.layers[name] if name in self.viewer.layers else None
+            if existing is not None and type(existing).__name__.lower() == preview.layer_type and existing.ndim == (
+                    data.shape[-1] if preview.layer_type == "vectors" else data.ndim):
+                existing.data = data
+                existing.visible = kwargs.get("visible", True)
+                existing.scale, existing.translate = scale, translate
+            else:
+                if existing is not None:
+                    self.viewer.layers.remove(existing)
+                adder = {"image": self.viewer.add_image, "vectors": self.viewer.add_vectors,
+                         "labels": self.viewer.add_labels}[preview.layer_type]
+                adder(data, name=name, scale=scale, translate=translate, **kwargs)
             names.append(name)
         self.preview_layer_names = names
+        self.image_combo.excluded = set(names)  # outputs, not images to segment
+        self.image_combo.refresh()
         if self.labels_layer() is not None:  # keep the labels on top
             layers = self.viewer.layers
             layers.move(layers.index(self.labels_layer()), len(layers))

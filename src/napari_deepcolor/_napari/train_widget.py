@@ -511,11 +511,12 @@ class TrainWidget(QWidget):
     def _sample_loader(self):
         """A function for the worker that returns the training samples (layer data is read now)."""
         if self.source.currentData() == SOURCE_FOLDER:
-            from ..data import read_annotated_folder
+            from ..data import describe_layout, read_annotated_folder
 
             folder, labels = self.folder.path, self.label_folder.path or None
             if not folder:
                 raise DeepColorError("choose the folder with the annotated images (or train on layers instead).")
+            describe_layout(folder, labels)  # file names only: a wrong folder is reported before anything starts
             return lambda: read_annotated_folder(folder, labels)
         pairs, region = self.pairs.pairs(), self.region.currentData()
         return lambda: L.training_samples(pairs, region)
@@ -540,6 +541,7 @@ class TrainWidget(QWidget):
         self.plot.clear()
         self.scores.setText("")
         self.job = TrainingJob(config, loader, output=output, init_from=init_from)
+        self.destroyed.connect(self.job.stop)  # closing the widget stops the run (the model is saved)
         self._set_running(True)
         self.progress.setValue(0)
         self.progress.setFormat("starting…")

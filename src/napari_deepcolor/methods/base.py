@@ -126,7 +126,9 @@ class Method:
         """Map raw logits (B, C, H, W) to the output that is cached and decoded."""
         return raw
 
-    def decode(self, output: np.ndarray, *, cache: dict | None = None, **parameters) -> Instances:
+    def decode(self, output: np.ndarray, *, cache: dict | None = None, options=None, **parameters) -> Instances:
+        """Instances from the cached output; ``options`` are the training options of the model
+        (methods whose decoding depends on them, like semiconv's coordinates switch, read them)."""
         raise NotImplementedError
 
     def preview(self, output: np.ndarray) -> list[PreviewLayer]:

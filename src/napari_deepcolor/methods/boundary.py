@@ -76,7 +76,7 @@ class BoundaryMethod(Method):
     def activate(self, raw):
         return raw.float().softmax(dim=1)
 
-    def decode(self, output, *, cache=None, size_threshold=None, interior_threshold=None) -> Instances:
+    def decode(self, output, *, cache=None, options=None, size_threshold=None, interior_threshold=None) -> Instances:
         """Components of ``p_interior > interior_threshold``, grown over the foreground
         (``p_background < 0.5``) by a few pixels, then the size threshold."""
         params = self.resolve_decode_parameters(

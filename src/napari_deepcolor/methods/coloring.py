@@ -233,7 +233,7 @@ class ColoringMethod(Method):
     def activate(self, raw):
         return raw.float().softmax(dim=1)
 
-    def decode(self, output, *, cache=None, size_threshold=None, merge_radius=None) -> Instances:
+    def decode(self, output, *, cache=None, options=None, size_threshold=None, merge_radius=None) -> Instances:
         """Colour probabilities (C, H, W) to instances.
 
         Stages, each remembered in ``cache`` so a slider re-runs only what follows it:

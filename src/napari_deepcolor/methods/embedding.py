@@ -25,6 +25,7 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from .base import Instances, PreviewLayer
 from .components import relabel_by_lookup
@@ -303,37 +304,24 @@ def grow_from_seeds(points: np.ndarray, candidates: np.ndarray, priority: np.nda
 
 
 def connected_to(pixels: np.ndarray, seed: int, width: int) -> np.ndarray:
-    """Which of a set of pixels (flat indices, no repeats) are 8-connected to pixel ``seed`` within the set.
+    """Which of a set of pixels (flat indices) are 8-connected to pixel ``seed`` within the set.
 
-    A sparse graph of the set's neighbour pairs, found by binary search, so the
-    cost depends on the size of the set, not of the image. Returns (N,) bool.
+    Labels the set's bounding box only, so a compact mask costs little
+    whatever the image size. Returns (N,) bool.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    order = np.argsort(pixels)
-    ordered = pixels[order]
-    n = ordered.size
-    start = np.searchsorted(ordered, seed)
-    if n == 0 or start >= n or ordered[start] != seed:
-        return np.zeros(n, bool)
-    column = ordered % width
-    rows, cols = [], []
-    for offset, allowed in ((1, column < width - 1), (width - 1, column > 0), (width, None),
-                            (width + 1, column < width - 1)):
-        target = ordered + offset
-        position = np.minimum(np.searchsorted(ordered, target), n - 1)
-        hit = ordered[position] == target
-        if allowed is not None:
-            hit &= allowed
-        rows.append(np.flatnonzero(hit))
-        cols.append(position[hit])
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    graph = coo_matrix((np.ones(rows.size, np.int8), (rows, cols)), shape=(n, n))
-    _, component = connected_components(graph, directed=False)
-    keep = np.empty(n, bool)
-    keep[order] = component == component[start]
-    return keep
+    if pixels.size == 0:
+        return np.zeros(0, bool)
+    ys, xs = np.divmod(pixels, width)
+    y0, x0 = ys.min(), xs.min()
+    grid = np.zeros((ys.max() - y0 + 1, xs.max() - x0 + 1), bool)
+    grid[ys - y0, xs - x0] = True
+    components, _ = ndi.label(grid, structure=np.ones((3, 3), bool))
+    seed_y, seed_x = divmod(int(seed), width)
+    inside = 0 <= seed_y - y0 < grid.shape[0] and 0 <= seed_x - x0 < grid.shape[1]
+    target = components[seed_y - y0, seed_x - x0] if inside else 0
+    if target == 0:
+        return np.zeros(pixels.size, bool)
+    return components[ys - y0, xs - x0] == target
 
 
 class _OrderedPicker:
