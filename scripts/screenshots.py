@@ -73,8 +73,8 @@ def close_docks(viewer) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-seconds", type=float, default=60.0,
-                        help="training budget of the model the screenshots use (default 60)")
+    parser.add_argument("--train-seconds", type=float, default=150.0,
+                        help="training budget of the model the screenshots use (default 150)")
     args = parser.parse_args(argv)
 
     import napari
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="deepcolor-screens-"))
     viewer = napari.Viewer(title="napari-deepcolor", show=True)
-    viewer.window._qt_window.resize(1500, 980)
+    viewer.window._qt_window.resize(1560, 990)
     viewer.open_sample(PLUGIN, "bbbc039-nuclei")
     image_layer = viewer.layers["BBBC039 nuclei"]
     labels_layer = viewer.layers["BBBC039 nuclei annotations"]
@@ -143,6 +143,8 @@ def main(argv=None) -> int:
     segment.show_preview.setChecked(False)
     segment.labels_layer().visible = True
     segment.export_labels(str(work / "bbbc039_labels.tif"))
+    for name in segment.preview_layer_names + ["my annotation (part)"]:
+        viewer.layers.remove(name)
 
     # -- batch --------------------------------------------------------------------------
     close_docks(viewer)

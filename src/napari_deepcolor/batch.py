@@ -46,9 +46,11 @@ Decisions, in the order a file meets them:
   thread each, or an existing cluster at ``scheduler`` (its workers need this
   package installed and must see the input and output folders at the same
   paths). At most one task per worker thread is in flight, so a stop takes
-  effect after the files being segmented.
+  effect after the files being segmented; :class:`FileStarted` means handed to
+  a worker. Our LocalCluster's workers do not get dask's default
+  ``MALLOC_TRIM_THRESHOLD_``, which made each file 2-2.5x slower.
 * **Large images**: a plane of more than ``large_image_megapixels`` (default 16
-  MP, where the in-memory route would need about 60 bytes per pixel for a
+  MP, where the in-memory route needs about 65 bytes per pixel for a
   9-colour model, i.e. about 1 GB) goes out of core: it is read window by
   window (tifffile's zarr view of the TIFF, or the zarr input), normalised
   with percentiles estimated on a regular subsample of at most 4 MP (every k-th
@@ -56,7 +58,8 @@ Decisions, in the order a file meets them:
   maximum come from every pixel, predicted tile by tile into a chunked zarr
   store in a hidden scratch folder inside the output folder, and decoded block
   by block (:func:`label_color_blocks`, :func:`resolve_components`) so that
-  objects crossing block borders get one label. This is implemented for deep
+  objects crossing block borders get one label; peak memory stays near 0.6
+  GB whatever the image size (benchmarks/large_image.py). This is implemented for deep
   coloring; its ``merge_radius`` is not supported out of core (an error asks to
   set it to 0 or raise the threshold). Tiles and chunks share one grid, so
   for the same net output the labels equal the in-memory decode's up to a
@@ -101,8 +104,9 @@ SCRATCH_PREFIX = ".batch-scratch-"
 _TEMPORARY = re.compile(r"^\..+\.part(\.[A-Za-z0-9]+)?$|^\..+\.[0-9a-f]{8}\.old$")
 #: pixels of the subsample that estimates the normalisation percentiles of a large image
 SUBSAMPLE_PIXELS = 4_000_000
-#: side in pixels of the blocks a large image is scanned and decoded in (rounded to the tile grid)
-DECODE_BLOCK = 2048
+#: side in pixels of the blocks a large image is scanned and decoded in (rounded down to the tile grid);
+#: a block of a 9-colour output costs about 150 bytes per pixel while it is decoded
+DECODE_BLOCK = 1024
 #: context in pixels around each tile (as :func:`~napari_deepcolor.inference.predict`'s default)
 MARGIN = 64
 _OME_AXES = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
@@ -567,7 +571,7 @@ class ComponentTable:
     links: np.ndarray
 
 
-def label_color_blocks(output, ids, *, block: int) -> ComponentTable:
+def label_color_blocks(output, ids, *, block: int, size_threshold: int = 0) -> ComponentTable:
     """Connected components of equal colour of a (C, H, W) output, block by block.
 
     The out-of-core counterpart of the first stage of
@@ -575,15 +579,18 @@ def label_color_blocks(output, ids, *, block: int) -> ComponentTable:
     block, components of equal colour (4-connected) per block, written with
     ids unique across blocks into ``ids`` (an (H, W) array-like, e.g. zarr).
     Components of equal colour facing each other across a block border are
-    recorded in ``links``; :func:`resolve_components` joins them. Memory is
-    bounded by one block of ``output``.
+    recorded in ``links``; :func:`resolve_components` joins them. A component
+    wholly inside a block is complete, so one under ``size_threshold`` pixels
+    is dropped at once (as the decode would): the table then grows with the
+    objects and the pieces on block borders, not with every speck of noise.
+    Memory is bounded by one block of ``output`` and that table.
     """
     from skimage.measure import label as connected_label
 
     from .methods.coloring import argmax_channels
 
     _, height, width = output.shape
-    sizes, offset, links = [np.zeros(1)], 0, []
+    sizes, offset, links = [np.zeros(1, np.int64)], 0, []
     above = {}  # x0 -> (ids, colours) of the last row of the block above
     for y0 in range(0, height, block):
         left = None  # (ids, colours) of the last column of the block to the left
@@ -591,16 +598,23 @@ def label_color_blocks(output, ids, *, block: int) -> ComponentTable:
             rows, cols = slice(y0, min(y0 + block, height)), slice(x0, min(x0 + block, width))
             color, _ = argmax_channels(np.asarray(output[:, rows, cols]))
             local = connected_label(color, background=0, connectivity=1)
-            n = int(local.max(initial=0))
-            here = np.where(local > 0, local + offset, 0).astype(ids.dtype)
+            local_sizes = np.bincount(local.ravel())
+            keep = local_sizes >= max(size_threshold, 1)
+            for edge in (local[0], local[-1], local[:, 0], local[:, -1]):
+                keep[edge] = True  # may continue in the next block: decided after joining
+            keep[0] = False
+            kept = int(keep.sum())
+            new_id = np.zeros(keep.size, ids.dtype)
+            new_id[keep] = np.arange(offset + 1, offset + kept + 1)
+            here = new_id[local]
             ids[rows, cols] = here
-            sizes.append(np.bincount(local.ravel(), minlength=n + 1)[1:].astype(np.float64))
+            sizes.append(local_sizes[keep])
             if y0 > 0:
                 links.append(_face_links(*above[x0], here[0], color[0]))
             if x0 > 0:
                 links.append(_face_links(*left, here[:, 0], color[:, 0]))
             above[x0], left = (here[-1], color[-1]), (here[:, -1], color[:, -1])
-            offset += n
+            offset += kept
     links = np.unique(np.concatenate(links), axis=0) if links else np.zeros((0, 2), np.int64)
     return ComponentTable(np.concatenate(sizes), links)
 
@@ -688,8 +702,9 @@ def _label_plane_out_of_core(model, source, layout, plane, parameters, scratch: 
                    margin=MARGIN, out=raw)
     ids = zarr.create_array(store=str(scratch / f"ids-{plane}.zarr"), shape=(height, width), chunks=(core, core),
                             dtype=np.uint32 if height * width < 2**32 else np.uint64, fill_value=0, compressors=fast)
-    lookup, count = resolve_components(label_color_blocks(raw, ids, block=block),
-                                       size_threshold=parameters["size_threshold"])
+    threshold = parameters["size_threshold"]
+    lookup, count = resolve_components(label_color_blocks(raw, ids, block=block, size_threshold=threshold),
+                                       size_threshold=threshold)
     return ids, lookup, count
 
 

@@ -211,7 +211,9 @@ class BatchWidget(QWidget):
             self.progress.setValue(event.completed)
             self.progress.setFormat(f"{event.completed} of {event.total}")
             if isinstance(event, FileFailed):
-                self.summary.appendPlainText(f"✗ {result.file}: {result.error}")
+                error = result.error[len(result.file) + 2:] if result.error.startswith(f"{result.file}: ") \
+                    else result.error
+                self.summary.appendPlainText(f"✗ {result.file}: {error}")
             elif result.status == "done":
                 self.summary.appendPlainText(f"✓ {result.file} → {result.output} ({result.objects} objects, "
                                              f"{result.seconds:.1f} s)")

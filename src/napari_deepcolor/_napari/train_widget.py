@@ -651,7 +651,9 @@ class TrainWidget(QWidget):
             image = L.image_input(layer)
             world = np.array(self.viewer.dims.point, dtype=float)
             displayed = list(self.viewer.dims.displayed)[-2:]
-            world[displayed] = np.asarray(self.viewer.camera.center)[-2:]
+            scene = getattr(self.viewer, "scene", None)  # napari >= 0.9; viewer.camera before
+            camera = scene.camera if scene is not None else self.viewer.camera
+            world[displayed] = np.asarray(camera.center)[-2:]
             point = np.asarray(layer.world_to_data(world), dtype=float)
             plane = L.plane_of(image, int(round(point[0])) if image.is_stack else None)
             height, width = plane.shape[:2]

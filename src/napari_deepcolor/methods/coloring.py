@@ -16,7 +16,7 @@ from scipy import ndimage as ndi
 from skimage.measure import label as connected_label
 
 from .base import DecodeParameter, Instances, Method, PreviewLayer, memo
-from .components import merge_close_components, relabel_by_lookup
+from .components import class_distances, merge_close_components, relabel_by_lookup
 
 # colours that a preview shows one per channel (background first)
 PREVIEW_COLORMAPS = ("gray", "red", "green", "blue", "yellow", "magenta", "cyan", "orange", "bop purple",
@@ -254,8 +254,13 @@ class ColoringMethod(Method):
         """
         params = self.resolve_decode_parameters({"size_threshold": size_threshold, "merge_radius": merge_radius})
         color, components, sizes, prob_sums = memo(cache, "components", (), lambda: _color_components(output))
-        group = memo(cache, "merge", (params["merge_radius"],),
-                     lambda: merge_close_components(components, color, params["merge_radius"]))
+        def merge():
+            if params["merge_radius"] <= 0:
+                return np.arange(sizes.size)
+            distances = memo(cache, "distances", (), lambda: class_distances(color))
+            return merge_close_components(components, color, params["merge_radius"], distances=distances)
+
+        group = memo(cache, "merge", (params["merge_radius"],), merge)
         group_sizes = np.bincount(group, weights=sizes)
         keep = group_sizes[group] >= max(params["size_threshold"], 1)
         keep[0] = False

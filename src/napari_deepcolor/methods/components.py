@@ -28,18 +28,30 @@ def relabel_by_lookup(components: np.ndarray, keep: np.ndarray, group: np.ndarra
     return lookup[components], lookup
 
 
-def merge_close_components(components: np.ndarray, classes: np.ndarray, radius: float) -> np.ndarray:
+def class_distances(classes: np.ndarray) -> dict[int, np.ndarray]:
+    """For each class value > 0: the distance (float32) of every pixel to the nearest pixel of that class.
+
+    Independent of the merge radius, so a decoder caches it and a merge-radius
+    slider only thresholds and labels.
+    """
+    return {int(value): ndi.distance_transform_edt(classes != value).astype(np.float32)
+            for value in np.unique(classes) if value > 0}
+
+
+def merge_close_components(components: np.ndarray, classes: np.ndarray, radius: float, *,
+                           distances: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """Group same-class components whose gap is at most ``radius`` pixels.
 
     ``components`` (H, W) numbers connected regions of equal value in the
     class image ``classes`` (H, W), 0 = background. The gap between two
     components is the smallest distance between their pixel centres;
     grouping is single linkage (transitive). Computed per class by growing the
-    class's pixels by ``radius / 2`` (one Euclidean distance transform) and
-    labelling the grown mask: two pieces fall in one grown region exactly
-    when a chain of gaps <= ``radius`` joins them, up to a pixel of grid
-    rounding. The cost is one distance transform per class, whatever the
-    number of components (a noisy output has thousands of specks).
+    class's pixels by ``radius / 2`` (a threshold on the class's distance
+    transform, see :func:`class_distances`, which may be passed in cached) and
+    labelling the grown mask: two pieces fall in one grown region exactly when
+    a chain of gaps <= ``radius`` joins them, up to a pixel of grid rounding.
+    The cost does not depend on the number of components (a noisy output has
+    thousands of specks).
 
     Returns ``group`` of shape (n_components + 1,) with ``group[0] == 0``.
     """
@@ -47,6 +59,7 @@ def merge_close_components(components: np.ndarray, classes: np.ndarray, radius: 
     group = np.arange(n + 1)
     if radius <= 0 or n < 2:
         return group
+    distances = class_distances(classes) if distances is None else distances
     flat = components.ravel()
     any_pixel = np.zeros(n + 1, np.int64)
     any_pixel[flat] = np.arange(flat.size)  # one pixel of each component (the last one written)
@@ -57,8 +70,7 @@ def merge_close_components(components: np.ndarray, classes: np.ndarray, radius: 
         members = members[members > 0]
         if members.size < 2:
             continue
-        grown = ndi.distance_transform_edt(classes != value) <= radius / 2
-        blobs, count = ndi.label(grown)
+        blobs, count = ndi.label(distances[int(value)] <= radius / 2)
         group[members] = offset + blobs.ravel()[any_pixel[members]]
         offset += count + 1
     _, group = np.unique(group, return_inverse=True)
