@@ -94,7 +94,7 @@ def test_chosen_colour_maximises_equation_2_by_brute_force():
     assert colors.tolist() == expected
 
 
-def test_loss_is_equation_3_with_mean_background():
+def test_loss_is_equation_3_with_both_terms_averaged():
     labels = two_touching_squares()
     rng = np.random.default_rng(0)
     raw = torch.as_tensor(rng.normal(size=(1, 4, *labels.shape)), dtype=torch.float32)
@@ -102,9 +102,8 @@ def test_loss_is_equation_3_with_mean_background():
     loss = coloring_loss(raw, t["labels"], t["ignore"], t["halo_pixels"], t["halo_objects"], halo_weight=7.0)
     colors, _ = assign_colors(raw, t["labels"], t["ignore"], t["halo_pixels"], t["halo_objects"], halo_weight=7.0)
     log_y = torch.log_softmax(raw, 1)[0].numpy()
-    expected = -log_y[0][labels == 0].mean()
-    for k, c in enumerate(colors.tolist(), start=1):
-        expected += -log_y[c][labels == k].mean()
+    object_terms = [-log_y[c][labels == k].mean() for k, c in enumerate(colors.tolist(), start=1)]
+    expected = -log_y[0][labels == 0].mean() + np.mean(object_terms)
     assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 
