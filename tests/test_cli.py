@@ -1,6 +1,5 @@
 """The command line as users call it: train, predict, evaluate on real folders; clear errors."""
 
-import shutil
 
 import numpy as np
 import pytest

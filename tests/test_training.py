@@ -88,3 +88,10 @@ def test_fine_tune_refuses_another_method(nuclei_samples, tmp_path):
 def test_bad_configuration_is_a_clear_error(bad, words):
     with pytest.raises(DeepColorError, match=words):
         config(**bad)
+
+
+def test_checkpoints_are_saved_periodically(nuclei_samples, tmp_path):
+    out = tmp_path / "m.safetensors"
+    events = list(Training(config(iterations=3, checkpoint_minutes=1e-6), nuclei_samples, output=out).run())
+    saved = [e for e in events if isinstance(e, CheckpointSaved)]
+    assert [e.iteration for e in saved] == [1, 2, 3] and all(e.path == out for e in saved)

@@ -79,7 +79,6 @@ import shutil
 import tempfile
 import threading
 import time
-import uuid
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -90,7 +89,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .data.io import atomic_write, smallest_label_dtype
+from .data.io import atomic_write, atomic_write_folder, smallest_label_dtype
 from .errors import DeepColorError
 
 log = logging.getLogger(__name__)
@@ -737,7 +736,7 @@ def _write_output(task: FileTask, layout: Layout, dtype, tile: int, *, labels=No
                 index = tuple(int(i) for i in np.unravel_index(plane, layout.plane_shape)) if layout.plane_axes else ()
                 out[index + (slice(y0 * tile, y0 * tile + band.shape[0]),)] = band
 
-        _atomic_directory(target, write, overwrite=overwrite)
+        atomic_write_folder(target, write, overwrite=overwrite)
         return
 
     def write(tmp: Path) -> None:
@@ -752,27 +751,6 @@ def _write_output(task: FileTask, layout: Layout, dtype, tile: int, *, labels=No
             tifffile.imwrite(tmp, tiles, shape=shape, dtype=dtype, tile=(tile, tile), **options)
 
     atomic_write(target, write, overwrite=overwrite)
-
-
-def _atomic_directory(path: Path, write, *, overwrite: bool) -> Path:
-    """Like :func:`~napari_deepcolor.data.io.atomic_write` for a folder (a zarr store)."""
-    if path.exists() and not overwrite:
-        raise DeepColorError(f"{path} already exists; pass overwrite (CLI: --overwrite) to replace it.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-    try:
-        write(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
 
 
 # -- executors: the same task here or on dask ---------------------------------------------

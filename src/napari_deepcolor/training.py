@@ -21,8 +21,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import (Model, load_model, load_training_state, new_model, save_model, save_training_state,
-                         state_path)
+from .checkpoint import Model, load_model, load_training_state, new_model, save_model, save_training_state
 from .data.augment import Augmentation
 from .data.sample import AnnotatedImage
 from .data.sampling import PatchSampler, split_train_validation

@@ -18,10 +18,15 @@ from .inference import Prediction, predict
 def score_parameters(predictions: Sequence[Prediction], ground_truths: Sequence[np.ndarray], parameters: dict,
                      *, metric: str = "ap") -> float:
     """Mean ``metric`` (a key of :func:`napari_deepcolor.metrics.evaluate`) over the images."""
+    return _scores(predictions, ground_truths, parameters, metric)[0]
+
+
+def _scores(predictions, ground_truths, parameters, metric) -> tuple[float, float]:
+    """(mean ``metric``, mean SBD): SBD breaks ties, e.g. while a young model's AP is still 0 everywhere."""
     from .metrics import evaluate
 
-    values = [evaluate(gt, p.decode(**parameters).labels)[metric] for p, gt in zip(predictions, ground_truths)]
-    return float(np.mean(values))
+    rows = [evaluate(gt, p.decode(**parameters).labels) for p, gt in zip(predictions, ground_truths)]
+    return float(np.mean([r[metric] for r in rows])), float(np.mean([r["sbd"] for r in rows]))
 
 
 def tune_predictions(predictions: Sequence[Prediction], ground_truths: Sequence[np.ndarray], *,
@@ -29,11 +34,12 @@ def tune_predictions(predictions: Sequence[Prediction], ground_truths: Sequence[
     """Coordinate ascent over the method's declared decode parameters.
 
     Each parameter in turn is set to the best of its candidate values with the
-    others held, for ``rounds`` passes. Returns ``(best parameters, best score)``.
+    others held, for ``rounds`` passes; ties on ``metric`` go to the better
+    SBD. Returns ``(best parameters, best metric score)``.
     """
     model = predictions[0].model
     best = model.decode_parameters(start)
-    best_score = score_parameters(predictions, ground_truths, best, metric=metric)
+    best_score = _scores(predictions, ground_truths, best, metric)
     for _ in range(rounds):
         improved = False
         for parameter in model.method.decode_parameters:
@@ -41,12 +47,18 @@ def tune_predictions(predictions: Sequence[Prediction], ground_truths: Sequence[
                 if value == best[parameter.name]:
                     continue
                 trial = {**best, parameter.name: value}
-                score = score_parameters(predictions, ground_truths, trial, metric=metric)
-                if score > best_score + 1e-9:
+                score = _scores(predictions, ground_truths, trial, metric)
+                if _better(score, best_score):
                     best, best_score, improved = trial, score, True
         if not improved:
             break
-    return best, best_score
+    return best, best_score[0]
+
+
+def _better(score: tuple[float, float], best: tuple[float, float], tolerance: float = 1e-9) -> bool:
+    if abs(score[0] - best[0]) > tolerance:
+        return score[0] > best[0]
+    return score[1] > best[1] + tolerance
 
 
 def tune_decode_parameters(model: Model, samples, *, device=None, metric: str = "ap") -> tuple[dict, float]:

@@ -33,7 +33,7 @@ def tiny_model_path(tmp_path_factory):
     pairs = [synthetic.nuclei((128, 128), count=16, radius=(6, 9), seed=s) for s in range(2)]
     data = from_arrays([p[0] for p in pairs], [p[1] for p in pairs])
     config = TrainingConfig(method="coloring", method_options={"halo_margin": 5}, net=TINY_NET, patch_size=64,
-                            batch_size=2, iterations=8, learning_rate=3e-3, validation_fraction=0.0, device="cpu",
+                            batch_size=2, iterations=40, learning_rate=3e-3, validation_fraction=0.0, device="cpu",
                             augment=False)
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
     train(config, data, output=path)

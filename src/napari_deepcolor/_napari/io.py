@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..data.io import as_label_image, smallest_label_dtype
+from ..data.io import smallest_label_dtype
 from ..data.io import write_labels as _write_labels
 from ..errors import DeepColorError
 
@@ -33,37 +30,9 @@ def export_labels(path, labels, *, scale=None, overwrite: bool = True) -> Path:
     every format. Zarr keeps the scale in the array's ``scale`` attribute.
     """
     path = Path(path)
-    if path.suffix.lower() == ".zarr":
-        return write_labels_zarr(path, labels, scale=scale, overwrite=overwrite)
-    if path.suffix.lower() not in (".tif", ".tiff", ".png"):
+    if path.suffix.lower() not in (".tif", ".tiff", ".png", ".zarr"):
         raise DeepColorError(f"{path.name}: labels can be saved as .tif, .png (2D) or .zarr; choose one of these.")
     return _write_labels(path, np.asarray(labels), overwrite=overwrite, scale=scale)
-
-
-def write_labels_zarr(path, labels, *, scale=None, overwrite: bool = True) -> Path:
-    """A zarr array of the labels in the smallest integer dtype, written to a temporary folder and renamed."""
-    import zarr
-
-    path = Path(path)
-    labels = as_label_image(np.asarray(labels))
-    labels = labels.astype(smallest_label_dtype(int(labels.max(initial=0))), copy=False)
-    if path.exists() and not overwrite:
-        raise DeepColorError(f"{path} already exists; choose another name.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-    try:
-        chunks = (1,) * (labels.ndim - 2) + tuple(min(1024, n) for n in labels.shape[-2:])
-        attributes = {"scale": [float(s) for s in scale]} if scale is not None else {}
-        array = zarr.create_array(store=str(tmp), shape=labels.shape, chunks=chunks, dtype=labels.dtype,
-                                  fill_value=0, attributes=attributes, overwrite=True)
-        array[...] = labels
-        if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
 
 
 # -- reading annotated folders -------------------------------------------------------------

@@ -97,6 +97,7 @@ def atomic_write(path: str | os.PathLike, write, *, overwrite: bool = False) -> 
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes owner-only files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -104,9 +105,47 @@ def atomic_write(path: str | os.PathLike, write, *, overwrite: bool = False) -> 
     return path
 
 
+def atomic_write_folder(path: str | os.PathLike, write, *, overwrite: bool = False) -> Path:
+    """Like :func:`atomic_write` for a folder (e.g. a zarr store): build it under a temporary
+    name beside ``path``, then rename; an existing folder is replaced only with ``overwrite``."""
+    import shutil
+    import uuid
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise DeepColorError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) to replace it.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes owner-only folders
+        if path.exists():
+            old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (Linux), else the common 022."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool = False,
                  scale: tuple[float, ...] | None = None) -> Path:
-    """Write a label image atomically as compressed TIFF (or PNG for 2D ``.png`` paths).
+    """Write a label image atomically as compressed TIFF (PNG for 2D ``.png``, a zarr array for ``.zarr``).
 
     The smallest unsigned integer dtype that holds the largest id is used.
     ``scale`` (pixel size per axis, as a napari layer's scale) is stored in the
@@ -115,6 +154,9 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool
     labels = as_label_image(labels)
     labels = labels.astype(smallest_label_dtype(int(labels.max(initial=0))), copy=False)
     path = Path(path)
+
+    if path.suffix.lower() == ".zarr":
+        return atomic_write_folder(path, lambda tmp: _write_zarr(tmp, labels, scale), overwrite=overwrite)
 
     def write(tmp: Path) -> None:
         if path.suffix.lower() == ".png":
@@ -132,6 +174,16 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool
         tifffile.imwrite(tmp, labels, compression="zlib", **kwargs)
 
     return atomic_write(path, write, overwrite=overwrite)
+
+
+def _write_zarr(folder: Path, labels: np.ndarray, scale) -> None:
+    import zarr
+
+    chunks = (1,) * (labels.ndim - 2) + tuple(min(1024, n) for n in labels.shape[-2:])
+    attributes = {"scale": [float(v) for v in scale]} if scale is not None else {}
+    array = zarr.create_array(store=str(folder), shape=labels.shape, chunks=chunks, dtype=labels.dtype,
+                              fill_value=0, attributes=attributes, overwrite=True)
+    array[...] = labels
 
 
 def read_object_masks(paths) -> np.ndarray:
