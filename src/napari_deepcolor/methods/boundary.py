@@ -53,7 +53,7 @@ class BoundaryMethod(Method):
     decode_parameters = (
         DecodeParameter("size_threshold", 20, 0, 5000, 1, integer=True,
                         help="instances smaller than this many pixels become background",
-                        tune_values=(0, 5, 10, 20, 40, 80, 150, 300, 600)),
+                        tune_values=(0, 5, 10, 20, 40, 80, 150, 300, 600, 1000, 2000)),
         DecodeParameter("interior_threshold", 0.5, 0.05, 0.95, 0.05,
                         help="interior probability above which a pixel seeds an instance",
                         tune_values=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),

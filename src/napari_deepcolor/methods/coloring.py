@@ -203,7 +203,7 @@ class ColoringMethod(Method):
     decode_parameters = (
         DecodeParameter("size_threshold", 20, 0, 5000, 1, integer=True,
                         help="tau: components smaller than this many pixels become background",
-                        tune_values=(0, 5, 10, 20, 40, 80, 150, 300, 600)),
+                        tune_values=(0, 5, 10, 20, 40, 80, 150, 300, 600, 1000, 2000)),
         DecodeParameter("merge_radius", 0, 0, 100, 1,
                         help="rho: merge same-colour pieces at most this many pixels apart (0 = off); "
                              "for objects split by occlusion",
