@@ -45,11 +45,16 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", choices=DATASETS, required=True)
     parser.add_argument("--method", default="coloring")
-    parser.add_argument("--minutes", type=float, default=15)
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=None, help="training time (default 15)")
+    budget.add_argument("--iterations", type=int, default=None,
+                        help="training steps instead, e.g. as many as another method reached in 15 minutes")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--patch-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)
     args = parser.parse_args()
+    if args.iterations is None and args.minutes is None:
+        args.minutes = 15.0
     torch.set_num_threads(args.threads)
 
     images, labels, margin = DATASETS[args.dataset]
@@ -61,7 +66,8 @@ def main():
     test_samples = {s.name: s for s in samples if s.name not in train_names}
 
     options = {"halo_margin": margin} if args.method == "coloring" else {}
-    config = TrainingConfig(method=args.method, method_options=options, minutes=args.minutes, device="cpu",
+    config = TrainingConfig(method=args.method, method_options=options, minutes=args.minutes, iterations=args.iterations,
+                            device="cpu",
                             patch_size=args.patch_size, batch_size=args.batch_size, validate_every=10**9)
     t0 = time.perf_counter()
     finished = [e for e in Training(config, train_samples).run() if isinstance(e, Finished)][0]
@@ -75,7 +81,8 @@ def main():
         predict_seconds.append(time.perf_counter() - t)
         rows.append({"name": pair.name, **evaluate(ground_truth(pair), labels_pred)})
     summary = summarize(rows)
-    result = {"dataset": args.dataset, "method": args.method, "minutes": args.minutes, "threads": args.threads,
+    result = {"dataset": args.dataset, "method": args.method, "minutes": args.minutes,
+              "budget_iterations": args.iterations, "threads": args.threads,
               "iterations": finished.iteration, "train_seconds": round(train_seconds, 1),
               "n_train_images": len(train_samples), "n_test_images": len(rows),
               "decode_parameters": finished.decode_parameters, "validation": finished.scores,
