@@ -146,6 +146,17 @@ def collate_samples(targets: list[dict], n_pixels: int) -> dict:
             "sample_images": torch.from_numpy(images.astype(np.int64))}
 
 
+def collate_sampled_batch(targets: list[dict]) -> dict:
+    """A batch of targets holding ``labels``, ``ignore`` and sampled pixels: stacked
+    labels and ignore masks plus the batch-global samples of :func:`collate_samples`."""
+    import torch
+
+    labels = np.stack([t["labels"] for t in targets])
+    ignore = np.stack([t["ignore"] for t in targets])
+    return {"labels": torch.from_numpy(labels), "ignore": torch.from_numpy(ignore),
+            **collate_samples(targets, labels[0].size)}
+
+
 def pairwise_squared_distances(a, b):
     """||a_i - b_j||^2 for rows of a (N, D) and b (M, D), as ||a||^2 + ||b||^2 - 2 a.b (clamped at 0).
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import DeepColorError
 from .base import DecodeParameter, Instances, Method, PreviewLayer, memo
-from .embedding import (collate_samples, embedding_rgb, flat_object_ids, grow_from_seeds, grown_mask_ious,
+from .embedding import (collate_sampled_batch, embedding_rgb, flat_object_ids, grow_from_seeds, grown_mask_ious,
                         instances_from_assignment, pairwise_squared_distances, sample_object_pixels)
 
 #: T, the similarity thresholds the seediness head is trained for (paper, sec. 3.4). A constant, not an
@@ -200,13 +200,7 @@ class MetricLearningMethod(Method):
         pixels, groups = sample_object_pixels(labels, ignore, options.samples_per_object, background=True)
         return {"labels": labels.astype(np.int64), "ignore": ignore, "sample_pixels": pixels, "sample_groups": groups}
 
-    def collate(self, targets):
-        import torch
-
-        labels = np.stack([t["labels"] for t in targets])
-        ignore = np.stack([t["ignore"] for t in targets])
-        return {"labels": torch.from_numpy(labels), "ignore": torch.from_numpy(ignore),
-                **collate_samples(targets, labels[0].size)}
+    collate = staticmethod(collate_sampled_batch)
 
     def loss(self, raw, targets, options):
         terms = metric_loss_terms(raw, targets["labels"], targets["ignore"], targets["sample_pixels"],

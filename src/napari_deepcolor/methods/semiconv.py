@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import DeepColorError
 from .base import DecodeParameter, Instances, Method, PreviewLayer, memo
-from .embedding import (PIXELS_PER_UNIT, collate_samples, displacement_vectors, embedding_rgb, flat_object_ids,
+from .embedding import (PIXELS_PER_UNIT, collate_sampled_batch, displacement_vectors, embedding_rgb, flat_object_ids,
                         grow_from_seeds, grown_mask_ious, instances_from_assignment, object_means,
                         patch_coordinates, sample_object_pixels)
 
@@ -252,13 +252,7 @@ class SemiconvMethod(Method):
         pixels, groups = sample_object_pixels(labels, ignore, options.samples_per_object)
         return {"labels": labels.astype(np.int64), "ignore": ignore, "sample_pixels": pixels, "sample_groups": groups}
 
-    def collate(self, targets):
-        import torch
-
-        labels = np.stack([t["labels"] for t in targets])
-        ignore = np.stack([t["ignore"] for t in targets])
-        return {"labels": torch.from_numpy(labels), "ignore": torch.from_numpy(ignore),
-                **collate_samples(targets, labels[0].size)}
+    collate = staticmethod(collate_sampled_batch)
 
     def loss(self, raw, targets, options):
         terms = semiconv_loss_terms(raw, targets["labels"], targets["ignore"], targets["sample_pixels"],
