@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_deepcolor.checkpoint import save_model
 from napari_deepcolor.data import detect_layout, read_annotated_folder
 from napari_deepcolor.data.io import read_labels, read_object_masks
 from napari_deepcolor.inference import predict
@@ -52,6 +53,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--patch-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--model-out", type=Path, default=None, help="also save the trained model here, to study it")
     args = parser.parse_args()
     if args.iterations is None and args.minutes is None:
         args.minutes = 15.0
@@ -72,6 +74,9 @@ def main():
     t0 = time.perf_counter()
     finished = [e for e in Training(config, train_samples).run() if isinstance(e, Finished)][0]
     train_seconds = time.perf_counter() - t0
+    if args.model_out is not None:
+        args.model_out.parent.mkdir(parents=True, exist_ok=True)
+        save_model(finished.model, args.model_out)
 
     rows, predict_seconds = [], []
     for pair in test_pairs:

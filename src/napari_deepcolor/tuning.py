@@ -35,15 +35,18 @@ def tune_predictions(predictions: Sequence[Prediction], ground_truths: Sequence[
 
     Each parameter in turn is set to the best of its candidate values with the
     others held, for ``rounds`` passes; ties on ``metric`` go to the better
-    SBD. Returns ``(best parameters, best metric score)``.
+    SBD. Candidates declared relative to the objects' size are scaled by the
+    median area of the annotated objects. Returns ``(best parameters, best
+    metric score)``.
     """
     model = predictions[0].model
+    object_area = median_object_area(ground_truths)
     best = model.decode_parameters(start)
     best_score = _scores(predictions, ground_truths, best, metric)
     for _ in range(rounds):
         improved = False
         for parameter in model.method.decode_parameters:
-            for value in parameter.candidates():
+            for value in parameter.candidates(object_area):
                 if value == best[parameter.name]:
                     continue
                 trial = {**best, parameter.name: value}
@@ -53,6 +56,21 @@ def tune_predictions(predictions: Sequence[Prediction], ground_truths: Sequence[
         if not improved:
             break
     return best, best_score[0]
+
+
+def median_object_area(ground_truths: Sequence[np.ndarray]) -> float:
+    """Median pixel count of the objects in label images (H, W) or per-object mask stacks (K, H, W)."""
+    areas = []
+    for truth in ground_truths:
+        truth = np.asarray(truth)
+        if truth.ndim == 3:
+            areas.append(truth.reshape(truth.shape[0], -1).astype(bool).sum(axis=1))
+        else:
+            counts = np.bincount(truth[truth > 0].ravel().astype(np.int64))
+            areas.append(counts[counts > 0])
+    areas = np.concatenate(areas) if areas else np.zeros(0)
+    areas = areas[areas > 0]
+    return float(np.median(areas)) if areas.size else 0.0
 
 
 def _better(score: tuple[float, float], best: tuple[float, float], tolerance: float = 1e-9) -> bool:

@@ -37,6 +37,9 @@ class DecodeParameter:
     integer: bool = False
     #: values the auto-tuner tries (defaults to a spread over the range)
     tune_values: tuple[float, ...] = ()
+    #: "pixels": ``tune_values`` stand as they are; "area" / "diameter": they are fractions of the
+    #: annotated objects' median area / equivalent diameter, so the grid follows the objects' size
+    tune_unit: str = "pixels"
 
     @property
     def flag(self) -> str:
@@ -53,11 +56,24 @@ class DecodeParameter:
             )
         return int(round(value)) if self.integer else value
 
-    def candidates(self) -> tuple[float, ...]:
-        if self.tune_values:
+    def candidates(self, object_area: float | None = None) -> tuple[float, ...]:
+        """The values the auto-tuner tries; ``object_area`` (median, pixels) scales relative ones."""
+        if not self.tune_values:
+            values = np.linspace(self.minimum, self.maximum, 9)
+        elif self.tune_unit == "pixels":
             return self.tune_values
-        values = np.linspace(self.minimum, self.maximum, 9)
+        else:
+            if not object_area:
+                raise DeepColorError(f"tuning {self.name} needs the size of the annotated objects; none are annotated.")
+            scale = object_area if self.tune_unit == "area" else 2 * np.sqrt(object_area / np.pi)
+            values = np.clip(np.asarray(self.tune_values) * scale, self.minimum, self.maximum)
         return tuple(sorted({self.validate(v) for v in values}))
+
+
+def size_threshold(help: str = "instances smaller than this many pixels become background") -> DecodeParameter:
+    """The size threshold every decoder ends with; tuned over fractions of the objects' median area."""
+    return DecodeParameter("size_threshold", 20, 0, 5000, 1, integer=True, help=help,
+                           tune_values=(0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8), tune_unit="area")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import numpy as np
 from skimage.measure import label as connected_label
 from skimage.segmentation import expand_labels, find_boundaries
 
-from .base import DecodeParameter, Instances, Method, PreviewLayer, memo
+from .base import DecodeParameter, Instances, Method, PreviewLayer, memo, size_threshold
 from .components import relabel_by_lookup
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
@@ -51,9 +51,7 @@ class BoundaryMethod(Method):
     paper = "Ronneberger et al. 2015 as the baseline of Kulikov et al. 2018, sec. 4.2"
     Options = BoundaryOptions
     decode_parameters = (
-        DecodeParameter("size_threshold", 20, 0, 5000, 1, integer=True,
-                        help="instances smaller than this many pixels become background",
-                        tune_values=(0, 5, 10, 20, 40, 80, 150, 300, 600, 1000, 2000)),
+        size_threshold(),
         DecodeParameter("interior_threshold", 0.5, 0.05, 0.95, 0.05,
                         help="interior probability above which a pixel seeds an instance",
                         tune_values=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),

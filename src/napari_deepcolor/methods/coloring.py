@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import label as connected_label
 
-from .base import DecodeParameter, Instances, Method, PreviewLayer, memo
+from .base import DecodeParameter, Instances, Method, PreviewLayer, memo, size_threshold
 from .components import class_distances, merge_close_components, relabel_by_lookup
 
 # colours that a preview shows one per channel (background first)
@@ -201,9 +201,7 @@ class ColoringMethod(Method):
     paper = "Kulikov, Yurchenko and Lempitsky: Instance Segmentation by Deep Coloring (2018)"
     Options = ColoringOptions
     decode_parameters = (
-        DecodeParameter("size_threshold", 20, 0, 5000, 1, integer=True,
-                        help="tau: components smaller than this many pixels become background",
-                        tune_values=(0, 5, 10, 20, 40, 80, 150, 300, 600, 1000, 2000)),
+        size_threshold(help="tau: components smaller than this many pixels become background"),
         DecodeParameter("merge_radius", 0, 0, 100, 1,
                         help="rho: merge same-colour pieces at most this many pixels apart (0 = off); "
                              "for objects split by occlusion",

@@ -21,7 +21,7 @@ from scipy.spatial import cKDTree
 from skimage.feature import peak_local_max
 
 from ..errors import DeepColorError
-from .base import DecodeParameter, Instances, Method, PreviewLayer, memo
+from .base import DecodeParameter, Instances, Method, PreviewLayer, memo, size_threshold
 from .embedding import PIXELS_PER_UNIT, displacement_vectors, instances_from_assignment
 
 
@@ -123,10 +123,8 @@ class DcmeMethod(Method):
                         tune_values=(3, 5, 10, 20, 40, 80)),
         DecodeParameter("assign_radius", 8.0, 1.0, 100.0, 0.5,
                         help="a pixel joins the centre nearest to its vote if it is at most this many pixels away",
-                        tune_values=(3.0, 5.0, 8.0, 12.0, 20.0, 40.0)),
-        DecodeParameter("size_threshold", 20, 0, 5000, 1, integer=True,
-                        help="instances smaller than this many pixels become background",
-                        tune_values=(0, 5, 10, 20, 40, 80, 150, 300, 600)),
+                        tune_values=(0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5), tune_unit="diameter"),
+        size_threshold(),
     )
 
     def out_channels(self, options) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DeepColorError
-from .base import DecodeParameter, Instances, Method, PreviewLayer, memo
+from .base import DecodeParameter, Instances, Method, PreviewLayer, memo, size_threshold
 from .embedding import (collate_sampled_batch, embedding_rgb, flat_object_ids, grow_from_seeds, grown_mask_ious,
                         instances_from_assignment, pairwise_squared_distances, sample_object_pixels)
 
@@ -184,9 +184,7 @@ class MetricLearningMethod(Method):
         DecodeParameter("score_threshold", 0.5, 0.0, 0.95, 0.05,
                         help="seeds whose mask score (predicted chance of a good mask) is below this are not used",
                         tune_values=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
-        DecodeParameter("size_threshold", 20, 0, 5000, 1, integer=True,
-                        help="instances smaller than this many pixels become background",
-                        tune_values=(0, 5, 10, 20, 40, 80, 150, 300, 600)),
+        size_threshold(),
         DecodeParameter("connected_masks", 1, 0, 1, 1, integer=True,
                         help="1: a seed takes only the part of its mask connected to it, leaving look-alike "
                              "objects elsewhere to their own seeds; 0: masks may be disconnected (paper)",

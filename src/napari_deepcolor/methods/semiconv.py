@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DeepColorError
-from .base import DecodeParameter, Instances, Method, PreviewLayer, memo
+from .base import DecodeParameter, Instances, Method, PreviewLayer, memo, size_threshold
 from .embedding import (PIXELS_PER_UNIT, collate_sampled_batch, displacement_vectors, embedding_rgb, flat_object_ids,
                         grow_from_seeds, grown_mask_ious, instances_from_assignment, object_means,
                         patch_coordinates, sample_object_pixels)
@@ -240,9 +240,7 @@ class SemiconvMethod(Method):
         DecodeParameter("mask_threshold", 0.5, 0.05, 0.95, 0.05,
                         help="a seed's mask: the foreground pixels whose kernel K(seed, pixel) (eq. 10) is above this",
                         tune_values=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
-        DecodeParameter("size_threshold", 20, 0, 5000, 1, integer=True,
-                        help="instances smaller than this many pixels become background",
-                        tune_values=(0, 5, 10, 20, 40, 80, 150, 300, 600)),
+        size_threshold(),
     )
 
     def out_channels(self, options) -> int:

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from napari_deepcolor.checkpoint import new_model
+from napari_deepcolor.errors import DeepColorError
+from napari_deepcolor.inference import Prediction
+from napari_deepcolor.methods import get_method
+from napari_deepcolor.methods.base import size_threshold
+from napari_deepcolor.tuning import median_object_area, tune_predictions
+
+from .conftest import TINY_NET
+
+
+def test_median_object_area_of_label_images_and_mask_stacks():
+    labels = np.zeros((10, 10), int)
+    labels[:2, :2] = 1  # 4
+    labels[5:8, 5:8] = 7  # 9
+    labels[9, :] = 3  # 10
+    assert median_object_area([labels]) == 9
+    masks = np.zeros((2, 10, 10), bool)
+    masks[0, :5, :5] = True  # 25
+    masks[1, :4, :] = True  # 40, overlapping the first
+    assert median_object_area([labels, masks]) == 10
+
+
+def test_size_threshold_candidates_follow_the_objects_area():
+    parameter = size_threshold()
+    small, large = parameter.candidates(100.0), parameter.candidates(4000.0)
+    assert small[0] == 0 and max(small) == 80
+    assert max(large) == 3200 and 2400 in large
+    assert max(parameter.candidates(10**6)) == parameter.maximum  # clipped to the slider's range
+    with pytest.raises(DeepColorError, match="annotated"):
+        parameter.candidates(0.0)
+
+
+def test_dcme_assign_radius_candidates_are_fractions_of_the_equivalent_diameter():
+    radius = next(p for p in get_method("dcme").decode_parameters if p.name == "assign_radius")
+    diameter = 2 * np.sqrt(400 / np.pi)
+    assert radius.candidates(400.0) == pytest.approx(sorted(f * diameter for f in radius.tune_values))
+
+
+def test_tuning_removes_fragments_larger_than_any_fixed_pixel_grid_would():
+    """Objects of 80 x 80 px with 50 x 50 px false fragments: only a threshold above 2500 px is right."""
+    truth = np.zeros((256, 256), np.int32)
+    colours = np.zeros((256, 256), np.int64)
+    for i, (y, x) in enumerate([(10, 10), (10, 150), (150, 10)]):
+        truth[y:y + 80, x:x + 80] = i + 1
+        colours[y:y + 80, x:x + 80] = 1 + i % 2
+    colours[170:220, 170:220] = 3  # a fragment the ground truth does not have
+    output = np.eye(4, dtype=np.float32)[colours].transpose(2, 0, 1)
+    model = new_model("coloring", {"n_colors": 3}, TINY_NET, in_channels=1)
+    best, ap = tune_predictions([Prediction(model, output)], [truth])
+    assert 2500 < best["size_threshold"] <= 6400 and ap == 1.0
