@@ -41,6 +41,23 @@ def test_train_predict_evaluate_round_trip(annotated_folder, tmp_path, capsys):
     assert csv.read_text().count("\n") == 5  # header, 3 images, mean
 
 
+@pytest.mark.parametrize("method, decode_flag, value", [
+    ("semiconv", "--mask-threshold", "0.4"), ("dcme", "--assign-radius", "6"), ("metric", "--score-threshold", "0.3")])
+def test_embedding_methods_train_and_predict_end_to_end(annotated_folder, tmp_path, method, decode_flag, value):
+    from napari_deepcolor.checkpoint import read_model_config
+
+    model = tmp_path / f"{method}.safetensors"
+    assert main(["train", "--method", method, "--images", str(annotated_folder / "images"),
+                 "--labels", str(annotated_folder / "labels"), "--output", str(model), "--iterations", "3",
+                 "--patch-size", "64", "--batch-size", "2", "--depth", "2", "--width", "8", "--device", "cpu"]) == 0
+    assert read_model_config(model)["method"] == method
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", str(model), "--input", str(annotated_folder / "images" / "img1.tif"),
+                 "--output", str(out), decode_flag, value, "--device", "cpu"]) == 0
+    labels = tifffile.imread(out / "img1.tif")
+    assert labels.shape == (96, 96) and labels.dtype.kind == "u"
+
+
 def test_predict_on_a_real_image_from_shared_data(shared_data, tmp_path):
     from napari_deepcolor.checkpoint import new_model, save_model
 

@@ -123,3 +123,26 @@ def test_bad_inputs_are_notifications(make_napari_viewer, tmp_path, notification
     assert any("segment the image first" in e for e in errors(notifications))
     widget.export_labels(str(tmp_path / "x.tif"))
     assert any("no labels to export" in e for e in errors(notifications))
+
+
+@pytest.mark.parametrize("method", ["semiconv", "dcme", "metric"])
+def test_embedding_models_get_their_own_sliders_and_previews(
+        method, make_napari_viewer, qtbot, tmp_path):
+    from napari_deepcolor.checkpoint import new_model, save_model
+    from napari_deepcolor.methods import get_method
+
+    path = save_model(new_model(method, None, {"depth": 2, "width": 8}, in_channels=1), tmp_path / f"{method}.safetensors")
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "synthetic-nuclei")
+    widget = add_widget(viewer, "Segment")
+    widget.model_edit.set_path(str(path))
+    widget.image_combo.setCurrentText("nuclei (synthetic)")
+    widget.device.setCurrentText("cpu")
+    widget.show_preview.setChecked(True)
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None and len(widget.preview_layer_names) > 0, timeout=30_000)
+    assert set(widget.sliders.sliders) == {p.name for p in get_method(method).decode_parameters}
+    assert widget.labels_layer().data.shape == viewer.layers["nuclei (synthetic)"].data.shape
+    kinds = {type(viewer.layers[name]).__name__ for name in widget.preview_layer_names}
+    assert "Image" in kinds
+    assert ("Vectors" in kinds) == (method != "metric")  # metric learning's embedding has no displacement
