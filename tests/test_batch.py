@@ -22,6 +22,7 @@ from napari_deepcolor.cli import main
 from napari_deepcolor.errors import DeepColorError
 from napari_deepcolor.inference import predict_output
 from napari_deepcolor.methods import get_method
+from napari_deepcolor.methods.blockwise import label_color_blocks, resolve_components
 
 COLORING = get_method("coloring")
 
@@ -186,8 +187,8 @@ def test_out_of_core_decode_equals_in_memory_decode(size_threshold):
     output = colour_field((101, 83), 5, seed=size_threshold)
     ids = np.zeros(output.shape[1:], np.uint32)
     # many blocks, objects crossing their borders; small pieces inside a block are dropped early
-    table = batch.label_color_blocks(output, ids, block=16, size_threshold=size_threshold)
-    lookup, count = batch.resolve_components(table, size_threshold=size_threshold)
+    table = label_color_blocks(output, ids, block=16, size_threshold=size_threshold)
+    lookup, count = resolve_components(table, size_threshold=size_threshold)
     expected = COLORING.decode(output, size_threshold=size_threshold, merge_radius=0)
     assert count == expected.count > 10
     assert len(table.links) > 0
@@ -228,7 +229,21 @@ def test_out_of_core_refuses_the_merge_radius(model_path, tmp_path):
     code = main(["batch", "--model", model_path, "--input", str(folder), "--output", str(out),
                  "--large-image-mp", "0.001", "--merge-radius", "3"])
     assert code == 1
-    assert "merge_radius is not supported" in read_summary(out)["big.tif"]["error"]
+    assert "does not support merge_radius" in read_summary(out)["big.tif"]["error"]
+
+
+def test_out_of_core_refuses_methods_without_a_blockwise_decoder(tmp_path):
+    model_path = save_model(new_model("semiconv", None, {"depth": 2, "width": 8}, in_channels=1), tmp_path / "s.safetensors")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    tifffile.imwrite(folder / "big.tif", blobs((64, 64), 3))
+    tifffile.imwrite(folder / "small.tif", blobs((64, 64), 3))
+    out = tmp_path / "labels"
+    assert main(["batch", "--model", str(model_path), "--input", str(folder), "--output", str(out),
+                 "--pattern", "big.tif", "--large-image-mp", "0.001"]) == 1
+    assert "deep coloring only (this is a 'semiconv' model)" in read_summary(out)["big.tif"]["error"]
+    assert main(["batch", "--model", str(model_path), "--input", str(folder), "--output", str(out),
+                 "--pattern", "small.tif"]) == 0
 
 
 def test_zarr_inputs_plain_and_ome(model_path, tmp_path):

@@ -57,8 +57,8 @@ Decisions, in the order a file meets them:
   pixel in both directions; exact for planes up to 4 MP) while the minimum and
   maximum come from every pixel, predicted tile by tile into a chunked zarr
   store in a hidden scratch folder inside the output folder, and decoded block
-  by block (:func:`label_color_blocks`, :func:`resolve_components`) so that
-  objects crossing block borders get one label. Memory does not grow with the
+  by block (the method's :meth:`~napari_deepcolor.methods.base.Method.decode_blocks`)
+  so that objects crossing block borders get one label. Memory does not grow with the
   image (0.7 GB peak for 16384 x 16384 px, benchmarks/large_image.py); the
   scratch store takes about 30 bytes per pixel of disk. This is implemented for deep
   coloring; its ``merge_radius`` is not supported out of core (an error asks to
@@ -558,105 +558,12 @@ def _scan_plane(model, source, layout, plane, block: int):
     return lo.astype(np.float32), scale.astype(np.float32)
 
 
-@dataclass
-class ComponentTable:
-    """What the block-wise labelling of one plane found.
-
-    ``sizes[i]`` is the pixel count of provisional component ``i`` (0: background);
-    ``links`` (E, 2) holds pairs of components of equal colour that touch
-    across a block border and so are one object.
-    """
-
-    sizes: np.ndarray
-    links: np.ndarray
-
-
-def label_color_blocks(output, ids, *, block: int, size_threshold: int = 0) -> ComponentTable:
-    """Connected components of equal colour of a (C, H, W) output, block by block.
-
-    The out-of-core counterpart of the first stage of
-    :meth:`~napari_deepcolor.methods.coloring.ColoringMethod.decode`: argmax per
-    block, components of equal colour (4-connected) per block, written with
-    ids unique across blocks into ``ids`` (an (H, W) array-like, e.g. zarr).
-    Components of equal colour facing each other across a block border are
-    recorded in ``links``; :func:`resolve_components` joins them. A component
-    wholly inside a block is complete, so one under ``size_threshold`` pixels
-    is dropped at once (as the decode would): the table then grows with the
-    objects and the pieces on block borders, not with every speck of noise.
-    Memory is bounded by one block of ``output`` and that table.
-    """
-    from skimage.measure import label as connected_label
-
-    from .methods.coloring import argmax_channels
-
-    _, height, width = output.shape
-    sizes, offset, links = [np.zeros(1, np.int64)], 0, []
-    above = {}  # x0 -> (ids, colours) of the last row of the block above
-    for y0 in range(0, height, block):
-        left = None  # (ids, colours) of the last column of the block to the left
-        for x0 in range(0, width, block):
-            rows, cols = slice(y0, min(y0 + block, height)), slice(x0, min(x0 + block, width))
-            color, _ = argmax_channels(np.asarray(output[:, rows, cols]))
-            local = connected_label(color, background=0, connectivity=1)
-            local_sizes = np.bincount(local.ravel())
-            keep = local_sizes >= max(size_threshold, 1)
-            for edge in (local[0], local[-1], local[:, 0], local[:, -1]):
-                keep[edge] = True  # may continue in the next block: decided after joining
-            keep[0] = False
-            kept = int(keep.sum())
-            new_id = np.zeros(keep.size, ids.dtype)
-            new_id[keep] = np.arange(offset + 1, offset + kept + 1)
-            here = new_id[local]
-            ids[rows, cols] = here
-            sizes.append(local_sizes[keep])
-            if y0 > 0:
-                links.append(_face_links(*above[x0], here[0], color[0]))
-            if x0 > 0:
-                links.append(_face_links(*left, here[:, 0], color[:, 0]))
-            above[x0], left = (here[-1], color[-1]), (here[:, -1], color[:, -1])
-            offset += kept
-    links = np.unique(np.concatenate(links), axis=0) if links else np.zeros((0, 2), np.int64)
-    return ComponentTable(np.concatenate(sizes), links)
-
-
-def _face_links(ids_a, colors_a, ids_b, colors_b) -> np.ndarray:
-    touching = (ids_a > 0) & (ids_b > 0) & (colors_a == colors_b)
-    return np.stack([ids_a[touching], ids_b[touching]], axis=1).astype(np.int64)
-
-
-def resolve_components(table: ComponentTable, *, size_threshold: int) -> tuple[np.ndarray, int]:
-    """Join linked components and drop objects under ``size_threshold`` (tau) pixels.
-
-    Returns ``(lookup, count)``: ``lookup[provisional_id]`` is the final label
-    (1..count, 0 for background and dropped objects), as the size stage of
-    :meth:`~napari_deepcolor.methods.coloring.ColoringMethod.decode` keeps them.
-    """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    from .methods.components import relabel_by_lookup
-
-    n = table.sizes.shape[0]
-    links = table.links
-    graph = coo_matrix((np.ones(len(links)), (links[:, 0], links[:, 1])), shape=(n, n))
-    _, group = connected_components(graph, directed=False)
-    group_sizes = np.bincount(group, weights=table.sizes)
-    keep = group_sizes[group] >= max(size_threshold, 1)
-    keep[0] = False
-    _, lookup = relabel_by_lookup(np.zeros(0, np.intp), keep, group)
-    return lookup, int(lookup.max(initial=0))
-
-
 def _segment_out_of_core(model, source, layout, parameters, task, tile, device) -> int:
     method, threshold = model.method, f"{task.config.large_image_megapixels:g} MP"
-    if method.name != "coloring":
-        raise DeepColorError(f"{task.file}: planes over {threshold} are decoded out of core, which is implemented "
-                             f"for deep coloring models only (this is a '{method.name}' model); raise the large-image "
-                             "threshold (CLI: --large-image-mp) if the image fits in memory.")
-    if parameters.get("merge_radius", 0) > 0:
-        raise DeepColorError(f"{task.file}: merge_radius is not supported for planes over {threshold}, which are "
-                             "decoded out of core; pass --merge-radius 0, or raise --large-image-mp if the image "
-                             "fits in memory.")
+    limitation = method.blockwise_limitation(parameters)
+    if limitation:
+        raise DeepColorError(f"{task.file}: planes over {threshold} are decoded out of core, which {limitation}; "
+                             "raise the large-image threshold (CLI: --large-image-mp) if the image fits in memory.")
     core = tile - 2 * MARGIN
     Path(task.target).parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=Path(task.target).parent))
@@ -702,9 +609,7 @@ def _label_plane_out_of_core(model, source, layout, plane, parameters, scratch: 
                    margin=MARGIN, out=raw)
     ids = zarr.create_array(store=str(scratch / f"ids-{plane}.zarr"), shape=(height, width), chunks=(core, core),
                             dtype=np.uint32 if height * width < 2**32 else np.uint64, fill_value=0, compressors=fast)
-    threshold = parameters["size_threshold"]
-    lookup, count = resolve_components(label_color_blocks(raw, ids, block=block, size_threshold=threshold),
-                                       size_threshold=threshold)
+    lookup, count = model.method.decode_blocks(raw, ids, block=block, **parameters)
     return ids, lookup, count
 
 

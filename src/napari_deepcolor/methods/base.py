@@ -150,6 +150,20 @@ class Method:
     def preview(self, output: np.ndarray) -> list[PreviewLayer]:
         return []
 
+    # -- outputs larger than memory ---------------------------------------
+    def blockwise_limitation(self, parameters: dict) -> str | None:
+        """Why a decode with ``parameters`` cannot run block by block (:meth:`decode_blocks`), or None."""
+        return f"is implemented for deep coloring only (this is a '{self.name}' model)"
+
+    def decode_blocks(self, output, ids, *, block: int, **parameters) -> tuple[np.ndarray, int]:
+        """Decode a (C, H, W) output larger than memory (e.g. zarr), ``block`` pixels square at a time.
+
+        Writes provisional ids into ``ids`` (an (H, W) array-like) and returns
+        ``(lookup, count)``: the labels are ``lookup[ids]``, 1..count, equal to
+        :meth:`decode`'s up to a renumbering.
+        """
+        raise NotImplementedError
+
     # -- helpers shared by all methods ------------------------------------
     def decode_defaults(self) -> dict[str, float]:
         return {p.name: p.default for p in self.decode_parameters}

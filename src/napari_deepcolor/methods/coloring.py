@@ -272,6 +272,17 @@ class ColoringMethod(Method):
         size_sum = np.bincount(lookup, weights=sizes, minlength=n + 1)[1:]
         return Instances(labels, (score_sum / np.maximum(size_sum, 1)).astype(np.float32))
 
+    def blockwise_limitation(self, parameters):
+        if parameters.get("merge_radius", 0) > 0:
+            return "does not support merge_radius (pass --merge-radius 0)"
+        return None
+
+    def decode_blocks(self, output, ids, *, block, size_threshold, merge_radius=0):
+        from .blockwise import label_color_blocks, resolve_components
+
+        table = label_color_blocks(output, ids, block=block, size_threshold=size_threshold)
+        return resolve_components(table, size_threshold=size_threshold)
+
     def preview(self, output):
         return [PreviewLayer(output[c], f"colour {c}" if c else "background", "image",
                              {"colormap": PREVIEW_COLORMAPS[c % len(PREVIEW_COLORMAPS)], "blending": "additive",
