@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_deepcolor.checkpoint import save_model
+from napari_deepcolor.checkpoint import load_model, save_model
 from napari_deepcolor.data import detect_layout, read_annotated_folder
 from napari_deepcolor.data.io import read_labels, read_object_masks
 from napari_deepcolor.inference import predict
 from napari_deepcolor.metrics import evaluate, summarize
+from napari_deepcolor.data.sampling import split_train_validation
 from napari_deepcolor.training import Finished, Training, TrainingConfig
+from napari_deepcolor.tuning import tune_decode_parameters
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # where the folders are and the halo margin m for the objects' size (about one object diameter, capped)
@@ -42,6 +44,22 @@ def ground_truth(pair):
     return read_labels(pair.labels) if pair.labels is not None else read_object_masks(pair.object_masks)
 
 
+def retune(path: Path, config: TrainingConfig, train_samples):
+    """A saved model's decode tuned again on the validation split its training used: (Finished, seconds)."""
+    model = load_model(path)
+    if model.method_name != config.method:
+        raise SystemExit(f"{path} is a '{model.method_name}' model, not '{config.method}'")
+    _, validation = split_train_validation(train_samples, validation_fraction=config.validation_fraction,
+                                           seed=config.seed)
+    decode, best = tune_decode_parameters(model, validation, device="cpu")
+    model.decode_defaults = decode
+    provenance = model.provenance
+    rows = [evaluate(s.labels, predict(model, s.image, stack=False, device="cpu").decode().labels) for s in validation]
+    scores = {**{k: v for k, v in summarize(rows).items() if k in ("ap", "f1", "sbd", "abs_dic")}, "tuned_ap": best}
+    finished = Finished(provenance["iterations"], "done", None, model.decode_parameters(), scores, model)
+    return finished, provenance["train_seconds"]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", choices=DATASETS, required=True)
@@ -54,6 +72,9 @@ def main():
     parser.add_argument("--patch-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--model-out", type=Path, default=None, help="also save the trained model here, to study it")
+    parser.add_argument("--model-in", type=Path, default=None,
+                        help="no training: re-tune the decode of this model (saved by --model-out from the same "
+                             "dataset and split) on the validation split and score it again")
     args = parser.parse_args()
     if args.iterations is None and args.minutes is None:
         args.minutes = 15.0
@@ -71,9 +92,12 @@ def main():
     config = TrainingConfig(method=args.method, method_options=options, minutes=args.minutes, iterations=args.iterations,
                             device="cpu",
                             patch_size=args.patch_size, batch_size=args.batch_size, validate_every=10**9)
-    t0 = time.perf_counter()
-    finished = [e for e in Training(config, train_samples).run() if isinstance(e, Finished)][0]
-    train_seconds = time.perf_counter() - t0
+    if args.model_in is None:
+        t0 = time.perf_counter()
+        finished = [e for e in Training(config, train_samples).run() if isinstance(e, Finished)][0]
+        train_seconds = time.perf_counter() - t0
+    else:
+        finished, train_seconds = retune(args.model_in, config, train_samples)
     if args.model_out is not None:
         args.model_out.parent.mkdir(parents=True, exist_ok=True)
         save_model(finished.model, args.model_out)

@@ -120,7 +120,7 @@ class DcmeMethod(Method):
                         tune_values=(1.0, 1.5, 2.0, 3.0, 4.0, 6.0)),
         DecodeParameter("min_votes", 10, 1, 1000, 1, integer=True,
                         help="a centre needs about this many votes within vote_smoothing pixels",
-                        tune_values=(3, 5, 10, 20, 40, 80)),
+                        tune_values=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4), tune_unit="area"),
         DecodeParameter("assign_radius", 8.0, 1.0, 100.0, 0.5,
                         help="a pixel joins the centre nearest to its vote if it is at most this many pixels away",
                         tune_values=(0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5), tune_unit="diameter"),
