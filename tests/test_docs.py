@@ -42,3 +42,13 @@ def test_site_builds_strictly(tmp_path):
                  "methods/coloring/index.html", "methods/boundary/index.html", "methods/semiconv/index.html",
                  "methods/dcme/index.html", "methods/metric_learning/index.html"):
         assert (tmp_path / "site" / page).is_file(), page
+
+
+def test_accuracy_table_is_the_one_the_result_files_give():
+    """docs/benchmarks.md shows what benchmarks/results/*.json hold, not numbers typed by hand."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report_accuracy.py")],
+                            capture_output=True, text=True, timeout=60, check=True)
+    text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    start = text.index("\n", text.index("<!-- accuracy-table")) + 1
+    shown = text[start:text.index("<!-- /accuracy-table -->")]
+    assert shown == result.stdout, "the accuracy table is out of date: run python benchmarks/report_accuracy.py"
