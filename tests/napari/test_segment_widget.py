@@ -24,17 +24,23 @@ def forward_calls(monkeypatch):
     return calls
 
 
+def segment_sample(viewer, qtbot, model_path, *, preview=False):
+    """The Segment widget run as a user would: a model file, the synthetic sample, Segment."""
+    viewer.open_sample(PLUGIN, "synthetic-nuclei")
+    widget = add_widget(viewer, "Segment")
+    widget.model_edit.set_path(str(model_path))
+    widget.image_combo.setCurrentText("nuclei (synthetic)")
+    widget.device.setCurrentText("cpu")
+    widget.show_preview.setChecked(preview)
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None and (not preview or bool(widget.preview_layer_names)), timeout=30_000)
+    return widget
+
+
 @pytest.fixture
 def segmented(make_napari_viewer, qtbot, tiny_model_path, forward_calls):
     viewer = make_napari_viewer()
-    viewer.open_sample(PLUGIN, "synthetic-nuclei")
-    widget = add_widget(viewer, "Segment")
-    widget.model_edit.set_path(str(tiny_model_path))
-    widget.image_combo.setCurrentText("nuclei (synthetic)")
-    widget.device.setCurrentText("cpu")
-    widget.run_button.click()
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
-    return viewer, widget
+    return viewer, segment_sample(viewer, qtbot, tiny_model_path)
 
 
 def test_segment_adds_labels_and_sliders_redecode_without_the_network(segmented, qtbot, forward_calls):
@@ -133,14 +139,7 @@ def test_embedding_models_get_their_own_sliders_and_previews(
 
     path = save_model(new_model(method, None, {"depth": 2, "width": 8}, in_channels=1), tmp_path / f"{method}.safetensors")
     viewer = make_napari_viewer()
-    viewer.open_sample(PLUGIN, "synthetic-nuclei")
-    widget = add_widget(viewer, "Segment")
-    widget.model_edit.set_path(str(path))
-    widget.image_combo.setCurrentText("nuclei (synthetic)")
-    widget.device.setCurrentText("cpu")
-    widget.show_preview.setChecked(True)
-    widget.run_button.click()
-    qtbot.waitUntil(lambda: widget.worker is None and len(widget.preview_layer_names) > 0, timeout=30_000)
+    widget = segment_sample(viewer, qtbot, path, preview=True)
     assert set(widget.sliders.sliders) == {p.name for p in get_method(method).decode_parameters}
     assert widget.labels_layer().data.shape == viewer.layers["nuclei (synthetic)"].data.shape
     kinds = {type(viewer.layers[name]).__name__ for name in widget.preview_layer_names}
