@@ -23,7 +23,7 @@ from napari_deepcolor.data import detect_layout, read_annotated_folder
 from napari_deepcolor.data.io import read_labels, read_object_masks
 from napari_deepcolor.inference import predict
 
-from accuracy import DATASETS  # noqa: E402  (run from benchmarks/ or the repository root)
+from accuracy import DATASETS, held_out  # noqa: E402  (run from benchmarks/ or the repository root)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "images"
 
@@ -62,7 +62,7 @@ def main():
     torch.set_num_threads(1)
 
     images, labels, _ = DATASETS[args.dataset]
-    pair = sorted(detect_layout(images, labels).pairs, key=lambda p: p.name)[::5][args.index]
+    pair = held_out(detect_layout(images, labels).pairs)[args.index]
     sample = next(s for s in read_annotated_folder(images, labels) if s.name == pair.name)
     truth = read_labels(pair.labels) if pair.labels is not None else read_object_masks(pair.object_masks)
     height, width = sample.image.shape[:2]

@@ -20,7 +20,7 @@ from napari_deepcolor.checkpoint import load_model
 from napari_deepcolor.data import detect_layout, read_annotated_folder
 from napari_deepcolor.inference import predict
 
-from accuracy import DATASETS  # noqa: E402  (run from benchmarks/ or with it on the path)
+from accuracy import DATASETS, held_out  # noqa: E402  (run from benchmarks/ or with it on the path)
 
 SHARE = 0.2
 
@@ -43,7 +43,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)
     images, labels, _ = DATASETS[args.dataset]
-    test = {p.name for p in sorted(detect_layout(images, labels).pairs, key=lambda p: p.name)[::5]}
+    test = {p.name for p in held_out(detect_layout(images, labels).pairs)}
     samples = [s for s in read_annotated_folder(images, labels) if s.name in test]
     print("| method | objects | predictions | objects split | predictions merging objects |")
     print("|---|---|---|---|---|")

@@ -224,7 +224,7 @@ class Training:
             yield Step(iteration, losses[-1], rate, elapsed, eta, done)
 
             if self.validation and iteration % config.validate_every == 0:
-                scores = self._validate(model, device)
+                scores = validation_scores(model, self.validation, device)
                 yield Validated(iteration, scores)
             if self.output is not None and time.perf_counter() - last_checkpoint > config.checkpoint_minutes * 60:
                 self._save(model, optimizer, iteration, elapsed)
@@ -238,7 +238,7 @@ class Training:
 
             decode, best = tune_decode_parameters(model, self.validation, device=device)
             model.decode_defaults = decode
-            scores = {**self._validate(model, device), "tuned_ap": best}
+            scores = {**validation_scores(model, self.validation, device), "tuned_ap": best}
             yield Validated(iteration, scores)
         model.provenance = {**model.provenance, "iterations": iteration, "train_seconds": round(elapsed, 1),
                             "training": config.to_dict(), "n_train_images": len(self.train_data),
@@ -279,21 +279,23 @@ class Training:
             return iteration / self.config.iterations
         return elapsed / (self.config.minutes * 60)
 
-    def _validate(self, model: Model, device) -> dict:
-        from .metrics import evaluate, summarize
-        from .inference import predict
-
-        rows = []
-        for sample in self.validation:
-            labels = predict(model, sample.image, stack=False, device=device).decode().labels
-            rows.append({"name": sample.name, **evaluate(sample.labels, labels)})
-        model.net.train()
-        summary = summarize(rows)
-        return {k: summary[k] for k in ("ap", "f1", "sbd", "abs_dic") if k in summary}
-
     def _save(self, model: Model, optimizer, iteration: int, elapsed: float) -> None:
         save_model(model, self.output, overwrite=True)
         save_training_state(self.output, optimizer, {"iteration": iteration, "elapsed_seconds": elapsed})
+
+
+def validation_scores(model: Model, samples: Sequence[AnnotatedImage], device=None) -> dict:
+    """Mean AP, F1, SBD and |DiC| of the model's decode (its current defaults) on annotated images."""
+    from .inference import predict
+    from .metrics import evaluate, summarize
+
+    rows = []
+    for sample in samples:
+        labels = predict(model, sample.image, stack=False, device=device).decode().labels
+        rows.append({"name": sample.name, **evaluate(sample.labels, labels)})
+    model.net.train()
+    summary = summarize(rows)
+    return {k: summary[k] for k in ("ap", "f1", "sbd", "abs_dic") if k in summary}
 
 
 def train(config: TrainingConfig, data: Sequence[AnnotatedImage], *, output=None, **kwargs) -> Finished:
