@@ -79,6 +79,8 @@ def main():
     parser.add_argument("--model-in", type=Path, default=None,
                         help="no training: re-tune the decode of this model (saved by --model-out from the same "
                              "dataset and split) on the validation split and score it again")
+    parser.add_argument("--result", type=Path, default=None,
+                        help="write the result JSON here (default benchmarks/results/accuracy_<dataset>_<method>.json)")
     args = parser.parse_args()
     if args.iterations is None and args.minutes is None:
         args.minutes = 15.0
@@ -123,8 +125,8 @@ def main():
               "median_predict_seconds": float(np.median(predict_seconds)), "per_image": rows,
               "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
                          f"{args.threads} thread(s)"}
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"accuracy_{args.dataset}_{args.method}.json"
+    out = args.result or RESULTS / f"accuracy_{args.dataset}_{args.method}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=float))
     print(json.dumps({k: v for k, v in result.items() if k != "per_image"}, indent=1, default=float))
 
