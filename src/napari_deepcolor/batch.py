@@ -131,6 +131,8 @@ class BatchConfig:
     device: str = "auto"
     tile_size: int = 512
     large_image_megapixels: float = 16.0
+    #: the objects' diameter in these images (px) if it differs from the training images' (None: the same)
+    object_diameter: float | None = None
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -485,8 +487,8 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device) ->
         if _is_constant(match_channels(model, image)):
             planes.append(Instances(np.zeros(image.shape[:2], np.uint8), np.zeros(0, np.float32)))
         else:
-            planes.append(predict(model, image, stack=False, device=device, tile_size=tile,
-                                  margin=MARGIN).decode(**parameters))
+            planes.append(predict(model, image, stack=False, device=device, tile_size=tile, margin=MARGIN,
+                                  object_diameter=task.config.object_diameter).decode(**parameters))
     instances = stack_instances(planes)
     _write_output(task, layout, instances.labels.dtype, tile - 2 * MARGIN,
                   labels=instances.labels.reshape(layout.out_shape))
@@ -571,7 +573,7 @@ def _segment_out_of_core(model, source, layout, parameters, task, tile, device) 
         planes, total = [], 0
         for plane in range(layout.n_planes):
             ids, lookup, count = _label_plane_out_of_core(model, source, layout, plane, parameters, scratch, tile,
-                                                          device)
+                                                          device, task.config.object_diameter)
             planes.append((ids, np.where(lookup > 0, lookup.astype(np.int64) + total, 0)))
             total += count
         dtype = smallest_label_dtype(total)
@@ -589,7 +591,8 @@ def _segment_out_of_core(model, source, layout, parameters, task, tile, device) 
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _label_plane_out_of_core(model, source, layout, plane, parameters, scratch: Path, tile: int, device):
+def _label_plane_out_of_core(model, source, layout, plane, parameters, scratch: Path, tile: int, device,
+                             object_diameter: float | None = None):
     """Predict one plane into ``scratch`` and label it: ``(ids, lookup, count)``; labels are ``lookup[ids]``."""
     import zarr
     from zarr.codecs import BloscCodec
@@ -606,7 +609,7 @@ def _label_plane_out_of_core(model, source, layout, plane, parameters, scratch: 
     raw = zarr.create_array(store=str(scratch / "raw.zarr"), shape=(channels, height, width),
                             chunks=(channels, core, core), dtype="float32", compressors=fast, overwrite=True)
     predict_output(model, _PreparedWindows(model, source, layout, plane, *scaling), device=device, tile_size=tile,
-                   margin=MARGIN, out=raw)
+                   margin=MARGIN, object_diameter=object_diameter, out=raw)
     ids = zarr.create_array(store=str(scratch / f"ids-{plane}.zarr"), shape=(height, width), chunks=(core, core),
                             dtype=np.uint32 if height * width < 2**32 else np.uint64, fill_value=0, compressors=fast)
     lookup, count = model.method.decode_blocks(raw, ids, block=block, **parameters)

@@ -144,7 +144,7 @@ def _cmd_train(args) -> int:
                             patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.learning_rate,
                             iterations=args.iterations, minutes=args.minutes,
                             validation_fraction=args.validation_fraction, validate_every=args.validate_every,
-                            seed=args.seed, device=args.device)
+                            seed=args.seed, device=args.device, net_object_diameter=args.net_object_diameter or None)
     print(describe_layout(args.images, args.labels), file=sys.stderr)
     data = read_annotated_folder(args.images, args.labels)
     training = Training(config, data, output=output, init_from=args.fine_tune, resume=args.resume)
@@ -200,7 +200,8 @@ def _cmd_predict(args) -> int:
         try:
             if target.exists() and not args.overwrite:
                 raise DeepColorError(f"{target} exists; pass --overwrite to replace it.")
-            instances = predict(model, read_image(path), device=device, tile_size=args.tile_size).decode(**overrides)
+            instances = predict(model, read_image(path), device=device, tile_size=args.tile_size,
+                                object_diameter=args.object_diameter).decode(**overrides)
             write_labels(target, instances.labels, overwrite=args.overwrite)
             tqdm.write(f"{path.name}: {instances.count} objects -> {target}", file=sys.stderr)
         except DeepColorError as exc:
@@ -224,7 +225,7 @@ def _cmd_batch(args) -> int:
                          patterns=tuple(args.pattern or DEFAULT_PATTERNS), recursive=args.recursive, format=args.format,
                          decode=_decode_overrides(args, method), workers=args.workers, scheduler=args.scheduler,
                          overwrite=args.overwrite, device=args.device, tile_size=args.tile_size,
-                         large_image_megapixels=args.large_image_mp)
+                         large_image_megapixels=args.large_image_mp, object_diameter=args.object_diameter)
     bar, finished = None, None
     for event in Batch(config).run():
         if isinstance(event, BatchStarted):
@@ -313,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=None, help="U-Net width (default 16 on CPU, 32 on GPU)")
     p.add_argument("--norm", default=None, choices=["batch", "instance", "group", "none"], help="normalisation layers")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data order)")
+    p.add_argument("--net-object-diameter", type=float, default=30.0, metavar="PX",
+                   help="the net sees the images rescaled so that the median annotated object is this many pixels "
+                        "across (default 30, as Cellpose); 0 trains at the images' own resolution")
     _add_method_option_flags(p)
     p.set_defaults(run=_cmd_train)
 
@@ -325,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--tile-size", type=int, default=512, help="tile size for large images (memory is bounded by it)")
     p.add_argument("--overwrite", action="store_true", help="replace label files that already exist")
+    p.add_argument("--object-diameter", type=float, default=None, metavar="PX",
+                   help="typical object diameter in these images, in pixels, if it differs from the training "
+                        "images' (the model rescales the images to the size it was trained at)")
     _add_decode_flags(p)
     p.set_defaults(run=_cmd_predict)
 
@@ -359,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-size", type=int, default=512, help="tile size in pixels (memory is bounded by it)")
     p.add_argument("--large-image-mp", type=float, default=16.0, metavar="MP",
                    help="planes above this many megapixels are read, predicted and decoded out of core (default 16)")
+    p.add_argument("--object-diameter", type=float, default=None, metavar="PX",
+                   help="typical object diameter in these images, in pixels, if it differs from the training "
+                        "images' (the model rescales the images to the size it was trained at)")
     _add_decode_flags(p)
     p.set_defaults(run=_cmd_batch)
     p = sub.add_parser("demo", help="train briefly on the bundled nuclei image and segment another one",

@@ -194,3 +194,64 @@ def test_decode_rejects_out_of_range_parameters():
 
     with pytest.raises(DeepColorError, match="size_threshold"):
         METHOD.decode(np.ones((3, 4, 4), np.float32) / 3, size_threshold=-1)
+
+
+def test_distinct_choice_keeps_touching_neighbours_apart_where_eq2_merges_them():
+    # A young net: colour 1 is everyone's first choice and colour 2 the runner-up.
+    # Eq. (2) alone sends both touching squares to the same colour; the distinct
+    # choice gives them two, and leaves an isolated object's choice as eq. (2) made it.
+    labels = two_touching_squares()
+    labels[17:19, 27:29] = 3  # far from the others (outside their halos of 2 px)
+    t = batch_targets([labels], margin=2)
+    p = np.full((4, *labels.shape), 0.05, np.float32)
+    p[1], p[2], p[0] = 0.6, 0.3, 0.05
+    raw = logits_from_probabilities(p)[None]
+    paper, _ = assign_colors(raw, t["labels"], t["ignore"], t["halo_pixels"], t["halo_objects"], halo_weight=0.0)
+    distinct, _ = assign_colors(raw, t["labels"], t["ignore"], t["halo_pixels"], t["halo_objects"], halo_weight=0.0,
+                                color_choice="distinct")
+    assert paper.tolist() == [1, 1, 1]
+    assert distinct[0] != distinct[1] and set(distinct[:2].tolist()) == {1, 2}
+    assert distinct[2] == 1
+
+
+def fused_output(colours, interior, background):
+    """A coloring output with a semantic head: one-hot colours (C=4), then background/interior/boundary."""
+    n_colors = 4
+    out = np.zeros((n_colors + 3, *colours.shape), np.float32)
+    out[:n_colors] = np.eye(n_colors, dtype=np.float32)[colours].transpose(2, 0, 1)
+    out[n_colors + 0] = background
+    out[n_colors + 1] = interior * (1 - background)
+    out[n_colors + 2] = (1 - interior) * (1 - background)
+    return out
+
+
+def test_fusion_splits_a_semantic_component_by_colour_and_grows_it_back_over_the_boundary():
+    labels = two_touching_squares()
+    options = METHOD.options({"n_colors": 4})
+    background = (labels == 0).astype(np.float32)
+    interior = np.zeros(labels.shape, np.float32)
+    interior[6:14, 6:24] = 1.0  # one interior blob over both squares: the baseline would merge them
+    colours = np.where(labels == 1, 1, np.where(labels == 2, 2, 0))
+    instances = METHOD.decode(fused_output(colours, interior, background), options=options, size_threshold=1,
+                              interior_threshold=0.5)
+    assert instances.count == 2
+    assert np.array_equal(instances.labels > 0, labels > 0)  # grown back over the boundary ring, not beyond
+    assert len(np.unique(instances.labels[labels == 1])) == 1
+    assert np.allclose(instances.scores, 1.0)  # mean p(colour) * p(object)
+
+    same_colour = np.where(labels > 0, 3, 0)
+    merged = METHOD.decode(fused_output(same_colour, interior, background), options=options, size_threshold=1,
+                           interior_threshold=0.5)
+    assert merged.count == 1  # what colours cannot split stays as the semantic head found it
+
+
+def test_fusion_needs_no_colour_training_to_separate_what_the_semantic_head_separates():
+    labels = two_touching_squares()
+    options = METHOD.options({"n_colors": 4})
+    background = (labels == 0).astype(np.float32)
+    interior = ((labels > 0) & ~np.isin(np.arange(labels.shape[1]), [14, 15])[None, :]).astype(np.float32)
+    all_one_colour = np.where(labels > 0, 1, 0)
+    fused = METHOD.decode(fused_output(all_one_colour, interior, background), options=options, size_threshold=1)
+    plain = METHOD.decode(fused_output(all_one_colour, interior, background)[:4],
+                          options=METHOD.options({"n_colors": 4, "semantic_head": False}), size_threshold=1)
+    assert fused.count == 2 and plain.count == 1

@@ -1,0 +1,78 @@
+"""How a deep coloring model uses its colours on the held-out images of a dataset.
+
+    python benchmarks/color_usage.py --dataset usiigaci --model m1.safetensors [m2.safetensors ...]
+
+For each model: the share of annotated object pixels whose maximal object colour (1..C-1) is each
+colour, how many colours hold at least 5 % of them, and the share of touching annotated pairs
+(within 2 px) whose majority colours are equal: those pairs the colours alone cannot separate.
+Prints one JSON line per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+
+from accuracy import DATASETS, ground_truth, held_out
+from napari_deepcolor.checkpoint import load_model
+from napari_deepcolor.data import detect_layout, read_image
+from napari_deepcolor.inference import predict
+
+
+def majority_colours(colour: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Most frequent colour of each object 1..K (index 0 unused)."""
+    n = int(labels.max())
+    counts = np.zeros((n + 1, int(colour.max()) + 1), np.int64)
+    np.add.at(counts, (labels.ravel(), colour.ravel()), 1)
+    return counts.argmax(axis=1)
+
+
+def touching_pairs(labels: np.ndarray, gap: int = 2) -> np.ndarray:
+    """(M, 2) pairs of objects closer than ``gap`` px (a grey dilation of one reaches the other)."""
+    grown = ndi.grey_dilation(labels, size=2 * gap + 1)
+    mask = (labels > 0) & (grown != labels)
+    pairs = np.sort(np.stack([labels[mask], grown[mask]], axis=1), axis=1)
+    return np.unique(pairs, axis=0) if pairs.size else pairs.reshape(0, 2)
+
+
+def colour_usage(model, pairs) -> dict:
+    n_colors = model.method_options.n_colors
+    share = np.zeros(n_colors)
+    same, total = 0, 0
+    for pair in pairs:
+        truth = ground_truth(pair)
+        labels = truth if truth.ndim == 2 else np.where(truth.any(0), truth.argmax(0) + 1, 0)
+        output = predict(model, read_image(pair.image), stack=False, device="cpu").output
+        colour = output[1:n_colors].argmax(axis=0) + 1
+        share += np.bincount(colour[labels > 0], minlength=n_colors)
+        majority = majority_colours(colour * (labels > 0), labels)
+        for a, b in touching_pairs(labels):
+            total += 1
+            same += majority[a] == majority[b]
+    share = share / max(share.sum(), 1)
+    return {"colour_share": [round(float(s), 3) for s in share[1:]], "colours_used": int((share >= 0.05).sum()),
+            "touching_pairs": total, "touching_pairs_same_colour": round(same / max(total, 1), 3)}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser.add_argument("--model", type=Path, nargs="+", required=True)
+    parser.add_argument("--images", type=int, default=4, help="held-out images to look at")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    pairs = held_out(detect_layout(*DATASETS[args.dataset]).pairs)[:args.images]
+    for path in args.model:
+        model = load_model(path)
+        print(json.dumps({"model": path.name, "options": {"semantic_head": model.method_options.semantic_head,
+                                                          "color_choice": model.method_options.color_choice},
+                          **colour_usage(model, pairs)}))
+
+
+if __name__ == "__main__":
+    main()
