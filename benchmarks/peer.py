@@ -203,7 +203,8 @@ def read_ours(name: str, method: str, extra: list, path: Path, test_names: list)
     return {"name": name, "side": "ours", "method": method, "extra_args": extra, "iterations": result["iterations"],
             "epochs": None, "train_seconds": result["train_seconds"], "n_train_images": result["n_train_images"],
             "n_test_images": result["n_test_images"], "test_mean": {k: result["test_mean"][k] for k in METRICS},
-            "decode_parameters": result["decode_parameters"], "per_image": result["per_image"]}
+            "decode_parameters": result["decode_parameters"], "options": result.get("options"),
+            "object_scale": result.get("object_scale"), "per_image": result["per_image"]}
 
 
 def ratio(ours: float, peer: float) -> float | None:
@@ -237,6 +238,10 @@ def main(argv=None) -> int:
                           **done[name]})
     peer_mean = sides[0]["test_mean"] if sides and sides[0]["side"] == "peer" else None
     for side in sides:
+        side["over_budget"] = side["train_seconds"] > 1.05 * 60 * args.minutes
+        if side["over_budget"]:
+            print(f"warning: {side['name']} trained {side['train_seconds']:.0f} s on a {args.minutes:g}-minute "
+                  "budget; compare its row with that in mind", file=sys.stderr)
         if side["side"] == "ours" and peer_mean is not None:
             side["ratio_to_peer"] = {k: ratio(side["test_mean"][k], peer_mean[k]) for k in ("ap", "f1")}
 
