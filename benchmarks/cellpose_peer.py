@@ -307,15 +307,16 @@ def plan_epochs(left_s: float, seconds_per_batch: float, n_train: int, nimg_per_
     return (100 if n_epochs <= 100 else n_epochs), int(nimg_per_epoch)
 
 
-def calibrate(net, data, flows, save_path: Path) -> float:
+def calibrate(net, image, flows, save_path: Path) -> float:
     """Seconds per batch of 8, from one train_seg step on a single image on a copy of ``net``, times 8.
 
     A first step (warm-up included) and linear in the batch on a CPU: an overestimate, which at worst
-    picks one-batch epochs where full ones would have reached 100 epochs. One image keeps this cheap.
+    picks one-batch epochs where full ones would have reached 100 epochs. Giving train_seg that one image
+    only keeps its set-up (normalising every image) out of the calibration.
     """
     import copy
 
-    records, _ = train(copy.deepcopy(net), data, flows, n_epochs=1, save_path=save_path, nimg_per_epoch=1)
+    records, _ = train(copy.deepcopy(net), [image], [flows], n_epochs=1, save_path=save_path, nimg_per_epoch=1)
     if not records:
         raise PeerError("train_seg logged no epoch time; is this cellpose 3.x?")
     return records[0]["seconds"] * RECIPE["batch_size"]
@@ -406,7 +407,8 @@ def main(argv=None) -> dict:
     if n_used == 0:
         raise PeerError(f"no training image has {RECIPE['min_train_masks']} or more objects; cellpose skips them")
     work = Path(tempfile.mkdtemp(prefix="cellpose_peer_", dir=args.out))
-    seconds_per_batch = calibrate(model.net, images, flows, work) if args.epochs is None else None
+    first = int(np.flatnonzero(used)[0])
+    seconds_per_batch = calibrate(model.net, images[first], flows[first], work) if args.epochs is None else None
     calibration_s = time.perf_counter() - t_start - (0.0 if args.flows_outside_budget else flows_s)
     if args.epochs is None:
         n_epochs, nimg_per_epoch = plan_epochs(budget_s - (time.perf_counter() - t_start), seconds_per_batch,

@@ -116,7 +116,7 @@ def split_entry(pair) -> dict:
 
 def write_split(dataset: str, path: Path) -> tuple[list, dict]:
     """accuracy.py's split as a JSON file for cellpose_peer.py: (test pairs, split summary)."""
-    images, labels, _ = accuracy.DATASETS[dataset]
+    images, labels = accuracy.DATASETS[dataset][:2]
     pairs = sorted(detect_layout(images, labels).pairs, key=lambda p: p.name)
     test = accuracy.held_out(pairs)
     test_names = {p.name for p in test}
@@ -164,13 +164,16 @@ def run_all(jobs: dict, work: Path) -> dict[str, dict]:
                                           cwd=HERE.parent), time.perf_counter(), log, command)
         print(f"started {name}: {shlex.join(command)}", flush=True)
     done = {}
-    for name, (process, t0, log, command) in started.items():
-        returncode = process.wait()
-        done[name] = {"returncode": returncode, "wall_seconds": round(time.perf_counter() - t0, 1),
-                      "log": str(work / f"{name}.log"), "command": shlex.join(command)}
-        log.close()
-        print(f"{name} finished (exit {returncode}) after {done[name]['wall_seconds']:.0f} s", flush=True)
-    return done
+    while len(done) < len(started):
+        for name, (process, t0, log, command) in started.items():
+            if name in done or process.poll() is None:
+                continue
+            done[name] = {"returncode": process.returncode, "wall_seconds": round(time.perf_counter() - t0, 1),
+                          "log": str(work / f"{name}.log"), "command": shlex.join(command)}
+            log.close()
+            print(f"{name} finished (exit {process.returncode}) after {done[name]['wall_seconds']:.0f} s", flush=True)
+        time.sleep(1.0)
+    return {name: done[name] for name in started}
 
 
 def log_tail(path: str, lines: int = 15) -> str:
