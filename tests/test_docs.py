@@ -52,3 +52,13 @@ def test_accuracy_table_is_the_one_the_result_files_give():
     start = text.index("\n", text.index("<!-- accuracy-table")) + 1
     shown = text[start:text.index("<!-- /accuracy-table -->")]
     assert shown == result.stdout, "the accuracy table is out of date: run python benchmarks/report_accuracy.py"
+
+
+def test_peer_table_is_the_one_the_result_files_give():
+    """docs/benchmarks.md's Cellpose comparison shows what benchmarks/results/peer_*.json hold."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report_peer.py")],
+                            capture_output=True, text=True, timeout=60, check=True)
+    text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    start = text.index("\n", text.index("<!-- peer-table")) + 1
+    shown = text[start:text.index("<!-- /peer-table -->")]
+    assert shown == result.stdout, "the peer table is out of date: run python benchmarks/report_peer.py --write"

@@ -1,0 +1,275 @@
+"""Side by side: Cellpose 3 from scratch and our methods, same split, same wall-clock budget, at the same time.
+
+    python benchmarks/peer.py --dataset bbbc039 --minutes 15 --methods boundary coloring
+    python benchmarks/peer.py --dataset usiigaci --minutes 15 \\
+        --run boundary=boundary --run coloring=coloring --run coloring_plain=coloring:"--option semantic_head=false"
+
+Run with the project's environment (napari_deepcolor importable). What it does:
+
+1. Splits the dataset exactly as benchmarks/accuracy.py does (:func:`accuracy.held_out`: every 5th pair in
+   name order is a test image). Our runs train on the rest, of which accuracy.py keeps 15 % aside to tune
+   the decode parameters; Cellpose has no decode tuning step (its flow and cell-probability thresholds
+   stay at their defaults), so it trains on all the non-test images. The split goes to
+   ``WORK/split.json`` (BBBC010's overlapping worms are listed as per-object masks; the Cellpose side
+   combines them first-wins for training).
+2. Starts, at the same moment, ``benchmarks/cellpose_peer.py`` under ``--cellpose-python`` (a Python with
+   ``cellpose<4``; nothing of this project is importable there) and one ``benchmarks/accuracy.py``
+   subprocess per run, each with ``--threads`` threads (default 1: every side gets one core's share
+   of the machine) and the same ``--minutes``. A run is ``NAME=METHOD`` or ``NAME=METHOD:"EXTRA ARGS"``
+   (extra accuracy.py arguments, so one method can be run twice with different options);
+   ``--methods M ...`` is short for ``--run M=M``. Logs go to ``WORK/<name>.log``.
+3. Scores Cellpose's label images with our metrics (:func:`napari_deepcolor.metrics.evaluate` against
+   :func:`accuracy.ground_truth`, as accuracy.py scores ours; BBBC010 as per-object masks), reads our
+   runs' result files, checks that every side was scored on the same test images, and writes
+   ``--out`` (default ``benchmarks/results/peer_<dataset>.json``): per side AP 0.5:0.95, AP50, F1@0.5,
+   SBD, |DiC|, matching IoU, steps (and Cellpose's epochs), training and wall seconds, and for ours the
+   ratios ours / peer of AP and F1. ``python benchmarks/report_peer.py --write`` puts the table in
+   docs/benchmarks.md.
+
+``--cellpose-from DIR`` scores the labels of an earlier Cellpose run (its ``--out`` folder, which
+holds ``cellpose_run.json``) instead of training Cellpose again, e.g. to compare a new method against
+a peer run already made; the result then says so (``"reused": DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import accuracy  # noqa: E402  (benchmarks/accuracy.py: DATASETS, held_out, ground_truth)
+from napari_deepcolor.data import detect_layout, read_labels  # noqa: E402
+from napari_deepcolor.errors import DeepColorError  # noqa: E402
+from napari_deepcolor.metrics import evaluate, summarize  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+CELLPOSE_PEER = HERE / "cellpose_peer.py"
+DEFAULT_CELLPOSE_PYTHON = HERE.parents[1] / "cpvenv" / "bin" / "python"
+METRICS = ("ap", "ap50", "f1", "sbd", "abs_dic", "matching_iou")
+PEER = "cellpose"
+
+
+def parse_run(text: str) -> tuple[str, str, list[str]]:
+    """``NAME=METHOD[:EXTRA ARGS]`` as (name, method, extra arguments).
+
+    >>> parse_run('coloring_plain=coloring:"--option semantic_head=false --patch-size 224"')
+    ('coloring_plain', 'coloring', ['--option', 'semantic_head=false', '--patch-size', '224'])
+    >>> parse_run("boundary=boundary")
+    ('boundary', 'boundary', [])
+    """
+    name, sep, rest = text.partition("=")
+    method, _, extra = rest.partition(":")
+    if not sep or not name or not method:
+        raise argparse.ArgumentTypeError(f"--run {text!r}: write NAME=METHOD or NAME=METHOD:\"EXTRA ARGS\"")
+    if not all(c.isalnum() or c in "_-." for c in name) or name == PEER:
+        raise argparse.ArgumentTypeError(f"--run {text!r}: the name must be a plain file name, not '{PEER}'")
+    return name, method, shlex.split(extra.strip().strip('"').strip("'")) if extra else []
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=accuracy.DATASETS, required=True)
+    parser.add_argument("--minutes", type=float, default=15.0, help="wall-clock training budget of every side")
+    parser.add_argument("--methods", nargs="*", default=[], help="our methods, each run with accuracy.py's defaults")
+    parser.add_argument("--run", type=parse_run, action="append", default=[], metavar='NAME=METHOD[:"ARGS"]',
+                        help="one of our runs with extra accuracy.py arguments; may be repeated")
+    parser.add_argument("--threads", type=int, default=1, help="threads of each side (default 1)")
+    parser.add_argument("--cellpose-python", type=Path, default=DEFAULT_CELLPOSE_PYTHON,
+                        help=f"a Python with cellpose<4 (default {DEFAULT_CELLPOSE_PYTHON})")
+    parser.add_argument("--cellpose-args", default="", help='extra cellpose_peer.py arguments, e.g. "--seed 1"')
+    parser.add_argument("--cellpose-from", type=Path, default=None,
+                        help="score this earlier cellpose_peer.py --out folder instead of training Cellpose")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="split file, logs, label images, per-run results (default: a new temporary folder)")
+    parser.add_argument("--out", type=Path, default=None, help="result file (default benchmarks/results/"
+                                                                "peer_<dataset>.json)")
+    args = parser.parse_args(argv)
+    args.runs = [(m, m, []) for m in args.methods] + args.run
+    names = [name for name, _, _ in args.runs]
+    if len(set(names)) != len(names):
+        parser.error(f"run names must differ (got {names}); name repeated methods with --run NAME=METHOD")
+    if not args.runs:
+        parser.error("give at least one of our methods: --methods boundary, or --run NAME=METHOD")
+    if args.cellpose_from is None and not args.cellpose_python.is_file():
+        parser.error(f"--cellpose-python {args.cellpose_python} does not exist; point it at a Python with cellpose<4")
+    args.out = args.out or accuracy.RESULTS / f"peer_{args.dataset}.json"
+    return args
+
+
+def split_entry(pair) -> dict:
+    entry = {"name": pair.name, "image": str(pair.image)}
+    if pair.labels is not None:
+        entry["labels"] = str(pair.labels)
+    else:
+        entry["object_masks"] = [str(p) for p in pair.object_masks]
+    return entry
+
+
+def write_split(dataset: str, path: Path) -> tuple[list, dict]:
+    """accuracy.py's split as a JSON file for cellpose_peer.py: (test pairs, split summary)."""
+    images, labels = accuracy.DATASETS[dataset][:2]
+    pairs = sorted(detect_layout(images, labels).pairs, key=lambda p: p.name)
+    test = accuracy.held_out(pairs)
+    test_names = {p.name for p in test}
+    train = [p for p in pairs if p.name not in test_names]
+    if len(test_names) != len(test):
+        raise DeepColorError(f"{dataset}: two test images share a name; the label files could not be told apart")
+    split = {"dataset": dataset, "rule": "accuracy.held_out: every 5th pair in name order is a test image",
+             "train": [split_entry(p) for p in train], "test": [split_entry(p) for p in test]}
+    path.write_text(json.dumps(split, indent=1))
+    return test, {"n_pairs": len(pairs), "n_train_peer": len(train), "n_test": len(test),
+                  "test_names": [p.name for p in test]}
+
+
+def thread_env(threads: int, *, keep_pythonpath: bool) -> dict:
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env[name] = str(threads)
+    if not keep_pythonpath:
+        env.pop("PYTHONPATH", None)  # the peer must not see napari_deepcolor
+    return env
+
+
+def commands(args, work: Path) -> dict[str, tuple[list[str], dict]]:
+    """Every side's command line and environment, by side name."""
+    jobs = {}
+    if args.cellpose_from is None:
+        jobs[PEER] = ([str(args.cellpose_python), str(CELLPOSE_PEER), "--split", str(work / "split.json"),
+                       "--minutes", str(args.minutes), "--threads", str(args.threads),
+                       "--out", str(work / PEER), *shlex.split(args.cellpose_args)],
+                      thread_env(args.threads, keep_pythonpath=False))
+    for name, method, extra in args.runs:
+        jobs[name] = ([sys.executable, str(HERE / "accuracy.py"), "--dataset", args.dataset, "--method", method,
+                       "--minutes", str(args.minutes), "--threads", str(args.threads),
+                       "--result", str(work / f"accuracy_{name}.json"), *extra],
+                      thread_env(args.threads, keep_pythonpath=True))
+    return jobs
+
+
+def run_all(jobs: dict, work: Path) -> dict[str, dict]:
+    """Start every job at once, wait for all: {name: {returncode, wall_seconds, log, command}}."""
+    started = {}
+    for name, (command, env) in jobs.items():
+        log = open(work / f"{name}.log", "w")
+        started[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                          cwd=HERE.parent), time.perf_counter(), log, command)
+        print(f"started {name}: {shlex.join(command)}", flush=True)
+    done = {}
+    while len(done) < len(started):
+        for name, (process, t0, log, command) in started.items():
+            if name in done or process.poll() is None:
+                continue
+            done[name] = {"returncode": process.returncode, "wall_seconds": round(time.perf_counter() - t0, 1),
+                          "log": str(work / f"{name}.log"), "command": shlex.join(command)}
+            log.close()
+            print(f"{name} finished (exit {process.returncode}) after {done[name]['wall_seconds']:.0f} s", flush=True)
+        time.sleep(1.0)
+    return {name: done[name] for name in started}
+
+
+def log_tail(path: str, lines: int = 15) -> str:
+    return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+
+
+def score_cellpose(folder: Path, test) -> dict:
+    """Cellpose's labels in ``folder`` scored against the ground truth, as accuracy.py scores ours."""
+    run = json.loads((folder / "cellpose_run.json").read_text())
+    rows = []
+    for pair in test:
+        path = folder / f"{pair.name}.tif"
+        if not path.is_file():
+            raise DeepColorError(f"{path}: Cellpose wrote no labels for test image {pair.name}; see its log")
+        rows.append({"name": pair.name, **evaluate(accuracy.ground_truth(pair), read_labels(path))})
+    summary = summarize(rows)
+    return {"name": PEER, "side": "peer", "method": f"cellpose {run['versions']['cellpose']} from scratch",
+            "iterations": run["steps"], "epochs": run["epochs"], "train_seconds": run["train_seconds"],
+            "n_train_images": run["n_train_images_used"], "n_test_images": len(rows),
+            "test_mean": {k: summary[k] for k in METRICS}, "per_image": rows,
+            "run": {k: v for k, v in run.items() if k not in ("per_image", "epoch_log", "train_diameters")}}
+
+
+def read_ours(name: str, method: str, extra: list, path: Path, test_names: list) -> dict:
+    result = json.loads(path.read_text())
+    scored = [row["name"] for row in result["per_image"]]
+    if sorted(scored) != sorted(test_names):
+        raise DeepColorError(f"{name}: accuracy.py scored {scored}, not the peer's test images {test_names}; "
+                             "has its split changed? Both sides must use accuracy.held_out")
+    return {"name": name, "side": "ours", "method": method, "extra_args": extra, "iterations": result["iterations"],
+            "epochs": None, "train_seconds": result["train_seconds"], "n_train_images": result["n_train_images"],
+            "n_test_images": result["n_test_images"], "test_mean": {k: result["test_mean"][k] for k in METRICS},
+            "decode_parameters": result["decode_parameters"], "options": result.get("options"),
+            "object_scale": result.get("object_scale"), "per_image": result["per_image"]}
+
+
+def ratio(ours: float, peer: float) -> float | None:
+    return round(ours / peer, 3) if peer > 0 else None
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix=f"peer_{args.dataset}_"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"work folder: {work}", flush=True)
+    test, split = write_split(args.dataset, work / "split.json")
+    load_before = os.getloadavg()
+    done = run_all(commands(args, work), work)
+    failed = {name: r for name, r in done.items() if r["returncode"] != 0}
+    for name, r in failed.items():
+        print(f"--- {name} failed (exit {r['returncode']}), end of {r['log']}:\n{log_tail(r['log'])}", file=sys.stderr)
+
+    sides = []
+    if PEER not in failed:
+        peer = score_cellpose(args.cellpose_from or work / PEER, test)
+        peer.update(done.get(PEER, {"reused": str(args.cellpose_from)}))
+        sides.append(peer)
+    for name, method, extra in args.runs:
+        if name not in failed:
+            sides.append({**read_ours(name, method, extra, work / f"accuracy_{name}.json", split["test_names"]),
+                          **done[name]})
+    peer_mean = sides[0]["test_mean"] if sides and sides[0]["side"] == "peer" else None
+    for side in sides:
+        side["over_budget"] = side["train_seconds"] > 1.05 * 60 * args.minutes
+        if side["over_budget"]:
+            print(f"warning: {side['name']} trained {side['train_seconds']:.0f} s on a {args.minutes:g}-minute "
+                  "budget; compare its row with that in mind", file=sys.stderr)
+        if side["side"] == "ours" and peer_mean is not None:
+            side["ratio_to_peer"] = {k: ratio(side["test_mean"][k], peer_mean[k]) for k in ("ap", "f1")}
+
+    result = {"dataset": args.dataset, "minutes": args.minutes, "threads_per_side": args.threads,
+              "sides_at_once": len(done), "machine": machine(),
+              "load_average_before": [round(x, 2) for x in load_before],
+              "load_average_after": [round(x, 2) for x in os.getloadavg()],
+              "split": {**split, "n_train_ours": "the same non-test images, 15 % of them kept for decode tuning",
+                        "note": "Cellpose trains on every non-test image: it has no decode tuning step"},
+              "sides": sides, "failed": failed}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1, default=float))
+    os.replace(tmp, args.out)
+    for side in sides:
+        t = side["test_mean"]
+        print(f"{side['name']:>20}: AP {t['ap']:.3f}  AP50 {t['ap50']:.3f}  F1 {t['f1']:.3f}  SBD {t['sbd']:.3f}  "
+              f"|DiC| {t['abs_dic']:.1f}  steps {side['iterations']}  train {side['train_seconds']:.0f} s  "
+              f"ratio {side.get('ratio_to_peer')}")
+    print(f"wrote {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except DeepColorError as exc:
+        sys.exit(f"peer: {exc}")

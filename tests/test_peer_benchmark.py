@@ -1,0 +1,98 @@
+"""The Cellpose side-by-side benchmark's own logic: run parsing, the budget rule, overlap handling, the table."""
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cellpose_peer = _load("cellpose_peer")  # imports no cellpose at module level
+report_peer = _load("report_peer")
+
+
+def test_short_budget_uses_one_batch_epochs_so_the_warm_up_ends():
+    n_epochs, per_epoch = cellpose_peer.plan_epochs(900, 20.0, 120, "auto")
+    assert per_epoch == 8  # 45 steps fit: full epochs would all sit in the 10-epoch warm-up
+    assert n_epochs == 100  # up to 100 epochs cellpose's schedule does not depend on n_epochs
+
+
+def test_long_budget_keeps_full_epochs_and_fits_them_to_the_time():
+    n_epochs, per_epoch = cellpose_peer.plan_epochs(900, 0.1, 120, "auto")
+    assert per_epoch == 120
+    assert n_epochs * 0.1 * 15 <= 900 < (n_epochs + 1) * 0.1 * 15
+
+
+def test_step_guard_stops_before_a_step_that_would_overrun():
+    class Net:
+        training = True
+
+    guard = cellpose_peer.StepGuard(deadline=time.perf_counter() + 0.25, first_step_seconds=0.05)
+    with pytest.raises(cellpose_peer.BudgetSpent):
+        for _ in range(100):
+            guard(Net(), ())
+            time.sleep(0.05)
+    assert 2 <= guard.steps <= 5
+    eval_net = Net()
+    eval_net.training = False
+    guard(eval_net, ())  # prediction after the deadline is not training: no stop
+
+
+def test_overlapping_masks_combine_first_wins(tmp_path):
+    first, second = np.zeros((4, 6), np.uint8), np.zeros((4, 6), np.uint8)
+    first[:, :4], second[:, 2:] = 255, 255
+    paths = [tmp_path / "a.tif", tmp_path / "b.tif"]
+    for path, mask in zip(paths, (first, second)):
+        tifffile.imwrite(path, mask)
+    labels = cellpose_peer.first_wins([str(p) for p in paths])
+    assert labels[0].tolist() == [1, 1, 1, 1, 2, 2]
+
+
+def test_split_file_without_test_images_is_refused_with_a_reason(tmp_path):
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"train": [{"name": "a", "image": "a.tif"}], "test": []}))
+    with pytest.raises(cellpose_peer.PeerError, match="'test' list is missing or empty"):
+        cellpose_peer.read_split(path)
+
+
+def _side(name, side, ap, f1, ratio=None):
+    mean = {"ap": ap, "ap50": 0.8, "f1": f1, "sbd": 0.7, "abs_dic": 2.0, "matching_iou": 0.75}
+    out = {"name": name, "side": side, "method": name, "iterations": 40, "epochs": 40 if side == "peer" else None,
+           "train_seconds": 899.0, "n_test_images": 30, "test_mean": mean, "extra_args": []}
+    if ratio:
+        out["ratio_to_peer"] = ratio
+    return out
+
+
+def test_peer_table_has_a_row_per_side_with_the_ratios(tmp_path):
+    result = {"dataset": "bbbc039", "sides": [_side("cellpose", "peer", 0.5, 0.8),
+                                              _side("boundary", "ours", 0.25, 0.6, {"ap": 0.5, "f1": 0.75})]}
+    (tmp_path / "peer_bbbc039.json").write_text(json.dumps(result))
+    lines = report_peer.table(tmp_path).splitlines()
+    assert len(lines) == 4
+    assert lines[2].startswith("| bbbc039 | peer | cellpose | 40 (40 epochs) | 899 |")
+    assert lines[3].endswith("| 0.250 | 0.800 | 0.600 | 0.700 | 2.0 | 0.750 | 0.50 | 0.75 |")
+
+
+def test_peer_table_without_results_says_not_yet_run(tmp_path):
+    assert "| not yet run |" in report_peer.table(tmp_path)
+
+
+def test_run_spec_needs_a_name_and_a_method():
+    peer = _load("peer")  # imports accuracy.py, hence torch and napari_deepcolor
+    assert peer.parse_run('c=coloring:"--option semantic_head=false"') == (
+        "c", "coloring", ["--option", "semantic_head=false"])
+    with pytest.raises(Exception, match="NAME=METHOD"):
+        peer.parse_run("coloring")
