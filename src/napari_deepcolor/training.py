@@ -32,6 +32,9 @@ from .nets import NetConfig
 
 log = logging.getLogger(__name__)
 
+#: share of a budget in minutes kept for tuning the decode parameters after the loop (see Training._loop_end)
+POST_LOOP_SHARE = 0.1
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -179,6 +182,7 @@ class Training:
 
     # -- the loop ------------------------------------------------------------
     def run(self) -> Iterator:
+        run_started = time.perf_counter()  # a budget in minutes is the wall time from here to Finished
         config = self.config
         device = resolve_device(config.device)
         method = get_method(config.method)
@@ -190,6 +194,7 @@ class Training:
         if self.resume:
             progress = load_training_state(self.output, optimizer)
             start, elapsed_before = progress["iteration"], progress["elapsed_seconds"]
+        deadline = None if config.minutes is None else run_started + max(config.minutes * 60 - elapsed_before, 0.0)
         if device.type == "cuda":
             model.net.to(memory_format=torch.channels_last)
         workers = config.workers if config.workers is not None else (4 if device.type == "cuda" else 0)
@@ -201,10 +206,12 @@ class Training:
         yield Started(config.iterations, None if config.minutes is None else config.minutes * 60, str(device),
                       len(self.train_data), len(self.validation), start)
 
-        t0, last_checkpoint, iteration, losses = time.perf_counter(), time.perf_counter(), start, []
+        t0, last_checkpoint, iteration, losses = run_started, time.perf_counter(), start, []
+        loop_started, validation_seconds = time.perf_counter(), 0.0
         reason = "done"
         scores: dict = {}
-        while not self._done(iteration, elapsed_before + time.perf_counter() - t0):
+        while not self._done(iteration, elapsed_before + time.perf_counter() - t0) and \
+                not _past(self._loop_end(deadline, validation_seconds)):
             if self._stop.is_set():
                 reason = "stopped"
                 break
@@ -226,12 +233,17 @@ class Training:
             losses.append(loss.item())
             elapsed = elapsed_before + time.perf_counter() - t0
             done = self._fraction(iteration, elapsed)
-            rate = (iteration - start) * config.batch_size / max(time.perf_counter() - t0, 1e-9)
-            eta = elapsed * (1 - done) / max(done, 1e-9) if done > 0 else math.inf
+            rate = (iteration - start) * config.batch_size / max(time.perf_counter() - loop_started, 1e-9)
+            eta = deadline - time.perf_counter() if deadline is not None else \
+                elapsed * (1 - done) / max(done, 1e-9) if done > 0 else math.inf
             yield Step(iteration, losses[-1], rate, elapsed, eta, done)
 
-            if self.validation and iteration % config.validate_every == 0:
+            loop_end = self._loop_end(deadline, validation_seconds)
+            if self.validation and iteration % config.validate_every == 0 and \
+                    (loop_end is None or time.perf_counter() + validation_seconds < loop_end):
+                validation_started = time.perf_counter()
                 scores = validation_scores(model, self.validation, device)
+                validation_seconds = time.perf_counter() - validation_started
                 yield Validated(iteration, scores)
             if self.output is not None and time.perf_counter() - last_checkpoint > config.checkpoint_minutes * 60:
                 self._save(model, optimizer, iteration, elapsed)
@@ -243,7 +255,8 @@ class Training:
         if self.validation and config.tune_decode and iteration > start:
             from .tuning import tune_decode_parameters
 
-            decode, best = tune_decode_parameters(model, self.validation, device=device)
+            decode, best = tune_decode_parameters(model, self.validation, device=device,
+                                                  deadline=None if deadline is None else deadline - validation_seconds)
             model.decode_defaults = decode
             scores = {**validation_scores(model, self.validation, device), "tuned_ap": best}
             yield Validated(iteration, scores)
@@ -294,6 +307,19 @@ class Training:
                      net_diameter)
         return [rescale_sample(s, factor) for s in self.train_data]
 
+    def _loop_end(self, deadline: float | None, validation_seconds: float) -> float | None:
+        """When the loop must stop so that the decode tuning and its validation end by ``deadline``.
+
+        The post-loop work gets POST_LOOP_SHARE of the budget, or twice the
+        last in-loop validation if that took longer (at most half the budget).
+        """
+        if deadline is None:
+            return None
+        if not (self.validation and self.config.tune_decode):
+            return deadline
+        budget = self.config.minutes * 60
+        return deadline - min(max(POST_LOOP_SHARE * budget, 2 * validation_seconds), 0.5 * budget)
+
     def _done(self, iteration: int, elapsed: float) -> bool:
         return self._fraction(iteration, elapsed) >= 1.0
 
@@ -305,6 +331,10 @@ class Training:
     def _save(self, model: Model, optimizer, iteration: int, elapsed: float) -> None:
         save_model(model, self.output, overwrite=True)
         save_training_state(self.output, optimizer, {"iteration": iteration, "elapsed_seconds": elapsed})
+
+
+def _past(moment: float | None) -> bool:
+    return moment is not None and time.perf_counter() >= moment
 
 
 def validation_scores(model: Model, samples: Sequence[AnnotatedImage], device=None) -> dict:
