@@ -306,16 +306,20 @@ def test_evaluate_folders_on_bbbc010_per_object_masks(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="napari_deepcolor.metrics"):
         rows = evaluate_folders(predictions, masks_dir)
     assert "Z99_w1.tif" in caplog.text
+    rows, missing = rows[:2], rows[2:]
     assert [row["name"] for row in rows] == ["A01_w1", "A03_w1"]
+    wells = {p.name[:3] for p in masks_dir.glob("*_ground_truth.png")}
+    assert sorted(row["name"] for row in missing) == sorted(wells - {"A01", "A03"})  # the wells not predicted
+    assert all(row["prediction"] == "missing" and row["f1"] == 0 and row["n_pred"] == 0 for row in missing)
     for row in rows:
         assert set(row) == {"name", *METRIC_KEYS}
         assert row["n_gt"] == len(list(masks_dir.glob(f"{row['name'][:3]}_*_ground_truth.png")))
         assert row["dic"] == 0
         assert row["sbd"] > 0.95  # only the crossing pixels differ
         assert row["f1"] == 1.0
-    summary = summarize(rows)
-    assert summary["name"] == "mean"
-    assert summary["sbd"] == pytest.approx(np.mean([row["sbd"] for row in rows]))
+    summary = summarize(rows + missing)
+    assert summary["name"] == "mean" and "prediction" not in summary
+    assert summary["sbd"] == pytest.approx(np.sum([row["sbd"] for row in rows]) / len(wells))
 
 
 @needs_bbbc039
@@ -329,6 +333,8 @@ def test_evaluate_folders_on_bbbc039_label_images(tmp_path):
     damaged = np.where(second == second.max(), 0, second)  # one nucleus missed
     _write_tif(predictions / f"{names[1]}_labels.tif", damaged)  # suffix added by a tool
     rows = evaluate_folders(predictions, DATA / "bbbc039/labels")
+    assert len(rows) == len(list((DATA / "bbbc039/labels").glob("*.tif")))  # the unpredicted ones count as misses
+    rows = rows[:2]
     assert [row["name"] for row in rows] == [names[0], f"{names[1]}_labels"]
     assert rows[0] == {"name": names[0], **evaluate(truth, truth)}
     assert rows[0]["sbd"] == 1.0 and rows[0]["ap"] == 1.0
@@ -396,3 +402,19 @@ def test_summarize_and_format_table():
     assert "0.750" in lines[2] and "a_much_longer_name" in lines[3]
     with pytest.raises(DeepColorError):
         summarize([])
+
+
+def test_evaluate_folders_counts_a_missing_prediction_as_all_misses(tmp_path):
+    truth_dir, predictions = tmp_path / "gt", tmp_path / "pred"
+    truth_dir.mkdir()
+    predictions.mkdir()
+    truth = np.zeros((20, 20), np.uint16)
+    truth[2:6, 2:6], truth[10:15, 10:15] = 1, 2
+    for name in ("a", "b", "c"):
+        _write_tif(truth_dir / f"{name}.tif", truth)
+    _write_tif(predictions / "b.tif", truth)
+    rows = evaluate_folders(predictions, truth_dir)
+    assert [(row["name"], row.get("prediction")) for row in rows] == [("b", None), ("a", "missing"), ("c", "missing")]
+    assert rows[1] == {"name": "a", **evaluate(truth, np.zeros_like(truth)), "prediction": "missing"}
+    assert rows[1]["n_gt"] == 2 and rows[1]["f1"] == 0 and rows[1]["ap"] == 0
+    assert summarize(rows)["f1"] == pytest.approx(1 / 3)

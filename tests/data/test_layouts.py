@@ -184,6 +184,16 @@ def test_shape_mismatch_names_both_shapes_and_suggests_transposing(tmp_path):
         read_annotated_folder(tmp_path)
 
 
+def test_shape_mismatch_says_which_file_is_the_image_and_which_the_labels(tmp_path):
+    _subfolders(tmp_path, _image((26, 34)), _labels((24, 32)))
+    with pytest.raises(DeepColorError) as error:
+        read_annotated_folder(tmp_path)
+    message = str(error.value)
+    image_file, label_file = next((tmp_path / "images").iterdir()), next((tmp_path / "labels").iterdir())
+    assert f"the image {image_file} has shape (26, 34)" in message
+    assert f"the labels {label_file} have shape (24, 32)" in message
+
+
 def test_fractional_float_labels(tmp_path):
     _subfolders(tmp_path, _image(), _labels().astype(np.float32) / 2)
     with pytest.raises(DeepColorError, match="integer"):
