@@ -31,9 +31,6 @@ from napari_deepcolor.metrics import (
     symmetric_best_dice,
 )
 
-DATA = Path("/work/shared/data")
-needs_bbbc010 = pytest.mark.skipif(not (DATA / "bbbc010/masks").is_dir(), reason="BBBC010 not here")
-needs_bbbc039 = pytest.mark.skipif(not (DATA / "bbbc039/labels").is_dir(), reason="BBBC039 not here")
 
 # Two 2x2 squares; the prediction shifts the second one right by a column.
 #   gt          pred
@@ -291,9 +288,8 @@ def _write_tif(path: Path, labels: np.ndarray) -> None:
     tifffile.imwrite(path, labels)
 
 
-@needs_bbbc010
-def test_evaluate_folders_on_bbbc010_per_object_masks(tmp_path, caplog):
-    masks_dir = DATA / "bbbc010/masks"
+def test_evaluate_folders_on_bbbc010_per_object_masks(shared_data, tmp_path, caplog):
+    masks_dir = shared_data / "bbbc010/masks"
     predictions = tmp_path / "pred"
     predictions.mkdir()
     for well in ("A01", "A03"):
@@ -322,18 +318,17 @@ def test_evaluate_folders_on_bbbc010_per_object_masks(tmp_path, caplog):
     assert summary["sbd"] == pytest.approx(np.sum([row["sbd"] for row in rows]) / len(wells))
 
 
-@needs_bbbc039
-def test_evaluate_folders_on_bbbc039_label_images(tmp_path):
-    names = sorted(p.stem for p in (DATA / "bbbc039/labels").glob("*.tif"))[:2]
+def test_evaluate_folders_on_bbbc039_label_images(shared_data, tmp_path):
+    names = sorted(p.stem for p in (shared_data / "bbbc039/labels").glob("*.tif"))[:2]
     predictions = tmp_path / "pred"
     predictions.mkdir()
-    truth = tifffile.imread(DATA / "bbbc039/labels" / f"{names[0]}.tif")
+    truth = tifffile.imread(shared_data / "bbbc039/labels" / f"{names[0]}.tif")
     _write_tif(predictions / f"{names[0]}.tif", truth)
-    second = tifffile.imread(DATA / "bbbc039/labels" / f"{names[1]}.tif")
+    second = tifffile.imread(shared_data / "bbbc039/labels" / f"{names[1]}.tif")
     damaged = np.where(second == second.max(), 0, second)  # one nucleus missed
     _write_tif(predictions / f"{names[1]}_labels.tif", damaged)  # suffix added by a tool
-    rows = evaluate_folders(predictions, DATA / "bbbc039/labels")
-    assert len(rows) == len(list((DATA / "bbbc039/labels").glob("*.tif")))  # the unpredicted ones count as misses
+    rows = evaluate_folders(predictions, shared_data / "bbbc039/labels")
+    assert len(rows) == len(list((shared_data / "bbbc039/labels").glob("*.tif")))  # the unpredicted ones count as misses
     rows = rows[:2]
     assert [row["name"] for row in rows] == [names[0], f"{names[1]}_labels"]
     assert rows[0] == {"name": names[0], **evaluate(truth, truth)}
