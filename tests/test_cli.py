@@ -272,3 +272,38 @@ def test_train_progress_says_iterations_patches_per_second_loss_and_time_left(an
     err = capsys.readouterr().err
     assert "iteration 3" in err and "patches/s" in err and "loss" in err and "left" in err
     assert "‰" not in err and "rate=" not in err
+
+
+# -- help in the user's language --------------------------------------------------------------------
+
+def _help(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as done:
+        main([*argv, "--help"])
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_train_help_describes_each_method_option_in_plain_words(capsys):
+    text = " ".join(_help(["train"], capsys).split())
+    assert "OPT_" not in text and "[default" not in text
+    assert "--coordinates yes|no" in text and "pass yes or no (default yes)" in text
+    assert "--halo-margin PX" in text and "(default 21 px) [m, eq. 1]" in text  # unit, default, paper symbol
+    assert "training options (coloring)" in text and "training options (semiconv and metric)" in text
+
+
+def test_decode_flags_say_what_they_do_with_unit_default_and_symbol(tmp_path, capsys):
+    text = " ".join(_help(["predict"], capsys).split())
+    assert "tau:" not in text and "rho:" not in text and "(eq. 10)" not in text
+    assert "--merge-radius PX Pieces of the same colour at most this many pixels apart become one object" in text
+    assert "(default 0 px; range 0 to 100 px) [rho]" in text
+    assert "--connected-masks {0,1}" in text
+
+
+def test_help_shows_only_the_chosen_methods_options(tmp_path, capsys):
+    from napari_deepcolor.checkpoint import new_model, save_model
+
+    text = _help(["train", "--method", "coloring"], capsys)
+    assert "--halo-margin" in text and "--embedding-dims" not in text and "--coordinates" not in text
+    model = save_model(new_model("dcme", {}, {"depth": 2, "width": 8}, in_channels=1), tmp_path / "m.safetensors")
+    text = _help(["predict", "--model", str(model)], capsys)
+    assert "--assign-radius" in text and "--size-threshold" in text and "--merge-radius" not in text

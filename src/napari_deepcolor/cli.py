@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import inspect
 import json
 import logging
 import math
+import re
 import signal
 import sys
 import threading
@@ -35,30 +37,84 @@ Run `napari-deepcolor COMMAND --help` for the options of each command.
 
 
 # -- flags generated from the methods' declarations -----------------------------
+#
+# Decode flags come from each method's DecodeParameter declarations, method options from its Options
+# dataclass (the first sentence of each attribute in its numpydoc docstring). Flags are grouped by the
+# methods they apply to; `train --method NAME --help` and `predict/batch --model FILE --help` show only
+# that method's groups.
 
-def _all_methods():
+def _all_methods(only: str | None = None):
     from .methods import get_method, method_names
 
-    return [get_method(name) for name in method_names()]
+    return [get_method(name) for name in method_names() if only is None or name == only]
 
 
-def _add_decode_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("decoding (defaults: the values tuned and stored in the model)")
-    seen = set()
-    for method in _all_methods():
-        for p in method.decode_parameters:
-            if p.name in seen:
-                continue
-            seen.add(p.name)
+def _by_methods(entries) -> dict[tuple[str, ...], list]:
+    """``[(method name, key, item)]`` -> ``{(method names...): [(key, [(method name, item)...])]}`` in order."""
+    found: dict[str, list] = {}
+    for method_name, key, item in entries:
+        found.setdefault(key, []).append((method_name, item))
+    groups: dict[tuple[str, ...], list] = {}
+    for key, owners in found.items():
+        groups.setdefault(tuple(name for name, _ in owners), []).append((key, owners))
+    return groups
+
+
+def _group_title(names: tuple[str, ...], what: str, everyone: int) -> str:
+    owners = "all methods" if len(names) == everyone > 1 else " and ".join(names)
+    return f"{what} ({owners})"
+
+
+def _add_decode_flags(parser: argparse.ArgumentParser, only: str | None = None) -> None:
+    methods = _all_methods(only)
+    entries = [(m.name, p.name, p) for m in methods for p in m.decode_parameters]
+    parser.set_defaults(_decode_names=[p.name for m in _all_methods() for p in m.decode_parameters])
+    for number, (names, flags) in enumerate(_by_methods(entries).items()):
+        group = parser.add_argument_group(_group_title(names, "decoding", len(methods)), None if number else
+                                          "Each default below is the declared one; a trained model stores the "
+                                          "values tuned on its validation images, and those are used unless "
+                                          "a flag is given.")
+        for _, owners in flags:
+            p = _most_common_help(owners)
+            text, symbol = _split_symbol(p.help)
+            unit = " px" if _in_pixels(text) else ""
             group.add_argument(p.flag, dest=p.name, type=int if p.integer else float, default=None,
-                               metavar="N" if p.integer else "X",
-                               help=f"{p.help} [{method.name}; range {p.minimum:g}-{p.maximum:g}]")
+                               metavar=_decode_metavar(p, unit), help=f"{_sentence(text)} (default {p.default:g}"
+                               f"{unit}; range {p.minimum:g} to {p.maximum:g}{unit}){symbol}")
+
+
+def _most_common_help(owners):
+    """The declaration whose help most methods share (e.g. the generic size threshold)."""
+    helps = [p.help for _, p in owners]
+    return max((p for _, p in owners), key=lambda p: helps.count(p.help))
+
+
+def _in_pixels(text: str) -> bool:
+    return bool(re.search(r"\b(many pixels|in pixels|pixels (apart|away))\b", text))
+
+
+def _decode_metavar(p, unit: str) -> str:
+    if p.integer and p.minimum == 0 and p.maximum == 1:
+        return "{0,1}"
+    return "PX" if unit else "N" if p.integer else "X"
+
+
+def _split_symbol(text: str) -> tuple[str, str]:
+    """``"... above this [tau]."`` -> ``("... above this", " [tau]")``: the paper's symbol goes last."""
+    match = re.search(r"\s*(\[[^\[\]]*\])\.?$", text)
+    if not match:
+        return text.rstrip("."), ""
+    return text[:match.start()].rstrip("."), " " + match.group(1)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _decode_overrides(args, method) -> dict:
     names = {p.name for p in method.decode_parameters}
-    given = {p.name: getattr(args, p.name) for m in _all_methods() for p in m.decode_parameters
-             if getattr(args, p.name, None) is not None}
+    given = {name: getattr(args, name) for name in dict.fromkeys(getattr(args, "_decode_names", []))
+             if getattr(args, name, None) is not None}
     wrong = sorted(set(given) - names)
     if wrong:
         raise DeepColorError(f"{', '.join('--' + w.replace('_', '-') for w in wrong)} does not apply to a "
@@ -67,17 +123,55 @@ def _decode_overrides(args, method) -> dict:
     return given
 
 
-def _add_method_option_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("method options (each applies to the methods named in brackets)")
-    fields: dict[str, tuple] = {}
-    for method in _all_methods():
-        for f in dataclasses.fields(method.Options):
-            known = fields.setdefault(f.name, (f, []))
-            known[1].append(f"{method.name}: {f.default}")
-    for name, (f, defaults) in fields.items():
-        kind = _boolean if isinstance(f.default, bool) else type(f.default)
-        group.add_argument("--" + name.replace("_", "-"), dest="opt_" + name, type=kind, default=None,
-                           help=f"[default {'; '.join(defaults)}]")
+def option_help(options_class) -> dict[str, str]:
+    """The first sentence of each attribute's description in a numpydoc ``Attributes`` section."""
+    doc = inspect.getdoc(options_class) or ""
+    heading = "Attributes\n----------\n"
+    if heading not in doc:
+        return {}
+    lines: dict[str, list[str]] = {}
+    name = None
+    for line in doc.split(heading, 1)[1].splitlines():
+        match = re.match(r"^(\w+) : ", line)
+        if match:
+            name = match.group(1)
+            lines[name] = []
+        elif name and line.startswith(" "):
+            lines[name].append(line.strip())
+        elif line.strip():  # the next section
+            break
+    return {name: _first_sentence(" ".join(text)) for name, text in lines.items()}
+
+
+def _first_sentence(text: str) -> str:
+    """Up to the first full stop that ends a sentence (not the one of "eq. 3", "sec. 3.5", "e.g.")."""
+    match = re.search(r"(?<!\beq)(?<!\bsec)(?<!\bfig)(?<!e\.g)\.(\s+(?=[A-Z])|$)", text)
+    return text[:match.start() + 1] if match else text
+
+
+def _add_method_option_flags(parser: argparse.ArgumentParser, only: str | None = None) -> None:
+    methods = _all_methods(only)
+    entries = [(m.name, f.name, (f, option_help(m.Options).get(f.name, ""))) for m in methods
+               for f in dataclasses.fields(m.Options)]
+    for names, options in _by_methods(entries).items():
+        group = parser.add_argument_group(_group_title(names, "training options", len(methods)))
+        for name, owners in options:
+            f, description = owners[0][1]
+            text, symbol = _split_symbol(description)
+            unit = " px" if _in_pixels(text) else ""
+            defaults = "; ".join(f"{m}: {_shown(g.default)}{unit}" for m, (g, _) in owners) if len(owners) > 1 \
+                else _shown(f.default) + unit
+            if isinstance(f.default, bool):
+                kind, metavar, text = _boolean, "yes|no", f"{text}; pass yes or no"
+            else:
+                kind, metavar = type(f.default), "PX" if unit else "N" if isinstance(f.default, int) else "X"
+            group.add_argument("--" + name.replace("_", "-"), dest="opt_" + name, type=kind, default=None,
+                               metavar=metavar, help=f"{text} (default {defaults}){symbol}")
+
+
+def _shown(value) -> str:
+    return ("yes" if value else "no") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) \
+        else str(value)
 
 
 def _boolean(text: str) -> bool:
@@ -329,7 +423,8 @@ def _cmd_demo(args) -> int:
 
 # -- parser --------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``only_method`` limits the method options and decode flags to one method (for --help)."""
     from .methods import method_names
 
     parser = argparse.ArgumentParser(prog="napari-deepcolor", description=DESCRIPTION,
@@ -363,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=None, help="U-Net width (default 16 on CPU, 32 on GPU)")
     p.add_argument("--norm", default=None, choices=["batch", "instance", "group", "none"], help="normalisation layers")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data order)")
-    _add_method_option_flags(p)
+    _add_method_option_flags(p, only_method)
     p.set_defaults(run=_cmd_train)
 
     p = sub.add_parser("predict", help="segment images with a trained model",
@@ -375,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--tile-size", type=int, default=512, help="tile size for large images (memory is bounded by it)")
     p.add_argument("--overwrite", action="store_true", help="replace label files that already exist")
-    _add_decode_flags(p)
+    _add_decode_flags(p, only_method)
     p.set_defaults(run=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="score predicted labels against ground truth",
@@ -409,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-size", type=int, default=512, help="tile size in pixels (memory is bounded by it)")
     p.add_argument("--large-image-mp", type=float, default=16.0, metavar="MP",
                    help="planes above this many megapixels are read, predicted and decoded out of core (default 16)")
-    _add_decode_flags(p)
+    _add_decode_flags(p, only_method)
     p.set_defaults(run=_cmd_batch)
     p = sub.add_parser("demo", help="train briefly on the bundled nuclei image and segment another one",
                        description="A two-minute tour: trains deep coloring on one bundled BBBC039 image, segments "
@@ -422,8 +517,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _method_asked_for_help(argv: list[str]) -> str | None:
+    """With --help: the method named by ``--method NAME`` or by the model of ``--model FILE``, if any."""
+    if not ({"-h", "--help"} & set(argv)):
+        return None
+    from .methods import method_names
+
+    values = {}
+    for i, arg in enumerate(argv):
+        for flag in ("--method", "--model"):
+            if arg == flag and i + 1 < len(argv):
+                values[flag] = argv[i + 1]
+            elif arg.startswith(flag + "="):
+                values[flag] = arg.split("=", 1)[1]
+    if values.get("--method") in method_names():
+        return values["--method"]
+    if "--model" in values:
+        from .checkpoint import read_model_config
+
+        try:
+            return read_model_config(values["--model"])["method"]
+        except DeepColorError:
+            return None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_method_asked_for_help(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     if args.command is None:
