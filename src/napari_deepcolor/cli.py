@@ -145,7 +145,7 @@ def option_help(options_class) -> dict[str, str]:
 
 def _first_sentence(text: str) -> str:
     """Up to the first full stop that ends a sentence (not the one of "eq. 3", "sec. 3.5", "e.g.")."""
-    match = re.search(r"(?<!\beq)(?<!\bsec)(?<!\bfig)(?<!e\.g)\.(\s+(?=[A-Z])|$)", text)
+    match = re.search(r"""(?<!\beq)(?<!\bsec)(?<!\bfig)(?<!e\.g)\.(\s+(?=[A-Z"'(])|$)""", text)
     return text[:match.start() + 1] if match else text
 
 
@@ -164,7 +164,8 @@ def _add_method_option_flags(parser: argparse.ArgumentParser, only: str | None =
             if isinstance(f.default, bool):
                 kind, metavar, text = _boolean, "yes|no", f"{text}; pass yes or no"
             else:
-                kind, metavar = type(f.default), "PX" if unit else "N" if isinstance(f.default, int) else "X"
+                kind, metavar = type(f.default), "PX" if unit else "N" if isinstance(f.default, int) else \
+                    "NAME" if isinstance(f.default, str) else "X"
             group.add_argument("--" + name.replace("_", "-"), dest="opt_" + name, type=kind, default=None,
                                metavar=metavar, help=f"{text} (default {defaults}){symbol}")
 
