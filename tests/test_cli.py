@@ -66,11 +66,14 @@ def test_predict_on_a_real_image_from_shared_data(shared_data, tmp_path):
     assert main(["predict", "--model", str(model), "--input", str(shared_data / "dsb2018_sample" / "img2d.tif"),
                  "--output", str(out), "--device", "cpu"]) == 0
     assert tifffile.imread(out / "img2d.tif").shape == (512, 512)
-    # a second run refuses to overwrite unless asked
+    # a second run keeps the finished output (as batch does) unless asked to redo it
+    written = (out / "img2d.tif").stat().st_mtime_ns
     assert main(["predict", "--model", str(model), "--input", str(shared_data / "dsb2018_sample" / "img2d.tif"),
-                 "--output", str(out), "--device", "cpu"]) == 1
+                 "--output", str(out), "--device", "cpu"]) == 0
+    assert (out / "img2d.tif").stat().st_mtime_ns == written
     assert main(["predict", "--model", str(model), "--input", str(shared_data / "dsb2018_sample" / "img2d.tif"),
                  "--output", str(out), "--device", "cpu", "--overwrite"]) == 0
+    assert (out / "img2d.tif").stat().st_mtime_ns != written
 
 
 def test_evaluate_on_real_bbbc010_masks(shared_data, tmp_path, capsys):
@@ -125,3 +128,182 @@ def test_demo_trains_on_the_bundled_image_and_writes_labels(tmp_path, capsys):
     assert labels.shape == (520, 696)
     assert (tmp_path / "demo_nuclei.safetensors").is_file()
     assert "AP@0.5:0.95" in capsys.readouterr().out
+
+
+# -- nothing lost ---------------------------------------------------------------------------------
+
+def _train_argv(folder, model, *budget):
+    return ["train", "--images", str(folder / "images"), "--labels", str(folder / "labels"), "--output", str(model),
+            *budget, "--patch-size", "64", "--batch-size", "2", "--depth", "2", "--width", "8",
+            "--validation-fraction", "0", "--device", "cpu"]
+
+
+def test_ctrl_c_during_train_saves_a_model_that_resumes(annotated_folder, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from napari_deepcolor.checkpoint import load_model, state_path
+
+    model = tmp_path / "m.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "napari_deepcolor.cli",
+                                *_train_argv(annotated_folder, model, "--minutes", "5")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    stderr = bytearray()
+
+    def read():
+        for chunk in iter(lambda: process.stderr.read1(1024), b""):
+            stderr.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while b"patches/s" not in stderr and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # wait for the first training steps
+    assert b"patches/s" in stderr, stderr.decode(errors="replace")
+    process.send_signal(signal.SIGINT)
+    stdout, _ = process.communicate(timeout=120)
+    reader.join(timeout=5)
+    err = stderr.decode(errors="replace")
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "saving the model trained so far" in err
+    assert "--resume" in stdout.decode()
+    stopped_at = load_model(model).provenance["iterations"]
+    assert stopped_at >= 1 and state_path(model).is_file()
+    assert main(_train_argv(annotated_folder, model, "--iterations", str(stopped_at + 2)) + ["--resume"]) == 0
+    assert load_model(model).provenance["iterations"] == stopped_at + 2
+
+
+def test_predict_never_writes_over_its_input(tmp_path, capsys):
+    from napari_deepcolor.checkpoint import new_model, save_model
+
+    model = save_model(new_model("coloring", {}, {"depth": 2, "width": 8}, in_channels=1), tmp_path / "m.safetensors")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    image, _ = synthetic.nuclei((64, 64), count=5, seed=1)
+    tifffile.imwrite(folder / "a.tif", (image * 1000).astype(np.uint16))
+    original = (folder / "a.tif").read_bytes()
+    assert main(["predict", "--model", str(model), "--input", str(folder / "a.tif"), "--output", str(folder),
+                 "--overwrite", "--device", "cpu"]) == 1
+    assert (folder / "a.tif").read_bytes() == original
+    assert "over the input image" in capsys.readouterr().err
+    assert main(["predict", "--model", str(model), "--input", str(folder), "--output", str(folder),
+                 "--overwrite", "--device", "cpu"]) == 2
+    assert (folder / "a.tif").read_bytes() == original
+
+
+def test_predict_into_a_folder_with_results_skips_them_and_resumes(annotated_folder, tmp_path, capsys):
+    from napari_deepcolor.checkpoint import new_model, save_model
+
+    model = save_model(new_model("coloring", {}, {"depth": 2, "width": 8}, in_channels=1), tmp_path / "m.safetensors")
+    out = tmp_path / "pred"
+    out.mkdir()
+    tifffile.imwrite(out / "img1.tif", np.full((96, 96), 7, np.uint16))  # finished by an interrupted run
+    assert main(["predict", "--model", str(model), "--input", str(annotated_folder / "images"), "--output", str(out),
+                 "--device", "cpu"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["img0.tif", "img1.tif", "img2.tif"]
+    assert (tifffile.imread(out / "img1.tif") == 7).all()
+    captured = capsys.readouterr()
+    assert "FAILED" not in captured.err and "2 segmented, 1 skipped" in captured.out
+
+
+def test_predict_reads_png_images_as_before(tmp_path):
+    from PIL import Image
+
+    from napari_deepcolor.checkpoint import new_model, save_model
+
+    model = save_model(new_model("coloring", {}, {"depth": 2, "width": 8}, in_channels=1), tmp_path / "m.safetensors")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    image, _ = synthetic.nuclei((64, 80), count=5, seed=1)
+    Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(folder / "a.png")
+    assert main(["predict", "--model", str(model), "--input", str(folder), "--output", str(tmp_path / "o"),
+                 "--device", "cpu"]) == 0
+    assert tifffile.imread(tmp_path / "o" / "a.tif").shape == (64, 80)
+
+
+def test_a_model_without_extension_does_not_take_the_training_state_of_another(annotated_folder, tmp_path):
+    from napari_deepcolor.checkpoint import state_path
+
+    with_suffix, without = tmp_path / "m.safetensors", tmp_path / "m"
+    assert main(_train_argv(annotated_folder, with_suffix, "--iterations", "2")) == 0
+    state = state_path(with_suffix).read_bytes()
+    assert main(_train_argv(annotated_folder, without, "--iterations", "1")) == 0
+    assert state_path(with_suffix).read_bytes() == state
+    assert state_path(without) != state_path(with_suffix) and state_path(without).is_file()
+    # and each resumes from its own state
+    assert main(_train_argv(annotated_folder, with_suffix, "--iterations", "3") + ["--resume"]) == 0
+
+
+def test_demo_refuses_to_replace_an_earlier_demo(tmp_path, capsys):
+    (tmp_path / "demo_nuclei.safetensors").write_bytes(b"an earlier demo")
+    assert main(["demo", "--output", str(tmp_path), "--minutes", "0.02", "--device", "cpu"]) == 2
+    assert (tmp_path / "demo_nuclei.safetensors").read_bytes() == b"an earlier demo"
+    assert "--overwrite" in capsys.readouterr().err
+    assert not (tmp_path / "bbbc039_A09_s1_labels.tif").exists()
+
+
+# -- nothing misleading ---------------------------------------------------------------------------
+
+def test_evaluate_counts_a_missing_prediction_as_misses(tmp_path, capsys):
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    gt.mkdir()
+    pred.mkdir()
+    for i in range(2):
+        _, labels = synthetic.nuclei((64, 64), count=6, seed=i)
+        tifffile.imwrite(gt / f"img{i}.tif", labels)
+    tifffile.imwrite(pred / "img0.tif", tifffile.imread(gt / "img0.tif"))  # perfect; img1 was never predicted
+    csv = tmp_path / "scores.csv"
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    mean = [line for line in out.splitlines() if line.startswith("mean")][0]
+    header = [line for line in out.splitlines() if line.startswith("name")][0].split()
+    assert float(mean.split()[header.index("f1")]) == pytest.approx(0.5)
+    assert "1 of 2 ground-truth images have no prediction" in out and "img1" in out
+    assert csv.read_text().count("missing") == 1
+
+
+def test_train_progress_says_iterations_patches_per_second_loss_and_time_left(annotated_folder, tmp_path, capsys):
+    assert main(_train_argv(annotated_folder, tmp_path / "m.safetensors", "--iterations", "3")) == 0
+    err = capsys.readouterr().err
+    assert "iteration 3" in err and "patches/s" in err and "loss" in err and "left" in err
+    assert "‰" not in err and "rate=" not in err
+
+
+# -- help in the user's language --------------------------------------------------------------------
+
+def _help(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as done:
+        main([*argv, "--help"])
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_train_help_describes_each_method_option_in_plain_words(capsys):
+    text = " ".join(_help(["train"], capsys).split())
+    assert "OPT_" not in text and "[default" not in text
+    assert "--coordinates yes|no" in text and "pass yes or no (default yes)" in text
+    assert "--halo-margin PX" in text and "(default 21 px) [m, eq. 1]" in text  # unit, default, paper symbol
+    assert "training options (coloring)" in text and "training options (semiconv and metric)" in text
+
+
+def test_decode_flags_say_what_they_do_with_unit_default_and_symbol(tmp_path, capsys):
+    text = " ".join(_help(["predict"], capsys).split())
+    assert "tau:" not in text and "rho:" not in text and "(eq. 10)" not in text
+    assert "--merge-radius PX Pieces of the same colour at most this many pixels apart become one object" in text
+    assert "(default 0 px; range 0 to 100 px) [rho]" in text
+    assert "--connected-masks {0,1}" in text
+
+
+def test_help_shows_only_the_chosen_methods_options(tmp_path, capsys):
+    from napari_deepcolor.checkpoint import new_model, save_model
+
+    text = _help(["train", "--method", "coloring"], capsys)
+    assert "--halo-margin" in text and "--embedding-dims" not in text and "--coordinates" not in text
+    model = save_model(new_model("dcme", {}, {"depth": 2, "width": 8}, in_channels=1), tmp_path / "m.safetensors")
+    text = _help(["predict", "--model", str(model)], capsys)
+    assert "--assign-radius" in text and "--size-threshold" in text and "--merge-radius" not in text

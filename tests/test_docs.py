@@ -1,6 +1,7 @@
 """The documentation site builds without warnings and its CLI reference matches the parser."""
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,25 @@ def test_peer_table_is_the_one_the_result_files_give():
     start = text.index("\n", text.index("<!-- peer-table")) + 1
     shown = text[start:text.index("<!-- /peer-table -->")]
     assert shown == result.stdout, "the peer table is out of date: run python benchmarks/report_peer.py --write"
+
+
+def _manifest_display_name() -> str:
+    import yaml
+
+    return yaml.safe_load((ROOT / "src" / "napari_deepcolor" / "napari.yaml").read_text())["display_name"]
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/index.md"])
+def test_install_text_leads_with_the_clone_install_that_works(page):
+    text = (ROOT / page).read_text(encoding="utf-8")
+    clone, published = text.index('pip install -e ".[all]"'), text.index('pip install "napari-deepcolor[all]"')
+    assert clone < published and "not on PyPI yet" in text
+    assert f"Plugins > {_manifest_display_name()}*" in text and "Plugins > DeepColor*" not in text
+
+
+def test_readme_test_command_says_how_to_get_the_display_ci_uses():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    script = "scripts/install-test-system-packages.sh"
+    assert script in text and (ROOT / script).is_file() and os.access(ROOT / script, os.X_OK)
+    assert script in (ROOT / ".ci" / "run").read_text()  # CI installs the display the README's way
+    assert "NAPARI_DEEPCOLOR_DATA" in text

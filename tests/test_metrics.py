@@ -31,9 +31,6 @@ from napari_deepcolor.metrics import (
     symmetric_best_dice,
 )
 
-DATA = Path("/work/shared/data")
-needs_bbbc010 = pytest.mark.skipif(not (DATA / "bbbc010/masks").is_dir(), reason="BBBC010 not here")
-needs_bbbc039 = pytest.mark.skipif(not (DATA / "bbbc039/labels").is_dir(), reason="BBBC039 not here")
 
 # Two 2x2 squares; the prediction shifts the second one right by a column.
 #   gt          pred
@@ -291,9 +288,8 @@ def _write_tif(path: Path, labels: np.ndarray) -> None:
     tifffile.imwrite(path, labels)
 
 
-@needs_bbbc010
-def test_evaluate_folders_on_bbbc010_per_object_masks(tmp_path, caplog):
-    masks_dir = DATA / "bbbc010/masks"
+def test_evaluate_folders_on_bbbc010_per_object_masks(shared_data, tmp_path, caplog):
+    masks_dir = shared_data / "bbbc010/masks"
     predictions = tmp_path / "pred"
     predictions.mkdir()
     for well in ("A01", "A03"):
@@ -306,29 +302,34 @@ def test_evaluate_folders_on_bbbc010_per_object_masks(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="napari_deepcolor.metrics"):
         rows = evaluate_folders(predictions, masks_dir)
     assert "Z99_w1.tif" in caplog.text
+    rows, missing = rows[:2], rows[2:]
     assert [row["name"] for row in rows] == ["A01_w1", "A03_w1"]
+    wells = {p.name[:3] for p in masks_dir.glob("*_ground_truth.png")}
+    assert sorted(row["name"] for row in missing) == sorted(wells - {"A01", "A03"})  # the wells not predicted
+    assert all(row["prediction"] == "missing" and row["f1"] == 0 and row["n_pred"] == 0 for row in missing)
     for row in rows:
         assert set(row) == {"name", *METRIC_KEYS}
         assert row["n_gt"] == len(list(masks_dir.glob(f"{row['name'][:3]}_*_ground_truth.png")))
         assert row["dic"] == 0
         assert row["sbd"] > 0.95  # only the crossing pixels differ
         assert row["f1"] == 1.0
-    summary = summarize(rows)
-    assert summary["name"] == "mean"
-    assert summary["sbd"] == pytest.approx(np.mean([row["sbd"] for row in rows]))
+    summary = summarize(rows + missing)
+    assert summary["name"] == "mean" and "prediction" not in summary
+    assert summary["sbd"] == pytest.approx(np.sum([row["sbd"] for row in rows]) / len(wells))
 
 
-@needs_bbbc039
-def test_evaluate_folders_on_bbbc039_label_images(tmp_path):
-    names = sorted(p.stem for p in (DATA / "bbbc039/labels").glob("*.tif"))[:2]
+def test_evaluate_folders_on_bbbc039_label_images(shared_data, tmp_path):
+    names = sorted(p.stem for p in (shared_data / "bbbc039/labels").glob("*.tif"))[:2]
     predictions = tmp_path / "pred"
     predictions.mkdir()
-    truth = tifffile.imread(DATA / "bbbc039/labels" / f"{names[0]}.tif")
+    truth = tifffile.imread(shared_data / "bbbc039/labels" / f"{names[0]}.tif")
     _write_tif(predictions / f"{names[0]}.tif", truth)
-    second = tifffile.imread(DATA / "bbbc039/labels" / f"{names[1]}.tif")
+    second = tifffile.imread(shared_data / "bbbc039/labels" / f"{names[1]}.tif")
     damaged = np.where(second == second.max(), 0, second)  # one nucleus missed
     _write_tif(predictions / f"{names[1]}_labels.tif", damaged)  # suffix added by a tool
-    rows = evaluate_folders(predictions, DATA / "bbbc039/labels")
+    rows = evaluate_folders(predictions, shared_data / "bbbc039/labels")
+    assert len(rows) == len(list((shared_data / "bbbc039/labels").glob("*.tif")))  # the unpredicted ones count as misses
+    rows = rows[:2]
     assert [row["name"] for row in rows] == [names[0], f"{names[1]}_labels"]
     assert rows[0] == {"name": names[0], **evaluate(truth, truth)}
     assert rows[0]["sbd"] == 1.0 and rows[0]["ap"] == 1.0
@@ -396,3 +397,19 @@ def test_summarize_and_format_table():
     assert "0.750" in lines[2] and "a_much_longer_name" in lines[3]
     with pytest.raises(DeepColorError):
         summarize([])
+
+
+def test_evaluate_folders_counts_a_missing_prediction_as_all_misses(tmp_path):
+    truth_dir, predictions = tmp_path / "gt", tmp_path / "pred"
+    truth_dir.mkdir()
+    predictions.mkdir()
+    truth = np.zeros((20, 20), np.uint16)
+    truth[2:6, 2:6], truth[10:15, 10:15] = 1, 2
+    for name in ("a", "b", "c"):
+        _write_tif(truth_dir / f"{name}.tif", truth)
+    _write_tif(predictions / "b.tif", truth)
+    rows = evaluate_folders(predictions, truth_dir)
+    assert [(row["name"], row.get("prediction")) for row in rows] == [("b", None), ("a", "missing"), ("c", "missing")]
+    assert rows[1] == {"name": "a", **evaluate(truth, np.zeros_like(truth)), "prediction": "missing"}
+    assert rows[1]["n_gt"] == 2 and rows[1]["f1"] == 0 and rows[1]["ap"] == 0
+    assert summarize(rows)["f1"] == pytest.approx(1 / 3)

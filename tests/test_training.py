@@ -95,3 +95,23 @@ def test_checkpoints_are_saved_periodically(nuclei_samples, tmp_path):
     events = list(Training(config(iterations=3, checkpoint_minutes=1e-6), nuclei_samples, output=out).run())
     saved = [e for e in events if isinstance(e, CheckpointSaved)]
     assert [e.iteration for e in saved] == [1, 2, 3] and all(e.path == out for e in saved)
+
+
+def test_a_budget_in_minutes_is_the_wall_time_validation_and_tuning_included(nuclei_samples):
+    import time
+
+    from napari_deepcolor import synthetic
+    from napari_deepcolor.data import from_arrays
+
+    pairs = [synthetic.nuclei((256, 256), count=80, radius=(6, 9), seed=10 + s) for s in range(3)]
+    validation = from_arrays([p[0] for p in pairs], [p[1] for p in pairs])  # each decode trial takes a while
+    started = time.perf_counter()
+    events = list(Training(config(iterations=None, minutes=0.2, validate_every=5), nuclei_samples[:2],
+                           validation=validation).run())
+    waited = time.perf_counter() - started
+    assert waited < 12 + 4, f"a 12 s budget took {waited:.1f} s"
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.iteration > 0
+    assert "tuned_ap" in finished.scores  # the decode was still tuned, within the budget
+    steps = [e for e in events if isinstance(e, Step)]
+    assert steps[-1].eta_seconds < 12 and steps[0].eta_seconds <= 12  # time left counts down to the deadline

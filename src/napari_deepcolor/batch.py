@@ -36,7 +36,9 @@ Decisions, in the order a file meets them:
   run are removed when the next run starts (so run one batch per output
   folder at a time). A summary CSV is written atomically at the end (also when
   stopped or interrupted): ``batch_summary_<timestamp>.csv`` and the latest
-  run's copy ``batch_summary.csv``.
+  run's copy ``batch_summary.csv`` (``summary=False``, as ``predict`` runs it,
+  writes none). An output that would land on an input image (e.g. ``a.tif``
+  segmented into its own folder) is refused, ``overwrite`` or not.
 * **Scaling out**: every file is one task, :func:`segment_file`, which loads the
   model (cached per process, keyed by path, modification time and size), reads
   the file, predicts, decodes, writes atomically and returns a summary row.
@@ -133,6 +135,7 @@ class BatchConfig:
     large_image_megapixels: float = 16.0
     #: the objects' diameter in these images (px) if it differs from the training images' (None: the same)
     object_diameter: float | None = None
+    summary: bool = True  # write the summary CSV into the output folder
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -359,6 +362,9 @@ def open_source(path) -> Iterator[Source]:
         return
     if path.stat().st_size == 0:
         raise DeepColorError(f"{path.name}: the file is empty (0 bytes); was it copied completely?")
+    if path.suffix.lower() not in (".tif", ".tiff"):  # PNG, JPEG, BMP: small, read whole with Pillow
+        yield _open_plain(path)
+        return
     import tifffile
     import zarr
 
@@ -376,6 +382,15 @@ def open_source(path) -> Iterator[Source]:
         yield source
     finally:
         tif.close()
+
+
+def _open_plain(path: Path) -> Source:
+    """A PNG, JPEG or BMP image read whole: grey ``YX`` or colour ``YXS``."""
+    from .data.io import read_image
+
+    array = read_image(path)
+    axes = "YXS" if array.ndim == 3 and array.shape[-1] in (3, 4) else "Q" * (array.ndim - 2) + "YX"
+    return Source(array, axes, path.name)
 
 
 def _open_zarr(path: Path) -> Source:
@@ -772,7 +787,7 @@ class Batch:
         finally:
             executor.close()
             rows = [results.get(i) or _cancelled(job) for i, job in enumerate(jobs)]
-            summary = str(write_summary(output, rows))
+            summary = str(write_summary(output, rows)) if config.summary else ""
         yield BatchFinished(tuple(rows), summary, len(results) < total, round(time.perf_counter() - started, 3))
 
     def _check_inputs(self) -> tuple:
@@ -802,7 +817,7 @@ class Batch:
         if not files:
             raise DeepColorError(f"{source} holds no files matching {', '.join(config.patterns)}"
                                  f"{'' if config.recursive else ' (add --recursive to search sub-folders)'}.")
-        jobs, claimed = [], {}
+        jobs, claimed, inputs = [], {}, {os.path.realpath(path) for path in files}
         for path in files:
             relative = Path(path.name) if single else path.relative_to(source)
             target = output / relative.parent / output_name(relative.name, config.format)
@@ -810,6 +825,9 @@ class Batch:
             if not _inside(target, output):
                 jobs.append(FileResult(name, out_name, FAILED, error=f"refusing to write {target}: it resolves "
                                        "outside the output folder (through a symbolic link)."))
+            elif os.path.realpath(target) in inputs:
+                jobs.append(FileResult(name, out_name, FAILED, error=f"refusing to write its labels over the input "
+                                       f"image {target}; choose an --output folder that holds no input images."))
             elif out_name in claimed:
                 jobs.append(FileResult(name, out_name, FAILED, error=f"its output {out_name} is also the output of "
                                        f"{claimed[out_name]}; rename one of the two inputs."))

@@ -4,7 +4,7 @@ One file holds everything needed to reproduce a prediction: method and its
 training options, net shape, normalisation, tuned decode defaults and
 provenance. Loading reads tensors and JSON only; no pickle, so a file from a
 stranger cannot run code. The optional training state (optimizer, iteration)
-used to resume lives beside it in ``NAME.state.safetensors``.
+used to resume lives beside it in ``NAME.state.safetensors`` (:func:`state_path`).
 """
 
 from __future__ import annotations
@@ -129,8 +129,17 @@ def load_model(path, *, device: str | torch.device = "cpu") -> Model:
 # -- training state (resume) ---------------------------------------------------
 
 def state_path(model_path) -> Path:
+    """Where the training state of ``model_path`` lives: ``m.safetensors`` -> ``m.state.safetensors``.
+
+    A model file without the ``.safetensors`` suffix keeps its whole name:
+    ``m`` -> ``m.state`` and ``m.pt`` -> ``m.pt.state``, so that two model
+    files never share one state file (``m`` and ``m.safetensors`` would both
+    map to ``m.state.safetensors`` otherwise).
+    """
     path = Path(model_path)
-    return path.with_name(path.stem + ".state.safetensors")
+    if path.suffix.lower() == ".safetensors":
+        return path.with_name(path.stem + ".state.safetensors")
+    return path.with_name(path.name + ".state")
 
 
 def save_training_state(model_path, optimizer: torch.optim.Optimizer, progress: dict) -> Path:

@@ -7,10 +7,16 @@ one line and the command exits with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import inspect
 import json
 import logging
+import math
+import re
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -31,30 +37,84 @@ Run `napari-deepcolor COMMAND --help` for the options of each command.
 
 
 # -- flags generated from the methods' declarations -----------------------------
+#
+# Decode flags come from each method's DecodeParameter declarations, method options from its Options
+# dataclass (the first sentence of each attribute in its numpydoc docstring). Flags are grouped by the
+# methods they apply to; `train --method NAME --help` and `predict/batch --model FILE --help` show only
+# that method's groups.
 
-def _all_methods():
+def _all_methods(only: str | None = None):
     from .methods import get_method, method_names
 
-    return [get_method(name) for name in method_names()]
+    return [get_method(name) for name in method_names() if only is None or name == only]
 
 
-def _add_decode_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("decoding (defaults: the values tuned and stored in the model)")
-    seen = set()
-    for method in _all_methods():
-        for p in method.decode_parameters:
-            if p.name in seen:
-                continue
-            seen.add(p.name)
+def _by_methods(entries) -> dict[tuple[str, ...], list]:
+    """``[(method name, key, item)]`` -> ``{(method names...): [(key, [(method name, item)...])]}`` in order."""
+    found: dict[str, list] = {}
+    for method_name, key, item in entries:
+        found.setdefault(key, []).append((method_name, item))
+    groups: dict[tuple[str, ...], list] = {}
+    for key, owners in found.items():
+        groups.setdefault(tuple(name for name, _ in owners), []).append((key, owners))
+    return groups
+
+
+def _group_title(names: tuple[str, ...], what: str, everyone: int) -> str:
+    owners = "all methods" if len(names) == everyone > 1 else " and ".join(names)
+    return f"{what} ({owners})"
+
+
+def _add_decode_flags(parser: argparse.ArgumentParser, only: str | None = None) -> None:
+    methods = _all_methods(only)
+    entries = [(m.name, p.name, p) for m in methods for p in m.decode_parameters]
+    parser.set_defaults(_decode_names=[p.name for m in _all_methods() for p in m.decode_parameters])
+    for number, (names, flags) in enumerate(_by_methods(entries).items()):
+        group = parser.add_argument_group(_group_title(names, "decoding", len(methods)), None if number else
+                                          "Each default below is the declared one; a trained model stores the "
+                                          "values tuned on its validation images, and those are used unless "
+                                          "a flag is given.")
+        for _, owners in flags:
+            p = _most_common_help(owners)
+            text, symbol = _split_symbol(p.help)
+            unit = " px" if _in_pixels(text) else ""
             group.add_argument(p.flag, dest=p.name, type=int if p.integer else float, default=None,
-                               metavar="N" if p.integer else "X",
-                               help=f"{p.help} [{method.name}; range {p.minimum:g}-{p.maximum:g}]")
+                               metavar=_decode_metavar(p, unit), help=f"{_sentence(text)} (default {p.default:g}"
+                               f"{unit}; range {p.minimum:g} to {p.maximum:g}{unit}){symbol}")
+
+
+def _most_common_help(owners):
+    """The declaration whose help most methods share (e.g. the generic size threshold)."""
+    helps = [p.help for _, p in owners]
+    return max((p for _, p in owners), key=lambda p: helps.count(p.help))
+
+
+def _in_pixels(text: str) -> bool:
+    return bool(re.search(r"\b(many pixels|in pixels|pixels (apart|away))\b", text))
+
+
+def _decode_metavar(p, unit: str) -> str:
+    if p.integer and p.minimum == 0 and p.maximum == 1:
+        return "{0,1}"
+    return "PX" if unit else "N" if p.integer else "X"
+
+
+def _split_symbol(text: str) -> tuple[str, str]:
+    """``"... above this [tau]."`` -> ``("... above this", " [tau]")``: the paper's symbol goes last."""
+    match = re.search(r"\s*(\[[^\[\]]*\])\.?$", text)
+    if not match:
+        return text.rstrip("."), ""
+    return text[:match.start()].rstrip("."), " " + match.group(1)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _decode_overrides(args, method) -> dict:
     names = {p.name for p in method.decode_parameters}
-    given = {p.name: getattr(args, p.name) for m in _all_methods() for p in m.decode_parameters
-             if getattr(args, p.name, None) is not None}
+    given = {name: getattr(args, name) for name in dict.fromkeys(getattr(args, "_decode_names", []))
+             if getattr(args, name, None) is not None}
     wrong = sorted(set(given) - names)
     if wrong:
         raise DeepColorError(f"{', '.join('--' + w.replace('_', '-') for w in wrong)} does not apply to a "
@@ -63,17 +123,56 @@ def _decode_overrides(args, method) -> dict:
     return given
 
 
-def _add_method_option_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("method options (each applies to the methods named in brackets)")
-    fields: dict[str, tuple] = {}
-    for method in _all_methods():
-        for f in dataclasses.fields(method.Options):
-            known = fields.setdefault(f.name, (f, []))
-            known[1].append(f"{method.name}: {f.default}")
-    for name, (f, defaults) in fields.items():
-        kind = _boolean if isinstance(f.default, bool) else type(f.default)
-        group.add_argument("--" + name.replace("_", "-"), dest="opt_" + name, type=kind, default=None,
-                           help=f"[default {'; '.join(defaults)}]")
+def option_help(options_class) -> dict[str, str]:
+    """The first sentence of each attribute's description in a numpydoc ``Attributes`` section."""
+    doc = inspect.getdoc(options_class) or ""
+    heading = "Attributes\n----------\n"
+    if heading not in doc:
+        return {}
+    lines: dict[str, list[str]] = {}
+    name = None
+    for line in doc.split(heading, 1)[1].splitlines():
+        match = re.match(r"^(\w+) : ", line)
+        if match:
+            name = match.group(1)
+            lines[name] = []
+        elif name and line.startswith(" "):
+            lines[name].append(line.strip())
+        elif line.strip():  # the next section
+            break
+    return {name: _first_sentence(" ".join(text)) for name, text in lines.items()}
+
+
+def _first_sentence(text: str) -> str:
+    """Up to the first full stop that ends a sentence (not the one of "eq. 3", "sec. 3.5", "e.g.")."""
+    match = re.search(r"""(?<!\beq)(?<!\bsec)(?<!\bfig)(?<!e\.g)\.(\s+(?=[A-Z"'(])|$)""", text)
+    return text[:match.start() + 1] if match else text
+
+
+def _add_method_option_flags(parser: argparse.ArgumentParser, only: str | None = None) -> None:
+    methods = _all_methods(only)
+    entries = [(m.name, f.name, (f, option_help(m.Options).get(f.name, ""))) for m in methods
+               for f in dataclasses.fields(m.Options)]
+    for names, options in _by_methods(entries).items():
+        group = parser.add_argument_group(_group_title(names, "training options", len(methods)))
+        for name, owners in options:
+            f, description = owners[0][1]
+            text, symbol = _split_symbol(description)
+            unit = " px" if _in_pixels(text) else ""
+            defaults = "; ".join(f"{m}: {_shown(g.default)}{unit}" for m, (g, _) in owners) if len(owners) > 1 \
+                else _shown(f.default) + unit
+            if isinstance(f.default, bool):
+                kind, metavar, text = _boolean, "yes|no", f"{text}; pass yes or no"
+            else:
+                kind, metavar = type(f.default), "PX" if unit else "N" if isinstance(f.default, int) else \
+                    "NAME" if isinstance(f.default, str) else "X"
+            group.add_argument("--" + name.replace("_", "-"), dest="opt_" + name, type=kind, default=None,
+                               metavar=metavar, help=f"{text} (default {defaults}){symbol}")
+
+
+def _shown(value) -> str:
+    return ("yes" if value else "no") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) \
+        else str(value)
 
 
 def _boolean(text: str) -> bool:
@@ -97,11 +196,16 @@ def _method_options(args, method) -> dict:
 # -- commands ----------------------------------------------------------------
 
 def _cmd_evaluate(args) -> int:
-    from .metrics import evaluate_folders, format_table, summarize
+    from .metrics import MISSING, evaluate_folders, format_table, summarize
 
     rows = evaluate_folders(args.pred, args.gt)
+    missing = [row["name"] for row in rows if row.get("prediction") == MISSING]
     rows.append(summarize(rows))
     print(format_table(rows))
+    if missing:
+        print(f"{len(missing)} of {len(rows) - 1} ground-truth images have no prediction in {args.pred} "
+              f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); each counts as all misses "
+              "(every object a false negative) in the mean.")
     if args.csv:
         _write_csv(args.csv, rows)
     if args.json:
@@ -118,7 +222,7 @@ def _write_csv(path, rows) -> None:
 
     def write(tmp):
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
             writer.writeheader()
             writer.writerows(rows)
 
@@ -126,11 +230,9 @@ def _write_csv(path, rows) -> None:
 
 
 def _cmd_train(args) -> int:
-    from tqdm import tqdm
-
     from .data import describe_layout, read_annotated_folder
     from .methods import get_method
-    from .training import Finished, Step, Training, TrainingConfig, Validated
+    from .training import Training, TrainingConfig
 
     method = get_method(args.method)
     output = Path(args.output)
@@ -148,75 +250,99 @@ def _cmd_train(args) -> int:
     print(describe_layout(args.images, args.labels), file=sys.stderr)
     data = read_annotated_folder(args.images, args.labels)
     training = Training(config, data, output=output, init_from=args.fine_tune, resume=args.resume)
-    bar = tqdm(total=1000, unit="‰", desc=f"training {args.method}", file=sys.stderr, dynamic_ncols=True)
-    events = training.run()
-    finished = None
-    while True:
-        try:
-            event = next(events)
-        except StopIteration:
-            break
-        except KeyboardInterrupt:
-            print("\nstopping: saving the model trained so far (press Ctrl-C again to abort)", file=sys.stderr)
-            training.stop()
-            continue
-        if isinstance(event, Step):
-            bar.n = min(int(event.fraction_done * 1000), 1000)
-            bar.set_postfix(it=event.iteration, loss=f"{event.loss:.3f}", rate=f"{event.patches_per_second:.1f}/s")
-        elif isinstance(event, Validated):
-            bar.write("validation @%d: %s" % (event.iteration, ", ".join(f"{k}={v:.3f}" for k, v in event.scores.items())))
-        elif isinstance(event, Finished):
-            finished = event
-    bar.close()
-    print(f"{finished.reason}: {finished.iteration} iterations; model saved to {finished.path}")
+    with _first_ctrl_c_stops(training):
+        finished = _show_training(training.run(), f"training {args.method}")
     print("decode defaults: " + ", ".join(f"{k}={v:g}" for k, v in finished.decode_parameters.items()))
+    if finished.reason == "stopped":
+        print(f"stopped by Ctrl-C after {finished.iteration} iterations; model saved to {finished.path}. "
+              "Continue it with the same command plus --resume.")
+        return EXIT_INTERRUPTED
+    print(f"{finished.reason}: {finished.iteration} iterations; model saved to {finished.path}")
     return 0
+
+
+#: exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
+EXIT_INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def _first_ctrl_c_stops(training):
+    """The first Ctrl-C asks the training to stop (it saves the model); a second one aborts.
+
+    A KeyboardInterrupt raised inside the training generator would end it without
+    saving, so the first SIGINT only sets the stop flag. Outside the main thread
+    (signals cannot be caught there) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def stop(signum, frame):
+        print("\nstopping: saving the model trained so far (press Ctrl-C again to abort without saving)",
+              file=sys.stderr, flush=True)
+        training.stop()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _show_training(events, description: str):
+    """Show a training's events on stderr (a progress bar, validation lines); return its Finished event."""
+    from tqdm import tqdm
+
+    from .training import Finished, Step, Validated
+
+    bar = tqdm(total=1000, desc=description, file=sys.stderr, dynamic_ncols=True,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+    finished = None
+    try:
+        for event in events:
+            if isinstance(event, Step):
+                bar.n = min(int(event.fraction_done * 1000), 1000)
+                bar.set_postfix_str(f"iteration {event.iteration}, {event.patches_per_second:.1f} patches/s, "
+                                    f"loss {event.loss:.3f}, {_duration(event.eta_seconds)} left")
+            elif isinstance(event, Validated):
+                bar.write("validation @%d: %s" % (event.iteration,
+                                                  ", ".join(f"{k}={v:.3f}" for k, v in event.scores.items())))
+            elif isinstance(event, Finished):
+                finished = event
+    finally:
+        bar.close()
+    return finished
+
+
+def _duration(seconds: float) -> str:
+    """``75`` -> ``1:15``; ``3725`` -> ``1:02:05``; unknown (infinite) -> ``?``."""
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(round(max(seconds, 0))), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _cmd_predict(args) -> int:
-    from tqdm import tqdm
+    """``batch`` with predict's defaults: every image of a folder (TIFF, PNG, JPEG, BMP, zarr), no summary CSV."""
+    from .batch import BatchConfig
+    from .checkpoint import read_model_config
+    from .data.io import IMAGE_SUFFIXES
+    from .methods import get_method
 
-    from .checkpoint import load_model
-    from .data.io import IMAGE_SUFFIXES, read_image, write_labels
-    from .device import resolve_device
-    from .inference import predict
-
-    device = resolve_device(args.device)
-    model = load_model(args.model, device=device)
-    overrides = _decode_overrides(args, model.method)
-    source = Path(args.input)
-    if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-        if not files:
-            raise DeepColorError(f"{source} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
-    elif source.is_file():
-        files = [source]
-    else:
-        raise DeepColorError(f"{source}: no such file or folder.")
-    out_dir = Path(args.output)
-    failed = 0
-    for path in tqdm(files, desc="segmenting", unit="image", file=sys.stderr):
-        target = out_dir / (path.stem + ".tif")
-        try:
-            if target.exists() and not args.overwrite:
-                raise DeepColorError(f"{target} exists; pass --overwrite to replace it.")
-            instances = predict(model, read_image(path), device=device, tile_size=args.tile_size,
-                                object_diameter=args.object_diameter).decode(**overrides)
-            write_labels(target, instances.labels, overwrite=args.overwrite)
-            tqdm.write(f"{path.name}: {instances.count} objects -> {target}", file=sys.stderr)
-        except DeepColorError as exc:
-            failed += 1
-            tqdm.write(f"{path.name}: FAILED: {exc}", file=sys.stderr)
-    if failed:
-        print(f"{failed} of {len(files)} images failed (see above).", file=sys.stderr)
-        return 1
-    return 0
+    method = get_method(read_model_config(args.model)["method"])
+    config = BatchConfig(model=args.model, input=args.input, output=args.output,
+                         patterns=tuple(f"*{suffix}" for suffix in IMAGE_SUFFIXES) + ("*.zarr",),
+                         decode=_decode_overrides(args, method), overwrite=args.overwrite, device=args.device,
+                         tile_size=args.tile_size, summary=False,
+                         object_diameter=args.object_diameter)
+    return _run_batch(config)
 
 
 def _cmd_batch(args) -> int:
-    from tqdm import tqdm
-
-    from .batch import DEFAULT_PATTERNS, DONE, FAILED, SKIPPED, Batch, BatchConfig, BatchFinished, BatchStarted, FileDone, FileFailed
+    from .batch import DEFAULT_PATTERNS, BatchConfig
     from .checkpoint import read_model_config
     from .methods import get_method
 
@@ -226,22 +352,36 @@ def _cmd_batch(args) -> int:
                          decode=_decode_overrides(args, method), workers=args.workers, scheduler=args.scheduler,
                          overwrite=args.overwrite, device=args.device, tile_size=args.tile_size,
                          large_image_megapixels=args.large_image_mp, object_diameter=args.object_diameter)
+    return _run_batch(config)
+
+
+def _run_batch(config) -> int:
+    """Run the batch engine with a progress bar; exit status 1 if a file failed."""
+    from tqdm import tqdm
+
+    from .batch import DONE, FAILED, SKIPPED, Batch, BatchFinished, BatchStarted, FileDone, FileFailed
+
     bar, finished = None, None
-    for event in Batch(config).run():
-        if isinstance(event, BatchStarted):
-            bar = tqdm(total=event.total, unit="file", desc="segmenting", file=sys.stderr, dynamic_ncols=True)
-        elif isinstance(event, (FileDone, FileFailed)):
-            bar.update(1)
-            r = event.result
-            if r.status == DONE:
-                bar.write(f"{r.file}: {r.objects} objects -> {r.output} ({r.seconds:.1f} s, {r.route})", file=sys.stderr)
-            elif r.status == FAILED:
-                bar.write(f"{r.file}: FAILED: {r.error}", file=sys.stderr)
-        elif isinstance(event, BatchFinished):
-            finished = event
-    bar.close()
+    try:
+        for event in Batch(config).run():
+            if isinstance(event, BatchStarted):
+                bar = tqdm(total=event.total, unit="file", desc="segmenting", file=sys.stderr, dynamic_ncols=True)
+            elif isinstance(event, (FileDone, FileFailed)):
+                bar.update(1)
+                r = event.result
+                if r.status == DONE:
+                    bar.write(f"{r.file}: {r.objects} objects -> {r.output} ({r.seconds:.1f} s, {r.route})",
+                              file=sys.stderr)
+                elif r.status == FAILED:
+                    bar.write(f"{r.file}: FAILED: {r.error}", file=sys.stderr)
+            elif isinstance(event, BatchFinished):
+                finished = event
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = f"; summary: {finished.summary}" if finished.summary else ""
     print(f"{finished.count(DONE)} segmented, {finished.count(SKIPPED)} skipped (output exists; --overwrite redoes "
-          f"them), {finished.count(FAILED)} failed; summary: {finished.summary}")
+          f"them), {finished.count(FAILED)} failed{summary}")
     return 1 if finished.count(FAILED) else 0
 
 
@@ -249,6 +389,7 @@ def _cmd_demo(args) -> int:
     """Train briefly on one bundled BBBC039 image, segment the other, score it, write labels."""
     from importlib.resources import files
 
+    from .checkpoint import state_path
     from .data import read_annotated_folder
     from .data.io import read_image, read_labels, write_labels
     from .inference import predict
@@ -258,7 +399,11 @@ def _cmd_demo(args) -> int:
     bundled = files("napari_deepcolor") / "sample_data"
     train_image, unseen_image = bundled / "bbbc039_A02_s1.tif", bundled / "bbbc039_A09_s1.tif"
     out = Path(args.output)
-    model_path = out / "demo_nuclei.safetensors"
+    model_path, labels_path = out / "demo_nuclei.safetensors", out / "bbbc039_A09_s1_labels.tif"
+    earlier = [p for p in (model_path, state_path(model_path), labels_path) if p.exists()]
+    if earlier and not args.overwrite:
+        raise DeepColorError(f"{out} already holds an earlier demo's results ({', '.join(p.name for p in earlier)}); "
+                             "pass --overwrite to replace them, or choose another --output folder.")
     config = TrainingConfig(method="coloring", method_options={"halo_margin": 12}, minutes=args.minutes,
                             patch_size=192, batch_size=4, validation_fraction=0.15, device=args.device)
     data = read_annotated_folder(train_image, bundled / "bbbc039_A02_s1_masks.tif")
@@ -269,7 +414,7 @@ def _cmd_demo(args) -> int:
         if isinstance(event, Finished):
             model = event.model
     instances = predict(model, read_image(unseen_image), device=args.device).decode()
-    target = write_labels(out / "bbbc039_A09_s1_labels.tif", instances.labels, overwrite=True)
+    target = write_labels(labels_path, instances.labels, overwrite=True)
     scores = evaluate(read_labels(bundled / "bbbc039_A09_s1_masks.tif"), instances.labels)
     print(f"segmented {unseen_image.name} (not seen in training): {instances.count} nuclei "
           f"(annotated: {scores['n_gt']}); AP@0.5:0.95 {scores['ap']:.3f}, F1@0.5 {scores['f1']:.3f}, "
@@ -280,7 +425,8 @@ def _cmd_demo(args) -> int:
 
 # -- parser --------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``only_method`` limits the method options and decode flags to one method (for --help)."""
     from .methods import method_names
 
     parser = argparse.ArgumentParser(prog="napari-deepcolor", description=DESCRIPTION,
@@ -317,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--net-object-diameter", type=float, default=30.0, metavar="PX",
                    help="the net sees the images rescaled so that the median annotated object is this many pixels "
                         "across (default 30, as Cellpose); 0 trains at the images' own resolution")
-    _add_method_option_flags(p)
+    _add_method_option_flags(p, only_method)
     p.set_defaults(run=_cmd_train)
 
     p = sub.add_parser("predict", help="segment images with a trained model",
@@ -332,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--object-diameter", type=float, default=None, metavar="PX",
                    help="typical object diameter in these images, in pixels, if it differs from the training "
                         "images' (the model rescales the images to the size it was trained at)")
-    _add_decode_flags(p)
+    _add_decode_flags(p, only_method)
     p.set_defaults(run=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="score predicted labels against ground truth",
@@ -369,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--object-diameter", type=float, default=None, metavar="PX",
                    help="typical object diameter in these images, in pixels, if it differs from the training "
                         "images' (the model rescales the images to the size it was trained at)")
-    _add_decode_flags(p)
+    _add_decode_flags(p, only_method)
     p.set_defaults(run=_cmd_batch)
     p = sub.add_parser("demo", help="train briefly on the bundled nuclei image and segment another one",
                        description="A two-minute tour: trains deep coloring on one bundled BBBC039 image, segments "
@@ -377,12 +523,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="deepcolor-demo", help="folder for the labels and the model")
     p.add_argument("--minutes", type=float, default=2.0, help="training time (default 2 minutes)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier demo in --output")
     p.set_defaults(run=_cmd_demo)
     return parser
 
 
+def _method_asked_for_help(argv: list[str]) -> str | None:
+    """With --help: the method named by ``--method NAME`` or by the model of ``--model FILE``, if any."""
+    if not ({"-h", "--help"} & set(argv)):
+        return None
+    from .methods import method_names
+
+    values = {}
+    for i, arg in enumerate(argv):
+        for flag in ("--method", "--model"):
+            if arg == flag and i + 1 < len(argv):
+                values[flag] = argv[i + 1]
+            elif arg.startswith(flag + "="):
+                values[flag] = arg.split("=", 1)[1]
+    if values.get("--method") in method_names():
+        return values["--method"]
+    if "--model" in values:
+        from .checkpoint import read_model_config
+
+        try:
+            return read_model_config(values["--model"])["method"]
+        except DeepColorError:
+            return None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_method_asked_for_help(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     if args.command is None:

@@ -43,7 +43,7 @@ METRIC_KEYS: tuple[str, ...] = (
 )
 
 __all__ = [
-    "DSB_THRESHOLDS", "METRIC_KEYS", "abs_difference_in_count", "average_precision",
+    "DSB_THRESHOLDS", "METRIC_KEYS", "MISSING", "abs_difference_in_count", "average_precision",
     "difference_in_count", "evaluate", "evaluate_folders", "f1_score", "format_table",
     "iou_matrix", "match_counts", "matching_iou", "summarize", "symmetric_best_dice",
 ]
@@ -644,7 +644,9 @@ def _few(names, n: int = 5) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > n else "")
 
 
-def _pair_files(prediction_dir: Path, ground_truth_dir: Path) -> list[tuple[Path, _GroundTruth]]:
+def _pair_files(prediction_dir: Path, ground_truth_dir: Path) -> tuple[list[tuple[Path, _GroundTruth]],
+                                                                      list[_GroundTruth]]:
+    """(prediction, ground truth) pairs, and the ground truths that no prediction matches."""
     predictions = _image_files(prediction_dir, "prediction")
     index = _ground_truth_index(_image_files(ground_truth_dir, "ground-truth"))
     pairs, unmatched, taken = [], [], {}
@@ -671,7 +673,11 @@ def _pair_files(prediction_dir: Path, ground_truth_dir: Path) -> list[tuple[Path
     if unmatched:
         logger.warning("skipping %d predictions without ground truth in %s: %s",
                        len(unmatched), ground_truth_dir, _few(unmatched))
-    return pairs
+    missing = [truth for key, truth in sorted(index.items()) if key not in taken]
+    if missing:
+        logger.warning("%d of %d ground-truth images have no prediction in %s (%s); each counts as all misses",
+                       len(missing), len(index), prediction_dir, _few(t.description for t in missing))
+    return pairs, missing
 
 
 def evaluate_folders(
@@ -699,7 +705,12 @@ def evaluate_folders(
     list of dict
         One row per paired image, sorted by prediction name: ``name`` (the
         prediction's file stem) and the keys of :func:`evaluate`. Predictions
-        without ground truth are skipped with a logged warning.
+        without ground truth are skipped with a logged warning. Then one row
+        per ground truth without a prediction, sorted by name (the ground
+        truth's name, e.g. ``A02`` for BBBC010 masks), scored against an empty
+        prediction: every object is a false negative, so a missing prediction
+        lowers the means instead of vanishing from them. These rows also carry
+        ``"prediction": "missing"`` (:data:`MISSING`).
 
     Raises
     ------
@@ -708,7 +719,7 @@ def evaluate_folders(
         truth, two predictions match the same ground truth, or a prediction's
         shape differs from its ground truth's.
     """
-    pairs = _pair_files(Path(prediction_dir), Path(ground_truth_dir))
+    pairs, missing = _pair_files(Path(prediction_dir), Path(ground_truth_dir))
     rows = []
     for path, truth in pairs:
         prediction = read_labels(path)
@@ -721,18 +732,30 @@ def evaluate_folders(
             )
         logger.debug("evaluating %s against %s", path.name, truth.description)
         rows.append({"name": path.stem, **evaluate(ground_truth, prediction)})
+    for truth in missing:
+        ground_truth = truth.read()
+        nothing = np.zeros(ground_truth.shape[1:] if truth.per_object_masks else ground_truth.shape, np.uint8)
+        rows.append({"name": truth.key, **evaluate(ground_truth, nothing), "prediction": MISSING})
     return rows
+
+
+#: the ``prediction`` entry of a row of :func:`evaluate_folders` for a ground truth without prediction
+MISSING = "missing"
 
 
 # --------------------------------------------------------------------------- reporting
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Mean of every metric over images: ``{'name': 'mean', metric: mean, ...}``."""
+    """Mean of every metric over images: ``{'name': 'mean', metric: mean, ...}`` (text entries are left out)."""
     if not rows:
         raise DeepColorError("There are no results to summarize: no image was evaluated.")
-    keys = [k for k in rows[0] if k != "name"]
+    keys = [k for k in rows[0] if k != "name" and all(_is_number(row.get(k)) for row in rows)]
     return {"name": "mean", **{k: float(np.mean([row[k] for row in rows])) for k in keys}}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _cell(value) -> str:

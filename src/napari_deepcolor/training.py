@@ -32,6 +32,9 @@ from .nets import NetConfig
 
 log = logging.getLogger(__name__)
 
+#: share of a budget in minutes kept for tuning the decode parameters after the loop (see Training._loop_end)
+POST_LOOP_SHARE = 0.1
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -179,6 +182,7 @@ class Training:
 
     # -- the loop ------------------------------------------------------------
     def run(self) -> Iterator:
+        run_started = time.perf_counter()  # a budget in minutes is the wall time from here to Finished
         config = self.config
         device = resolve_device(config.device)
         method = get_method(config.method)
@@ -190,6 +194,7 @@ class Training:
         if self.resume:
             progress = load_training_state(self.output, optimizer)
             start, elapsed_before = progress["iteration"], progress["elapsed_seconds"]
+        deadline = None if config.minutes is None else run_started + max(config.minutes * 60 - elapsed_before, 0.0)
         if device.type == "cuda":
             model.net.to(memory_format=torch.channels_last)
         workers = config.workers if config.workers is not None else (4 if device.type == "cuda" else 0)
@@ -201,10 +206,13 @@ class Training:
         yield Started(config.iterations, None if config.minutes is None else config.minutes * 60, str(device),
                       len(self.train_data), len(self.validation), start)
 
-        t0, last_checkpoint, iteration, losses = time.perf_counter(), time.perf_counter(), start, []
+        validation_seconds = self._probe_validation(model, device, deadline)
+        t0, last_checkpoint, iteration, losses = run_started, time.perf_counter(), start, []
+        loop_started = time.perf_counter()
         reason = "done"
         scores: dict = {}
-        while not self._done(iteration, elapsed_before + time.perf_counter() - t0):
+        while not self._done(iteration, elapsed_before + time.perf_counter() - t0) and \
+                (iteration == start or not _past(self._loop_end(deadline, validation_seconds))):  # >= 1 step
             if self._stop.is_set():
                 reason = "stopped"
                 break
@@ -226,12 +234,17 @@ class Training:
             losses.append(loss.item())
             elapsed = elapsed_before + time.perf_counter() - t0
             done = self._fraction(iteration, elapsed)
-            rate = (iteration - start) * config.batch_size / max(time.perf_counter() - t0, 1e-9)
-            eta = elapsed * (1 - done) / max(done, 1e-9) if done > 0 else math.inf
+            rate = (iteration - start) * config.batch_size / max(time.perf_counter() - loop_started, 1e-9)
+            eta = deadline - time.perf_counter() if deadline is not None else \
+                elapsed * (1 - done) / max(done, 1e-9) if done > 0 else math.inf
             yield Step(iteration, losses[-1], rate, elapsed, eta, done)
 
-            if self.validation and iteration % config.validate_every == 0:
+            loop_end = self._loop_end(deadline, validation_seconds)
+            if self.validation and iteration % config.validate_every == 0 and \
+                    (loop_end is None or time.perf_counter() + validation_seconds < loop_end):
+                validation_started = time.perf_counter()
                 scores = validation_scores(model, self.validation, device)
+                validation_seconds = time.perf_counter() - validation_started
                 yield Validated(iteration, scores)
             if self.output is not None and time.perf_counter() - last_checkpoint > config.checkpoint_minutes * 60:
                 self._save(model, optimizer, iteration, elapsed)
@@ -241,11 +254,14 @@ class Training:
         elapsed = elapsed_before + time.perf_counter() - t0
         decode = dict(model.decode_defaults)
         if self.validation and config.tune_decode and iteration > start:
-            from .tuning import tune_decode_parameters
+            from .inference import predict
+            from .tuning import tune_predictions
 
-            decode, best = tune_decode_parameters(model, self.validation, device=device)
+            # the net runs once; tuning and the final scores decode its cached output
+            predictions = [predict(model, s.image, stack=False, device=device) for s in self.validation]
+            decode, best = tune_predictions(predictions, [s.labels for s in self.validation], deadline=deadline)
             model.decode_defaults = decode
-            scores = {**validation_scores(model, self.validation, device), "tuned_ap": best}
+            scores = {**validation_scores(model, self.validation, device, predictions=predictions), "tuned_ap": best}
             yield Validated(iteration, scores)
         model.provenance = {**model.provenance, "iterations": iteration, "train_seconds": round(elapsed, 1),
                             "training": config.to_dict(), "n_train_images": len(self.train_data),
@@ -294,6 +310,28 @@ class Training:
                      net_diameter)
         return [rescale_sample(s, factor) for s in self.train_data]
 
+    def _probe_validation(self, model: Model, device, deadline: float | None) -> float:
+        """Seconds one validation pass will take, timed on the first validation image (0 without a deadline)."""
+        if deadline is None or not self.validation:
+            return 0.0
+        started = time.perf_counter()
+        validation_scores(model, self.validation[:1], device)
+        return (time.perf_counter() - started) * len(self.validation)
+
+    def _loop_end(self, deadline: float | None, validation_seconds: float) -> float | None:
+        """When the loop must stop so that the decode tuning and its validation end by ``deadline``.
+
+        The post-loop work (one pass of the net over the validation images, then
+        decodes) gets 1.5 validation passes, at least POST_LOOP_SHARE and at
+        most half of the budget.
+        """
+        if deadline is None:
+            return None
+        if not (self.validation and self.config.tune_decode):
+            return deadline
+        budget = self.config.minutes * 60
+        return deadline - min(max(POST_LOOP_SHARE * budget, 1.5 * validation_seconds), 0.5 * budget)
+
     def _done(self, iteration: int, elapsed: float) -> bool:
         return self._fraction(iteration, elapsed) >= 1.0
 
@@ -307,14 +345,23 @@ class Training:
         save_training_state(self.output, optimizer, {"iteration": iteration, "elapsed_seconds": elapsed})
 
 
-def validation_scores(model: Model, samples: Sequence[AnnotatedImage], device=None) -> dict:
-    """Mean AP, F1, SBD and |DiC| of the model's decode (its current defaults) on annotated images."""
+def _past(moment: float | None) -> bool:
+    return moment is not None and time.perf_counter() >= moment
+
+
+def validation_scores(model: Model, samples: Sequence[AnnotatedImage], device=None, *, predictions=None) -> dict:
+    """Mean AP, F1, SBD and |DiC| of the model's decode (its current defaults) on annotated images.
+
+    ``predictions``, the samples' predictions made already (e.g. for tuning), spares running the net again.
+    """
     from .inference import predict
     from .metrics import evaluate, summarize
 
     rows = []
-    for sample in samples:
-        labels = predict(model, sample.image, stack=False, device=device).decode().labels
+    for index, sample in enumerate(samples):
+        prediction = predictions[index] if predictions is not None else \
+            predict(model, sample.image, stack=False, device=device)
+        labels = prediction.decode().labels
         rows.append({"name": sample.name, **evaluate(sample.labels, labels)})
     model.net.train()
     summary = summarize(rows)

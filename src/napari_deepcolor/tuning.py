@@ -7,6 +7,7 @@ sec. 3.3: "trying different thresholds does not require retraining").
 
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 import numpy as np
@@ -30,25 +31,33 @@ def _scores(predictions, ground_truths, parameters, metric) -> tuple[float, floa
 
 
 def tune_predictions(predictions: Sequence[Prediction], ground_truths: Sequence[np.ndarray], *,
-                     metric: str = "ap", start: dict | None = None, rounds: int = 2) -> tuple[dict, float]:
+                     metric: str = "ap", start: dict | None = None, rounds: int = 2,
+                     deadline: float | None = None) -> tuple[dict, float]:
     """Coordinate ascent over the method's declared decode parameters.
 
     Each parameter in turn is set to the best of its candidate values with the
     others held, for ``rounds`` passes; ties on ``metric`` go to the better
     SBD. Candidates declared relative to the objects' size are scaled by the
-    median area of the annotated objects. Returns ``(best parameters, best
-    metric score)``.
+    median area of the annotated objects. With a ``deadline`` (a
+    :func:`time.perf_counter` value), no trial starts that would end after it:
+    the search stops and keeps the best parameters found so far (the cost of a
+    trial is that of scoring the starting parameters). Returns ``(best
+    parameters, best metric score)``.
     """
     model = predictions[0].model
     object_area = median_object_area(ground_truths)
     best = model.decode_parameters(start)
+    started = time.perf_counter()
     best_score = _scores(predictions, ground_truths, best, metric)
+    trial_seconds = time.perf_counter() - started
     for _ in range(rounds):
         improved = False
         for parameter in model.method.parameters_used(model.method_options):
             for value in parameter.candidates(object_area):
                 if value == best[parameter.name]:
                     continue
+                if deadline is not None and time.perf_counter() + trial_seconds > deadline:
+                    return best, best_score[0]
                 trial = {**best, parameter.name: value}
                 score = _scores(predictions, ground_truths, trial, metric)
                 if _better(score, best_score):
@@ -79,7 +88,8 @@ def _better(score: tuple[float, float], best: tuple[float, float], tolerance: fl
     return score[1] > best[1] + tolerance
 
 
-def tune_decode_parameters(model: Model, samples, *, device=None, metric: str = "ap") -> tuple[dict, float]:
-    """Tune on annotated samples (objects with ``.image`` and ``.labels``)."""
+def tune_decode_parameters(model: Model, samples, *, device=None, metric: str = "ap",
+                           deadline: float | None = None) -> tuple[dict, float]:
+    """Tune on annotated samples (objects with ``.image`` and ``.labels``); ``deadline`` as :func:`tune_predictions`."""
     predictions = [predict(model, s.image, stack=False, device=device) for s in samples]
-    return tune_predictions(predictions, [s.labels for s in samples], metric=metric)
+    return tune_predictions(predictions, [s.labels for s in samples], metric=metric, deadline=deadline)

@@ -1,7 +1,6 @@
 """Reading annotated datasets from disk in each supported folder layout."""
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,6 @@ from PIL import Image
 from napari_deepcolor.data import describe_layout, detect_layout, read_annotated_folder, read_object_masks
 from napari_deepcolor.errors import DeepColorError
 
-DATA = Path("/work/shared/data")
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared real data not available")
 
 
 def _check(samples, channels=1):
@@ -26,29 +23,26 @@ def _check(samples, channels=1):
 
 # --- real data (read-only; only a couple of files each) ----------------------------------------
 
-@needs_data
 @pytest.mark.parametrize("name", ["bbbc039", "ecoli_synth"])
-def test_images_and_labels_subfolders(name):
-    assert "subfolders" in detect_layout(DATA / name).kind
-    samples = read_annotated_folder(DATA / name, limit=2)
+def test_images_and_labels_subfolders(shared_data, name):
+    assert "subfolders" in detect_layout(shared_data / name).kind
+    samples = read_annotated_folder(shared_data / name, limit=2)
     assert len(samples) == 2
     _check(samples)
     assert all(s.num_objects > 10 for s in samples)
 
 
-@needs_data
-def test_usiigaci_tif_images_with_png_labels():
-    [sample] = read_annotated_folder(DATA / "usiigaci", limit=1)
+def test_usiigaci_tif_images_with_png_labels(shared_data):
+    [sample] = read_annotated_folder(shared_data / "usiigaci", limit=1)
     _check([sample])
     assert sample.shape == (1022, 1024) and sample.num_objects > 10
 
 
-@needs_data
-def test_bbbc010_object_masks_overlaps_are_ignored():
-    layout = detect_layout(DATA / "bbbc010")
+def test_bbbc010_object_masks_overlaps_are_ignored(shared_data):
+    layout = detect_layout(shared_data / "bbbc010")
     assert layout.kind == "object-masks"
-    assert "object" in describe_layout(DATA / "bbbc010")
-    [sample] = read_annotated_folder(DATA / "bbbc010", limit=1)
+    assert "object" in describe_layout(shared_data / "bbbc010")
+    [sample] = read_annotated_folder(shared_data / "bbbc010", limit=1)
     _check([sample])
     masks = read_object_masks(layout.pairs[0].object_masks)
     assert masks.dtype == bool and masks.shape[1:] == sample.shape
@@ -59,9 +53,8 @@ def test_bbbc010_object_masks_overlaps_are_ignored():
     assert sample.num_objects == np.count_nonzero(masks.any(axis=(1, 2)))
 
 
-@needs_data
-def test_two_files():
-    folder = DATA / "dsb2018_sample"
+def test_two_files(shared_data):
+    folder = shared_data / "dsb2018_sample"
     assert detect_layout(folder / "img2d.tif", folder / "mask2d.tif").kind == "files"
     [sample] = read_annotated_folder(folder / "img2d.tif", folder / "mask2d.tif")
     _check([sample])
@@ -182,6 +175,16 @@ def test_shape_mismatch_names_both_shapes_and_suggests_transposing(tmp_path):
     _subfolders(tmp_path, _image(), _labels().T)
     with pytest.raises(DeepColorError, match=r"\(24, 32\).*\(32, 24\).*transpose"):
         read_annotated_folder(tmp_path)
+
+
+def test_shape_mismatch_says_which_file_is_the_image_and_which_the_labels(tmp_path):
+    _subfolders(tmp_path, _image((26, 34)), _labels((24, 32)))
+    with pytest.raises(DeepColorError) as error:
+        read_annotated_folder(tmp_path)
+    message = str(error.value)
+    image_file, label_file = next((tmp_path / "images").iterdir()), next((tmp_path / "labels").iterdir())
+    assert f"the image {image_file} has shape (26, 34)" in message
+    assert f"the labels {label_file} have shape (24, 32)" in message
 
 
 def test_fractional_float_labels(tmp_path):

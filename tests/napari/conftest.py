@@ -4,13 +4,49 @@ The tests drive the widgets as a user would, through the plugin manifest, and
 wait for their workers with ``qtbot.waitUntil``.
 """
 
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from napari_deepcolor import synthetic
 
+from ..conftest import skip_or_fail_in_ci
+
 PLUGIN = "napari-deepcolor"
 TINY_NET = {"depth": 2, "width": 8}
+
+
+#: a separate Python that starts Qt: without a display or the Qt system libraries Qt aborts the whole process
+QT_PROBE = "from qtpy.QtWidgets import QApplication; app = QApplication([]); print('qt ok')"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def display():
+    """Skip the viewer tests, with the reason, when Qt cannot start here (outside CI; in CI they fail).
+
+    Qt that finds no display (pytest-xvfb needs the Xvfb program) or misses its
+    system libraries aborts the interpreter ("Fatal Python error: Aborted"),
+    which would end the whole test run; a probe in a child process finds out first.
+    """
+    try:
+        probe = subprocess.run([sys.executable, "-c", QT_PROBE], capture_output=True, text=True, timeout=120)
+        ok, detail = probe.returncode == 0 and "qt ok" in probe.stdout, _reason(probe.stderr)
+    except subprocess.TimeoutExpired:
+        ok, detail = False, "Qt did not start within 120 s"
+    if not ok:
+        skip_or_fail_in_ci(f"the viewer tests need a display and Qt could not start ({detail or 'it aborted'}); "
+                           "install Xvfb and the Qt system libraries (README, Tests: scripts/install-test-system-"
+                           "packages.sh) or run them on a desktop")
+
+
+def _reason(stderr: str) -> str:
+    """The line of Qt's complaint that says what is missing (e.g. "could not connect to display")."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    telling = [line for line in lines if re.search(r"could not|cannot|failed|not found|no such", line, re.I)]
+    return (telling or lines or [""])[0]
 
 
 @pytest.fixture(scope="session", autouse=True)

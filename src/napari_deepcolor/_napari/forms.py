@@ -19,6 +19,8 @@ GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "lambda": "�
          "sigma": "σ", "tau": "τ", "psi": "ψ", "phi": "φ", "theta": "θ"}
 _SYMBOL_IN_OPTION = re.compile(r"^([A-Za-z]{1,6})(?:,| of eq)")
 _SYMBOL_IN_HELP = re.compile(r"^([A-Za-z]{1,6}):\s")
+#: the paper's symbol first in brackets, as the declarations write it for the CLI: "... [m, eq. 1]", "... [tau]"
+_SYMBOL_IN_BRACKETS = re.compile(r"\[([A-Za-z]{1,6})[\],;]")
 
 
 def field_docs(cls) -> dict[str, str]:
@@ -43,8 +45,9 @@ def field_docs(cls) -> dict[str, str]:
 
 
 def symbol(text: str, pattern=_SYMBOL_IN_OPTION) -> str | None:
-    """The paper's symbol a description starts with ('m, the halo width' -> 'm'; 'mu' -> 'μ')."""
-    match = pattern.match(text or "")
+    """The paper's symbol a description starts with or names in brackets ('m, the halo width' or
+    'the halo width [m, eq. 1]' -> 'm'; 'mu' -> 'μ')."""
+    match = pattern.match(text or "") or _SYMBOL_IN_BRACKETS.search(text or "")
     if not match:
         return None
     word = match.group(1)

@@ -245,18 +245,18 @@ def _read_pair(pair: AnnotatedPair, **options) -> list[AnnotatedImage]:
     if pair.object_masks:
         masks = read_object_masks(pair.object_masks)
         labels, ignore = combine_object_masks(masks, overlap=options["overlap"])
-        label_name = f"{len(pair.object_masks)} object masks"
+        label_name = f"the {len(pair.object_masks)} object masks in {pair.object_masks[0].parent}"
     else:
         labels = read_labels(pair.labels)
-        label_name = pair.labels.name
-    return _samples_from_pair(image, labels, ignore, pair.name, image_name=pair.image.name,
+        label_name = f"the labels {pair.labels}"
+    return _samples_from_pair(image, labels, ignore, pair.name, image_name=f"the image {pair.image}",
                               label_name=label_name, **options)
 
 
 def _samples_from_pair(image, labels, ignore, name, *, overlap, percentiles, skip_empty_planes,
                        image_name=None, label_name=None) -> list[AnnotatedImage]:
-    image_name = image_name or f"{name} (image)"
-    label_name = label_name or f"{name} (labels)"
+    image_name = image_name or "the image"
+    label_name = label_name or "the labels"
     labels = as_label_image(labels, what=label_name)
     while labels.ndim > 2 and labels.shape[0] == 1 and image.ndim != labels.ndim + 1:
         labels = labels[0]  # a (1, H, W) file is one 2D label image
@@ -308,8 +308,8 @@ def _split_3d(image, labels, ignore, name, overlap, image_name, label_name) -> l
         return [(image, merged, _either(ignore, merged_ignore), name)]
     else:
         raise DeepColorError(
-            f"{name}: the labels in {label_name} (shape {labels.shape}) do not match the image in "
-            f"{image_name} (shape {image.shape}). A stack of Z planes needs labels of shape (Z, H, W)."
+            f"{name}: {label_name} (shape {labels.shape}) do not match {image_name} "
+            f"(shape {image.shape}). A stack of Z planes needs labels of shape (Z, H, W)."
         )
     if ignore is not None and ignore.shape not in (labels.shape, spatial):
         raise DeepColorError(
@@ -336,13 +336,13 @@ def _sample(image, labels, ignore, name, percentiles, image_name, label_name) ->
     try:
         image = as_channels_last(image, spatial_shape=labels.shape)
     except DeepColorError as exc:
-        message = f"{name}: {image_name} has shape {image.shape} but {label_name} has shape {labels.shape}"
+        message = f"{name}: {image_name} has shape {image.shape} but {label_name} have shape {labels.shape}"
         if image.shape[:2] == labels.shape[::-1] or image.shape[-2:] == labels.shape[::-1]:
             message += "; the labels look transposed (rows and columns swapped): transpose them"
         raise DeepColorError(message + ". Image and labels must cover the same pixels.") from exc
     if ignore is not None and ignore.shape != labels.shape:
         raise DeepColorError(
-            f"{name}: ignore mask has shape {ignore.shape} but {label_name} has shape {labels.shape}."
+            f"{name}: ignore mask has shape {ignore.shape} but {label_name} have shape {labels.shape}."
         )
     low, high = percentiles
     return AnnotatedImage(normalize_percentile(image, low=low, high=high, channel_axis=-1),

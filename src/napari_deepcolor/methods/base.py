@@ -70,7 +70,7 @@ class DecodeParameter:
         return tuple(sorted({self.validate(v) for v in values}))
 
 
-def size_threshold(help: str = "instances smaller than this many pixels become background") -> DecodeParameter:
+def size_threshold(help: str = "objects smaller than this many pixels become background") -> DecodeParameter:
     """The size threshold every decoder ends with; tuned over fractions of the objects' median area."""
     return DecodeParameter("size_threshold", 20, 0, 5000, 1, integer=True, help=help,
                            tune_values=(0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8), tune_unit="area")

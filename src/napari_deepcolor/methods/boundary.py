@@ -26,7 +26,8 @@ class BoundaryOptions:
     Attributes
     ----------
     boundary_weight : float
-        Weight of the boundary class in the cross-entropy (paper: tuned on validation).
+        Weight of the boundary class in the cross-entropy loss; raise it when
+        touching objects merge [paper: tuned on validation].
     """
 
     boundary_weight: float = 5.0
@@ -53,7 +54,8 @@ class BoundaryMethod(Method):
     decode_parameters = (
         size_threshold(),
         DecodeParameter("interior_threshold", 0.5, 0.05, 0.95, 0.05,
-                        help="interior probability above which a pixel seeds an instance",
+                        help="a pixel whose probability of being an object's interior is above this (0-1) "
+                             "starts an object",
                         tune_values=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
     )
 

@@ -37,23 +37,30 @@ class ColoringOptions:
     Attributes
     ----------
     n_colors : int
-        C, the number of output colours including background (paper: 9). Too
-        few merges neighbours; too many is harmless (the net leaves some unused).
+        Number of colours the net may give to objects, background included [C;
+        paper: 9]. Too few merges neighbours; too many is harmless (the net
+        leaves some unused).
     halo_margin : int
-        m, the halo width in pixels (eq. 1). The paper used 21 px for CVPPP
+        Width in pixels of the ring (halo) around each object in which no other
+        object may take its colour: about one object diameter [m, eq. 1]. The
+        paper used 21 px for CVPPP
         leaves, about their mean diameter after downscaling. Rule of thumb:
         about one object diameter, at least the widest gap between objects
         that must be told apart; scale it with the objects (e.g. 8-12 px for
         nuclei of 20 px, 5-8 px for bacteria 8 px wide).
     halo_weight : float
-        mu, weight of the halo term in the colour choice (eq. 2); paper: 7.
+        How strongly the colour choice avoids the colours of neighbouring
+        objects' halos [mu, eq. 2; paper: 7]. It weighs the halo term of eq. 2.
     semantic_head : bool
-        Add the paper's "separate semantic head" (sec. 4.3): three more
-        channels trained with pixel-wise cross-entropy on background /
-        interior / boundary (the 3-class baseline's target), fused with the
-        colours at test time (:meth:`ColoringMethod.decode`).
+        Also train a background / interior / boundary head and use it to clean
+        up the colours when decoding [sec. 4.3]. This is the paper's "separate
+        semantic head": three more channels trained with pixel-wise
+        cross-entropy on background / interior / boundary (the 3-class
+        baseline's target), fused with the colours at test time
+        (:meth:`ColoringMethod.decode`).
     color_choice : {"paper", "distinct"}
-        How each object's colour is chosen during training. "paper": eq. (2)
+        How each object's colour is chosen during training: "paper" or
+        "distinct". "paper": eq. (2)
         for every object independently. "distinct": eq. (2) in order of the
         objects' preference, but a colour already taken by a touching
         neighbour (one in the object's halo) is not offered again while
@@ -287,14 +294,14 @@ class ColoringMethod(Method):
     paper = "Kulikov, Yurchenko and Lempitsky: Instance Segmentation by Deep Coloring (2018)"
     Options = ColoringOptions
     decode_parameters = (
-        size_threshold(help="tau: components smaller than this many pixels become background"),
+        size_threshold(help="connected pieces of one colour smaller than this many pixels become background [tau]"),
         DecodeParameter("merge_radius", 0, 0, 100, 1,
-                        help="rho: merge same-colour pieces at most this many pixels apart (0 = off); "
-                             "for objects split by occlusion",
+                        help="pieces of the same colour at most this many pixels apart become one object, "
+                             "for objects split by occlusion; 0 = off [rho]",
                         tune_values=(0, 2, 4, 8, 16)),
         DecodeParameter("interior_threshold", 0.5, 0.05, 0.95, 0.05,
-                        help="models with a semantic head: interior probability above which a pixel "
-                             "belongs to an instance's core (the cores are split by colour)",
+                        help="models with a semantic head: a pixel whose probability of being an object's "
+                             "interior is above this (0-1) belongs to an object's core; cores are split by colour",
                         tune_values=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
     )
 

@@ -32,7 +32,8 @@ class DcmeOptions:
     Attributes
     ----------
     clip_amplitude : float
-        A of eq. (6): the error fed back per output is at most A/2 pixels in
+        Limit in pixels on how hard a large error of a predicted displacement
+        pulls during training [A, eq. 6; paper: 4]. The error fed back per output is at most A/2 pixels in
         magnitude, and equals A/4 times the error near zero. The paper uses
         A = 4 at 512 x 1024 (so small errors get the gradient of the squared
         error of eq. 4) and says A must follow the image resolution: lower it
@@ -112,14 +113,16 @@ class DcmeMethod(Method):
     Options = DcmeOptions
     decode_parameters = (
         DecodeParameter("foreground_threshold", 0.5, 0.05, 0.95, 0.05,
-                        help="pixels with foreground probability above this vote and are segmented",
+                        help="pixels whose probability of being inside an object is above this (0-1) vote "
+                             "for a centre and are segmented",
                         tune_values=(0.3, 0.4, 0.5, 0.6, 0.7)),
         DecodeParameter("vote_smoothing", 2.0, 0.5, 10.0, 0.5,
-                        help="sigma in pixels of the Gaussian that turns votes into a density; also the "
-                             "smallest distance between two centres",
+                        help="blur in pixels that turns the votes into a density; also the smallest "
+                             "distance between two object centres [sigma]",
                         tune_values=(1.0, 1.5, 2.0, 3.0, 4.0, 6.0)),
         DecodeParameter("min_votes", 10, 1, 1000, 1, integer=True,
-                        help="a centre needs about this many votes within vote_smoothing pixels",
+                        help="an object centre needs about this many votes (pixels) within the vote "
+                             "smoothing distance",
                         tune_values=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4), tune_unit="area"),
         DecodeParameter("assign_radius", 8.0, 1.0, 100.0, 0.5,
                         help="a pixel joins the centre nearest to its vote if it is at most this many pixels away",

@@ -34,19 +34,22 @@ class MetricLearningOptions:
     Attributes
     ----------
     embedding_dims : int
-        d, the embedding dimension. The paper found 64 best on PASCAL VOC
+        Number of embedding values the net predicts per pixel [d]. The paper found 64 best on PASCAL VOC
         (20 classes, cluttered scenes); 8 is plenty for one kind of object and
         keeps decoding fast on a CPU.
     samples_per_object : int
-        K, pixels sampled per instance (the background counts as one) for both
-        losses; the paper uses K = 10 for the classification loss.
+        Pixels sampled per object at each step, the background counting as
+        one object [K; paper: 10]. They feed both losses; the paper uses K = 10
+        for the classification loss.
     classification_weight : float
-        lambda of L = L_e + lambda L_cls (sec. 3.5). The paper ramps it from 0
+        Weight of the loss that teaches the net to score seeds, next to the
+        embedding loss [lambda, sec. 3.5]. It is lambda of L = L_e + lambda L_cls. The paper ramps it from 0
         up to 0.2 so the embedding settles first; ours is constant, because a
         method's loss does not see the iteration (early on the head simply
         learns that few masks are good yet).
     good_seed_iou : float
-        A grown mask is a "good" proposal if its IoU with a ground-truth object exceeds this.
+        A seed's grown mask counts as good when its overlap (IoU, 0-1) with an
+        annotated object is above this.
     """
 
     embedding_dims: int = 8
@@ -172,22 +175,25 @@ class MetricLearningMethod(Method):
     Options = MetricLearningOptions
     decode_parameters = (
         DecodeParameter("seed_diversity", 0.3, 0.0, 2.0, 0.05,
-                        help="alpha: weight of the embedding distance to earlier seeds in the seed choice "
-                             "(paper: 0.3)", tune_values=(0.0, 0.1, 0.3, 0.5, 1.0)),
+                        help="how strongly the next seed is chosen far (in the embedding) from the seeds "
+                             "already taken [alpha; paper: 0.3]", tune_values=(0.0, 0.1, 0.3, 0.5, 1.0)),
         DecodeParameter("max_seeds", 300, 1, 5000, 1, integer=True,
-                        help="at most this many seeds (instances) per image (paper: 100)",
+                        help="at most this many objects per image [paper: 100]",
                         tune_values=(50, 100, 300, 1000)),
         DecodeParameter("similarity_threshold", 0.0, 0.0, 0.95, 0.05,
-                        help="tau: a mask is the pixels q with sigma(seed, q) > tau; 0 lets each seed take "
-                             "the tau its seediness head rates best (paper)",
+                        help="an object is the pixels whose similarity to its seed is above this (0-1); "
+                             "0 lets each seed use the threshold its score head rates best, as the paper "
+                             "[tau, sigma(seed, q) > tau]",
                         tune_values=(0.0, 0.25, 0.5, 0.75, 0.9)),
         DecodeParameter("score_threshold", 0.5, 0.0, 0.95, 0.05,
-                        help="seeds whose mask score (predicted chance of a good mask) is below this are not used",
+                        help="seeds whose predicted chance of giving a good mask (0-1) is below this are "
+                             "not used",
                         tune_values=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
         size_threshold(),
         DecodeParameter("connected_masks", 1, 0, 1, 1, integer=True,
-                        help="1: a seed takes only the part of its mask connected to it, leaving look-alike "
-                             "objects elsewhere to their own seeds; 0: masks may be disconnected (paper)",
+                        help="1: an object is only the part of its mask connected to its seed, leaving "
+                             "look-alike objects elsewhere to their own seeds; 0: masks may be disconnected, "
+                             "as in the paper",
                         tune_values=(0, 1)),
     )
 

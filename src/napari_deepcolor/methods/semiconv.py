@@ -44,15 +44,18 @@ class SemiconvOptions:
     Attributes
     ----------
     embedding_dims : int
-        d, the dimension of Psi (paper: 8). The first two are the geometric
+        Number of embedding values the net predicts per pixel [d, the
+        dimension of Psi; paper: 8]. The first two are the geometric
         part, added to the pixel coordinates; the other d - 2 are appearance.
     coordinates : bool
-        Add the coordinates u-hat (semi-convolutional, eq. 3). False gives a
+        Add each pixel's coordinates to its embedding, so that objects that
+        look alike can still be told apart [u-hat, eq. 3]. False gives a
         plain convolutional embedding Psi = Phi, the control of the paper's
         synthetic experiment (fig. 3): it cannot separate identical objects.
     samples_per_object : int
-        Pixels per object whose kernel mask is grown during training to give
-        the seediness its target (the IoU of that mask with the object).
+        Pixels per object whose mask is grown at each step to teach the net
+        which pixels make good seeds. Their kernel mask gives the seediness
+        its target (the IoU of that mask with the object).
     """
 
     embedding_dims: int = 8
@@ -232,13 +235,16 @@ class SemiconvMethod(Method):
     Options = SemiconvOptions
     decode_parameters = (
         DecodeParameter("foreground_threshold", 0.5, 0.05, 0.95, 0.05,
-                        help="pixels with foreground probability above this are segmented",
+                        help="pixels whose probability of being inside an object is above this (0-1) "
+                             "are segmented",
                         tune_values=(0.3, 0.4, 0.5, 0.6, 0.7)),
         DecodeParameter("seed_threshold", 0.5, 0.0, 0.95, 0.05,
-                        help="a pixel may seed an instance if its seediness (expected IoU of its mask) is above this",
+                        help="a pixel may start an object if its predicted mask quality (expected IoU, "
+                             "0-1) is above this [seediness]",
                         tune_values=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7)),
         DecodeParameter("mask_threshold", 0.5, 0.05, 0.95, 0.05,
-                        help="a seed's mask: the foreground pixels whose kernel K(seed, pixel) (eq. 10) is above this",
+                        help="an object is the foreground pixels whose similarity to its seed pixel is above "
+                             "this (0-1) [kernel K of eq. 10]",
                         tune_values=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
         size_threshold(),
     )
