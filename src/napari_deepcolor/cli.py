@@ -439,7 +439,8 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
                        description="Train a model on a folder of annotated images. Layouts understood: IMAGES and "
                        "LABELS folders matched by file name; one folder with images/ and labels/ (or masks/); "
                        "Cellpose NAME.tif + NAME_masks.tif; CVPPP plantNNN_rgb.png + plantNNN_label.png; "
-                       "one binary mask per object (BBBC010 <well>_<nn>_ground_truth.png).")
+                       "one binary mask per object (BBBC010 <well>_<nn>_ground_truth.png). Ctrl-C stops after the "
+                       "current step and saves the model (exit status 130); --resume continues it.")
     p.add_argument("--method", default="coloring", choices=method_names(), help="method to train (default: coloring)")
     p.add_argument("--images", required=True, help="folder (or file) of images, or a folder holding images/ and labels/")
     p.add_argument("--labels", default=None, help="folder (or file) of label images, matched to the images by name")
@@ -467,8 +468,10 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_train)
 
     p = sub.add_parser("predict", help="segment images with a trained model",
-                       description="Segment one image or every image in a folder; writes one label TIFF per "
-                       "input, named by its stem, into OUTPUT.")
+                       description="Segment one image or every image in a folder (TIFF, PNG, JPEG, BMP, zarr); "
+                       "writes one label TIFF per input, named by its stem, into OUTPUT. Labels that exist already "
+                       "are kept (an interrupted run resumes; --overwrite redoes them), and an input image is "
+                       "never written over. Exit status 1 if an image failed.")
     p.add_argument("--model", required=True, help="model file written by `train`")
     p.add_argument("--input", required=True, help="an image file or a folder of images")
     p.add_argument("--output", required=True, help="folder for the label images")
