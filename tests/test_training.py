@@ -6,7 +6,7 @@ import pytest
 from napari_deepcolor import DeepColorError
 from napari_deepcolor.checkpoint import load_model, state_path
 from napari_deepcolor.training import (CheckpointSaved, Finished, Started, Step, Training, TrainingConfig,
-                                       Validated, train)
+                                       TuningDecode, Validated, train)
 
 from .conftest import TINY_NET
 
@@ -95,3 +95,19 @@ def test_checkpoints_are_saved_periodically(nuclei_samples, tmp_path):
     events = list(Training(config(iterations=3, checkpoint_minutes=1e-6), nuclei_samples, output=out).run())
     saved = [e for e in events if isinstance(e, CheckpointSaved)]
     assert [e.iteration for e in saved] == [1, 2, 3] and all(e.path == out for e in saved)
+
+
+def test_skipping_the_decode_tuning_keeps_the_model_and_the_best_decode_so_far(nuclei_samples, tmp_path):
+    out = tmp_path / "m.safetensors"
+    training = Training(config(iterations=2, validation_fraction=0.34, validate_every=100), nuclei_samples,
+                        output=out)
+    events = []
+    for event in training.run():
+        events.append(event)
+        if isinstance(event, TuningDecode):
+            training.skip_tuning()
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[-3:] == ["TuningDecode", "Validated", "Finished"]
+    model = load_model(out)
+    assert model.provenance["decode_tuning_skipped"] is True and model.provenance["iterations"] == 2
+    assert "tuned_ap" in events[-2].scores and set(model.decode_defaults) == {"size_threshold", "merge_radius"}

@@ -3,8 +3,10 @@
 The CLI prints the events, the napari widget plots them; neither knows how
 training works. ``Training(config, data).run()`` yields :class:`Started`,
 then :class:`Step` every iteration, :class:`Validated` now and then,
-:class:`CheckpointSaved` periodically, and :class:`Finished` at the end
-(also after :meth:`Training.stop`, which keeps a usable model).
+:class:`CheckpointSaved` periodically, :class:`TuningDecode` when the decode
+parameters are tuned on the validation images after the loop, and
+:class:`Finished` at the end (also after :meth:`Training.stop`, which keeps a
+usable model; :meth:`Training.skip_tuning` cuts the tuning short).
 """
 
 from __future__ import annotations
@@ -110,6 +112,14 @@ class CheckpointSaved:
 
 
 @dataclass(frozen=True)
+class TuningDecode:
+    """The loop is over; the decode parameters are being tuned (``Training.skip_tuning`` ends it early)."""
+
+    iteration: int
+    n_validation: int
+
+
+@dataclass(frozen=True)
 class Finished:
     iteration: int
     reason: str  # "done" or "stopped"
@@ -166,10 +176,15 @@ class Training:
         self.init_from, self.resume = init_from, resume
         self.model: Model | None = None
         self._stop = threading.Event()
+        self._skip_tuning = threading.Event()
 
     def stop(self) -> None:
         """Ask the loop to finish after the current step; it saves a usable model."""
         self._stop.set()
+
+    def skip_tuning(self) -> None:
+        """End the decode tuning after the candidate being scored, keeping the best found so far."""
+        self._skip_tuning.set()
 
     # -- the loop ------------------------------------------------------------
     def run(self) -> Iterator:
@@ -236,13 +251,18 @@ class Training:
         if self.validation and config.tune_decode and iteration > start:
             from .tuning import tune_decode_parameters
 
-            decode, best = tune_decode_parameters(model, self.validation, device=device)
+            yield TuningDecode(iteration, len(self.validation))
+            decode, best = tune_decode_parameters(model, self.validation, device=device,
+                                                  stop=self._skip_tuning.is_set)
             model.decode_defaults = decode
-            scores = {**validation_scores(model, self.validation, device), "tuned_ap": best}
+            if not self._skip_tuning.is_set():  # skipped: no second pass over the validation images
+                scores = validation_scores(model, self.validation, device)
+            scores = {**scores, "tuned_ap": best}
             yield Validated(iteration, scores)
         model.provenance = {**model.provenance, "iterations": iteration, "train_seconds": round(elapsed, 1),
                             "training": config.to_dict(), "n_train_images": len(self.train_data),
                             "n_validation_images": len(self.validation), "validation_scores": scores,
+                            "decode_tuning_skipped": self._skip_tuning.is_set(),
                             "torch": torch.__version__}
         if self.output is not None:
             self._save(model, optimizer, iteration, elapsed)

@@ -7,7 +7,7 @@ sec. 3.3: "trying different thresholds does not require retraining").
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -30,14 +30,16 @@ def _scores(predictions, ground_truths, parameters, metric) -> tuple[float, floa
 
 
 def tune_predictions(predictions: Sequence[Prediction], ground_truths: Sequence[np.ndarray], *,
-                     metric: str = "ap", start: dict | None = None, rounds: int = 2) -> tuple[dict, float]:
+                     metric: str = "ap", start: dict | None = None, rounds: int = 2,
+                     stop: Callable[[], bool] | None = None) -> tuple[dict, float]:
     """Coordinate ascent over the method's declared decode parameters.
 
     Each parameter in turn is set to the best of its candidate values with the
     others held, for ``rounds`` passes; ties on ``metric`` go to the better
     SBD. Candidates declared relative to the objects' size are scaled by the
     median area of the annotated objects. Returns ``(best parameters, best
-    metric score)``.
+    metric score)``. ``stop``, when given, is asked before each candidate; once
+    it answers True the best setting found so far is returned.
     """
     model = predictions[0].model
     object_area = median_object_area(ground_truths)
@@ -47,6 +49,8 @@ def tune_predictions(predictions: Sequence[Prediction], ground_truths: Sequence[
         improved = False
         for parameter in model.method.decode_parameters:
             for value in parameter.candidates(object_area):
+                if stop is not None and stop():
+                    return best, best_score[0]
                 if value == best[parameter.name]:
                     continue
                 trial = {**best, parameter.name: value}
@@ -79,7 +83,12 @@ def _better(score: tuple[float, float], best: tuple[float, float], tolerance: fl
     return score[1] > best[1] + tolerance
 
 
-def tune_decode_parameters(model: Model, samples, *, device=None, metric: str = "ap") -> tuple[dict, float]:
-    """Tune on annotated samples (objects with ``.image`` and ``.labels``)."""
-    predictions = [predict(model, s.image, stack=False, device=device) for s in samples]
-    return tune_predictions(predictions, [s.labels for s in samples], metric=metric)
+def tune_decode_parameters(model: Model, samples, *, device=None, metric: str = "ap",
+                           stop: Callable[[], bool] | None = None) -> tuple[dict, float]:
+    """Tune on annotated samples (objects with ``.image`` and ``.labels``); ``stop`` as in :func:`tune_predictions`."""
+    predictions = []
+    for sample in samples:
+        if stop is not None and stop() and predictions:
+            break  # score what is predicted already
+        predictions.append(predict(model, sample.image, stack=False, device=device))
+    return tune_predictions(predictions, [s.labels for s in samples[:len(predictions)]], metric=metric, stop=stop)
