@@ -21,7 +21,7 @@ def test_batch_writes_labels_and_reports_failures(make_napari_viewer, qtbot, tmp
     widget.output.set_path(str(tmp_path / "out"))
     widget.model.set_path(str(tiny_model_path))
     assert set(widget.sliders.sliders) == {"size_threshold", "merge_radius"}
-    widget.sliders.sliders["size_threshold"].setValue(10)
+    widget.sliders.sliders["size_threshold"].value = 10
     widget.device.setCurrentText("cpu")
     widget.run_button.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)

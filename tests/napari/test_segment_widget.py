@@ -29,7 +29,7 @@ def segment_sample(viewer, qtbot, model_path, *, preview=False):
     viewer.open_sample(PLUGIN, "synthetic-nuclei")
     widget = add_widget(viewer, "Segment")
     widget.model_edit.set_path(str(model_path))
-    widget.image_combo.setCurrentText("nuclei (synthetic)")
+    widget.image_combo.value = "nuclei (synthetic)"
     widget.device.setCurrentText("cpu")
     widget.show_preview.setChecked(preview)
     widget.run_button.click()
@@ -53,12 +53,12 @@ def test_segment_adds_labels_and_sliders_redecode_without_the_network(segmented,
 
     reference = Prediction(widget.prediction.model, widget.prediction.output)  # own cache: no race
     before, shown = layer.data.copy(), widget.decode_count
-    widget.sliders.sliders["size_threshold"].setValue(0)
+    widget.sliders.sliders["size_threshold"].value = 0
     qtbot.waitUntil(lambda: widget.decode_count > shown and not widget.decoding, timeout=10_000)
     assert not np.array_equal(layer.data, before)
 
     for value in range(0, 400, 20):  # a drag: many values quickly, the last one is what shows
-        widget.sliders.sliders["size_threshold"].setValue(value)
+        widget.sliders.sliders["size_threshold"].value = value
     expected = reference.decode(size_threshold=380, merge_radius=widget.sliders.values()["merge_radius"]).labels
     qtbot.waitUntil(lambda: np.array_equal(layer.data, expected), timeout=10_000)
     assert len(forward_calls) == runs  # the network never ran for a slider
@@ -71,8 +71,8 @@ def test_tune_from_a_partial_annotation_moves_the_sliders(segmented, qtbot, forw
     partial = np.zeros_like(truth.data)
     partial[100:300, 50:250] = truth.data[100:300, 50:250]
     truth.data = partial
-    widget.truth_combo.setCurrentText("nuclei annotations")
-    widget.sliders.sliders["size_threshold"].setValue(5000)
+    widget.truth_combo.value = "nuclei annotations"
+    widget.sliders.sliders["size_threshold"].value = 5000
     widget.tune_button.click()
     qtbot.waitUntil(lambda: widget.tune_worker is None and not widget.decoding, timeout=60_000)
     parameters, score = widget.last_tuning
@@ -108,7 +108,7 @@ def test_preview_layers_and_stacks(segmented, qtbot):
 
     stack = np.stack([viewer.layers["nuclei (synthetic)"].data[:96, :96]] * 2)
     viewer.add_image(stack, name="stack")
-    widget.image_combo.setCurrentText("stack")
+    widget.image_combo.value = "stack"
     widget.run_button.click()
     qtbot.waitUntil(lambda: widget.worker is None and widget.labels_layer_name == "stack segmentation",
                     timeout=30_000)

@@ -15,7 +15,7 @@ def tiny_settings(widget, iterations=4):
     widget.iterations.setValue(iterations)
     widget.net_depth.setValue(2)
     widget.net_width.setValue(8)
-    widget.options_form.editors["halo_margin"].setValue(5)
+    widget.options_form.editors["halo_margin"].value = 5
     widget.device.setCurrentText("cpu")
     widget.preview_seconds.setValue(0)
 
@@ -25,8 +25,8 @@ def test_training_on_layers_plots_the_loss_previews_and_saves_a_model(make_napar
     viewer = make_napari_viewer()
     nuclei_layers(viewer)
     widget = add_widget(viewer, "Train")
-    assert widget.pairs.rows[0].image.currentText() == "nuclei"
-    assert widget.pairs.rows[0].labels.currentText() == "nuclei labels"
+    assert widget.pairs.rows[0].image.value == "nuclei"
+    assert widget.pairs.rows[0].labels.value == "nuclei labels"
     tiny_settings(widget, iterations=4)
     widget.validation_fraction.setValue(0.25)
     widget.validate_every.setValue(2)
@@ -81,13 +81,14 @@ def test_bad_inputs_are_notifications_and_the_widget_stays_usable(make_napari_vi
     assert widget.job is None and widget.train_button.isEnabled()
 
     viewer.add_image(np.random.default_rng(0).random((50, 60)), name="image")
-    viewer.add_labels(np.ones((60, 50), np.int32), name="labels")  # transposed
-    widget.pairs.rows[0].labels.setCurrentText("labels")
+    viewer.add_labels(np.ones((60, 50), np.int32), name="labels")  # transposed: not offered
+    assert widget.pairs.rows[0].image.value == "image" and widget.pairs.rows[0].labels.choices == ()
     widget.train_button.click()
     assert any("shape (60, 50)" in e and "transposed" in e for e in errors(notifications))
     assert widget.job is None and widget.train_button.isEnabled()
 
-    viewer.layers["labels"].data = np.zeros((50, 60), np.int32)  # empty annotation: fails in the worker
+    viewer.add_labels(np.zeros((50, 60), np.int32), name="empty")  # offered; an empty annotation fails in the worker
+    assert widget.pairs.rows[0].labels.value == "empty"
     tiny_settings(widget)
     widget.train_button.click()
     qtbot.waitUntil(lambda: widget.job is None, timeout=30_000)

@@ -59,6 +59,12 @@ def layer_names(viewer, kind: str) -> list[str]:
     return [layer.name for layer in viewer.layers if isinstance(layer, cls)]
 
 
+def spatial_shape(layer) -> tuple:
+    """The spatial shape of a layer's data (an RGB image's colour axis left out)."""
+    shape = tuple(layer.data.shape)
+    return shape[:-1] if getattr(layer, "rgb", False) else shape
+
+
 def image_input(layer) -> LayerInput:
     """Read an Image layer (2D, RGB, or a 3D stack of planes) in the GUI thread."""
     data = layer.data
