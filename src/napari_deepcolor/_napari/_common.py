@@ -265,8 +265,8 @@ def device_choices() -> list[str]:
 def device_combo() -> QComboBox:
     combo = QComboBox()
     combo.addItems(device_choices())
-    combo.setToolTip("Where the network runs. auto: a CUDA GPU if there is one, then Apple MPS, then the CPU.")
-    return combo
+    return compact_combo(combo, "Where the network runs. auto: a CUDA GPU if there is one, then Apple MPS, then "
+                                "the CPU.")
 
 
 def format_seconds(seconds: float) -> str:
@@ -312,7 +312,7 @@ def layer_chooser(viewer, kind: str, *, tooltip: str = "", accept: Callable | No
         return [layer.name for layer in sorted(layers, key=is_output)]
 
     combo = ComboBox(choices=choices)
-    full_text_tooltip(combo.native, tooltip)
+    compact_combo(combo.native, tooltip)
     return combo
 
 
@@ -322,11 +322,20 @@ def chosen_layer(viewer, combo):
     return viewer.layers[name] if name is not None and name in viewer.layers else None
 
 
-def full_text_tooltip(combo: QComboBox, tooltip: str = "") -> None:
-    """Keep the chosen text (which may show truncated) in the combo box's tooltip, above ``tooltip``."""
+def compact_combo(combo: QComboBox, tooltip: str = "") -> QComboBox:
+    """Let a combo box be narrower than its longest text, and show the chosen text in full in its tooltip.
+
+    A dock widget is then as narrow as its controls need, not as wide as its
+    longest choice; the tooltip (the full chosen text above ``tooltip``) says
+    what a truncated text reads.
+    """
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(10)
+    rest = [tooltip.replace("\n", "<br>")] if tooltip else []
+
     def update(text: str) -> None:
-        parts = [f"<b>{html.escape(text)}</b>"] if text else []
-        combo.setToolTip("<br>".join(parts + ([tooltip.replace("\n", "<br>")] if tooltip else [])))
+        combo.setToolTip("<br>".join(([f"<b>{html.escape(text)}</b>"] if text else []) + rest))
 
     combo.currentTextChanged.connect(update)
     update(combo.currentText())
+    return combo

@@ -13,8 +13,8 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxL
                             QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from ..errors import DeepColorError
-from ._common import (MODEL_FILTER, Failed, PathEdit, device_combo, format_seconds, report, scrolling_body,
-                      show_info, show_warning, start_generator)
+from ._common import (MODEL_FILTER, Failed, PathEdit, compact_combo, device_combo, format_seconds, report,
+                      scrolling_body, show_info, show_warning, start_generator)
 from ._session import session
 from .forms import DecodeSliders
 
@@ -49,6 +49,7 @@ class BatchWidget(QWidget):
         self.format = QComboBox()
         self.format.addItem("TIFF (compact integer labels)", "tif")
         self.format.addItem("zarr (chunked; for very large images)", "zarr")
+        compact_combo(self.format, "TIFF for most images; zarr for images too large for memory")
         form.addRow("Format", self.format)
         self.overwrite = QCheckBox("replace existing outputs")
         self.overwrite.setToolTip("Unchecked: files whose output exists are skipped, so an interrupted batch "

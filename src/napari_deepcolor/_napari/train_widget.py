@@ -26,7 +26,7 @@ from superqt import QCollapsible
 from ..errors import DeepColorError
 from . import layers as L
 from ._common import (MODEL_FILTER, OUTPUT_KEY, Failed, PathEdit, Status, chosen_layer, device_combo, format_scores,
-                      format_seconds, full_text_tooltip, is_output, layer_chooser, report, scrolling_body, show_info,
+                      format_seconds, compact_combo, is_output, layer_chooser, report, scrolling_body, show_info,
                       start_generator)
 from ._session import session
 from .forms import OptionsForm
@@ -305,7 +305,7 @@ class TrainWidget(QWidget):
         self.source = QComboBox()
         self.source.addItem("Layers in the viewer", SOURCE_LAYERS)
         self.source.addItem("A folder on disk", SOURCE_FOLDER)
-        self.source.setToolTip("Train on image + Labels layers open in napari, or on an annotated folder")
+        compact_combo(self.source, "Train on image + Labels layers open in napari, or on an annotated folder")
         form.addRow("Train on", self.source)
         self.source_pages = QStackedWidget()
         layers_page = QWidget()
@@ -316,7 +316,7 @@ class TrainWidget(QWidget):
         self.region = QComboBox()
         for key, text in L.REGION_CHOICES.items():
             self.region.addItem(text, key)
-        full_text_tooltip(self.region, L.REGION_HELP)
+        compact_combo(self.region, L.REGION_HELP)
         layers_form.addRow("Annotated area", self.region)
         folder_page = QWidget()
         folder_form = QFormLayout(folder_page)
@@ -344,6 +344,8 @@ class TrainWidget(QWidget):
         box = QGroupBox("Method")
         form = QFormLayout(box)
         self.method = QComboBox()
+        self.method.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.method.setMinimumContentsLength(10)  # the tooltip has the full title (set when the method changes)
         self._methods = dict(_method_choices())
         for name, method in self._methods.items():
             self.method.addItem(method.title, name)
@@ -361,8 +363,9 @@ class TrainWidget(QWidget):
         form = QFormLayout(box)
         self.start_from = QComboBox()
         self.start_from.addItems(["a new network", "a model file (fine-tune)"])
-        self.start_from.setToolTip("Fine-tuning continues from a trained model: faster, and needs fewer annotations "
-                                   "when the images look alike. The method and its options come from the file.")
+        compact_combo(self.start_from, "Fine-tuning continues from a trained model: faster, and needs fewer "
+                                       "annotations when the images look alike. The method and its options come "
+                                       "from the file.")
         self.init_model = PathEdit("open", filter=MODEL_FILTER, placeholder="model to fine-tune")
         self.init_model.changed.connect(self._init_model_changed)
         self.start_from.currentIndexChanged.connect(self._start_from_changed)
@@ -393,6 +396,7 @@ class TrainWidget(QWidget):
         self.iterations.setValue(2000)
         self.budget_unit = QComboBox()
         self.budget_unit.addItems(["minutes", "iterations"])
+        compact_combo(self.budget_unit)
         self.budget_stack = QStackedWidget()
         self.budget_stack.addWidget(self.minutes)
         self.budget_stack.addWidget(self.iterations)
