@@ -44,6 +44,8 @@ def test_training_on_layers_plots_the_loss_previews_and_saves_a_model(make_napar
     assert load_model(tmp_path / "trained.safetensors").provenance["iterations"] == 4
     preview = viewer.layers["training preview"]
     assert preview.data.shape == (160, 160) and preview.metadata["iteration"] >= 1
+    assert preview.contour > 0  # outlines: the annotation underneath stays visible
+    assert widget.pairs.rows[0].labels.choices == ("nuclei labels",)  # the preview is never offered as labels
     assert widget.progress.value() == 1000 and widget.train_button.isEnabled()
 
     saved = widget.save_model(str(tmp_path / "copy.safetensors"))
@@ -124,3 +126,30 @@ def test_fine_tuning_on_an_annotated_folder(make_napari_viewer, qtbot, tmp_path,
     assert widget.finished is not None, widget.status.text()
     model = load_model(tmp_path / "tuned.safetensors")
     assert model.provenance["fine_tuned_from"] == str(tiny_model_path)
+
+
+def test_stop_then_skip_returns_control_within_5_s_with_a_loadable_model(make_napari_viewer, qtbot, tmp_path):
+    import time
+
+    viewer = make_napari_viewer()
+    nuclei_layers(viewer, shape=(256, 256), count=40)
+    widget = add_widget(viewer, "Train")
+    tiny_settings(widget, iterations=100_000)
+    widget.validation_fraction.setValue(0.5)  # a large validation part: tuning it takes a while
+    widget.validate_every.setValue(100_000)
+    widget.output.set_path(str(tmp_path / "stopped.safetensors"))
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: len(widget.plot.losses) >= 2, timeout=60_000)
+    stopped_at = time.perf_counter()
+    widget.stop_button.click()
+    qtbot.waitUntil(lambda: widget.stop_button.text() == "Skip" and widget.stop_button.isEnabled(), timeout=5_000)
+    assert "tuning the decode" in widget.status.text()
+    widget.stop_button.click()
+    qtbot.waitUntil(lambda: widget.job is None, timeout=5_000)
+    assert time.perf_counter() - stopped_at < 5
+    assert widget.finished.reason == "stopped" and widget.train_button.isEnabled()
+    assert widget.stop_button.text() == "Stop" and not widget.stop_button.isEnabled()
+    model = load_model(tmp_path / "stopped.safetensors")
+    assert model.provenance["iterations"] == widget.finished.iteration
+    assert model.provenance["decode_tuning_skipped"] is True
+    assert set(model.decode_defaults) == {"size_threshold", "merge_radius"}
