@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from qtpy.QtCore import QSize, Qt, Signal
+from qtpy.QtCore import QEvent, QSize, Qt, Signal
 from qtpy.QtWidgets import (QComboBox, QFileDialog, QFrame, QHBoxLayout, QLineEdit, QPushButton, QScrollArea,
                             QVBoxLayout, QWidget)
 
@@ -162,6 +162,12 @@ class _VerticalScroll(QScrollArea):
     """Scrolls vertically only: as wide as its content needs, as short as a few rows."""
 
     MINIMUM_HEIGHT = 160
+
+    def eventFilter(self, watched, event) -> bool:
+        """When the body's layout changes (e.g. a combo box gets longer choices), ask for the new width."""
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(watched, event)
 
     def minimumSizeHint(self) -> QSize:
         body = self.widget()
