@@ -61,7 +61,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    images, labels, _ = DATASETS[args.dataset]
+    images, labels = DATASETS[args.dataset]
     pair = held_out(detect_layout(images, labels).pairs)[args.index]
     sample = next(s for s in read_annotated_folder(images, labels) if s.name == pair.name)
     truth = read_labels(pair.labels) if pair.labels is not None else read_object_masks(pair.object_masks)

@@ -42,7 +42,7 @@ def main():
     parser.add_argument("--models", type=Path, default=Path(os.environ.get("MODELS", "/tmp/deepcolor-models")))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    images, labels, _ = DATASETS[args.dataset]
+    images, labels = DATASETS[args.dataset]
     test = {p.name for p in held_out(detect_layout(images, labels).pairs)}
     samples = [s for s in read_annotated_folder(images, labels) if s.name in test]
     print("| method | objects | predictions | objects split | predictions merging objects |")

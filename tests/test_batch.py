@@ -38,10 +38,11 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    """A tiny random-weight coloring model (weights do not matter: outputs are compared, not scored)."""
+    """A tiny random-weight coloring model (weights do not matter: outputs are compared, not scored);
+    without a semantic head, the coloring that the out-of-core route decodes."""
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = new_model("coloring", {}, {"depth": 2, "width": 8}, in_channels=1)
+        model = new_model("coloring", {"semantic_head": False}, {"depth": 2, "width": 8}, in_channels=1)
     return str(save_model(model, tmp_path_factory.mktemp("model") / "tiny.safetensors"))
 
 
@@ -230,6 +231,19 @@ def test_out_of_core_refuses_the_merge_radius(model_path, tmp_path):
                  "--large-image-mp", "0.001", "--merge-radius", "3"])
     assert code == 1
     assert "does not support merge_radius" in read_summary(out)["big.tif"]["error"]
+
+
+def test_out_of_core_refuses_a_semantic_head_with_a_way_out(tmp_path):
+    model_path = save_model(new_model("coloring", None, {"depth": 2, "width": 8}, in_channels=1), tmp_path / "c.safetensors")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    tifffile.imwrite(folder / "big.tif", blobs((64, 64), 2))
+    out = tmp_path / "labels"
+    assert main(["batch", "--model", str(model_path), "--input", str(folder), "--output", str(out),
+                 "--large-image-mp", "0.001"]) == 1
+    error = read_summary(out)["big.tif"]["error"]
+    assert "semantic head" in error and "--large-image-mp" in error
+    assert main(["batch", "--model", str(model_path), "--input", str(folder), "--output", str(out)]) == 0
 
 
 def test_out_of_core_refuses_methods_without_a_blockwise_decoder(tmp_path):

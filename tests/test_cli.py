@@ -106,7 +106,7 @@ def test_decode_flag_of_another_method_is_refused(tmp_path, capsys):
     image = tmp_path / "a.tif"
     tifffile.imwrite(image, np.zeros((32, 32), np.uint16))
     assert main(["predict", "--model", str(model), "--input", str(image), "--output", str(tmp_path / "o"),
-                 "--interior-threshold", "0.5"]) == 2
+                 "--mask-threshold", "0.5"]) == 2
     assert "does not apply" in capsys.readouterr().err
 
 

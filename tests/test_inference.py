@@ -30,31 +30,32 @@ def test_tiled_output_matches_the_whole_image_away_from_tile_seams(model):
     image = rng.random((200, 232)).astype(np.float32)[..., None]
     whole = predict_output(model, image, device="cpu", tile_size=512)
     tiled = predict_output(model, image, device="cpu", tile_size=96, margin=24)
-    assert tiled.shape == whole.shape == (9, 200, 232)
+    assert tiled.shape == whole.shape == (12, 200, 232)  # 9 colours + the semantic head's 3
     # a margin of 24 px covers most of the tiny net's receptive field: nearly identical
     assert np.abs(tiled - whole).mean() < 1e-3
 
 
 def test_output_is_a_probability_map(model):
     out = predict(model, np.random.default_rng(1).random((40, 50))).output
-    assert out.shape == (9, 40, 50)
-    assert np.allclose(out.sum(0), 1, atol=1e-4)
+    assert out.shape == (12, 40, 50)
+    assert np.allclose(out[:9].sum(0), 1, atol=1e-4)  # the colours
+    assert np.allclose(out[9:].sum(0), 1, atol=1e-4)  # background / interior / boundary
 
 
 def test_stacks_are_segmented_plane_by_plane_with_unique_ids(model):
     stack = np.random.default_rng(2).random((3, 48, 48)).astype(np.float32)
     prediction = predict(model, stack)
-    assert prediction.output.shape == (3, 9, 48, 48)
+    assert prediction.output.shape == (3, 12, 48, 48)
     instances = prediction.decode(size_threshold=1)
     assert instances.labels.shape == (3, 48, 48)
     assert instances.count == len(np.setdiff1d(np.unique(instances.labels), [0]))  # ids unique across planes
-    assert len(prediction.preview()) == 9 and prediction.preview()[1].data.shape == (3, 48, 48)
+    assert len(prediction.preview()) == 11 and prediction.preview()[1].data.shape == (3, 48, 48)
 
 
 def test_colour_image_for_a_grey_model_is_averaged(model):
     rgb = np.random.default_rng(3).integers(0, 255, (32, 40, 3), dtype=np.uint8)
     assert prepare_image(model, rgb).shape == (32, 40, 1)
-    assert predict(model, rgb).output.shape == (9, 32, 40)
+    assert predict(model, rgb).output.shape == (12, 32, 40)
 
 
 def test_wrong_channel_count_is_a_clear_error():

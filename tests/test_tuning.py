@@ -48,7 +48,7 @@ def test_tuning_removes_fragments_larger_than_any_fixed_pixel_grid_would():
         colours[y:y + 80, x:x + 80] = 1 + i % 2
     colours[170:220, 170:220] = 3  # a fragment the ground truth does not have
     output = np.eye(4, dtype=np.float32)[colours].transpose(2, 0, 1)
-    model = new_model("coloring", {"n_colors": 3}, TINY_NET, in_channels=1)
+    model = new_model("coloring", {"n_colors": 4, "semantic_head": False}, TINY_NET, in_channels=1)
     best, ap = tune_predictions([Prediction(model, output)], [truth])
     assert 2500 < best["size_threshold"] <= 6400 and ap == 1.0
 

@@ -560,7 +560,7 @@ def _scan_plane(model, source, layout, plane, block: int):
 
 def _segment_out_of_core(model, source, layout, parameters, task, tile, device) -> int:
     method, threshold = model.method, f"{task.config.large_image_megapixels:g} MP"
-    limitation = method.blockwise_limitation(parameters)
+    limitation = method.blockwise_limitation(parameters, model.method_options)
     if limitation:
         raise DeepColorError(f"{task.file}: planes over {threshold} are decoded out of core, which {limitation}; "
                              "raise the large-image threshold (CLI: --large-image-mp) if the image fits in memory.")

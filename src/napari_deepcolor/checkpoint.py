@@ -35,6 +35,9 @@ class Model:
     normalization: dict = field(default_factory=lambda: {"low": 1.0, "high": 99.8})
     decode_defaults: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    #: object-size normalisation (see :mod:`napari_deepcolor.scale`): ``object_diameter``, the median
+    #: diameter (px) of the training objects, and ``net_object_diameter``, the one the net saw; {} = none
+    object_scale: dict = field(default_factory=dict)
 
     @property
     def method(self):
@@ -48,12 +51,20 @@ class Model:
         """Declared defaults, then the tuned ones stored in the file, then ``overrides``."""
         return self.method.resolve_decode_parameters(overrides, self.decode_defaults)
 
+    def scale_factor(self, object_diameter: float | None = None) -> float:
+        """How much images are enlarged for the net: objects of ``object_diameter`` px (default: the
+        training objects' diameter) are brought to the diameter the net was trained at."""
+        from .scale import scale_factor
+
+        diameter = object_diameter or self.object_scale.get("object_diameter")
+        return scale_factor(diameter, self.object_scale.get("net_object_diameter"))
+
     def config(self) -> dict:
         return {
             "format": FORMAT, "version": FORMAT_VERSION, "method": self.method_name,
             "method_options": dataclasses.asdict(self.method_options), "net": self.net_config.to_dict(),
             "normalization": self.normalization, "decode_defaults": self.decode_defaults,
-            "provenance": self.provenance,
+            "provenance": self.provenance, "object_scale": self.object_scale,
         }
 
 
@@ -105,7 +116,7 @@ def load_model(path, *, device: str | torch.device = "cpu") -> Model:
     config = read_model_config(path)
     model = new_model(config["method"], config["method_options"], config["net"], config["net"]["in_channels"],
                       normalization=config.get("normalization", {}), decode_defaults=config.get("decode_defaults", {}),
-                      provenance=config.get("provenance", {}))
+                      provenance=config.get("provenance", {}), object_scale=config.get("object_scale", {}))
     try:
         model.net.load_state_dict(load_file(str(path), device=str(device)))
     except RuntimeError as exc:

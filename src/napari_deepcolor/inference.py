@@ -16,6 +16,7 @@ to a zarr store for images larger than memory, so we keep this small tiler.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
@@ -27,6 +28,7 @@ from .data.normalize import as_channels_last, normalize_percentile
 from .device import autocast, resolve_device
 from .errors import DeepColorError
 from .methods.base import Instances
+from .scale import resize, scaled_shape
 
 log = logging.getLogger(__name__)
 
@@ -96,24 +98,33 @@ def _round_up(value: int, divisor: int) -> int:
 
 @torch.inference_mode()
 def predict_output(model: Model, image: np.ndarray, *, device=None, tile_size: int = 512, margin: int = 64,
-                   out=None, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                   object_diameter: float | None = None, out=None,
+                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """The activated net output (C, H, W) float32 of one prepared 2D image (H, W, C).
 
-    Memory is bounded by one window: the net only ever sees ``tile_size``
-    pixels square. ``out`` may be any array-like (e.g. a zarr array) of shape
-    (C, H, W) to write into; ``progress(done, total)`` is called per window.
-    ``image`` may also be lazy: any array-like with ``shape`` and 2D slicing
-    that is not a NumPy array (e.g. a reader of prepared windows over a zarr
-    array); then only one window is read at a time, for images beyond memory.
+    Memory is bounded by one window: the net only ever sees about ``tile_size``
+    pixels square (``tile_size`` and ``margin`` are in the net's pixels). Each
+    window is rescaled so that objects of ``object_diameter`` px (default: the
+    size the model was trained on) reach the size the net was trained at, and
+    its output is resized back, so the output has the image's own shape
+    (:mod:`napari_deepcolor.scale`). ``out`` may be any array-like (e.g. a
+    zarr array) of shape (C, H, W) to write into; ``progress(done, total)`` is
+    called per window. ``image`` may also be lazy: any array-like with
+    ``shape`` and 2D slicing that is not a NumPy array (e.g. a reader of
+    prepared windows over a zarr array); then only one window is read at a
+    time, for images beyond memory.
     """
     device = resolve_device(device) if device is None or isinstance(device, str) else device
-    net, method = model.net.to(device).eval(), model.method
-    divisor = model.net_config.divisor
+    net = model.net.to(device).eval()
+    factor = model.scale_factor(object_diameter)
     height, width = image.shape[:2]
-    tile = _round_up(min(tile_size, max(height, width) + 2 * margin), divisor)
+    # windows in image pixels; the net sees them enlarged by ``factor``
+    tile = max(int(tile_size / factor), 2 * int(math.ceil(margin / factor)) + 16)
+    border = int(math.ceil(margin / factor))
+    tile = min(tile, max(height, width) + 2 * border)
     if out is None:
         out = np.empty((model.net_config.out_channels, height, width), np.float32)
-    windows = list(tile_windows((height, width), tile, margin if max(height, width) > tile else 0))
+    windows = list(tile_windows((height, width), tile, border if max(height, width) > tile else 0))
     lazy = not isinstance(image, np.ndarray)
     x_all = None if lazy else torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0), dtype=np.float32))
     for done, (read_y, read_x, core_y, core_x) in enumerate(windows, start=1):
@@ -122,15 +133,27 @@ def predict_output(model: Model, image: np.ndarray, *, device=None, tile_size: i
             x = torch.from_numpy(np.ascontiguousarray(window)).unsqueeze(0).to(device)
         else:
             x = x_all[:, read_y, read_x].unsqueeze(0).to(device)
-        h, w = x.shape[-2:]
-        x = _pad_to(x, _round_up(h, divisor), _round_up(w, divisor))
-        with autocast(device):
-            y = method.activate(net(x))[0, :, :h, :w].float()
+        y = _net_output(model, net, x, factor, device)
         cy, cx = core_y.start - read_y.start, core_x.start - read_x.start
         out[:, core_y, core_x] = y[:, cy:cy + core_y.stop - core_y.start, cx:cx + core_x.stop - core_x.start].cpu().numpy()
         if progress is not None:
             progress(done, len(windows))
     return out
+
+
+def _net_output(model: Model, net, x: torch.Tensor, factor: float, device) -> torch.Tensor:
+    """The activated output (C, h, w) of one window (1, C, h, w), run at the net's scale."""
+    h, w = x.shape[-2:]
+    if factor != 1.0:
+        x = resize(x, scaled_shape((h, w), factor))
+    sh, sw = x.shape[-2:]
+    divisor = model.net_config.divisor
+    x = _pad_to(x, _round_up(sh, divisor), _round_up(sw, divisor))
+    with autocast(device):
+        y = model.method.activate(net(x), model.method_options)[:, :, :sh, :sw].float()
+    if factor != 1.0:
+        y = resize(model.method.output_to_image_scale(y, 1.0 / factor), (h, w))
+    return y[0]
 
 
 @dataclass
@@ -161,8 +184,8 @@ class Prediction:
     def preview(self):
         method = self.model.method
         if not self.is_stack:
-            return method.preview(self.output)
-        planes = [method.preview(plane) for plane in self.output]
+            return method.preview(self.output, self.model.method_options)
+        planes = [method.preview(plane, self.model.method_options) for plane in self.output]
         return [replace(first, data=_stack_layer_data([plane[i].data for plane in planes], first.layer_type))
                 for i, first in enumerate(planes[0])]
 
@@ -195,12 +218,14 @@ def stack_instances(planes: list[Instances]) -> Instances:
 
 
 def predict(model: Model, image: np.ndarray, *, stack: bool | None = None, device=None, tile_size: int = 512,
-            margin: int = 64, progress: Callable[[int, int], None] | None = None) -> Prediction:
+            margin: int = 64, object_diameter: float | None = None,
+            progress: Callable[[int, int], None] | None = None) -> Prediction:
     """Run ``model`` on a 2D image (H, W), colour image (H, W, 3|4) or stack (Z, H, W[, C]).
 
     ``stack=None`` guesses: 3 dimensions with a last axis of at most 4 are
     channels (grey, RGB, RGBA), otherwise the first axis enumerates planes. Returns a :class:`Prediction`
-    whose :meth:`~Prediction.decode` gives instance labels.
+    whose :meth:`~Prediction.decode` gives instance labels. ``object_diameter``: the
+    objects' diameter in this image (px), if it differs from the training images'.
     """
     image = np.asarray(image)
     if image.ndim < 2 or image.ndim > 4 or min(image.shape[:2]) < 1:
@@ -213,5 +238,5 @@ def predict(model: Model, image: np.ndarray, *, stack: bool | None = None, devic
     for z, plane in enumerate(planes):
         report = None if progress is None else (lambda d, t, z=z: progress(z * t + d, len(planes) * t))
         outputs.append(predict_output(model, prepare_image(model, plane), device=device, tile_size=tile_size,
-                                      margin=margin, progress=report))
+                                      margin=margin, object_diameter=object_diameter, progress=report))
     return Prediction(model, np.stack(outputs) if stack else outputs[0])

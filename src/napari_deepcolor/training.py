@@ -55,6 +55,9 @@ class TrainingConfig:
     augment: bool = True
     tune_decode: bool = True
     workers: int | None = None  # data-loading processes; None: 0 on CPU, 4 on GPU
+    #: the object diameter (px) the net is trained and run at: images are rescaled so that the median
+    #: annotated object has it (see napari_deepcolor.scale); None trains at the images' own resolution
+    net_object_diameter: float | None = 30.0
 
     def __post_init__(self):
         if self.method not in method_names():
@@ -71,6 +74,9 @@ class TrainingConfig:
             raise DeepColorError(f"batch_size must be in [1, 512] (got {self.batch_size}).")
         if not 0 < self.learning_rate < 1:
             raise DeepColorError(f"learning_rate must be in (0, 1) (got {self.learning_rate}).")
+        if self.net_object_diameter is not None and not 4 <= self.net_object_diameter <= 256:
+            raise DeepColorError(f"net_object_diameter must be in [4, 256] px, or None for no rescaling "
+                                 f"(got {self.net_object_diameter}).")
         if not 0 <= self.validation_fraction < 1:
             raise DeepColorError(f"validation_fraction must be in [0, 1) (got {self.validation_fraction}).")
         get_method(self.method).options(self.method_options)  # unknown keys, ranges
@@ -193,6 +199,7 @@ class Training:
         method = get_method(config.method)
         model = self.model = self._initial_model(device)
         options = model.method_options
+        train_data = self._at_net_scale(model)
         optimizer = torch.optim.Adam(model.net.parameters(), lr=config.learning_rate)
         start, elapsed_before = 0, 0.0
         if self.resume:
@@ -202,7 +209,7 @@ class Training:
             model.net.to(memory_format=torch.channels_last)
         workers = config.workers if config.workers is not None else (4 if device.type == "cuda" else 0)
         loader = torch.utils.data.DataLoader(
-            _PatchBatches(self.train_data, method, options, config, seed=config.seed + start),
+            _PatchBatches(train_data, method, options, config, seed=config.seed + start),
             batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
             persistent_workers=workers > 0)
         batches = iter(loader)
@@ -290,6 +297,22 @@ class Training:
                 model.provenance = {**model.provenance, "fine_tuned_from": str(source)}
         model.net.to(device)
         return model
+
+    def _at_net_scale(self, model: Model) -> list[AnnotatedImage]:
+        """The training images rescaled so their objects have the net's object diameter; records the
+        scale in ``model`` (a fine-tuned model keeps the diameter its net was trained at)."""
+        from .scale import object_diameter, rescale_sample
+
+        net_diameter = model.object_scale.get("net_object_diameter") if (self.resume or self.init_from) \
+            else self.config.net_object_diameter
+        diameter = object_diameter([s.labels for s in self.train_data])
+        model.object_scale = {"object_diameter": round(diameter, 2), "net_object_diameter": net_diameter} \
+            if net_diameter and diameter else {}
+        factor = model.scale_factor()
+        if factor != 1.0:
+            log.info("objects are %.1f px across: training at %.2fx so that they are %g px", diameter, factor,
+                     net_diameter)
+        return [rescale_sample(s, factor) for s in self.train_data]
 
     def _done(self, iteration: int, elapsed: float) -> bool:
         return self._fraction(iteration, elapsed) >= 1.0

@@ -47,7 +47,7 @@ def tune_predictions(predictions: Sequence[Prediction], ground_truths: Sequence[
     best_score = _scores(predictions, ground_truths, best, metric)
     for _ in range(rounds):
         improved = False
-        for parameter in model.method.decode_parameters:
+        for parameter in model.method.parameters_used(model.method_options):
             for value in parameter.candidates(object_area):
                 if stop is not None and stop():
                     return best, best_score[0]

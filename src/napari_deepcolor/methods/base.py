@@ -138,20 +138,30 @@ class Method:
         raise NotImplementedError
 
     # -- inference --------------------------------------------------------
-    def activate(self, raw):
-        """Map raw logits (B, C, H, W) to the output that is cached and decoded."""
+    def activate(self, raw, options=None):
+        """Map raw logits (B, C, H, W) to the output that is cached and decoded (``options``: the
+        model's training options, for methods whose output layout depends on them)."""
         return raw
+
+    def output_to_image_scale(self, output, image_pixels_per_net_pixel: float):
+        """The activated output (B, C, h, w) of a rescaled image, with its values in the image's pixels.
+
+        Called before the output is resized back to the image (:mod:`napari_deepcolor.scale`).
+        Probabilities need nothing; outputs measured in pixels (displacements, coordinates)
+        are multiplied by ``image_pixels_per_net_pixel``.
+        """
+        return output
 
     def decode(self, output: np.ndarray, *, cache: dict | None = None, options=None, **parameters) -> Instances:
         """Instances from the cached output; ``options`` are the training options of the model
         (methods whose decoding depends on them, like semiconv's coordinates switch, read them)."""
         raise NotImplementedError
 
-    def preview(self, output: np.ndarray) -> list[PreviewLayer]:
+    def preview(self, output: np.ndarray, options=None) -> list[PreviewLayer]:
         return []
 
     # -- outputs larger than memory ---------------------------------------
-    def blockwise_limitation(self, parameters: dict) -> str | None:
+    def blockwise_limitation(self, parameters: dict, options=None) -> str | None:
         """Why a decode with ``parameters`` cannot run block by block (:meth:`decode_blocks`), or None."""
         return f"is implemented for deep coloring only (this is a '{self.name}' model)"
 
@@ -165,6 +175,10 @@ class Method:
         raise NotImplementedError
 
     # -- helpers shared by all methods ------------------------------------
+    def parameters_used(self, options) -> tuple[DecodeParameter, ...]:
+        """The decode parameters that change the result for a model with these training options."""
+        return self.decode_parameters
+
     def decode_defaults(self) -> dict[str, float]:
         return {p.name: p.default for p in self.decode_parameters}
 

@@ -71,7 +71,7 @@ class BoundaryMethod(Method):
         target = targets["target"].masked_fill(targets["ignore"], -100)
         return F.cross_entropy(raw.float(), target, weight=weight, ignore_index=-100)
 
-    def activate(self, raw):
+    def activate(self, raw, options=None):
         return raw.float().softmax(dim=1)
 
     def decode(self, output, *, cache=None, options=None, size_threshold=None, interior_threshold=None) -> Instances:
@@ -96,7 +96,7 @@ class BoundaryMethod(Method):
         order = np.argsort(lookup[kept])
         return Instances(labels, (scores[kept] / sizes[kept])[order].astype(np.float32))
 
-    def preview(self, output):
+    def preview(self, output, options=None):
         return [PreviewLayer(output[INTERIOR], "interior", "image", {"colormap": "green", "blending": "additive",
                                                                      "contrast_limits": (0.0, 1.0)}),
                 PreviewLayer(output[BOUNDARY], "boundary", "image", {"colormap": "magenta", "blending": "additive",

@@ -15,8 +15,15 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import label as connected_label
 
+from skimage.segmentation import expand_labels
+
 from .base import DecodeParameter, Instances, Method, PreviewLayer, memo, size_threshold
+from .boundary import BACKGROUND, BOUNDARY, INTERIOR, three_class_target
 from .components import class_distances, merge_close_components, relabel_by_lookup
+
+COLOR_CHOICES = ("paper", "distinct")
+#: cross-entropy weight of the boundary class in the semantic head (the 3-class baseline's default)
+SEMANTIC_BOUNDARY_WEIGHT = 5.0
 
 # colours that a preview shows one per channel (background first)
 PREVIEW_COLORMAPS = ("gray", "red", "green", "blue", "yellow", "magenta", "cyan", "orange", "bop purple",
@@ -40,11 +47,24 @@ class ColoringOptions:
         nuclei of 20 px, 5-8 px for bacteria 8 px wide).
     halo_weight : float
         mu, weight of the halo term in the colour choice (eq. 2); paper: 7.
+    semantic_head : bool
+        Add the paper's "separate semantic head" (sec. 4.3): three more
+        channels trained with pixel-wise cross-entropy on background /
+        interior / boundary (the 3-class baseline's target), fused with the
+        colours at test time (:meth:`ColoringMethod.decode`).
+    color_choice : {"paper", "distinct"}
+        How each object's colour is chosen during training. "paper": eq. (2)
+        for every object independently. "distinct": eq. (2) in order of the
+        objects' preference, but a colour already taken by a touching
+        neighbour (one in the object's halo) is not offered again while
+        another is free (:func:`choose_distinct_colors`).
     """
 
     n_colors: int = 9
     halo_margin: int = 21
     halo_weight: float = 7.0
+    semantic_head: bool = True
+    color_choice: str = "paper"
 
     def __post_init__(self):
         from ..errors import DeepColorError
@@ -55,6 +75,9 @@ class ColoringOptions:
             raise DeepColorError(f"halo_margin must be in [1, 256] px (got {self.halo_margin}).")
         if not 0 <= self.halo_weight <= 100:
             raise DeepColorError(f"halo_weight must be in [0, 100] (got {self.halo_weight}).")
+        if self.color_choice not in COLOR_CHOICES:
+            raise DeepColorError(f"unknown color_choice {self.color_choice!r}; choose one of: "
+                                 f"{', '.join(COLOR_CHOICES)}.")
 
 
 def object_halos(labels: np.ndarray, margin: int, *, ignore: np.ndarray | None = None):
@@ -110,6 +133,61 @@ def choose_colors(object_log_p, halo_log_not_p, halo_weight: float):
     return score.argmax(dim=1) + 1
 
 
+def choose_distinct_colors(object_log_p, halo_log_not_p, halo_weight: float, neighbours):
+    """Eq. (2) with touching neighbours kept apart: a deliberate departure from the paper.
+
+    Objects choose in order of how decided they are (the gap between their best
+    and second-best eq. (2) score); each takes its best colour among those not
+    already taken by a neighbour that chose before it, or its plain eq. (2)
+    colour when all are taken.
+
+    Why: a young net puts nearly all objects in one or two colours; with eq. (2)
+    alone every object of a crowd then flees to the same runner-up colour, and
+    the loss trains touching objects to share it (measured: 44-53 % of touching
+    pairs, docs/benchmarks.md). Here the targets of neighbours always differ
+    when there are colours enough, which is what the decoding needs.
+
+    Parameters
+    ----------
+    object_log_p, halo_log_not_p : (K, C) tensors of the two per-object means of eq. (2).
+    neighbours : (M, 2) long tensor of object pairs (0-based) that touch (one in the other's halo).
+
+    Returns
+    -------
+    (K,) long tensor of colours in 1..C-1.
+    """
+    import torch
+
+    score = (object_log_p[:, 1:] + halo_weight * halo_log_not_p[:, 1:]).detach().cpu().double().numpy()
+    colors = score.argmax(axis=1)
+    pairs = neighbours.cpu().numpy()
+    if pairs.size == 0 or score.shape[1] < 2:
+        return torch.as_tensor(colors + 1, device=object_log_p.device)
+    adjacency = [[] for _ in range(score.shape[0])]
+    for a, b in pairs:
+        adjacency[a].append(b)
+        adjacency[b].append(a)
+    top_two = np.sort(score, axis=1)[:, -2:]
+    chosen = np.full(score.shape[0], -1)
+    for k in np.argsort(top_two[:, 0] - top_two[:, 1]):  # largest gap first
+        taken = chosen[adjacency[k]]
+        free = score[k].copy()
+        free[taken[taken >= 0]] = -np.inf
+        chosen[k] = int(free.argmax()) if np.isfinite(free).any() else colors[k]
+    return torch.as_tensor(chosen + 1, device=object_log_p.device)
+
+
+def touching_pairs(global_id, halo_pixels, halo_objects):
+    """(M, 2) unique pairs of 0-based object ids where one lies in the other's halo."""
+    import torch
+
+    other = global_id[halo_pixels]
+    valid = (other > 0) & (other != halo_objects)
+    pairs = torch.stack([halo_objects[valid] - 1, other[valid] - 1], dim=1)
+    pairs = torch.sort(pairs, dim=1).values
+    return torch.unique(pairs, dim=0) if pairs.numel() else pairs
+
+
 def _flatten_batch(raw, labels, ignore):
     """Per-pixel log-probabilities (B*H*W, C), batch-global object ids (0 = none) and helpers."""
     import torch
@@ -135,7 +213,8 @@ def _object_means(values, ids, n_objects):
     return sums / counts
 
 
-def assign_colors(raw, labels, ignore, halo_pixels, halo_objects, *, halo_weight: float):
+def assign_colors(raw, labels, ignore, halo_pixels, halo_objects, *, halo_weight: float,
+                  color_choice: str = "paper"):
     """The colour c_k of every object of a batch, eq. (2), and the per-object mean log y.
 
     Parameters are as for :func:`coloring_loss`. Returns ``(colors, object_log_p)``:
@@ -143,10 +222,11 @@ def assign_colors(raw, labels, ignore, halo_pixels, halo_objects, *, halo_weight
     means of log y over each object, the latter differentiable.
     """
     log_p, global_id, _, n_objects = _flatten_batch(raw, labels, ignore)
-    return _assign(log_p, global_id, halo_pixels, halo_objects, n_objects, halo_weight)
+    return _assign(log_p, global_id, halo_pixels, halo_objects, n_objects, halo_weight, color_choice)
 
 
-def _assign(log_p, global_id, halo_pixels, halo_objects, n_objects: int, halo_weight: float):
+def _assign(log_p, global_id, halo_pixels, halo_objects, n_objects: int, halo_weight: float,
+            color_choice: str = "paper"):
     import torch
 
     inside = global_id > 0
@@ -154,11 +234,16 @@ def _assign(log_p, global_id, halo_pixels, halo_objects, n_objects: int, halo_we
     with torch.no_grad():
         log_not_p = torch.log1p(-log_p[halo_pixels].exp().clamp(max=1 - 1e-6))
         halo_log_not_p = _object_means(log_not_p, halo_objects - 1, n_objects)
-        colors = choose_colors(object_log_p.detach(), halo_log_not_p, halo_weight)
+        if color_choice == "distinct":
+            neighbours = touching_pairs(global_id, halo_pixels, halo_objects)
+            colors = choose_distinct_colors(object_log_p.detach(), halo_log_not_p, halo_weight, neighbours)
+        else:
+            colors = choose_colors(object_log_p.detach(), halo_log_not_p, halo_weight)
     return colors, object_log_p
 
 
-def coloring_loss(raw, labels, ignore, halo_pixels, halo_objects, *, halo_weight: float):
+def coloring_loss(raw, labels, ignore, halo_pixels, halo_objects, *, halo_weight: float,
+                  color_choice: str = "paper"):
     """The dynamic colouring loss, eqs. (2)-(3), for a whole batch at once.
 
     Parameters
@@ -190,7 +275,8 @@ def coloring_loss(raw, labels, ignore, halo_pixels, halo_objects, *, halo_weight
     bg_mean = _object_means(-log_p[background, :1], image_of_pixel[background], batch)
     loss = bg_mean.mean()
     if n_objects:
-        colors, object_log_p = _assign(log_p, global_id, halo_pixels, halo_objects, n_objects, halo_weight)
+        colors, object_log_p = _assign(log_p, global_id, halo_pixels, halo_objects, n_objects, halo_weight,
+                                       color_choice)
         loss = loss - object_log_p.gather(1, colors.unsqueeze(1)).mean()
     return loss
 
@@ -206,15 +292,27 @@ class ColoringMethod(Method):
                         help="rho: merge same-colour pieces at most this many pixels apart (0 = off); "
                              "for objects split by occlusion",
                         tune_values=(0, 2, 4, 8, 16)),
+        DecodeParameter("interior_threshold", 0.5, 0.05, 0.95, 0.05,
+                        help="models with a semantic head: interior probability above which a pixel "
+                             "belongs to an instance's core (the cores are split by colour)",
+                        tune_values=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
     )
 
     def out_channels(self, options) -> int:
-        return options.n_colors
+        return options.n_colors + (3 if options.semantic_head else 0)
+
+    def parameters_used(self, options):
+        if options is not None and options.semantic_head:
+            return self.decode_parameters
+        return tuple(p for p in self.decode_parameters if p.name != "interior_threshold")
 
     def prepare_targets(self, labels, ignore, options):
         pixels, objects = object_halos(labels, options.halo_margin, ignore=ignore)
-        return {"labels": labels.astype(np.int64), "ignore": ignore, "halo_pixels": pixels,
-                "halo_objects": objects}
+        targets = {"labels": labels.astype(np.int64), "ignore": ignore, "halo_pixels": pixels,
+                   "halo_objects": objects}
+        if options.semantic_head:
+            targets["semantic"] = three_class_target(labels)
+        return targets
 
     def collate(self, targets):
         import torch
@@ -224,27 +322,60 @@ class ColoringMethod(Method):
         object_offset = np.cumsum([0] + [int(t["labels"].max(initial=0)) for t in targets[:-1]])
         pixels = np.concatenate([t["halo_pixels"] + i * n_pixels for i, t in enumerate(targets)])
         objects = np.concatenate([t["halo_objects"] + object_offset[i] for i, t in enumerate(targets)])
-        return {"labels": torch.from_numpy(labels), "ignore": torch.from_numpy(np.stack([t["ignore"] for t in targets])),
-                "halo_pixels": torch.from_numpy(pixels.astype(np.int64)),
-                "halo_objects": torch.from_numpy(objects.astype(np.int64))}
+        batch = {"labels": torch.from_numpy(labels), "ignore": torch.from_numpy(np.stack([t["ignore"] for t in targets])),
+                 "halo_pixels": torch.from_numpy(pixels.astype(np.int64)),
+                 "halo_objects": torch.from_numpy(objects.astype(np.int64))}
+        if "semantic" in targets[0]:
+            batch["semantic"] = torch.from_numpy(np.stack([t["semantic"] for t in targets]))
+        return batch
 
     def loss(self, raw, targets, options):
-        return coloring_loss(raw, targets["labels"], targets["ignore"], targets["halo_pixels"],
-                             targets["halo_objects"], halo_weight=options.halo_weight)
+        """Eqs. (2)-(3) on the colours, plus the semantic head's pixel-wise cross-entropy (sec. 4.3)."""
+        colors = raw[:, :options.n_colors]
+        loss = coloring_loss(colors, targets["labels"], targets["ignore"], targets["halo_pixels"],
+                             targets["halo_objects"], halo_weight=options.halo_weight,
+                             color_choice=options.color_choice)
+        if options.semantic_head:
+            import torch
+            import torch.nn.functional as F
 
-    def activate(self, raw):
-        return raw.float().softmax(dim=1)
+            weight = torch.tensor([1.0, 1.0, SEMANTIC_BOUNDARY_WEIGHT], device=raw.device)
+            target = targets["semantic"].masked_fill(targets["ignore"], -100)
+            loss = loss + F.cross_entropy(raw[:, options.n_colors:].float(), target, weight=weight,
+                                          ignore_index=-100)
+        return loss
 
-    def decode(self, output, *, cache=None, options=None, size_threshold=None, merge_radius=None) -> Instances:
-        """Colour probabilities (C, H, W) to instances.
+    def activate(self, raw, options=None):
+        """Colour probabilities (softmax over the C colours), then the semantic head's three."""
+        import torch
+
+        raw = raw.float()
+        if options is None or not options.semantic_head:
+            return raw.softmax(dim=1)
+        return torch.cat([raw[:, :options.n_colors].softmax(dim=1), raw[:, options.n_colors:].softmax(dim=1)], dim=1)
+
+    def decode(self, output, *, cache=None, options=None, size_threshold=None, merge_radius=None,
+               interior_threshold=None) -> Instances:
+        """Colour probabilities (C, H, W), and the semantic head's (3, H, W) if any, to instances.
 
         Stages, each remembered in ``cache`` so a slider re-runs only what follows it:
-        argmax + connected components of equal colour (no parameter) ->
-        merge same-colour components whose gap is <= ``merge_radius`` (rho) ->
-        drop instances under ``size_threshold`` (tau) pixels and relabel 1..N.
+        pieces of equal colour (no parameter; with a semantic head, of ``interior_threshold``) ->
+        merge same-colour pieces whose gap is <= ``merge_radius`` (rho) ->
+        drop instances under ``size_threshold`` (tau) pixels and relabel 1..N ->
+        (semantic head only) grow the instances over the predicted foreground.
 
         Notes
         -----
+        Without a semantic head the pieces are the connected components of
+        the argmax colour (background is colour 0), as in sec. 3.3. With one,
+        they follow the paper's fusion (sec. 4.3): connected components of
+        the semantic head's object class, split by each pixel's maximal colour;
+        the instance score is the mean product of the colour and the semantic
+        probabilities. Our semantic head has the baseline's three classes, so
+        the components are those of the *interior* (p > ``interior_threshold``),
+        grown back over the boundary ring: a model that has not learnt to
+        separate colours yet still segments as well as the 3-class baseline.
+
         The paper merges components "if the Hausdorff distance ... is less than
         rho" to rejoin an object split by an occluder. The Hausdorff distance
         grows with the size of the parts, so two halves of a long worm would
@@ -254,15 +385,21 @@ class ColoringMethod(Method):
         occluded object count towards its size together. Scores are the mean
         probability of the instance's colour (the paper's AP score).
         """
-        params = self.resolve_decode_parameters({"size_threshold": size_threshold, "merge_radius": merge_radius})
-        color, components, sizes, prob_sums = memo(cache, "components", (), lambda: _color_components(output))
+        params = self.resolve_decode_parameters({"size_threshold": size_threshold, "merge_radius": merge_radius,
+                                                 "interior_threshold": interior_threshold})
+        n_colors = options.n_colors if options is not None else output.shape[0]
+        fused = output.shape[0] == n_colors + 3
+        key = (params["interior_threshold"],) if fused else ()
+        color, components, sizes, prob_sums = memo(cache, "components", key, lambda: _color_components(
+            output, n_colors, params["interior_threshold"] if fused else None))
+
         def merge():
             if params["merge_radius"] <= 0:
                 return np.arange(sizes.size)
-            distances = memo(cache, "distances", (), lambda: class_distances(color))
+            distances = memo(cache, "distances", key, lambda: class_distances(color))
             return merge_close_components(components, color, params["merge_radius"], distances=distances)
 
-        group = memo(cache, "merge", (params["merge_radius"],), merge)
+        group = memo(cache, "merge", key + (params["merge_radius"],), merge)
         group_sizes = np.bincount(group, weights=sizes)
         keep = group_sizes[group] >= max(params["size_threshold"], 1)
         keep[0] = False
@@ -270,24 +407,37 @@ class ColoringMethod(Method):
         n = int(lookup.max(initial=0))
         score_sum = np.bincount(lookup, weights=prob_sums, minlength=n + 1)[1:]
         size_sum = np.bincount(lookup, weights=sizes, minlength=n + 1)[1:]
+        if fused:
+            labels = _grow_over_foreground(labels, output[n_colors + BACKGROUND])
         return Instances(labels, (score_sum / np.maximum(size_sum, 1)).astype(np.float32))
 
-    def blockwise_limitation(self, parameters):
+    def blockwise_limitation(self, parameters, options=None):
+        if options is not None and options.semantic_head:
+            return ("is not implemented for coloring models with a semantic head (their instances are grown "
+                    "across block borders); raise --large-image-mp so the image is decoded in memory, or "
+                    "use a model trained with --semantic-head false")
         if parameters.get("merge_radius", 0) > 0:
             return "does not support merge_radius (pass --merge-radius 0)"
         return None
 
-    def decode_blocks(self, output, ids, *, block, size_threshold, merge_radius=0):
+    def decode_blocks(self, output, ids, *, block, size_threshold, merge_radius=0, interior_threshold=None):
         from .blockwise import label_color_blocks, resolve_components
 
         table = label_color_blocks(output, ids, block=block, size_threshold=size_threshold)
         return resolve_components(table, size_threshold=size_threshold)
 
-    def preview(self, output):
-        return [PreviewLayer(output[c], f"colour {c}" if c else "background", "image",
-                             {"colormap": PREVIEW_COLORMAPS[c % len(PREVIEW_COLORMAPS)], "blending": "additive",
-                              "contrast_limits": (0.0, 1.0), "visible": c > 0})
-                for c in range(output.shape[0])]
+    def preview(self, output, options=None):
+        n_colors = output.shape[0] if options is None else options.n_colors
+        layers = [PreviewLayer(output[c], f"colour {c}" if c else "background", "image",
+                               {"colormap": PREVIEW_COLORMAPS[c % len(PREVIEW_COLORMAPS)], "blending": "additive",
+                                "contrast_limits": (0.0, 1.0), "visible": c > 0})
+                  for c in range(n_colors)]
+        if output.shape[0] == n_colors + 3:
+            layers += [PreviewLayer(output[n_colors + INTERIOR], "semantic: interior", "image",
+                                    {"colormap": "green", "contrast_limits": (0.0, 1.0), "visible": False}),
+                       PreviewLayer(output[n_colors + BOUNDARY], "semantic: boundary", "image",
+                                    {"colormap": "magenta", "contrast_limits": (0.0, 1.0), "visible": False})]
+        return layers
 
 
 def argmax_channels(output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -305,12 +455,33 @@ def argmax_channels(output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return index, best
 
 
-def _color_components(output: np.ndarray):
-    """Argmax colour map and its connected components of equal colour (4-connected)."""
-    color, peak = argmax_channels(output)
+def _color_components(output: np.ndarray, n_colors: int | None = None, interior_threshold: float | None = None):
+    """Pieces of equal colour (4-connected): ``(color, components, sizes, score_sums)``.
+
+    Without ``interior_threshold``: components of the argmax over all colours
+    (colour 0 = background), each pixel scored by its colour's probability.
+    With it (semantic head fusion): components of the semantic interior
+    ``p > interior_threshold``, split by the maximal object colour (1..C-1),
+    each pixel scored by p(colour) * p(object) (sec. 4.3).
+    """
+    if interior_threshold is None:
+        color, peak = argmax_channels(output if n_colors is None else output[:n_colors])
+    else:
+        color, peak = argmax_channels(output[1:n_colors])
+        color += 1
+        semantic = output[n_colors:]
+        color[semantic[INTERIOR] <= interior_threshold] = 0
+        peak = peak * (1.0 - semantic[BACKGROUND])
     components = connected_label(color, background=0, connectivity=1)
     n = int(components.max(initial=0))
     flat = components.ravel()
     sizes = np.bincount(flat, minlength=n + 1).astype(np.float64)
     prob_sums = np.bincount(flat, weights=peak.ravel(), minlength=n + 1)
     return color, components, sizes, prob_sums
+
+
+def _grow_over_foreground(labels: np.ndarray, p_background: np.ndarray, distance: int = 3) -> np.ndarray:
+    """Instance cores grown back over the boundary ring: up to ``distance`` px, foreground only."""
+    grown = expand_labels(labels, distance=distance)
+    grown[(p_background >= 0.5) & (labels == 0)] = 0
+    return grown

@@ -153,12 +153,18 @@ class DcmeMethod(Method):
             if valid.any() else raw.sum() * 0.0
         return regression + foreground
 
-    def activate(self, raw):
+    def activate(self, raw, options=None):
         """Displacement (dy, dx) in pixels and P(foreground): (B, 3, H, W)."""
         import torch
 
         raw = raw.float()
         return torch.cat([raw[:, :2] * PIXELS_PER_UNIT, torch.sigmoid(raw[:, 2:3])], dim=1)
+
+    def output_to_image_scale(self, output, image_pixels_per_net_pixel):
+        """Displacements are lengths in pixels: they scale with the image."""
+        import torch
+
+        return torch.cat([output[:, :2] * image_pixels_per_net_pixel, output[:, 2:]], dim=1)
 
     def decode(self, output, *, cache=None, options=None, foreground_threshold=None, vote_smoothing=None, min_votes=None,
                assign_radius=None, size_threshold=None) -> Instances:
@@ -204,7 +210,7 @@ class DcmeMethod(Method):
         return instances_from_assignment(shape, pixels, assignment, (sums / sizes)[1:].astype(np.float32),
                                          size_threshold=params["size_threshold"])
 
-    def preview(self, output):
+    def preview(self, output, options=None):
         output = np.asarray(output)
         shape = output.shape[1:]
         pixels, votes = _votes(output, 0.5)

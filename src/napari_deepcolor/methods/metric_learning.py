@@ -206,7 +206,7 @@ class MetricLearningMethod(Method):
                                   embedding_dims=options.embedding_dims, good_seed_iou=options.good_seed_iou)
         return terms["embedding"] + options.classification_weight * terms["classification"]
 
-    def activate(self, raw):
+    def activate(self, raw, options=None):
         """The embedding (d channels) and C^tau, the chance that the mask at each tau in T is good."""
         import torch
 
@@ -274,7 +274,7 @@ class MetricLearningMethod(Method):
         return instances_from_assignment(output.shape[1:], np.arange(points.shape[1]), assignment, scores,
                                          size_threshold=params["size_threshold"])
 
-    def preview(self, output):
+    def preview(self, output, options=None):
         output = np.asarray(output)
         dims = output.shape[0] - len(SIMILARITY_THRESHOLDS)
         seediness = output[dims:].max(0)

@@ -258,7 +258,7 @@ class SemiconvMethod(Method):
                                     coordinates=options.coordinates)
         return sum(terms.values())
 
-    def activate(self, raw):
+    def activate(self, raw, options=None):
         """Phi (D channels, the displacement part in units of 16 px), sigma, P(foreground), seediness.
 
         The coordinates are added at decoding: the output is computed tile by
@@ -270,6 +270,13 @@ class SemiconvMethod(Method):
         dims = raw.shape[1] - 3
         return torch.cat([raw[:, :dims], raw[:, dims:dims + 1].clamp(*LOG_SIGMA_RANGE).exp(),
                           torch.sigmoid(raw[:, dims + 1:])], dim=1)
+
+    def output_to_image_scale(self, output, image_pixels_per_net_pixel):
+        """Phi and sigma scale with the coordinates they are added to, so the kernel (eq. 10) is unchanged."""
+        import torch
+
+        dims = output.shape[1] - 3
+        return torch.cat([output[:, :dims + 1] * image_pixels_per_net_pixel, output[:, dims + 1:]], dim=1)
 
     def decode(self, output, *, cache=None, options=None, foreground_threshold=None, seed_threshold=None,
                mask_threshold=None, size_threshold=None) -> Instances:
@@ -307,7 +314,7 @@ class SemiconvMethod(Method):
         return instances_from_assignment(output.shape[1:], pixels, assignment, scores,
                                          size_threshold=params["size_threshold"])
 
-    def preview(self, output):
+    def preview(self, output, options=None):
         output = np.asarray(output)
         dims = output.shape[0] - 3
         foreground = output[dims + 1]
