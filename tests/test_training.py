@@ -5,6 +5,7 @@ import pytest
 
 from napari_deepcolor import DeepColorError
 from napari_deepcolor.checkpoint import load_model, state_path
+from napari_deepcolor.methods import get_method
 from napari_deepcolor.training import (CheckpointSaved, Finished, Started, Step, Training, TrainingConfig,
                                        TuningDecode, Validated, train)
 
@@ -110,4 +111,5 @@ def test_skipping_the_decode_tuning_keeps_the_model_and_the_best_decode_so_far(n
     assert kinds[-3:] == ["TuningDecode", "Validated", "Finished"]
     model = load_model(out)
     assert model.provenance["decode_tuning_skipped"] is True and model.provenance["iterations"] == 2
-    assert "tuned_ap" in events[-2].scores and set(model.decode_defaults) == {"size_threshold", "merge_radius"}
+    assert "tuned_ap" in events[-2].scores
+    assert set(model.decode_defaults) == {p.name for p in get_method("coloring").decode_parameters}

@@ -70,4 +70,4 @@ def test_a_stop_request_ends_tuning_with_the_best_setting_found_so_far():
     assert len(asked) == 4  # asked before every candidate, nothing scored after the stop
     assert best["size_threshold"] < 5000 and ap == 1.0  # the first candidates (0 px, ...) already fix it
     never, ap_never = tune_predictions([Prediction(model, output)], [truth], start=start, stop=lambda: True)
-    assert never == start and ap_never == 0.0
+    assert never == model.decode_parameters(start) and ap_never == 0.0

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 
 from napari_deepcolor import synthetic
+from napari_deepcolor.methods import get_method
 
 PLUGIN = "napari-deepcolor"
 TINY_NET = {"depth": 2, "width": 8}
+#: the decode parameters deep coloring declares (its sliders)
+COLORING_DECODE = {p.name for p in get_method("coloring").decode_parameters}
 
 
 @pytest.fixture(scope="session", autouse=True)

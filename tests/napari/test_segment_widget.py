@@ -8,7 +8,7 @@ import zarr
 from napari_deepcolor.inference import Prediction
 from napari_deepcolor.nets.unet import UNet
 
-from .conftest import PLUGIN, add_widget, errors
+from .conftest import COLORING_DECODE, PLUGIN, add_widget, errors
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_segment_adds_labels_and_sliders_redecode_without_the_network(segmented,
     viewer, widget = segmented
     layer = widget.labels_layer()
     assert layer.data.shape == (384, 384) and layer.data.max() > 0
-    assert set(widget.sliders.sliders) == {"size_threshold", "merge_radius"}
+    assert set(widget.sliders.sliders) == COLORING_DECODE
     runs = len(forward_calls)
     assert runs > 0
 

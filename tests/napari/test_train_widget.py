@@ -5,7 +5,7 @@ import numpy as np
 from napari_deepcolor.checkpoint import load_model
 from napari_deepcolor.training import Finished
 
-from .conftest import add_widget, errors, nuclei_layers
+from .conftest import COLORING_DECODE, add_widget, errors, nuclei_layers
 
 
 def tiny_settings(widget, iterations=4):
@@ -152,4 +152,4 @@ def test_stop_then_skip_returns_control_within_5_s_with_a_loadable_model(make_na
     model = load_model(tmp_path / "stopped.safetensors")
     assert model.provenance["iterations"] == widget.finished.iteration
     assert model.provenance["decode_tuning_skipped"] is True
-    assert set(model.decode_defaults) == {"size_threshold", "merge_radius"}
+    assert set(model.decode_defaults) == COLORING_DECODE
