@@ -23,10 +23,15 @@ def tiny_settings(widget, iterations=4):
 def test_training_on_layers_plots_the_loss_previews_and_saves_a_model(make_napari_viewer, qtbot, tmp_path,
                                                                       notifications):
     viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((160, 160), np.int32), name="earlier segmentation",
+                      metadata={"napari_deepcolor": "segmentation"})  # made by the Segment widget
     nuclei_layers(viewer)
+    viewer.add_labels(np.zeros((90, 90), np.int32), name="another image's labels")
     widget = add_widget(viewer, "Train")
     assert widget.pairs.rows[0].image.value == "nuclei"
     assert widget.pairs.rows[0].labels.value == "nuclei labels"
+    # only labels of the image's shape, the annotation before the segmentation
+    assert widget.pairs.rows[0].labels.choices == ("nuclei labels", "earlier segmentation")
     tiny_settings(widget, iterations=4)
     widget.validation_fraction.setValue(0.25)
     widget.validate_every.setValue(2)
@@ -45,7 +50,7 @@ def test_training_on_layers_plots_the_loss_previews_and_saves_a_model(make_napar
     preview = viewer.layers["training preview"]
     assert preview.data.shape == (160, 160) and preview.metadata["iteration"] >= 1
     assert preview.contour > 0  # outlines: the annotation underneath stays visible
-    assert widget.pairs.rows[0].labels.choices == ("nuclei labels",)  # the preview is never offered as labels
+    assert "training preview" not in widget.pairs.rows[0].labels.choices  # never offered as labels
     assert widget.progress.value() == 1000 and widget.train_button.isEnabled()
 
     saved = widget.save_model(str(tmp_path / "copy.safetensors"))

@@ -25,8 +25,8 @@ from superqt import QCollapsible
 
 from ..errors import DeepColorError
 from . import layers as L
-from ._common import (MODEL_FILTER, OUTPUT_KEY, Failed, PathEdit, Status, chosen_layer, device_combo, format_scores,
-                      format_seconds, compact_combo, is_output, layer_chooser, report, scrolling_body, show_info,
+from ._common import (MODEL_FILTER, OUTPUT_KEY, Failed, PathEdit, Status, chosen_layer, compact_combo, device_combo,
+                      format_scores, format_seconds, is_output, layer_chooser, report, scrolling_body, show_info,
                       start_generator)
 from ._session import session
 from .forms import OptionsForm
