@@ -31,6 +31,7 @@ def test_options_and_sliders_are_plain_words_with_units_and_the_symbol_in_the_to
     assert halo.label == "Halo margin (px)" and "<i>m</i>" in halo.tooltip and "halo width" in halo.tooltip
     assert train.options_form.editors["n_colors"].label == "Number of colours"
     assert "<i>μ</i>" in train.options_form.editors["halo_weight"].tooltip
+    assert train.options_form.editors["color_choice"].choices == ("paper", "distinct")  # documented choices
     segment = add_widget(viewer, "Segment")
     segment.model_edit.set_path(str(tiny_model_path))
     size = segment.sliders.sliders["size_threshold"]

@@ -13,7 +13,7 @@ import dataclasses
 import inspect
 import re
 
-from magicgui.widgets import CheckBox, Container, FloatSlider, FloatSpinBox, Slider, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, FloatSpinBox, Slider, SpinBox
 
 GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "lambda": "λ", "mu": "μ", "rho": "ρ",
          "sigma": "σ", "tau": "τ", "psi": "ψ", "phi": "φ", "theta": "θ"}
@@ -45,6 +45,16 @@ def field_docs(cls) -> dict[str, str]:
     if name:
         docs[name] = " ".join(lines)
     return docs
+
+
+def field_choices(cls) -> dict[str, tuple[str, ...]]:
+    """The allowed values of the fields documented numpydoc style as ``name : {"a", "b"}``."""
+    out = {}
+    for line in inspect.cleandoc(cls.__doc__ or "").splitlines():
+        match = re.match(r"^(\w+) : \{(.+)\}\s*$", line)
+        if match:
+            out[match.group(1)] = tuple(re.findall(r"[\"']([^\"']+)[\"']", match.group(2)))
+    return out
 
 
 def symbol(text: str, pattern=_SYMBOL_IN_OPTION) -> str | None:
@@ -86,7 +96,7 @@ def tooltip(label: str, text: str, sym: str | None, extra: str) -> str:
 
 # -- training options ------------------------------------------------------------------
 
-def _option_editor(name: str, default, text: str):
+def _option_editor(name: str, default, text: str, choices: tuple[str, ...] = ()):
     """A magicgui editor for one option field, or None for a type the form does not edit."""
     sym = symbol(text)
     label = plain_label(name, text)
@@ -98,11 +108,13 @@ def _option_editor(name: str, default, text: str):
         return SpinBox(min=0, max=100_000, **common)
     if isinstance(default, float):
         return FloatSpinBox(min=0.0, max=100_000.0, step=0.5 if default >= 1 else 0.05, **common)
+    if isinstance(default, str) and default in choices:
+        return ComboBox(choices=choices, **common)
     return None
 
 
 class OptionsForm(Container):
-    """One editor per field of a method's ``Options`` dataclass (int, float and bool fields).
+    """One editor per field of a method's ``Options`` dataclass (int, float, bool, and str with documented choices).
 
     Ranges are generous: the dataclass validates the values when training
     starts and its error message says what is allowed.
@@ -112,10 +124,10 @@ class OptionsForm(Container):
         super().__init__(labels=True)
         self.options_class = options_class
         self.margins = (0, 0, 0, 0)
-        docs = field_docs(options_class)
+        docs, choices = field_docs(options_class), field_choices(options_class)
         for f in dataclasses.fields(options_class):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            editor = _option_editor(f.name, default, docs.get(f.name, ""))
+            editor = _option_editor(f.name, default, docs.get(f.name, ""), choices.get(f.name, ()))
             if editor is not None:  # not editable here: the default is used
                 self.append(editor)
 
