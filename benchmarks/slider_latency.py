@@ -75,7 +75,7 @@ def measure(widget, viewer, name: str, values: list, repeats: int, draws: list) 
         time.sleep(0.06)  # beyond the throttle interval: this change is a leading edge
         shown, draws_before = widget.decode_count, len(draws)
         start = time.perf_counter()
-        slider.setValue(value)
+        slider.value = value
         process_until(lambda: widget.decode_count > shown)
         shown_at = widget.labels_layer().metadata["shown_at"]
         update.append(shown_at - start)
@@ -97,7 +97,7 @@ def measure_drag(widget, name: str, values: list, repeats: int) -> list:
         time.sleep(0.1)
         for value in (values if repeat % 2 == 0 else values[::-1]):  # back and forth: the end value is new
             last = time.perf_counter()
-            slider.setValue(value)
+            slider.value = value
             end = time.perf_counter() + 0.01
             while time.perf_counter() < end:
                 QApplication.instance().processEvents()

@@ -7,7 +7,8 @@ Run under a display (Xvfb is fine)::
 It opens the BBBC039 sample, trains a small model for a minute (screenshot
 while training), segments the image and tunes the decoding from a partial
 annotation (screenshot), exports the labels, and runs the Batch widget on a
-few files, one of them broken (screenshot). The model it trains is kept in
+few files, one of them broken (screenshot); last, all three widgets docked in
+a 1366 x 768 window (screenshot). The model it trains is kept in
 ``docs/images/`` only for the run (a temporary folder).
 """
 
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     train.patch_size.setValue(128)
     train.batch_size.setValue(4)
     train.minutes.setValue(args.train_seconds / 60)
-    train.options_form.editors["halo_margin"].setValue(8)
+    train.options_form.editors["halo_margin"].value = 8
     train.learning_rate.setValue(0.003)
     train.net_depth.setValue(3)
     train.preview_seconds.setValue(max(5.0, args.train_seconds / 6))
@@ -107,9 +108,7 @@ def main(argv=None) -> int:
     train.train_button.click()
     wait_until(lambda: train.job is None or (train.plot.iterations and train.progress.value() > 700
                                              and "training preview" in viewer.layers))
-    if "training preview" in viewer.layers:
-        labels_layer.visible = False
-    grab(viewer, "02-training.png")
+    grab(viewer, "02-training.png")  # the preview's outlines over the annotation
     wait_until(lambda: train.job is None)
     if train.finished is None:
         print("training failed:", train.status.text(), file=sys.stderr)
@@ -124,13 +123,13 @@ def main(argv=None) -> int:
     labels_layer.visible = False
     _, segment = dock(viewer, "Segment")
     segment.model_edit.set_path(str(model_path))
-    segment.image_combo.setCurrentText(image_layer.name)
+    segment.image_combo.value = image_layer.name
     segment.run_button.click()
     wait_until(lambda: segment.worker is None)
     partial = np.zeros_like(labels_layer.data)
     partial[40:300, 60:400] = labels_layer.data[40:300, 60:400]
     viewer.add_labels(partial, name="my annotation (part)", visible=False)
-    segment.truth_combo.setCurrentText("my annotation (part)")
+    segment.truth_combo.value = "my annotation (part)"
     viewer.layers.selection.active = segment.labels_layer()
     segment.tune_button.click()
     wait_until(lambda: segment.tune_worker is None and not segment.decoding)
@@ -143,8 +142,7 @@ def main(argv=None) -> int:
     segment.show_preview.setChecked(False)
     segment.labels_layer().visible = True
     segment.export_labels(str(work / "bbbc039_labels.tif"))
-    for name in segment.preview_layer_names + ["my annotation (part)"]:
-        viewer.layers.remove(name)
+    viewer.layers.remove("my annotation (part)")  # the preview layers went when unticked
 
     # -- batch --------------------------------------------------------------------------
     close_docks(viewer)
@@ -174,6 +172,13 @@ def main(argv=None) -> int:
         viewer.add_image(tifffile.imread(source / "well_01.tif"), name="well_01")
         viewer.add_labels(tifffile.imread(first), name="well_01 labels (batch)", opacity=0.6)
     grab(viewer, "06-batch.png")
+
+    # -- all three docked on a laptop screen ----------------------------------------------
+    dock(viewer, "Train")
+    dock(viewer, "Segment")
+    viewer.window._qt_window.resize(1366, 768)
+    settle(1.0)
+    grab(viewer, "07-laptop.png")
     viewer.close()
     return 0
 

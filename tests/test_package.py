@@ -31,3 +31,17 @@ def test_console_script_help():
     assert result.returncode == 0
     for command in ("train", "predict", "evaluate"):
         assert command in result.stdout
+
+
+def test_every_declared_dependency_says_what_it_does_for_us_in_the_docs():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = [re.match(r"[A-Za-z0-9_.-]+(\[[^]]*\])?", d).group(0) for d in declared]
+    docs = (root / "docs" / "index.md").read_text(encoding="utf-8")
+    section = docs[docs.index("## Dependencies"):docs.index("\n## ", docs.index("## Dependencies") + 3)]
+    missing = [name for name in names if f"- **{name}**:" not in section]
+    assert not missing, f"docs/index.md's Dependencies section does not say what these are for: {missing}"

@@ -5,8 +5,9 @@ import pytest
 
 from napari_deepcolor import DeepColorError
 from napari_deepcolor.checkpoint import load_model, state_path
+from napari_deepcolor.methods import get_method
 from napari_deepcolor.training import (CheckpointSaved, Finished, Started, Step, Training, TrainingConfig,
-                                       Validated, train)
+                                       TuningDecode, Validated, train)
 
 from .conftest import TINY_NET
 
@@ -115,3 +116,20 @@ def test_a_budget_in_minutes_is_the_wall_time_validation_and_tuning_included(nuc
     assert "tuned_ap" in finished.scores  # the decode was still tuned, within the budget
     steps = [e for e in events if isinstance(e, Step)]
     assert steps[-1].eta_seconds < 12 and steps[0].eta_seconds <= 12  # time left counts down to the deadline
+
+
+def test_skipping_the_decode_tuning_keeps_the_model_and_the_best_decode_so_far(nuclei_samples, tmp_path):
+    out = tmp_path / "m.safetensors"
+    training = Training(config(iterations=2, validation_fraction=0.34, validate_every=100), nuclei_samples,
+                        output=out)
+    events = []
+    for event in training.run():
+        events.append(event)
+        if isinstance(event, TuningDecode):
+            training.skip_tuning()
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[-3:] == ["TuningDecode", "Validated", "Finished"]
+    model = load_model(out)
+    assert model.provenance["decode_tuning_skipped"] is True and model.provenance["iterations"] == 2
+    assert "tuned_ap" in events[-2].scores
+    assert set(model.decode_defaults) == {p.name for p in get_method("coloring").decode_parameters}

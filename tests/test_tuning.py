@@ -51,3 +51,23 @@ def test_tuning_removes_fragments_larger_than_any_fixed_pixel_grid_would():
     model = new_model("coloring", {"n_colors": 4, "semantic_head": False}, TINY_NET, in_channels=1)
     best, ap = tune_predictions([Prediction(model, output)], [truth])
     assert 2500 < best["size_threshold"] <= 6400 and ap == 1.0
+
+
+def test_a_stop_request_ends_tuning_with_the_best_setting_found_so_far():
+    truth = np.zeros((128, 128), np.int32)
+    truth[10:60, 10:60], truth[70:120, 70:120] = 1, 2
+    colours = (truth > 0).astype(np.int64) + (truth == 2)
+    output = np.eye(3, dtype=np.float32)[colours].transpose(2, 0, 1)
+    model = new_model("coloring", {"n_colors": 3}, TINY_NET, in_channels=1)
+    start = {"size_threshold": 5000, "merge_radius": 0}  # removes every object: AP 0
+    asked = []
+
+    def stop():
+        asked.append(1)
+        return len(asked) > 3  # three candidates, then stop
+
+    best, ap = tune_predictions([Prediction(model, output)], [truth], start=start, stop=stop)
+    assert len(asked) == 4  # asked before every candidate, nothing scored after the stop
+    assert best["size_threshold"] < 5000 and ap == 1.0  # the first candidates (0 px, ...) already fix it
+    never, ap_never = tune_predictions([Prediction(model, output)], [truth], start=start, stop=lambda: True)
+    assert never == model.decode_parameters(start) and ap_never == 0.0

@@ -3,8 +3,10 @@
 The CLI prints the events, the napari widget plots them; neither knows how
 training works. ``Training(config, data).run()`` yields :class:`Started`,
 then :class:`Step` every iteration, :class:`Validated` now and then,
-:class:`CheckpointSaved` periodically, and :class:`Finished` at the end
-(also after :meth:`Training.stop`, which keeps a usable model).
+:class:`CheckpointSaved` periodically, :class:`TuningDecode` when the decode
+parameters are tuned on the validation images after the loop, and
+:class:`Finished` at the end (also after :meth:`Training.stop`, which keeps a
+usable model; :meth:`Training.skip_tuning` cuts the tuning short).
 """
 
 from __future__ import annotations
@@ -119,6 +121,14 @@ class CheckpointSaved:
 
 
 @dataclass(frozen=True)
+class TuningDecode:
+    """The loop is over; the decode parameters are being tuned (``Training.skip_tuning`` ends it early)."""
+
+    iteration: int
+    n_validation: int
+
+
+@dataclass(frozen=True)
 class Finished:
     iteration: int
     reason: str  # "done" or "stopped"
@@ -175,10 +185,15 @@ class Training:
         self.init_from, self.resume = init_from, resume
         self.model: Model | None = None
         self._stop = threading.Event()
+        self._skip_tuning = threading.Event()
 
     def stop(self) -> None:
         """Ask the loop to finish after the current step; it saves a usable model."""
         self._stop.set()
+
+    def skip_tuning(self) -> None:
+        """End the decode tuning after the candidate being scored, keeping the best found so far."""
+        self._skip_tuning.set()
 
     # -- the loop ------------------------------------------------------------
     def run(self) -> Iterator:
@@ -257,15 +272,24 @@ class Training:
             from .inference import predict
             from .tuning import tune_predictions
 
+            yield TuningDecode(iteration, len(self.validation))
             # the net runs once; tuning and the final scores decode its cached output
-            predictions = [predict(model, s.image, stack=False, device=device) for s in self.validation]
-            decode, best = tune_predictions(predictions, [s.labels for s in self.validation], deadline=deadline)
+            predictions = []
+            for sample in self.validation:
+                if self._skip_tuning.is_set() and predictions:
+                    break
+                predictions.append(predict(model, sample.image, stack=False, device=device))
+            decode, best = tune_predictions(predictions, [s.labels for s in self.validation[:len(predictions)]],
+                                            deadline=deadline, stop=self._skip_tuning.is_set)
             model.decode_defaults = decode
-            scores = {**validation_scores(model, self.validation, device, predictions=predictions), "tuned_ap": best}
+            if not self._skip_tuning.is_set():  # skipped: no second look at the validation images
+                scores = validation_scores(model, self.validation, device, predictions=predictions)
+            scores = {**scores, "tuned_ap": best}
             yield Validated(iteration, scores)
         model.provenance = {**model.provenance, "iterations": iteration, "train_seconds": round(elapsed, 1),
                             "training": config.to_dict(), "n_train_images": len(self.train_data),
                             "n_validation_images": len(self.validation), "validation_scores": scores,
+                            "decode_tuning_skipped": self._skip_tuning.is_set(),
                             "torch": torch.__version__}
         if self.output is not None:
             self._save(model, optimizer, iteration, elapsed)

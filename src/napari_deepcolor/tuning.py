@@ -8,7 +8,7 @@ sec. 3.3: "trying different thresholds does not require retraining").
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -32,7 +32,7 @@ def _scores(predictions, ground_truths, parameters, metric) -> tuple[float, floa
 
 def tune_predictions(predictions: Sequence[Prediction], ground_truths: Sequence[np.ndarray], *,
                      metric: str = "ap", start: dict | None = None, rounds: int = 2,
-                     deadline: float | None = None) -> tuple[dict, float]:
+                     deadline: float | None = None, stop: Callable[[], bool] | None = None) -> tuple[dict, float]:
     """Coordinate ascent over the method's declared decode parameters.
 
     Each parameter in turn is set to the best of its candidate values with the
@@ -41,8 +41,9 @@ def tune_predictions(predictions: Sequence[Prediction], ground_truths: Sequence[
     median area of the annotated objects. With a ``deadline`` (a
     :func:`time.perf_counter` value), no trial starts that would end after it:
     the search stops and keeps the best parameters found so far (the cost of a
-    trial is that of scoring the starting parameters). Returns ``(best
-    parameters, best metric score)``.
+    trial is that of scoring the starting parameters). ``stop``, when given, is asked
+    before each candidate; once it answers True the best setting found so far is
+    returned. Returns ``(best parameters, best metric score)``.
     """
     model = predictions[0].model
     object_area = median_object_area(ground_truths)
@@ -54,6 +55,8 @@ def tune_predictions(predictions: Sequence[Prediction], ground_truths: Sequence[
         improved = False
         for parameter in model.method.parameters_used(model.method_options):
             for value in parameter.candidates(object_area):
+                if stop is not None and stop():
+                    return best, best_score[0]
                 if value == best[parameter.name]:
                     continue
                 if deadline is not None and time.perf_counter() + trial_seconds > deadline:
@@ -89,7 +92,14 @@ def _better(score: tuple[float, float], best: tuple[float, float], tolerance: fl
 
 
 def tune_decode_parameters(model: Model, samples, *, device=None, metric: str = "ap",
-                           deadline: float | None = None) -> tuple[dict, float]:
-    """Tune on annotated samples (objects with ``.image`` and ``.labels``); ``deadline`` as :func:`tune_predictions`."""
-    predictions = [predict(model, s.image, stack=False, device=device) for s in samples]
-    return tune_predictions(predictions, [s.labels for s in samples], metric=metric, deadline=deadline)
+                           deadline: float | None = None,
+                           stop: Callable[[], bool] | None = None) -> tuple[dict, float]:
+    """Tune on annotated samples (objects with ``.image`` and ``.labels``); ``deadline`` and ``stop`` as in
+    :func:`tune_predictions`."""
+    predictions = []
+    for sample in samples:
+        if stop is not None and stop() and predictions:
+            break  # score what is predicted already
+        predictions.append(predict(model, sample.image, stack=False, device=device))
+    return tune_predictions(predictions, [s.labels for s in samples[:len(predictions)]], metric=metric,
+                            deadline=deadline, stop=stop)

@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 
 from napari_deepcolor import synthetic
+from napari_deepcolor.methods import get_method
 
 from ..conftest import skip_or_fail_in_ci
 
 PLUGIN = "napari-deepcolor"
 TINY_NET = {"depth": 2, "width": 8}
+#: the decode parameters deep coloring declares (its sliders)
+COLORING_DECODE = {p.name for p in get_method("coloring").decode_parameters}
 
 
 #: a separate Python that starts Qt: without a display or the Qt system libraries Qt aborts the whole process

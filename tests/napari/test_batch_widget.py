@@ -5,7 +5,7 @@ import tifffile
 
 from napari_deepcolor import synthetic
 
-from .conftest import add_widget, errors
+from .conftest import COLORING_DECODE, add_widget, errors
 
 
 def test_batch_writes_labels_and_reports_failures(make_napari_viewer, qtbot, tmp_path, tiny_model_path,
@@ -20,8 +20,8 @@ def test_batch_writes_labels_and_reports_failures(make_napari_viewer, qtbot, tmp
     widget.input.set_path(str(source))
     widget.output.set_path(str(tmp_path / "out"))
     widget.model.set_path(str(tiny_model_path))
-    assert set(widget.sliders.sliders) == {"size_threshold", "merge_radius"}
-    widget.sliders.sliders["size_threshold"].setValue(10)
+    assert set(widget.sliders.sliders) == COLORING_DECODE
+    widget.sliders.sliders["size_threshold"].value = 10
     widget.device.setCurrentText("cpu")
     widget.run_button.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
@@ -55,7 +55,8 @@ def test_batch_takes_the_values_last_used_in_the_segment_widget(make_napari_view
     widget = add_widget(viewer, "Batch")
     widget.model.set_path(str(tiny_model_path))
     assert not widget.from_segment.isEnabled()
-    session.remember_decode_values(tiny_model_path, {"size_threshold": 77, "merge_radius": 3.0})
+    remembered = {"size_threshold": 77, "merge_radius": 3.0, "interior_threshold": 0.35}
+    session.remember_decode_values(tiny_model_path, remembered)
     assert widget.from_segment.isEnabled()
     widget.from_segment.click()
-    assert widget.sliders.values() == {"size_threshold": 77, "merge_radius": 3.0}
+    assert widget.sliders.values() == remembered

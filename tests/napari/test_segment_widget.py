@@ -8,7 +8,7 @@ import zarr
 from napari_deepcolor.inference import Prediction
 from napari_deepcolor.nets.unet import UNet
 
-from .conftest import PLUGIN, add_widget, errors
+from .conftest import COLORING_DECODE, PLUGIN, add_widget, errors
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def segment_sample(viewer, qtbot, model_path, *, preview=False):
     viewer.open_sample(PLUGIN, "synthetic-nuclei")
     widget = add_widget(viewer, "Segment")
     widget.model_edit.set_path(str(model_path))
-    widget.image_combo.setCurrentText("nuclei (synthetic)")
+    widget.image_combo.value = "nuclei (synthetic)"
     widget.device.setCurrentText("cpu")
     widget.show_preview.setChecked(preview)
     widget.run_button.click()
@@ -47,18 +47,18 @@ def test_segment_adds_labels_and_sliders_redecode_without_the_network(segmented,
     viewer, widget = segmented
     layer = widget.labels_layer()
     assert layer.data.shape == (384, 384) and layer.data.max() > 0
-    assert set(widget.sliders.sliders) == {"size_threshold", "merge_radius"}
+    assert set(widget.sliders.sliders) == COLORING_DECODE
     runs = len(forward_calls)
     assert runs > 0
 
     reference = Prediction(widget.prediction.model, widget.prediction.output)  # own cache: no race
     before, shown = layer.data.copy(), widget.decode_count
-    widget.sliders.sliders["size_threshold"].setValue(0)
+    widget.sliders.sliders["size_threshold"].value = 0
     qtbot.waitUntil(lambda: widget.decode_count > shown and not widget.decoding, timeout=10_000)
     assert not np.array_equal(layer.data, before)
 
     for value in range(0, 400, 20):  # a drag: many values quickly, the last one is what shows
-        widget.sliders.sliders["size_threshold"].setValue(value)
+        widget.sliders.sliders["size_threshold"].value = value
     expected = reference.decode(size_threshold=380, merge_radius=widget.sliders.values()["merge_radius"]).labels
     qtbot.waitUntil(lambda: np.array_equal(layer.data, expected), timeout=10_000)
     assert len(forward_calls) == runs  # the network never ran for a slider
@@ -71,8 +71,10 @@ def test_tune_from_a_partial_annotation_moves_the_sliders(segmented, qtbot, forw
     partial = np.zeros_like(truth.data)
     partial[100:300, 50:250] = truth.data[100:300, 50:250]
     truth.data = partial
-    widget.truth_combo.setCurrentText("nuclei annotations")
-    widget.sliders.sliders["size_threshold"].setValue(5000)
+    viewer.add_labels(np.zeros((10, 10), np.int32), name="elsewhere")  # another shape: not offered
+    assert widget.truth_combo.choices == ("nuclei annotations",)  # not the segmentation either
+    widget.truth_combo.value = "nuclei annotations"
+    widget.sliders.sliders["size_threshold"].value = 5000
     widget.tune_button.click()
     qtbot.waitUntil(lambda: widget.tune_worker is None and not widget.decoding, timeout=60_000)
     parameters, score = widget.last_tuning
@@ -102,17 +104,24 @@ def test_preview_layers_and_stacks(segmented, qtbot):
     viewer, widget = segmented
     widget.show_preview.setChecked(True)
     qtbot.waitUntil(lambda: len(widget.preview_layer_names) > 0, timeout=10_000)
-    assert any("colour 1" in name for name in widget.preview_layer_names)
-    widget.show_preview.setChecked(False)  # hidden, not removed: removing layers is slow in napari
-    assert not any(layer.visible for layer in viewer.layers if "colour" in layer.name)
+    first = list(widget.preview_layer_names)
+    assert any("colour 1" in name for name in first)
+    assert not set(first) & set(widget.image_combo.choices)  # outputs are not offered as images to segment
+    widget.run_button.click()  # the same image again: its previews are replaced, not added
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    qtbot.wait(1000)
+    assert sum(layer.name in first for layer in viewer.layers) == len(first) and len(viewer.layers) == 3 + len(first)
 
     stack = np.stack([viewer.layers["nuclei (synthetic)"].data[:96, :96]] * 2)
     viewer.add_image(stack, name="stack")
-    widget.image_combo.setCurrentText("stack")
+    widget.image_combo.value = "stack"
     widget.run_button.click()
-    qtbot.waitUntil(lambda: widget.worker is None and widget.labels_layer_name == "stack segmentation",
-                    timeout=30_000)
+    qtbot.waitUntil(lambda: widget.worker is None and widget.labels_layer_name == "stack segmentation"
+                    and widget.preview_layer_names != first, timeout=30_000)
     assert widget.labels_layer().data.shape == (2, 96, 96)
+    assert not any(name in viewer.layers for name in first)  # the first image's previews made way
+    widget.show_preview.setChecked(False)
+    assert not any("colour" in layer.name for layer in viewer.layers)  # unticked: no preview layer left
 
 
 def test_bad_inputs_are_notifications(make_napari_viewer, tmp_path, notifications, qtbot):
@@ -120,11 +129,18 @@ def test_bad_inputs_are_notifications(make_napari_viewer, tmp_path, notification
     widget = add_widget(viewer, "Segment")
     widget.run_button.click()
     assert any("model file" in e for e in errors(notifications))
+    notifications.clear()
     corrupt = tmp_path / "broken.safetensors"
     corrupt.write_bytes(b"this is not a model")
-    widget.model_edit.set_path(str(corrupt))
-    assert any("not a napari-deepcolor model" in e for e in errors(notifications))
+    widget.model_edit.set_path(str(corrupt))  # as the browse button does
+    widget.model_edit.line.editingFinished.emit()  # then the field loses focus
+    assert len(errors(notifications)) == 1 and "not a napari-deepcolor model" in errors(notifications)[0]
     assert widget.model is None and widget.run_button.isEnabled()
+    assert widget.model_edit.path == str(corrupt)  # the bad path stays visible
+    viewer.add_image(np.zeros((32, 32), np.float32), name="image")
+    widget.run_button.click()  # says again why, once, instead of "choose a model file first"
+    assert len(errors(notifications)) == 2 and "not a napari-deepcolor model" in errors(notifications)[1]
+    assert widget.model_edit.path == str(corrupt) and widget.worker is None
     widget.tune_button.click()
     assert any("segment the image first" in e for e in errors(notifications))
     widget.export_labels(str(tmp_path / "x.tif"))

@@ -5,7 +5,7 @@ import numpy as np
 from napari_deepcolor.checkpoint import load_model
 from napari_deepcolor.training import Finished
 
-from .conftest import add_widget, errors, nuclei_layers
+from .conftest import COLORING_DECODE, add_widget, errors, nuclei_layers
 
 
 def tiny_settings(widget, iterations=4):
@@ -15,7 +15,7 @@ def tiny_settings(widget, iterations=4):
     widget.iterations.setValue(iterations)
     widget.net_depth.setValue(2)
     widget.net_width.setValue(8)
-    widget.options_form.editors["halo_margin"].setValue(5)
+    widget.options_form.editors["halo_margin"].value = 5
     widget.device.setCurrentText("cpu")
     widget.preview_seconds.setValue(0)
 
@@ -23,10 +23,15 @@ def tiny_settings(widget, iterations=4):
 def test_training_on_layers_plots_the_loss_previews_and_saves_a_model(make_napari_viewer, qtbot, tmp_path,
                                                                       notifications):
     viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((160, 160), np.int32), name="earlier segmentation",
+                      metadata={"napari_deepcolor": "segmentation"})  # made by the Segment widget
     nuclei_layers(viewer)
+    viewer.add_labels(np.zeros((90, 90), np.int32), name="another image's labels")
     widget = add_widget(viewer, "Train")
-    assert widget.pairs.rows[0].image.currentText() == "nuclei"
-    assert widget.pairs.rows[0].labels.currentText() == "nuclei labels"
+    assert widget.pairs.rows[0].image.value == "nuclei"
+    assert widget.pairs.rows[0].labels.value == "nuclei labels"
+    # only labels of the image's shape, the annotation before the segmentation
+    assert widget.pairs.rows[0].labels.choices == ("nuclei labels", "earlier segmentation")
     tiny_settings(widget, iterations=4)
     widget.validation_fraction.setValue(0.25)
     widget.validate_every.setValue(2)
@@ -44,6 +49,8 @@ def test_training_on_layers_plots_the_loss_previews_and_saves_a_model(make_napar
     assert load_model(tmp_path / "trained.safetensors").provenance["iterations"] == 4
     preview = viewer.layers["training preview"]
     assert preview.data.shape == (160, 160) and preview.metadata["iteration"] >= 1
+    assert preview.contour > 0  # outlines: the annotation underneath stays visible
+    assert "training preview" not in widget.pairs.rows[0].labels.choices  # never offered as labels
     assert widget.progress.value() == 1000 and widget.train_button.isEnabled()
 
     saved = widget.save_model(str(tmp_path / "copy.safetensors"))
@@ -81,13 +88,14 @@ def test_bad_inputs_are_notifications_and_the_widget_stays_usable(make_napari_vi
     assert widget.job is None and widget.train_button.isEnabled()
 
     viewer.add_image(np.random.default_rng(0).random((50, 60)), name="image")
-    viewer.add_labels(np.ones((60, 50), np.int32), name="labels")  # transposed
-    widget.pairs.rows[0].labels.setCurrentText("labels")
+    viewer.add_labels(np.ones((60, 50), np.int32), name="labels")  # transposed: not offered
+    assert widget.pairs.rows[0].image.value == "image" and widget.pairs.rows[0].labels.choices == ()
     widget.train_button.click()
     assert any("shape (60, 50)" in e and "transposed" in e for e in errors(notifications))
     assert widget.job is None and widget.train_button.isEnabled()
 
-    viewer.layers["labels"].data = np.zeros((50, 60), np.int32)  # empty annotation: fails in the worker
+    viewer.add_labels(np.zeros((50, 60), np.int32), name="empty")  # offered; an empty annotation fails in the worker
+    assert widget.pairs.rows[0].labels.value == "empty"
     tiny_settings(widget)
     widget.train_button.click()
     qtbot.waitUntil(lambda: widget.job is None, timeout=30_000)
@@ -123,3 +131,30 @@ def test_fine_tuning_on_an_annotated_folder(make_napari_viewer, qtbot, tmp_path,
     assert widget.finished is not None, widget.status.text()
     model = load_model(tmp_path / "tuned.safetensors")
     assert model.provenance["fine_tuned_from"] == str(tiny_model_path)
+
+
+def test_stop_then_skip_returns_control_within_5_s_with_a_loadable_model(make_napari_viewer, qtbot, tmp_path):
+    import time
+
+    viewer = make_napari_viewer()
+    nuclei_layers(viewer, shape=(256, 256), count=40)
+    widget = add_widget(viewer, "Train")
+    tiny_settings(widget, iterations=100_000)
+    widget.validation_fraction.setValue(0.5)  # a large validation part: tuning it takes a while
+    widget.validate_every.setValue(100_000)
+    widget.output.set_path(str(tmp_path / "stopped.safetensors"))
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: len(widget.plot.losses) >= 2, timeout=60_000)
+    stopped_at = time.perf_counter()
+    widget.stop_button.click()
+    qtbot.waitUntil(lambda: widget.stop_button.text() == "Skip" and widget.stop_button.isEnabled(), timeout=5_000)
+    assert "tuning the decode" in widget.status.text()
+    widget.stop_button.click()
+    qtbot.waitUntil(lambda: widget.job is None, timeout=5_000)
+    assert time.perf_counter() - stopped_at < 5
+    assert widget.finished.reason == "stopped" and widget.train_button.isEnabled()
+    assert widget.stop_button.text() == "Stop" and not widget.stop_button.isEnabled()
+    model = load_model(tmp_path / "stopped.safetensors")
+    assert model.provenance["iterations"] == widget.finished.iteration
+    assert model.provenance["decode_tuning_skipped"] is True
+    assert set(model.decode_defaults) == COLORING_DECODE

@@ -6,12 +6,14 @@ decision to the library and only show what it reports.
 
 from __future__ import annotations
 
+import html
 import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QWidget
+from qtpy.QtCore import QEvent, QSize, Qt, Signal
+from qtpy.QtWidgets import (QComboBox, QFileDialog, QFrame, QHBoxLayout, QLineEdit, QPushButton, QScrollArea,
+                            QVBoxLayout, QWidget)
 
 from ..errors import DeepColorError
 
@@ -156,6 +158,47 @@ class LatestOnly:
 
 # -- widgets -------------------------------------------------------------------------
 
+class _VerticalScroll(QScrollArea):
+    """Scrolls vertically only: as wide as its content needs, as short as a few rows."""
+
+    MINIMUM_HEIGHT = 160
+
+    def eventFilter(self, watched, event) -> bool:
+        """When the body's layout changes (e.g. a combo box gets longer choices), ask for the new width."""
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(watched, event)
+
+    def minimumSizeHint(self) -> QSize:
+        body = self.widget()
+        width = body.minimumSizeHint().width() if body is not None else 0
+        return QSize(width + self.verticalScrollBar().sizeHint().width(), self.MINIMUM_HEIGHT)
+
+    def sizeHint(self) -> QSize:
+        body = self.widget()
+        hint = body.sizeHint() if body is not None else QSize(0, 0)
+        return QSize(hint.width() + self.verticalScrollBar().sizeHint().width(), hint.height())
+
+
+def scrolling_body(widget: QWidget) -> QVBoxLayout:
+    """Give a dock widget a vertically scrolling body and return the body's layout.
+
+    The dock then asks the main window for little height (three docked widgets
+    fit a 1366 x 768 screen); the body scrolls when it is taller than the dock.
+    """
+    body = QWidget()
+    layout = QVBoxLayout(body)
+    scroll = _VerticalScroll()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(body)
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll)
+    return layout
+
+
 class PathEdit(QWidget):
     """A path in a line edit with a browse button. ``mode``: 'open', 'save' or 'folder'."""
 
@@ -168,7 +211,8 @@ class PathEdit(QWidget):
         self.line = QLineEdit()
         self.line.setPlaceholderText(placeholder)
         self.line.setToolTip(tooltip)
-        self.line.editingFinished.connect(lambda: self.changed.emit(self.path))
+        self._emitted: str | None = None
+        self.line.editingFinished.connect(self._emit_if_changed)
         button = QPushButton("…")
         button.setFixedWidth(28)
         button.setToolTip("Browse")
@@ -184,7 +228,14 @@ class PathEdit(QWidget):
 
     def set_path(self, path) -> None:
         self.line.setText(str(path))
+        self._emitted = self.path
         self.changed.emit(self.path)
+
+    def _emit_if_changed(self) -> None:
+        """An edit of the field: ``changed`` unless the path is the one last announced (e.g. by ``set_path``)."""
+        if self.path != self._emitted:
+            self._emitted = self.path
+            self.changed.emit(self.path)
 
     def browse(self) -> None:
         start = self.path
@@ -220,8 +271,8 @@ def device_choices() -> list[str]:
 def device_combo() -> QComboBox:
     combo = QComboBox()
     combo.addItems(device_choices())
-    combo.setToolTip("Where the network runs. auto: a CUDA GPU if there is one, then Apple MPS, then the CPU.")
-    return combo
+    return compact_combo(combo, "Where the network runs. auto: a CUDA GPU if there is one, then Apple MPS, then "
+                                "the CPU.")
 
 
 def format_seconds(seconds: float) -> str:
@@ -239,41 +290,58 @@ def format_scores(scores: dict) -> str:
                       for k, v in scores.items())
 
 
-class LayerCombo(QComboBox):
-    """The names of the viewer's layers of one kind ('image' or 'labels'), kept up to date."""
+#: metadata key marking the layers napari-deepcolor made (segmentations, previews): not offered as inputs
+OUTPUT_KEY = "napari_deepcolor"
 
-    def __init__(self, viewer, kind: str, *, tooltip: str = "", parent=None):
-        super().__init__(parent)
-        self.viewer, self.kind = viewer, kind
-        self.setToolTip(tooltip)
-        self.excluded: set[str] = set()
-        self.refresh()
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.moved):
-            event.connect(self.refresh)
-        viewer.layers.events.inserted.connect(self._follow_names)
 
-    def _follow_names(self, event=None) -> None:
-        layer = getattr(event, "value", None)
-        if layer is not None:
-            layer.events.name.connect(self.refresh)
+def is_output(layer) -> bool:
+    """Whether napari-deepcolor made this layer (a segmentation or a preview)."""
+    return OUTPUT_KEY in getattr(layer, "metadata", {})
 
-    def refresh(self, *_) -> None:
-        from .layers import layer_names
 
-        names = [n for n in layer_names(self.viewer, self.kind) if n not in self.excluded]
-        current = self.currentText()
-        self.blockSignals(True)
-        self.clear()
-        self.addItems(names)
-        if current in names:
-            self.setCurrentText(current)
-        elif names:
-            self.setCurrentIndex(len(names) - 1)  # the top-most layer
-        self.blockSignals(False)
-        if current != self.currentText():
-            self.currentTextChanged.emit(self.currentText())
+def layer_chooser(viewer, kind: str, *, tooltip: str = "", accept: Callable | None = None):
+    """A magicgui ComboBox of the names of the viewer's layers of one kind ('image' or 'labels').
 
-    def layer(self):
-        """The chosen layer, or None."""
-        name = self.currentText()
-        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+    The choices are a callable, so ``reset_choices()`` (which napari calls on a
+    dock widget's ``reset_choices`` when layers are added, removed, moved or
+    renamed) brings them up to date. ``accept(layer)`` filters them; the
+    top-most layer comes first, layers napari-deepcolor made come last.
+    """
+    from magicgui.widgets import ComboBox
+    from napari.layers import Image, Labels
+
+    cls = {"image": Image, "labels": Labels}[kind]
+
+    def choices(_widget=None) -> list[str]:
+        layers = [layer for layer in reversed(viewer.layers)
+                  if isinstance(layer, cls) and (accept is None or accept(layer))]
+        return [layer.name for layer in sorted(layers, key=is_output)]
+
+    combo = ComboBox(choices=choices)
+    compact_combo(combo.native, tooltip)
+    return combo
+
+
+def chosen_layer(viewer, combo):
+    """The layer chosen in a :func:`layer_chooser`, or None."""
+    name = combo.value
+    return viewer.layers[name] if name is not None and name in viewer.layers else None
+
+
+def compact_combo(combo: QComboBox, tooltip: str = "") -> QComboBox:
+    """Let a combo box be narrower than its longest text, and show the chosen text in full in its tooltip.
+
+    A dock widget is then as narrow as its controls need, not as wide as its
+    longest choice; the tooltip (the full chosen text above ``tooltip``) says
+    what a truncated text reads.
+    """
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(10)
+    rest = [tooltip.replace("\n", "<br>")] if tooltip else []
+
+    def update(text: str) -> None:
+        combo.setToolTip("<br>".join(([f"<b>{html.escape(text)}</b>"] if text else []) + rest))
+
+    combo.currentTextChanged.connect(update)
+    update(combo.currentText())
+    return combo

@@ -13,8 +13,8 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxL
                             QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from ..errors import DeepColorError
-from ._common import (MODEL_FILTER, Failed, PathEdit, device_combo, format_seconds, report, show_info,
-                      show_warning, start_generator)
+from ._common import (MODEL_FILTER, Failed, PathEdit, compact_combo, device_combo, format_seconds, report,
+                      scrolling_body, show_info, show_warning, start_generator)
 from ._session import session
 from .forms import DecodeSliders
 
@@ -33,7 +33,7 @@ class BatchWidget(QWidget):
         self.events_seen: list = []
         self.model_method: str | None = None
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_body(self)
         form = QFormLayout()
         self.input = PathEdit("folder", placeholder="folder of images to segment",
                               tooltip="TIFF files (2D, RGB, stacks, any axes) and .zarr arrays in this folder")
@@ -49,6 +49,7 @@ class BatchWidget(QWidget):
         self.format = QComboBox()
         self.format.addItem("TIFF (compact integer labels)", "tif")
         self.format.addItem("zarr (chunked; for very large images)", "zarr")
+        compact_combo(self.format, "TIFF for most images; zarr for images too large for memory")
         form.addRow("Format", self.format)
         self.overwrite = QCheckBox("replace existing outputs")
         self.overwrite.setToolTip("Unchecked: files whose output exists are skipped, so an interrupted batch "
@@ -70,9 +71,9 @@ class BatchWidget(QWidget):
         decode_box = QGroupBox("Decode parameters")
         decode_layout = QVBoxLayout(decode_box)
         self.sliders = DecodeSliders()
-        self.sliders.setToolTip("Start from the model's tuned values; tune them on one image with the Segment "
-                                "widget first")
-        decode_layout.addWidget(self.sliders)
+        decode_box.setToolTip("Start from the model's tuned values; tune them on one image with the Segment "
+                              "widget first")
+        decode_layout.addWidget(self.sliders.native)
         self.from_segment = QPushButton("Use the values from the Segment widget")
         self.from_segment.setToolTip("The decode values last shown (e.g. tuned) in the Segment widget with this model")
         self.from_segment.clicked.connect(self.use_segment_values)

@@ -1,8 +1,10 @@
-"""Widgets generated from the library's declarations: method options and decode-parameter sliders.
+"""magicgui forms generated from the library's declarations: method options and decode-parameter sliders.
 
 A method declares its training options as a dataclass (documented numpydoc
 style) and its decode parameters as :class:`DecodeParameter`; the forms here
-are built from those, so a new method gets its widgets for free.
+are magicgui :class:`~magicgui.widgets.Container` s built from those, so a new
+method gets its widgets for free. Labels are plain words with a unit; the
+paper's symbol and what moving the value does are in the tooltip.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ import dataclasses
 import inspect
 import re
 
-from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QLabel, QSpinBox, QWidget
-from superqt import QLabeledDoubleSlider, QLabeledSlider
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, FloatSpinBox, Slider, SpinBox
 
 GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "lambda": "λ", "mu": "μ", "rho": "ρ",
          "sigma": "σ", "tau": "τ", "psi": "ψ", "phi": "φ", "theta": "θ"}
-_SYMBOL_IN_OPTION = re.compile(r"^([A-Za-z]{1,6})(?:,| of eq)")
-_SYMBOL_IN_HELP = re.compile(r"^([A-Za-z]{1,6}):\s")
+#: 'm, the halo width' / 'A of eq. (6)' / 'lambda of L = ...' in an option's description
+_SYMBOL_IN_OPTION = re.compile(r"^([A-Za-z]{1,6})(?:, | of )")
+#: 'tau: components smaller...' / 'sigma in pixels of ...' in a decode parameter's help
+_SYMBOL_IN_HELP = re.compile(r"^([A-Za-z]{1,6})(?:: | in pixels)")
+#: a description that measures in pixels
+_IN_PIXELS = re.compile(r"\bin pixels\b|\bmany pixels\b|\bpx\b")
+_WORDS = {"colors": "colours", "color": "colour", "dims": "dimensions", "iou": "IoU"}
 #: the paper's symbol first in brackets, as the declarations write it for the CLI: "... [m, eq. 1]", "... [tau]"
 _SYMBOL_IN_BRACKETS = re.compile(r"\[([A-Za-z]{1,6})[\],;]")
 
@@ -44,6 +49,16 @@ def field_docs(cls) -> dict[str, str]:
     return docs
 
 
+def field_choices(cls) -> dict[str, tuple[str, ...]]:
+    """The allowed values of the fields documented numpydoc style as ``name : {"a", "b"}``."""
+    out = {}
+    for line in inspect.cleandoc(cls.__doc__ or "").splitlines():
+        match = re.match(r"^(\w+) : \{(.+)\}\s*$", line)
+        if match:
+            out[match.group(1)] = tuple(re.findall(r"[\"']([^\"']+)[\"']", match.group(2)))
+    return out
+
+
 def symbol(text: str, pattern=_SYMBOL_IN_OPTION) -> str | None:
     """The paper's symbol a description starts with or names in brackets ('m, the halo width' or
     'the halo width [m, eq. 1]' -> 'm'; 'mu' -> 'μ')."""
@@ -56,109 +71,134 @@ def symbol(text: str, pattern=_SYMBOL_IN_OPTION) -> str | None:
     return word if len(word) <= 2 else None
 
 
-def nice_label(name: str, sym: str | None = None) -> str:
-    label = name.replace("_", " ")
-    label = {"n colors": "Colours", "n_colors": "Colours"}.get(label, label[0].upper() + label[1:])
-    return f"{label} ({sym})" if sym else label
+def unit(text: str) -> str:
+    """'px' when the first sentence of a description measures in pixels, else ''."""
+    first = re.split(r"(?<=\.)\s", text or "", maxsplit=1)[0]
+    return "px" if _IN_PIXELS.search(first) else ""
 
 
-class OptionsForm(QWidget):
-    """Spin boxes and check boxes for the fields of a method's ``Options`` dataclass.
+def plain_label(name: str, text: str = "") -> str:
+    """A field name in plain words with its unit: 'n_colors' -> 'Number of colours', 'halo_margin' -> 'Halo margin (px)'."""
+    words = name.split("_")
+    if words[0] == "n" and len(words) > 1:
+        words = ["number", "of"] + words[1:]
+    words = [_WORDS.get(w, w) for w in words]
+    label = " ".join(words)
+    label = label[0].upper() + label[1:]
+    return f"{label} ({unit(text)})" if unit(text) else label
+
+
+def tooltip(label: str, text: str, sym: str | None, extra: str) -> str:
+    """The label, the paper's symbol, the description (what moving the value does), range and default."""
+    description = text
+    if sym:
+        description = re.sub(r"^[A-Za-z]{1,6}(?::\s|,\s)", "", description)
+    head = f"<b>{label}</b>" + (f" (the paper's <i>{sym}</i>)" if sym else "")
+    return f"{head}: {description[:1].upper() + description[1:]}<br><small>{extra}</small>"
+
+
+# -- training options ------------------------------------------------------------------
+
+def _option_editor(name: str, default, text: str, choices: tuple[str, ...] = ()):
+    """A magicgui editor for one option field, or None for a type the form does not edit."""
+    sym = symbol(text)
+    label = plain_label(name, text)
+    tip = tooltip(label, text, sym, f"default {default}")
+    common = dict(name=name, label=label, value=default, tooltip=tip)
+    if isinstance(default, bool):
+        return CheckBox(**common)
+    if isinstance(default, int):
+        return SpinBox(min=0, max=100_000, **common)
+    if isinstance(default, float):
+        return FloatSpinBox(min=0.0, max=100_000.0, step=0.5 if default >= 1 else 0.05, **common)
+    if isinstance(default, str) and default in choices:
+        return ComboBox(choices=choices, **common)
+    return None
+
+
+class OptionsForm(Container):
+    """One editor per field of a method's ``Options`` dataclass (int, float, bool, and str with documented choices).
 
     Ranges are generous: the dataclass validates the values when training
     starts and its error message says what is allowed.
     """
 
-    def __init__(self, options_class, parent=None):
-        super().__init__(parent)
+    def __init__(self, options_class):
+        super().__init__(labels=True)
         self.options_class = options_class
-        self.editors: dict[str, QWidget] = {}
-        layout = QFormLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        docs = field_docs(options_class)
+        self.margins = (0, 0, 0, 0)
+        docs, choices = field_docs(options_class), field_choices(options_class)
         for f in dataclasses.fields(options_class):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            help_text = docs.get(f.name, "")
-            if isinstance(default, bool):
-                editor = QCheckBox()
-                editor.setChecked(default)
-            elif isinstance(default, int):
-                editor = QSpinBox()
-                editor.setRange(0, 100_000)
-                editor.setValue(default)
-            elif isinstance(default, float):
-                editor = QDoubleSpinBox()
-                editor.setRange(0.0, 100_000.0)
-                editor.setDecimals(3)
-                editor.setSingleStep(0.5 if default >= 1 else 0.05)
-                editor.setValue(default)
-            else:  # not editable here; the default is used
-                continue
-            tip = f"<b>{f.name}</b> (default {default}): {help_text}" if help_text else f"{f.name} (default {default})"
-            editor.setToolTip(tip)
-            label = QLabel(nice_label(f.name, symbol(help_text)))
-            label.setToolTip(tip)
-            layout.addRow(label, editor)
-            self.editors[f.name] = editor
+            editor = _option_editor(f.name, default, docs.get(f.name, ""), choices.get(f.name, ()))
+            if editor is not None:  # not editable here: the default is used
+                self.append(editor)
+
+    @property
+    def editors(self) -> dict:
+        """The editors by field name."""
+        return {w.name: w for w in self}
 
     def values(self) -> dict:
-        out = {}
-        for name, editor in self.editors.items():
-            out[name] = editor.isChecked() if isinstance(editor, QCheckBox) else editor.value()
-        return out
+        return self.asdict()
 
     def set_values(self, values: dict) -> None:
-        for name, value in values.items():
-            editor = self.editors.get(name)
-            if isinstance(editor, QCheckBox):
-                editor.setChecked(bool(value))
-            elif editor is not None:
-                editor.setValue(value)
+        self.update({k: v for k, v in values.items() if k in self.editors})
 
 
-class DecodeSliders(QWidget):
+# -- decode parameters -----------------------------------------------------------------
+
+def _decimals(step: float) -> int:
+    return max(0, -int(f"{step:e}".split("e")[1]))
+
+
+def decode_slider(parameter):
+    """A magicgui slider (with a typed readout) for one declared decode parameter."""
+    p = parameter
+    sym = symbol(p.help, _SYMBOL_IN_HELP)
+    label = plain_label(p.name, p.help)
+    tip = tooltip(label, p.help, sym, f"range {p.minimum:g} to {p.maximum:g}, declared default {p.default:g}")
+    if p.integer:
+        return Slider(name=p.name, label=label, tooltip=tip, min=int(p.minimum), max=int(p.maximum),
+                      step=int(p.step), value=int(p.default))
+    return FloatSlider(name=p.name, label=label, tooltip=tip, min=p.minimum, max=p.maximum, step=p.step,
+                       value=p.default)
+
+
+class DecodeSliders(Container):
     """One labelled slider per declared decode parameter; ``changed`` fires on every move."""
 
-    changed = Signal()
-
-    def __init__(self, parameters=(), parent=None):
-        super().__init__(parent)
-        self.layout_ = QFormLayout(self)
-        self.layout_.setContentsMargins(0, 0, 0, 0)
-        self.sliders: dict[str, QLabeledSlider] = {}
-        self.parameters = {}
+    def __init__(self, parameters=()):
+        super().__init__(labels=True)
+        self.margins = (0, 0, 0, 0)
+        self.parameters: dict = {}
         self.set_parameters(parameters)
+
+    @property
+    def sliders(self) -> dict:
+        """The sliders by parameter name."""
+        return {w.name: w for w in self}
 
     def set_parameters(self, parameters) -> None:
         """Rebuild for another method's declared parameters."""
-        while self.layout_.rowCount():
-            self.layout_.removeRow(0)
-        self.sliders, self.parameters = {}, {p.name: p for p in parameters}
-        for p in parameters:
-            slider = QLabeledSlider(Qt.Orientation.Horizontal) if p.integer \
-                else QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-            slider.setRange(int(p.minimum) if p.integer else p.minimum, int(p.maximum) if p.integer else p.maximum)
-            slider.setSingleStep(int(p.step) if p.integer else p.step)
-            if not p.integer:
-                slider.setDecimals(max(0, -int(f"{p.step:e}".split("e")[1])))
-            slider.setValue(int(p.default) if p.integer else p.default)
-            tip = f"<b>{p.name}</b>: {p.help} (range {p.minimum:g} to {p.maximum:g}, declared default {p.default:g})"
-            slider.setToolTip(tip)
-            slider.valueChanged.connect(lambda *_: self.changed.emit())
-            label = QLabel(nice_label(p.name, symbol(p.help, _SYMBOL_IN_HELP)))
-            label.setToolTip(tip)
-            self.layout_.addRow(label, slider)
-            self.sliders[p.name] = slider
+        self.clear()
+        self.parameters = {p.name: p for p in parameters}
+        self.extend([decode_slider(p) for p in parameters])
 
     def values(self) -> dict:
-        return {name: (int(s.value()) if self.parameters[name].integer else float(s.value()))
-                for name, s in self.sliders.items()}
+        """The sliders' values, integers for integer parameters, floats rounded to the step."""
+        out = {}
+        for name, value in self.asdict().items():
+            p = self.parameters[name]
+            out[name] = int(round(value)) if p.integer else round(float(value), _decimals(p.step) + 1)
+        return out
 
     def set_values(self, values: dict, *, emit: bool = False) -> None:
-        for name, value in values.items():
-            slider = self.sliders.get(name)
-            if slider is None:
-                continue
-            slider.blockSignals(not emit)
-            slider.setValue(int(value) if self.parameters[name].integer else float(value))
-            slider.blockSignals(False)
+        """Move the sliders to ``values`` (unknown names ignored); ``changed`` fires only with ``emit``."""
+        known = {k: v for k, v in values.items() if k in self.parameters}
+        if emit:
+            self.update(known)
+            return
+        with self.changed.blocked():
+            for name, value in known.items():
+                self.sliders[name].value = value

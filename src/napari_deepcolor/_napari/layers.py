@@ -51,12 +51,10 @@ class LayerInput:
         return len(self.spatial_shape) == 3
 
 
-def layer_names(viewer, kind: str) -> list[str]:
-    """Names of the viewer's layers of one kind ('image' or 'labels'), bottom to top."""
-    from napari.layers import Image, Labels
-
-    cls = {"image": Image, "labels": Labels}[kind]
-    return [layer.name for layer in viewer.layers if isinstance(layer, cls)]
+def spatial_shape(layer) -> tuple:
+    """The spatial shape of a layer's data (an RGB image's colour axis left out)."""
+    shape = tuple(layer.data.shape)
+    return shape[:-1] if getattr(layer, "rgb", False) else shape
 
 
 def image_input(layer) -> LayerInput:

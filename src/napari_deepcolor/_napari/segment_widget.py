@@ -28,8 +28,9 @@ from superqt.utils import qthrottled
 
 from ..errors import DeepColorError
 from . import layers as L
-from ._common import (MODEL_FILTER, Failed, LatestOnly, LayerCombo, PathEdit, device_combo, error_message,
-                      format_scores, report, show_info, start_function)
+from ._common import (MODEL_FILTER, OUTPUT_KEY, Failed, LatestOnly, PathEdit, chosen_layer, device_combo,
+                      error_message, format_scores, is_output, layer_chooser, report, scrolling_body, show_info,
+                      start_function)
 from ._session import session
 from .forms import DecodeSliders
 from .io import EXPORT_FILTER, export_labels
@@ -87,7 +88,7 @@ class SegmentWidget(QWidget):
         self._progress = _Progress(self)
         self._progress.changed.connect(self._show_progress)
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_body(self)
         form = QFormLayout()
         self.model_edit = PathEdit("open", filter=MODEL_FILTER, placeholder="model file (.safetensors)",
                                    tooltip="A model trained with the Train widget or `napari-deepcolor train`")
@@ -96,9 +97,11 @@ class SegmentWidget(QWidget):
         self.model_info = QLabel("no model loaded")
         self.model_info.setWordWrap(True)
         form.addRow(self.model_info)
-        self.image_combo = LayerCombo(self.viewer, "image", tooltip="The image to segment: 2D, RGB, or a 3D stack "
-                                                                   "(each plane is segmented on its own)")
-        form.addRow("Image", self.image_combo)
+        self.image_combo = layer_chooser(self.viewer, "image", accept=lambda layer: not is_output(layer),
+                                         tooltip="The image to segment: 2D, RGB, or a 3D stack (each plane is "
+                                                 "segmented on its own)")
+        self.image_combo.changed.connect(lambda *_: self.truth_combo.reset_choices())
+        form.addRow("Image", self.image_combo.native)
         self.device = device_combo()
         form.addRow("Device", self.device)
         layout.addLayout(form)
@@ -129,7 +132,7 @@ class SegmentWidget(QWidget):
         self.sliders = DecodeSliders()
         self.sliders.changed.connect(self._slider_moved)
         self._decode_throttled = qthrottled(self.request_decode, timeout=THROTTLE_MS, leading=True)
-        decode_layout.addWidget(self.sliders)
+        decode_layout.addWidget(self.sliders.native)
         self.reset_button = QPushButton("Reset to the model's values")
         self.reset_button.setToolTip("The decode parameters stored in the model (tuned on its validation data)")
         self.reset_button.clicked.connect(self.reset_parameters)
@@ -138,10 +141,11 @@ class SegmentWidget(QWidget):
 
         tune_box = QGroupBox("Tune from annotation")
         tune_form = QFormLayout(tune_box)
-        self.truth_combo = LayerCombo(self.viewer, "labels", tooltip=(
-            "A Labels layer with correct objects drawn on (part of) this image. Only the box around the "
-            "annotated objects is scored, so annotate EVERY object inside the region you choose."))
-        tune_form.addRow("Ground truth", self.truth_combo)
+        self.truth_combo = layer_chooser(self.viewer, "labels", accept=self._is_annotation_of_image, tooltip=(
+            "A Labels layer with correct objects drawn on (part of) this image; only layers of the image's shape "
+            "are offered. Only the box around the annotated objects is scored, so annotate EVERY object inside "
+            "the region you choose."))
+        tune_form.addRow("Ground truth", self.truth_combo.native)
         self.tune_button = QPushButton("Tune")
         self.tune_button.setToolTip("Choose the decode parameters that score best (AP over IoU 0.5-0.95) on the "
                                     "annotation; the network does not run again")
@@ -163,6 +167,18 @@ class SegmentWidget(QWidget):
         layout.addStretch(1)
         session.model_saved.connect(self._offer_model)
         self._update_buttons()
+
+    def reset_choices(self, *_) -> None:
+        """Bring the layer choosers up to date (napari calls this when the layer list changes)."""
+        self.image_combo.reset_choices()
+        self.truth_combo.reset_choices()
+
+    def _is_annotation_of_image(self, layer) -> bool:
+        """A labels layer drawn by the user with the chosen image's spatial shape."""
+        image = chosen_layer(self.viewer, self.image_combo) if hasattr(self, "image_combo") else None
+        if image is None or is_output(layer):
+            return False
+        return L.spatial_shape(layer) == L.spatial_shape(image)
 
     # -- model -------------------------------------------------------------------------
     def _offer_model(self, path: str) -> None:
@@ -209,9 +225,11 @@ class SegmentWidget(QWidget):
         if self.worker is not None:
             return
         try:
-            if self.model is None and not self.load_model():
+            if self.model is None and not self.model_edit.path:
                 raise DeepColorError("choose a model file first (train one with the Train widget).")
-            layer = self.image_combo.layer()
+            if self.model is None and not self.load_model():
+                return  # the reason is shown already
+            layer = chosen_layer(self.viewer, self.image_combo)
             if layer is None:
                 raise DeepColorError("open an image to segment first (or try File > Open Sample).")
             source = L.image_input(layer)
@@ -274,9 +292,7 @@ class SegmentWidget(QWidget):
         self.prediction, self.source = prediction, source
         self._shown_parameters, self._decode_seconds = dict(parameters), {}
         self.labels_layer_name = f"{source.name} segmentation"
-        self.truth_combo.excluded = {self.labels_layer_name}
         self._show_labels(labels, seconds)
-        self.truth_combo.refresh()
         self.progress.setValue(1000)
         self.progress.setFormat("done")
         self.status.setText(f"{self._count(labels)} objects in '{source.name}'. Move the sliders to refine; "
@@ -297,8 +313,8 @@ class SegmentWidget(QWidget):
         layer = self.labels_layer()
         if layer is None:
             layer = self.viewer.add_labels(labels, name=self.labels_layer_name, scale=self._spatial(self.source.scale),
-                                           translate=self._spatial(self.source.translate))
-            layer.metadata["napari_deepcolor"] = "segmentation"
+                                           translate=self._spatial(self.source.translate),
+                                           metadata={OUTPUT_KEY: "segmentation"})
         else:
             layer.data = labels
         self.decode_count += 1
@@ -362,13 +378,17 @@ class SegmentWidget(QWidget):
 
     # -- preview layers --------------------------------------------------------------------
     def _preview_toggled(self, checked: bool) -> None:
-        """On: add (or refresh) the preview layers. Off: hide them (removing layers is slow in napari)."""
+        """On: add (or refresh) the preview layers. Off: remove them."""
         if checked and self.prediction is not None:
             self._add_preview_layers()
         elif not checked:
-            for name in self.preview_layer_names:
-                if name in self.viewer.layers:
-                    self.viewer.layers[name].visible = False
+            self._remove_preview_layers()
+
+    def _remove_preview_layers(self, keep=()) -> None:
+        for name in self.preview_layer_names:
+            if name not in keep and name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+        self.preview_layer_names = [n for n in self.preview_layer_names if n in keep]
 
     def _add_preview_layers(self) -> None:
         prediction, source = self.prediction, self.source
@@ -388,7 +408,7 @@ class SegmentWidget(QWidget):
             data = preview.data
             if preview.layer_type == "vectors" and prediction.is_stack:
                 data = _stack_vectors(data)
-            kwargs = dict(preview.kwargs)
+            kwargs = {**preview.kwargs, "metadata": {OUTPUT_KEY: "preview"}}
             existing = self.viewer.layers[name] if name in self.viewer.layers else None
             if existing is not None and type(existing).__name__.lower() == preview.layer_type and existing.ndim == (
                     data.shape[-1] if preview.layer_type == "vectors" else data.ndim):
@@ -402,9 +422,8 @@ class SegmentWidget(QWidget):
                          "labels": self.viewer.add_labels}[preview.layer_type]
                 adder(data, name=name, scale=scale, translate=translate, **kwargs)
             names.append(name)
+        self._remove_preview_layers(keep=names)  # those of an earlier image
         self.preview_layer_names = names
-        self.image_combo.excluded = set(names)  # outputs, not images to segment
-        self.image_combo.refresh()
         if self.labels_layer() is not None:  # keep the labels on top
             layers = self.viewer.layers
             layers.move(layers.index(self.labels_layer()), len(layers))
@@ -419,7 +438,7 @@ class SegmentWidget(QWidget):
         try:
             if self.prediction is None:
                 raise DeepColorError("segment the image first; tuning then only re-decodes the network's output.")
-            truth = self.truth_combo.layer()
+            truth = chosen_layer(self.viewer, self.truth_combo)
             if truth is None:
                 raise DeepColorError("choose the Labels layer with your annotation of this image (draw one with a "
                                      "new Labels layer: label every object inside the region you annotate).")

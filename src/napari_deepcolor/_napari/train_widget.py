@@ -25,8 +25,9 @@ from superqt import QCollapsible
 
 from ..errors import DeepColorError
 from . import layers as L
-from ._common import (MODEL_FILTER, Failed, PathEdit, Status, device_combo, format_scores, format_seconds, report,
-                      show_info, start_generator)
+from ._common import (MODEL_FILTER, OUTPUT_KEY, Failed, PathEdit, Status, chosen_layer, compact_combo, device_combo,
+                      format_scores, format_seconds, is_output, layer_chooser, report, scrolling_body, show_info,
+                      start_generator)
 from ._session import session
 from .forms import OptionsForm
 from .lossplot import LossPlot
@@ -38,6 +39,11 @@ PREVIEW_SIZE = 384
 #: pixels of image around that region the net also sees, so the region's border looks as it will in use
 PREVIEW_CONTEXT = 32
 SOURCE_LAYERS, SOURCE_FOLDER = "layers", "folder"
+#: the ``OUTPUT_KEY`` metadata of the training preview layer
+PREVIEW_KIND = "training preview"
+STOP_HELP = "End training after the current step and keep the model trained so far"
+SKIP_HELP = ("Stop tuning the decode parameters now: the model is saved with the best values found so far "
+             "(tune them later from an annotation in the Segment widget)")
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class TrainingJob:
     def __init__(self, config, load_samples, *, output, init_from=None):
         self.config, self.load_samples, self.output, self.init_from = config, load_samples, output, init_from
         self.training = None
-        self._stopped = threading.Event()
+        self._stopped, self._skip_tuning = threading.Event(), threading.Event()
         self._lock = threading.Lock()
         self._preview = None
 
@@ -64,6 +70,13 @@ class TrainingJob:
         training = self.training
         if training is not None:
             training.stop()
+
+    def skip_tuning(self) -> None:
+        """Cut the decode tuning after the loop short (it keeps the best values found so far)."""
+        self._skip_tuning.set()
+        training = self.training
+        if training is not None:
+            training.skip_tuning()
 
     def request_preview(self, image: np.ndarray, offset: tuple[int, int], inner=(slice(None), slice(None))) -> None:
         """Segment ``image`` (a 2D crop, raw values) with the current model after the next step.
@@ -91,6 +104,8 @@ class TrainingJob:
         self.training = Training(self.config, samples, output=self.output, init_from=self.init_from)
         if self._stopped.is_set():
             self.training.stop()
+        if self._skip_tuning.is_set():
+            self.training.skip_tuning()
         device, iteration = None, 0
         for event in self.training.run():
             yield event
@@ -110,25 +125,55 @@ class TrainingJob:
         return PreviewReady(np.ascontiguousarray(labels[inner]), offset, iteration)
 
 
-class PairRow(QWidget):
-    """One image layer and the labels layer annotated on it."""
+def _training_labels_of(viewer, image_combo):
+    """``accept`` for a labels chooser: labels of the chosen image's shape, never a preview."""
+    def accept(layer) -> bool:
+        image = chosen_layer(viewer, image_combo)
+        if image is None or layer.metadata.get(OUTPUT_KEY) in (PREVIEW_KIND, "preview"):
+            return False
+        return L.spatial_shape(layer) == L.spatial_shape(image)
 
-    def __init__(self, on_remove, parent=None):
+    return accept
+
+
+class PairRow(QWidget):
+    """One image layer and the labels layer annotated on it (only labels of the image's shape are offered)."""
+
+    def __init__(self, viewer, on_remove, parent=None):
         super().__init__(parent)
-        self.image = QComboBox()
-        self.image.setToolTip("An image layer with annotations")
-        self.labels = QComboBox()
-        self.labels.setToolTip("The Labels layer with the objects annotated on that image (one id per object)")
+        self.viewer = viewer
+        self.image = layer_chooser(viewer, "image", accept=lambda layer: not is_output(layer),
+                                   tooltip="An image layer with annotations")
+        self.labels = layer_chooser(viewer, "labels", accept=_training_labels_of(viewer, self.image), tooltip=(
+            "The Labels layer with the objects annotated on that image (one id per object). Only Labels layers "
+            "of the image's shape are offered, your own annotations first."))
+        self.image.changed.connect(self._image_changed)
         remove = QPushButton("✕")
         remove.setFixedWidth(26)
         remove.setToolTip("Remove this pair")
         remove.clicked.connect(lambda: on_remove(self))
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.image, 1)
+        layout.addWidget(self.image.native, 1)
         layout.addWidget(QLabel("+"))
-        layout.addWidget(self.labels, 1)
+        layout.addWidget(self.labels.native, 1)
         layout.addWidget(remove)
+        self._image_changed()
+
+    def reset_choices(self, *_) -> None:
+        self.image.reset_choices()
+        self.labels.reset_choices()
+
+    def _image_changed(self, *_) -> None:
+        """Offer the labels of the new image's shape; prefer one named like the image."""
+        self.labels.reset_choices()
+        image = chosen_layer(self.viewer, self.image)
+        if image is not None:
+            stem = image.name.split(" ")[0]
+            named = [n for n in self.labels.choices if n.startswith(stem)
+                     and not is_output(self.viewer.layers[n])]
+            if named and self.labels.value not in named:
+                self.labels.value = named[0]
 
 
 class LayerPairs(QWidget):
@@ -148,23 +193,15 @@ class LayerPairs(QWidget):
         layout.addLayout(self.rows_box)
         layout.addWidget(add, 0, Qt.AlignmentFlag.AlignLeft)
         self.add_row()
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.moved):
-            event.connect(self.refresh)
-
-    def _names(self, kind: str) -> list[str]:
-        return L.layer_names(self.viewer, kind)
 
     def add_row(self) -> PairRow:
-        row = PairRow(self.remove_row)
+        used = {r.image.value for r in self.rows}
+        row = PairRow(self.viewer, self.remove_row)
+        free = [n for n in reversed(row.image.choices) if n not in used]  # the bottom-most unused image
+        if free:
+            row.image.value = free[0]
         self.rows.append(row)
         self.rows_box.addWidget(row)
-        self.refresh()
-        used = {r.image.currentText() for r in self.rows[:-1]}
-        free = [n for n in self._names("image") if n not in used]
-        if free:
-            row.image.setCurrentText(free[0])
-            self._match_labels(row)
-        row.image.currentTextChanged.connect(lambda *_: self._match_labels(row))
         return row
 
     def remove_row(self, row: PairRow) -> None:
@@ -174,44 +211,37 @@ class LayerPairs(QWidget):
         row.setParent(None)
         row.deleteLater()
 
-    def _match_labels(self, row: PairRow) -> None:
-        """Pick a labels layer with the image's spatial shape (prefer one named like the image)."""
-        try:
-            image = self.viewer.layers[row.image.currentText()]
-        except (KeyError, ValueError):
-            return
-        shape = image.data.shape[:-1] if getattr(image, "rgb", False) else image.data.shape
-        matches = [n for n in self._names("labels") if self.viewer.layers[n].data.shape == shape]
-        if matches:
-            stem = image.name.split(" ")[0]
-            row.labels.setCurrentText(next((n for n in matches if n.startswith(stem)), matches[0]))
-
-    def refresh(self, *_) -> None:
-        images, labels = self._names("image"), self._names("labels")
+    def reset_choices(self, *_) -> None:
         for row in self.rows:
-            for combo, names in ((row.image, images), (row.labels, labels)):
-                current = combo.currentText()
-                combo.blockSignals(True)
-                combo.clear()
-                combo.addItems(names)
-                if current in names:
-                    combo.setCurrentText(current)
-                combo.blockSignals(False)
-            if not row.labels.currentText() or row.labels.currentText() not in labels:
-                self._match_labels(row)
+            row.reset_choices()
 
     def pairs(self) -> list[tuple[L.LayerInput, np.ndarray, str]]:
         """The chosen layers' data (read in the GUI thread); a clear error when a choice is missing."""
         out = []
         for row in self.rows:
-            image_name, labels_name = row.image.currentText(), row.labels.currentText()
-            if not image_name or not labels_name:
+            image_layer = chosen_layer(self.viewer, row.image)
+            if image_layer is None:
                 raise DeepColorError("choose an image layer and its Labels layer for every pair (open an image and "
                                      "add a Labels layer with your annotations, or try File > Open Sample).")
-            image = L.image_input(self.viewer.layers[image_name])
-            labels = self.viewer.layers[labels_name].data
-            out.append((image, L.check_labels_match(image, np.array(labels, copy=True), labels_name), labels_name))
+            labels_layer = chosen_layer(self.viewer, row.labels)
+            if labels_layer is None:
+                raise DeepColorError(self._no_labels_for(image_layer))
+            image = L.image_input(image_layer)
+            labels = np.array(labels_layer.data, copy=True)
+            out.append((image, L.check_labels_match(image, labels, labels_layer.name), labels_layer.name))
         return out
+
+    def _no_labels_for(self, image_layer) -> str:
+        """What to do when no Labels layer has the image's shape (saying which ones have another)."""
+        from napari.layers import Labels
+
+        shape = L.spatial_shape(image_layer)
+        message = (f"no Labels layer has the shape {shape} of image layer '{image_layer.name}': add a Labels layer "
+                   "on that image (layer list > new labels) and paint the objects.")
+        others = [f"'{layer.name}' has shape {tuple(layer.data.shape)}"
+                  + (" (it looks transposed)" if tuple(layer.data.shape) == shape[::-1] else "")
+                  for layer in self.viewer.layers if isinstance(layer, Labels) and not is_output(layer)]
+        return message + (" Of the Labels layers, " + "; ".join(others) + "." if others else "")
 
 
 def _method_choices() -> list[tuple[str, object]]:
@@ -239,7 +269,7 @@ class TrainWidget(QWidget):
         self.events_seen: list = []  # kept for tests and the screenshot script
         self.preview_layer_name = "training preview"
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_body(self)
         layout.addWidget(self._data_box())
         layout.addWidget(self._method_box())
         layout.addWidget(self._training_box())
@@ -264,6 +294,10 @@ class TrainWidget(QWidget):
         self.preview_timer.timeout.connect(self.request_preview)
         self._set_running(False)
 
+    def reset_choices(self, *_) -> None:
+        """Bring the layer choosers up to date (napari calls this when the layer list changes)."""
+        self.pairs.reset_choices()
+
     # -- building the form -------------------------------------------------------------
     def _data_box(self) -> QGroupBox:
         box = QGroupBox("Annotated data")
@@ -271,7 +305,7 @@ class TrainWidget(QWidget):
         self.source = QComboBox()
         self.source.addItem("Layers in the viewer", SOURCE_LAYERS)
         self.source.addItem("A folder on disk", SOURCE_FOLDER)
-        self.source.setToolTip("Train on image + Labels layers open in napari, or on an annotated folder")
+        compact_combo(self.source, "Train on image + Labels layers open in napari, or on an annotated folder")
         form.addRow("Train on", self.source)
         self.source_pages = QStackedWidget()
         layers_page = QWidget()
@@ -282,7 +316,7 @@ class TrainWidget(QWidget):
         self.region = QComboBox()
         for key, text in L.REGION_CHOICES.items():
             self.region.addItem(text, key)
-        self.region.setToolTip(L.REGION_HELP)
+        compact_combo(self.region, L.REGION_HELP)
         layers_form.addRow("Annotated area", self.region)
         folder_page = QWidget()
         folder_form = QFormLayout(folder_page)
@@ -310,6 +344,8 @@ class TrainWidget(QWidget):
         box = QGroupBox("Method")
         form = QFormLayout(box)
         self.method = QComboBox()
+        self.method.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.method.setMinimumContentsLength(10)  # the tooltip has the full title (set when the method changes)
         self._methods = dict(_method_choices())
         for name, method in self._methods.items():
             self.method.addItem(method.title, name)
@@ -327,8 +363,9 @@ class TrainWidget(QWidget):
         form = QFormLayout(box)
         self.start_from = QComboBox()
         self.start_from.addItems(["a new network", "a model file (fine-tune)"])
-        self.start_from.setToolTip("Fine-tuning continues from a trained model: faster, and needs fewer annotations "
-                                   "when the images look alike. The method and its options come from the file.")
+        compact_combo(self.start_from, "Fine-tuning continues from a trained model: faster, and needs fewer "
+                                       "annotations when the images look alike. The method and its options come "
+                                       "from the file.")
         self.init_model = PathEdit("open", filter=MODEL_FILTER, placeholder="model to fine-tune")
         self.init_model.changed.connect(self._init_model_changed)
         self.start_from.currentIndexChanged.connect(self._start_from_changed)
@@ -359,6 +396,7 @@ class TrainWidget(QWidget):
         self.iterations.setValue(2000)
         self.budget_unit = QComboBox()
         self.budget_unit.addItems(["minutes", "iterations"])
+        compact_combo(self.budget_unit)
         self.budget_stack = QStackedWidget()
         self.budget_stack.addWidget(self.minutes)
         self.budget_stack.addWidget(self.iterations)
@@ -377,9 +415,7 @@ class TrainWidget(QWidget):
         self.learning_rate.setValue(0.001)
         self.learning_rate.setToolTip("Adam's step size (the paper: 1e-3). Lower it (e.g. 1e-4) when fine-tuning or "
                                       "if the loss jumps around.")
-        form.addRow("Learning rate", self.learning_rate)
         self.device = device_combo()
-        form.addRow("Device", self.device)
 
         advanced = QCollapsible("Advanced")
         inner = QWidget()
@@ -415,7 +451,8 @@ class TrainWidget(QWidget):
         self.preview_seconds.setSpecialValueText("off")
         self.preview_seconds.setToolTip("Every this many seconds, segment the region in view with the current model "
                                         f"(up to {PREVIEW_SIZE} px square) into the '{self.preview_layer_name}' layer")
-        for label, widget in (("Net depth", self.net_depth), ("Net width", self.net_width),
+        for label, widget in (("Learning rate", self.learning_rate), ("Device", self.device),
+                              ("Net depth", self.net_depth), ("Net width", self.net_width),
                               ("Validation fraction", self.validation_fraction),
                               ("Validate every", self.validate_every), ("Augment", self.augment),
                               ("Seed", self.seed), ("Preview every (s)", self.preview_seconds)):
@@ -434,7 +471,7 @@ class TrainWidget(QWidget):
         self.train_button = QPushButton("Train")
         self.train_button.clicked.connect(self.start)
         self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Finish after the current step and keep the model trained so far")
+        self.stop_button.setToolTip(STOP_HELP)
         self.stop_button.clicked.connect(self.stop)
         self.save_button = QPushButton("Save model…")
         self.save_button.setToolTip("Write the trained model to a file of your choice")
@@ -447,19 +484,19 @@ class TrainWidget(QWidget):
     def _method_changed(self, *_) -> None:
         method = self._methods.get(self.method.currentData())
         if self.options_form is not None:
-            self.options_form.setParent(None)
-            self.options_form.deleteLater()
+            self.options_form.native.setParent(None)
+            self.options_form.native.deleteLater()
         self.options_form = OptionsForm(method.Options) if method is not None else None
         if self.options_form is not None:
-            self.options_holder.addWidget(self.options_form)
-        self.method.setToolTip(method.paper if method is not None else "")
+            self.options_holder.addWidget(self.options_form.native)
+        self.method.setToolTip(f"<b>{method.title}</b><br>{method.paper}" if method is not None else "")
 
     def _start_from_changed(self, *_) -> None:
         fine_tune = self.start_from.currentIndex() == 1
         self.init_model.setEnabled(fine_tune)
         self.method.setEnabled(not fine_tune)
         if self.options_form is not None:
-            self.options_form.setEnabled(not fine_tune)
+            self.options_form.enabled = not fine_tune
         if fine_tune and self.init_model.path:
             self._init_model_changed(self.init_model.path)
 
@@ -478,7 +515,7 @@ class TrainWidget(QWidget):
         if index >= 0:
             self.method.setCurrentIndex(index)
             self.options_form.set_values(config.get("method_options", {}))
-            self.options_form.setEnabled(False)
+            self.options_form.enabled = False
 
     def _describe_folder(self, *_) -> None:
         from ..data import describe_layout
@@ -550,11 +587,30 @@ class TrainWidget(QWidget):
             self.preview_timer.start(int(self.preview_seconds.value() * 1000))
 
     def stop(self) -> None:
-        if self.job is not None:
+        """Stop: end training after this step (the model is kept). Skip (while tuning): keep the best decode so far."""
+        if self.job is None:
+            return
+        if self._tuning:
+            self.job.skip_tuning()
+            self.status.setText("skipping the rest of the tuning; saving the model…")
+        else:
             self.job.stop()
             self.status.setText("stopping after this step; the model trained so far is kept…")
+        self.stop_button.setEnabled(False)  # enabled again as Skip if tuning follows
+
+    def _show_tuning(self, event) -> None:
+        self._tuning = True
+        self.stop_button.setText("Skip")
+        self.stop_button.setToolTip(SKIP_HELP)
+        self.stop_button.setEnabled(True)
+        self.progress.setFormat("tuning the decode…")
+        self.status.setText(f"tuning the decode parameters on {event.n_validation} validation image(s)… "
+                            "(Skip keeps the best values found so far)")
 
     def _set_running(self, running: bool) -> None:
+        self._tuning = False
+        self.stop_button.setText("Stop")
+        self.stop_button.setToolTip(STOP_HELP)
         self.train_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         self.save_button.setEnabled(not running and self.finished is not None)
@@ -565,7 +621,7 @@ class TrainWidget(QWidget):
         self._set_running(False)
 
     def _on_event(self, event) -> None:
-        from ..training import CheckpointSaved, Finished, Started, Step, Validated
+        from ..training import CheckpointSaved, Finished, Started, Step, TuningDecode, Validated
 
         self.events_seen.append(event)
         if isinstance(event, Status):
@@ -587,6 +643,8 @@ class TrainWidget(QWidget):
                 self.plot.add_validation(event.iteration, event.scores["ap"])
         elif isinstance(event, CheckpointSaved):
             self.status.setText(f"checkpoint saved at iteration {event.iteration}: {event.path}")
+        elif isinstance(event, TuningDecode):
+            self._show_tuning(event)
         elif isinstance(event, PreviewReady):
             self._show_preview(event)
         elif isinstance(event, Finished):
@@ -634,10 +692,13 @@ class TrainWidget(QWidget):
     # -- live preview ------------------------------------------------------------------
     def _preview_image_layer(self):
         if self.source.currentData() == SOURCE_LAYERS and self.pairs.rows:
-            name = self.pairs.rows[0].image.currentText()
-            if name in self.viewer.layers:
-                return self.viewer.layers[name]
-        images = [self.viewer.layers[n] for n in L.layer_names(self.viewer, "image") if self.viewer.layers[n].visible]
+            layer = chosen_layer(self.viewer, self.pairs.rows[0].image)
+            if layer is not None:
+                return layer
+        from napari.layers import Image
+
+        images = [layer for layer in self.viewer.layers if isinstance(layer, Image) and layer.visible
+                  and not is_output(layer)]
         return images[-1] if images else None
 
     def request_preview(self) -> bool:
@@ -682,6 +743,9 @@ class TrainWidget(QWidget):
             layer.data = event.labels
             layer.translate, layer.scale = translate, scale
         else:
-            layer = self.viewer.add_labels(event.labels, name=name, translate=translate, scale=scale, opacity=0.5)
+            # outlines, so the annotation underneath stays visible; one layer, replaced at each preview
+            layer = self.viewer.add_labels(event.labels, name=name, translate=translate, scale=scale, opacity=0.8,
+                                           metadata={OUTPUT_KEY: PREVIEW_KIND})
+            layer.contour = 2
         layer.metadata["iteration"] = event.iteration
         self.status.setText(self.status.text() + f" · preview of iteration {event.iteration} updated")

@@ -1,0 +1,42 @@
+"""All three widgets docked fit a laptop screen; their controls say what they are in plain words."""
+
+from qtpy.QtWidgets import QApplication, QScrollArea
+
+from .conftest import add_widget
+
+LAPTOP = (1366, 768)
+
+
+def test_the_three_widgets_docked_fit_a_1366_x_768_screen(make_napari_viewer):
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-deepcolor", "synthetic-nuclei")
+    widgets = [add_widget(viewer, name) for name in ("Train", "Segment", "Batch")]
+    window = viewer.window._qt_window
+    window.resize(*LAPTOP)
+    QApplication.processEvents()
+    minimum = window.minimumSizeHint().expandedTo(window.minimumSize())
+    assert minimum.width() <= LAPTOP[0] and minimum.height() <= LAPTOP[1], minimum
+    assert (window.width(), window.height()) == LAPTOP
+    canvas = viewer.window._qt_viewer.canvas.native
+    assert canvas.width() >= LAPTOP[0] // 3 and canvas.height() >= LAPTOP[1] // 2  # the image keeps room
+    train_scroll = widgets[0].findChild(QScrollArea).verticalScrollBar()
+    assert train_scroll.maximum() > 0  # taller than its dock here: every control is reached by scrolling
+
+
+def test_options_and_sliders_are_plain_words_with_units_and_the_symbol_in_the_tooltip(make_napari_viewer,
+                                                                                     tiny_model_path):
+    viewer = make_napari_viewer()
+    train = add_widget(viewer, "Train")
+    halo = train.options_form.editors["halo_margin"]
+    assert halo.label == "Halo margin (px)" and "<i>m</i>" in halo.tooltip and "halo width" in halo.tooltip
+    assert train.options_form.editors["n_colors"].label == "Number of colours"
+    assert "<i>μ</i>" in train.options_form.editors["halo_weight"].tooltip
+    assert train.options_form.editors["color_choice"].choices == ("paper", "distinct")  # documented choices
+    segment = add_widget(viewer, "Segment")
+    segment.model_edit.set_path(str(tiny_model_path))
+    size = segment.sliders.sliders["size_threshold"]
+    assert size.label == "Size threshold (px)" and "<i>τ</i>" in size.tooltip
+    assert "smaller than this many pixels become background" in size.tooltip
+    region = train.region
+    region.setCurrentIndex(1)
+    assert region.currentText() in region.toolTip()  # a text shown truncated is readable in the tooltip
