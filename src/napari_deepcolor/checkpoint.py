@@ -35,6 +35,8 @@ class Model:
     normalization: dict = field(default_factory=lambda: {"low": 1.0, "high": 99.8})
     decode_defaults: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    #: fitted instance-CRF parameters (:class:`~napari_deepcolor.refine.crf.CrfParameters` as a dict), or None
+    crf: dict | None = None
 
     @property
     def method(self):
@@ -53,7 +55,7 @@ class Model:
             "format": FORMAT, "version": FORMAT_VERSION, "method": self.method_name,
             "method_options": dataclasses.asdict(self.method_options), "net": self.net_config.to_dict(),
             "normalization": self.normalization, "decode_defaults": self.decode_defaults,
-            "provenance": self.provenance,
+            "provenance": self.provenance, "crf": self.crf,
         }
 
 
@@ -105,7 +107,7 @@ def load_model(path, *, device: str | torch.device = "cpu") -> Model:
     config = read_model_config(path)
     model = new_model(config["method"], config["method_options"], config["net"], config["net"]["in_channels"],
                       normalization=config.get("normalization", {}), decode_defaults=config.get("decode_defaults", {}),
-                      provenance=config.get("provenance", {}))
+                      provenance=config.get("provenance", {}), crf=config.get("crf"))
     try:
         model.net.load_state_dict(load_file(str(path), device=str(device)))
     except RuntimeError as exc:

@@ -51,6 +51,14 @@ def _add_decode_flags(parser: argparse.ArgumentParser) -> None:
                                help=f"{p.help} [{method.name}; range {p.minimum:g}-{p.maximum:g}]")
 
 
+def _add_refine_flag(parser: argparse.ArgumentParser) -> None:
+    from .refine import REFINEMENTS
+
+    parser.add_argument("--refine", default="none", choices=REFINEMENTS,
+                        help="refine the decoded instances: crf = the instance CRF of Arnab and Torr (2017), "
+                             "with the weights fitted at training (default: none)")
+
+
 def _decode_overrides(args, method) -> dict:
     names = {p.name for p in method.decode_parameters}
     given = {p.name: getattr(args, p.name) for m in _all_methods() for p in m.decode_parameters
@@ -144,7 +152,7 @@ def _cmd_train(args) -> int:
                             patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.learning_rate,
                             iterations=args.iterations, minutes=args.minutes,
                             validation_fraction=args.validation_fraction, validate_every=args.validate_every,
-                            seed=args.seed, device=args.device)
+                            seed=args.seed, device=args.device, fit_crf=args.fit_crf)
     print(describe_layout(args.images, args.labels), file=sys.stderr)
     data = read_annotated_folder(args.images, args.labels)
     training = Training(config, data, output=output, init_from=args.fine_tune, resume=args.resume)
@@ -200,7 +208,13 @@ def _cmd_predict(args) -> int:
         try:
             if target.exists() and not args.overwrite:
                 raise DeepColorError(f"{target} exists; pass --overwrite to replace it.")
-            instances = predict(model, read_image(path), device=device, tile_size=args.tile_size).decode(**overrides)
+            image = read_image(path)
+            prediction = predict(model, image, device=device, tile_size=args.tile_size)
+            instances = prediction.decode(**overrides)
+            if args.refine == "crf":  # the instance CRF (Arnab and Torr) on the decoded instances
+                from .refine import refine_prediction
+
+                instances = refine_prediction(prediction, image, instances)
             write_labels(target, instances.labels, overwrite=args.overwrite)
             tqdm.write(f"{path.name}: {instances.count} objects -> {target}", file=sys.stderr)
         except DeepColorError as exc:
@@ -224,7 +238,7 @@ def _cmd_batch(args) -> int:
                          patterns=tuple(args.pattern or DEFAULT_PATTERNS), recursive=args.recursive, format=args.format,
                          decode=_decode_overrides(args, method), workers=args.workers, scheduler=args.scheduler,
                          overwrite=args.overwrite, device=args.device, tile_size=args.tile_size,
-                         large_image_megapixels=args.large_image_mp)
+                         large_image_megapixels=args.large_image_mp, refine=args.refine)
     bar, finished = None, None
     for event in Batch(config).run():
         if isinstance(event, BatchStarted):
@@ -313,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=None, help="U-Net width (default 16 on CPU, 32 on GPU)")
     p.add_argument("--norm", default=None, choices=["batch", "instance", "group", "none"], help="normalisation layers")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data order)")
+    p.add_argument("--fit-crf", action="store_true",
+                   help="after training, fit the instance CRF's weights on the validation images (for --refine crf)")
     _add_method_option_flags(p)
     p.set_defaults(run=_cmd_train)
 
@@ -325,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--tile-size", type=int, default=512, help="tile size for large images (memory is bounded by it)")
     p.add_argument("--overwrite", action="store_true", help="replace label files that already exist")
+    _add_refine_flag(p)
     _add_decode_flags(p)
     p.set_defaults(run=_cmd_predict)
 
@@ -359,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-size", type=int, default=512, help="tile size in pixels (memory is bounded by it)")
     p.add_argument("--large-image-mp", type=float, default=16.0, metavar="MP",
                    help="planes above this many megapixels are read, predicted and decoded out of core (default 16)")
+    _add_refine_flag(p)
     _add_decode_flags(p)
     p.set_defaults(run=_cmd_batch)
     p = sub.add_parser("demo", help="train briefly on the bundled nuclei image and segment another one",

@@ -235,6 +235,9 @@ class ColoringMethod(Method):
     def activate(self, raw):
         return raw.float().softmax(dim=1)
 
+    def foreground(self, output):
+        return 1.0 - output[0]  # 1 - p(background colour)
+
     def decode(self, output, *, cache=None, options=None, size_threshold=None, merge_radius=None) -> Instances:
         """Colour probabilities (C, H, W) to instances.
 

@@ -160,6 +160,9 @@ class DcmeMethod(Method):
         raw = raw.float()
         return torch.cat([raw[:, :2] * PIXELS_PER_UNIT, torch.sigmoid(raw[:, 2:3])], dim=1)
 
+    def foreground(self, output):
+        return output[2]
+
     def decode(self, output, *, cache=None, options=None, foreground_threshold=None, vote_smoothing=None, min_votes=None,
                assign_radius=None, size_threshold=None) -> Instances:
         """Cached output (3, H, W) to instances by clustering the votes.

@@ -271,6 +271,9 @@ class SemiconvMethod(Method):
         return torch.cat([raw[:, :dims], raw[:, dims:dims + 1].clamp(*LOG_SIGMA_RANGE).exp(),
                           torch.sigmoid(raw[:, dims + 1:])], dim=1)
 
+    def foreground(self, output):
+        return output[output.shape[0] - 2]  # P(foreground), before the seediness
+
     def decode(self, output, *, cache=None, options=None, foreground_threshold=None, seed_threshold=None,
                mask_threshold=None, size_threshold=None) -> Instances:
         """Cached output (D + 3, H, W) to instances.
