@@ -104,7 +104,7 @@ class CrfProblem:
     a slot's channel stands for at each pixel (0 none); ``offsets``,
     ``distance2`` and ``intensity2``: the kernel window's offsets (dy, dx), their
     squared lengths and the squared intensity differences (O, H, W) to the
-    pixel at each offset (inf where that pixel is outside the image).
+    pixel at each offset (beyond the image edge: to the edge pixel).
     """
 
     features: np.ndarray
@@ -245,17 +245,10 @@ def _window(image: np.ndarray, radius: int):
                 continue
             shifted = padded[radius + dy:radius + dy + height, radius + dx:radius + dx + width]
             diff = ((image - shifted) ** 2).sum(axis=-1)
-            diff[_out_of_image(height, width, dy, dx)] = np.inf
             offsets.append((dy, dx))
             distance2.append(float(dy * dy + dx * dx))
             intensity2.append(diff)
     return tuple(offsets), np.asarray(distance2, np.float32), np.stack(intensity2).astype(np.float32)
-
-
-def _out_of_image(height: int, width: int, dy: int, dx: int) -> np.ndarray:
-    """Where the pixel at offset (dy, dx) falls outside the image."""
-    ys, xs = np.arange(height)[:, None] + dy, np.arange(width)[None, :] + dx
-    return (ys < 0) | (ys >= height) | (xs < 0) | (xs >= width)
 
 
 # -- the differentiable part (torch) -------------------------------------------------------
@@ -280,15 +273,14 @@ def kernel_planes(distance2, intensity2, spatial_weight, bilateral_weight, spati
     k = w_s exp(-|o|^2 / 2 theta_gamma^2) + w_b exp(-|o|^2 / 2 theta_alpha^2 - |I_i - I_j|^2 / 2 theta_beta^2),
     the dense CRF's Gaussian plus bilateral kernel (Kraehenbuehl and Koltun 2011),
     restricted to a local window as in ConvCRF (Teichmann and Cipolla 2018).
+    Neighbours outside the image need no care: mean field pads Q with zeros.
     """
     import torch
 
-    inside = torch.isfinite(intensity2)
-    intensity2 = torch.where(inside, intensity2, torch.zeros_like(intensity2))  # no inf * 0 in the gradient
     spatial = spatial_weight * torch.exp(-distance2 / (2 * spatial_sigma ** 2))
-    appearance = torch.exp(-distance2[:, None, None] / (2 * bilateral_sigma_xy ** 2)
-                           - intensity2 / (2 * bilateral_sigma_intensity ** 2))
-    return torch.where(inside, spatial[:, None, None] + bilateral_weight * appearance, torch.zeros_like(intensity2))
+    reach = bilateral_weight * torch.exp(-distance2 / (2 * bilateral_sigma_xy ** 2))
+    appearance = torch.exp(intensity2 * (-0.5 / bilateral_sigma_intensity ** 2))
+    return spatial[:, None, None] + reach[:, None, None] * appearance
 
 
 def mean_field(unary, kernel, offsets, iterations: int):
@@ -307,11 +299,10 @@ def mean_field(unary, kernel, offsets, iterations: int):
     height, width = unary.shape[-2:]
     q = torch.softmax(-unary, dim=0)
     for _ in range(iterations):
-        padded = F.pad(q, (radius, radius, radius, radius))
+        padded = F.pad(q, (radius, radius, radius, radius))  # zeros: no neighbours outside the image
         message = torch.zeros_like(q)
         for index, (dy, dx) in enumerate(offsets):
-            neighbour = padded[:, radius + dy:radius + dy + height, radius + dx:radius + dx + width]
-            message = message + kernel[index] * neighbour
+            message.addcmul_(kernel[index], padded[:, radius + dy:radius + dy + height, radius + dx:radius + dx + width])
         q = torch.softmax(message - unary, dim=0)
     return q
 

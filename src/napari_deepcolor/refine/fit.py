@@ -114,12 +114,14 @@ class CrfExample:
 
 
 def fit_crf(examples: Sequence[CrfExample], *, start: CrfParameters | None = None, steps: int = 40,
-            learning_rate: float = 0.05, tile: int = 192, seed: int = 0) -> tuple[CrfParameters, dict]:
+            learning_rate: float = 0.05, tile: int = 192, max_tiles: int = 24,
+            seed: int = 0) -> tuple[CrfParameters, dict]:
     """Fit the CRF weights of :attr:`CrfParameters.FITTED` on annotated examples.
 
     Each example is cut into tiles of ``tile`` pixels (the loss of a tile is an
-    independent CRF: the kernel is local); each Adam step averages the matched
-    loss over all tiles that hold an object. Returns ``(parameters, report)``,
+    independent CRF: the kernel is local); at most ``max_tiles`` of the tiles that
+    hold an object are drawn (``seed``), and each full-batch Adam step averages the
+    matched loss over them. Returns ``(parameters, report)``,
     the report holding the loss before and after.
 
     Notes
@@ -132,8 +134,12 @@ def fit_crf(examples: Sequence[CrfExample], *, start: CrfParameters | None = Non
     import torch
 
     start = start or CrfParameters()
+    tiles = list(_tiles(examples, tile))
+    if len(tiles) > max_tiles:
+        chosen = np.random.default_rng(seed).choice(len(tiles), max_tiles, replace=False)
+        tiles = [tiles[i] for i in sorted(chosen)]
     problems = [(build_problem(instances, q, image, start), truth, ignore)
-                for instances, q, image, truth, ignore in _tiles(examples, tile)]
+                for instances, q, image, truth, ignore in tiles]
     if not problems:
         raise DeepColorError("fitting the CRF needs annotated images with objects that the model finds; "
                              "none of the validation images has any.")
