@@ -143,3 +143,24 @@ def test_a_method_without_foreground_says_it_cannot_be_refined():
     for name, channels in (("coloring", 5), ("boundary", 3), ("dcme", 3), ("semiconv", 7)):
         q = get_method(name).foreground(np.full((channels, 8, 8), 0.25, np.float32))
         assert q.shape == (8, 8)
+
+
+def test_training_with_fit_crf_stores_fitted_weights_in_the_model_file(nuclei_samples, tmp_path):
+    from napari_deepcolor.checkpoint import read_model_config
+    from napari_deepcolor.training import TrainingConfig, train
+
+    config = TrainingConfig(method="coloring", method_options={"halo_margin": 5}, net={"depth": 2, "width": 8},
+                            patch_size=64, batch_size=2, iterations=40, learning_rate=3e-3, device="cpu",
+                            validation_fraction=0.34, augment=False, fit_crf=True)
+    finished = train(config, nuclei_samples, output=tmp_path / "m.safetensors")
+    stored = read_model_config(tmp_path / "m.safetensors")
+    assert stored["provenance"]["crf_fit"]["loss_after"] <= stored["provenance"]["crf_fit"]["loss_before"]
+    assert CrfParameters.from_dict(stored["crf"]) == CrfParameters.from_dict(finished.model.crf)
+    assert stored["crf"] != CrfParameters().to_dict()  # fitted, not the defaults
+
+
+def test_fit_crf_is_refused_for_a_method_without_foreground():
+    from napari_deepcolor.training import TrainingConfig
+
+    with pytest.raises(DeepColorError, match="foreground"):
+        TrainingConfig(method="metric", iterations=1, fit_crf=True)

@@ -78,7 +78,10 @@ def refine_prediction(prediction, image: np.ndarray, instances=None, *, paramete
 
 def fit_model_crf(model, samples: Sequence, *, device=None, steps: int = 40) -> dict:
     """Fit the CRF on annotated samples (``.image``, ``.labels``, ``.ignore``) with the net frozen,
-    store the parameters in ``model.crf`` and return the fit's report (eq. 7 of Arnab and Torr)."""
+    store the parameters in ``model.crf`` and return the fit's report (eq. 7 of Arnab and Torr).
+
+    Where nothing can be fitted (no image with an object the model finds) the
+    model is left as it was and the report says why (``"skipped"``)."""
     from ..inference import predict, prepare_image
     from .fit import CrfExample, fit_crf
 
@@ -87,7 +90,11 @@ def fit_model_crf(model, samples: Sequence, *, device=None, steps: int = 40) -> 
         prediction = predict(model, sample.image, stack=False, device=device)
         examples.append(CrfExample(prediction.decode(), model.method.foreground(prediction.output),
                                    prepare_image(model, sample.image), np.asarray(sample.labels), sample.ignore))
-    parameters, report = fit_crf(examples, start=crf_parameters(model, quiet=True), steps=steps)
+    try:
+        parameters, report = fit_crf(examples, start=crf_parameters(model, quiet=True), steps=steps)
+    except DeepColorError as exc:  # e.g. a young model that finds no object yet: keep what the model had
+        log.warning("the CRF was not fitted: %s", exc)
+        return {"skipped": str(exc)}
     model.crf = parameters.to_dict()
     return report
 
