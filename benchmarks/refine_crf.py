@@ -8,8 +8,13 @@ weights are fitted on the validation images with the net frozen (eq. 7 of
 Arnab and Torr), then the held-out images are scored three ways: decoded
 labels, refined with the default CRF parameters, refined with the fitted
 ones. Reports Matching IoU, AP at IoU 0.5, 0.75 and 0.9, AP 0.5:0.95, and the
-refinement's cost in ms per megapixel. Writes
+refinement's cost in CPU ms per megapixel (time.process_time: not inflated by
+other work on a shared machine). Writes
 benchmarks/results/refine_crf_<dataset>_<method>.json.
+
+    python benchmarks/refine_crf.py --report
+
+prints the table of docs/benchmarks.md from those files.
 """
 
 from __future__ import annotations
@@ -42,14 +47,38 @@ def scores(truth, labels) -> dict:
             "ap": float(np.mean(list(ap.values())))}
 
 
+VARIANTS = (("decoded", "decoded"), ("crf_default", "+ CRF, default weights"), ("crf_fitted", "+ CRF, fitted weights"))
+
+
+def report() -> str:
+    """The markdown table of every results/refine_crf_*.json: one row per dataset, method and variant."""
+    lines = ["| dataset | method | steps | test images | labels | matching IoU | AP50 | AP75 | AP90 | AP 0.5:0.95 "
+             "| CRF CPU ms/MP |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted(RESULTS.glob("refine_crf_*.json")):
+        result = json.loads(path.read_text())
+        for key, title in VARIANTS:
+            m = result["test_mean"][key]
+            cost = "" if key == "decoded" else f"{result['median_ms_per_megapixel']:.0f}"
+            lines.append(f"| {result['dataset']} | {result['method']} | {result['model_iterations']} | "
+                         f"{result['n_test_images']} | {title} | {m['matching_iou']:.3f} | {m['ap50']:.3f} | "
+                         f"{m['ap75']:.3f} | {m['ap90']:.3f} | {m['ap']:.3f} | {cost} |")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--dataset", choices=DATASETS, required=True)
-    parser.add_argument("--method", required=True)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--fit-steps", type=int, default=40)
+    parser.add_argument("--report", action="store_true", help="print the docs table from the result files")
+    parser.add_argument("--dataset", choices=DATASETS)
+    parser.add_argument("--method")
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--fit-steps", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.report:
+        print(report(), end="")
+        return
+    if not (args.dataset and args.method and args.model):
+        parser.error("give --dataset, --method and --model (or --report)")
     torch.set_num_threads(args.threads)
 
     images, labels, _ = DATASETS[args.dataset]
@@ -64,9 +93,9 @@ def main():
     model = load_model(args.model)
     if model.method_name != args.method:
         raise SystemExit(f"{args.model} is a '{model.method_name}' model, not '{args.method}'")
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     fit_report = fit_model_crf(model, validation, device="cpu", steps=args.fit_steps)
-    fit_seconds = time.perf_counter() - t0
+    fit_seconds = time.process_time() - t0
     fitted, default = CrfParameters.from_dict(model.crf), CrfParameters()
 
     rows, ms_per_mp = [], []
@@ -76,9 +105,9 @@ def main():
         decoded = prediction.decode()
         q, image = model.method.foreground(prediction.output), prepare_image(model, sample.image)
         truth = ground_truth(pair)
-        t = time.perf_counter()
+        t = time.process_time()
         refined = refine_instances(decoded, q, image, fitted)
-        ms_per_mp.append((time.perf_counter() - t) * 1e3 / (q.size / 1e6))
+        ms_per_mp.append((time.process_time() - t) * 1e3 / (q.size / 1e6))
         with_defaults = refine_instances(decoded, q, image, default)
         rows.append({"name": pair.name, "n_instances": decoded.count, "decoded": scores(truth, decoded.labels),
                      "crf_default": scores(truth, with_defaults.labels), "crf_fitted": scores(truth, refined.labels)})
