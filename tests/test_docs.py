@@ -52,3 +52,13 @@ def test_accuracy_table_is_the_one_the_result_files_give():
     start = text.index("\n", text.index("<!-- accuracy-table")) + 1
     shown = text[start:text.index("<!-- /accuracy-table -->")]
     assert shown == result.stdout, "the accuracy table is out of date: run python benchmarks/report_accuracy.py"
+
+
+def test_crf_table_is_the_one_the_result_files_give():
+    """The instance-CRF table of docs/benchmarks.md is what benchmarks/results/refine_crf_*.json hold."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "refine_crf.py"), "--report"],
+                            capture_output=True, text=True, timeout=120, check=True)
+    text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    start = text.index("\n", text.index("<!-- refine-table")) + 1
+    shown = text[start:text.index("<!-- /refine-table -->")]
+    assert shown == result.stdout, "the CRF table is out of date: run python benchmarks/refine_crf.py --report"
