@@ -164,3 +164,22 @@ def test_fit_crf_is_refused_for_a_method_without_foreground():
 
     with pytest.raises(DeepColorError, match="foreground"):
         TrainingConfig(method="metric", iterations=1, fit_crf=True)
+
+
+def test_a_stack_is_refined_plane_by_plane_with_ids_unique_across_it():
+    from napari_deepcolor import synthetic
+    from napari_deepcolor.inference import predict
+    from napari_deepcolor.refine import refine_prediction
+
+    model = new_model("coloring", {}, {"depth": 2, "width": 8}, 1)
+    stack = np.stack([synthetic.nuclei((64, 64), count=6, seed=s)[0] for s in range(2)])
+    prediction = predict(model, stack, stack=True, device="cpu")
+    refined = refine_prediction(prediction, stack)
+    assert refined.labels.shape == (2, 64, 64) and refined.count > 1
+    for z in range(2):
+        alone = predict(model, stack[z], stack=False, device="cpu")
+        plane = refine_prediction(alone, stack[z]).labels
+        assert (refined.labels[z] > 0).sum() == (plane > 0).sum()
+    ids = [set(np.unique(refined.labels[z])) - {0} for z in range(2)]
+    assert not ids[0] & ids[1]
+    assert refined.count == len(ids[0]) + len(ids[1])
