@@ -5,8 +5,9 @@
 Times :func:`napari_deepcolor.refine.crf.refine_instances` (building the
 potentials plus mean field, default parameters) on 1024 x 1024 images with a
 growing number of objects, since the number of slots, and so the cost, grows
-with how densely the objects pack. Prints a JSON line per setting and writes
-benchmarks/results/crf_speed.json.
+with how densely the objects pack. Times are CPU time of this process
+(time.process_time), so that other work on a shared machine does not inflate
+them. Prints a JSON line per setting and writes benchmarks/results/crf_speed.json.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ def main():
         problem = build_problem(instances, foreground, image, CrfParameters())
         times = []
         for _ in range(args.repeats):
-            t = time.perf_counter()
+            t = time.process_time()
             refine_instances(instances, foreground, image)
-            times.append(time.perf_counter() - t)
+            times.append(time.process_time() - t)
         megapixels = labels.size / 1e6
         row = {"objects": instances.count, "slots": problem.n_slots, "megapixels": megapixels,
                "ms_per_megapixel": round(1e3 * float(np.median(times)) / megapixels, 1)}
