@@ -307,3 +307,51 @@ def test_help_shows_only_the_chosen_methods_options(tmp_path, capsys):
     model = save_model(new_model("dcme", {}, {"depth": 2, "width": 8}, in_channels=1), tmp_path / "m.safetensors")
     text = _help(["predict", "--model", str(model)], capsys)
     assert "--assign-radius" in text and "--size-threshold" in text and "--merge-radius" not in text
+
+
+def test_refine_crf_in_predict_and_batch_on_a_real_folder(shared_data, tmp_path):
+    import shutil
+
+    from napari_deepcolor.checkpoint import load_model, new_model, save_model
+    from napari_deepcolor.data.io import read_image
+    from napari_deepcolor.inference import predict
+    from napari_deepcolor.refine import refine_prediction
+    from napari_deepcolor.refine.crf import CrfParameters
+
+    folder = tmp_path / "bbbc039"
+    folder.mkdir()
+    for source in sorted((shared_data / "bbbc039" / "images").glob("*.tif"))[:2]:
+        shutil.copy(source, folder / source.name)
+    model = new_model("coloring", {}, {"depth": 2, "width": 8}, in_channels=1)
+    model.crf = CrfParameters(bilateral_weight=2.0).to_dict()  # as if fitted: the CLI must use the stored weights
+    path = save_model(model, tmp_path / "m.safetensors")
+    plain, refined, batched = tmp_path / "plain", tmp_path / "refined", tmp_path / "batched"
+    assert main(["predict", "--model", str(path), "--input", str(folder), "--output", str(plain), "--device", "cpu"]) == 0
+    assert main(["predict", "--model", str(path), "--input", str(folder), "--output", str(refined), "--device", "cpu",
+                 "--refine", "crf"]) == 0
+    assert main(["batch", "--model", str(path), "--input", str(folder), "--output", str(batched), "--device", "cpu",
+                 "--refine", "crf"]) == 0
+    loaded = load_model(path)
+    for image_path in sorted(folder.iterdir()):
+        image = read_image(image_path)
+        prediction = predict(loaded, image, device="cpu")
+        expected = refine_prediction(prediction, image, prediction.decode()).labels
+        written = tifffile.imread(refined / (image_path.stem + ".tif"))
+        assert np.array_equal(written, expected)
+        assert not np.array_equal(written, tifffile.imread(plain / (image_path.stem + ".tif")))
+        assert np.array_equal(tifffile.imread(batched / (image_path.stem + ".tif")), expected)
+
+
+def test_refine_crf_on_the_out_of_core_route_is_a_clear_failure(shared_data, tmp_path, capsys):
+    import shutil
+
+    from napari_deepcolor.checkpoint import new_model, save_model
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(sorted((shared_data / "bbbc039" / "images").glob("*.tif"))[0], folder)
+    path = save_model(new_model("coloring", {}, {"depth": 2, "width": 8}, in_channels=1), tmp_path / "m.safetensors")
+    assert main(["batch", "--model", str(path), "--input", str(folder), "--output", str(tmp_path / "out"),
+                 "--device", "cpu", "--refine", "crf", "--large-image-mp", "0.1"]) == 1
+    err = capsys.readouterr().err
+    assert "out of core" in err and "--refine" in err

@@ -85,3 +85,13 @@ def test_readme_test_command_says_how_to_get_the_display_ci_uses():
     assert script in text and (ROOT / script).is_file() and os.access(ROOT / script, os.X_OK)
     assert script in (ROOT / ".ci" / "run").read_text()  # CI installs the display the README's way
     assert "NAPARI_DEEPCOLOR_DATA" in text
+
+
+def test_crf_table_is_the_one_the_result_files_give():
+    """The instance-CRF table of docs/benchmarks.md is what benchmarks/results/refine_crf_*.json hold."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "refine_crf.py"), "--report"],
+                            capture_output=True, text=True, timeout=120, check=True)
+    text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    start = text.index("\n", text.index("<!-- refine-table")) + 1
+    shown = text[start:text.index("<!-- /refine-table -->")]
+    assert shown == result.stdout, "the CRF table is out of date: run python benchmarks/refine_crf.py --report"

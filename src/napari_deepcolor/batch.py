@@ -136,6 +136,7 @@ class BatchConfig:
     #: the objects' diameter in these images (px) if it differs from the training images' (None: the same)
     object_diameter: float | None = None
     summary: bool = True  # write the summary CSV into the output folder
+    refine: str = "none"  # "crf": the instance CRF (napari_deepcolor.refine) after decoding, in memory only
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -150,6 +151,9 @@ class BatchConfig:
             raise DeepColorError(f"the large-image threshold must be positive (got {self.large_image_megapixels} MP).")
         if not self.patterns:
             raise DeepColorError("give at least one file name pattern, e.g. '*.tif'.")
+        from .refine import check_refinement
+
+        check_refinement(self.refine)
 
 
 @dataclass(frozen=True)
@@ -502,8 +506,14 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device) ->
         if _is_constant(match_channels(model, image)):
             planes.append(Instances(np.zeros(image.shape[:2], np.uint8), np.zeros(0, np.float32)))
         else:
-            planes.append(predict(model, image, stack=False, device=device, tile_size=tile, margin=MARGIN,
-                                  object_diameter=task.config.object_diameter).decode(**parameters))
+            prediction = predict(model, image, stack=False, device=device, tile_size=tile, margin=MARGIN,
+                                 object_diameter=task.config.object_diameter)
+            instances = prediction.decode(**parameters)
+            if task.config.refine == "crf":
+                from .refine import refine_prediction
+
+                instances = refine_prediction(prediction, image, instances)
+            planes.append(instances)
     instances = stack_instances(planes)
     _write_output(task, layout, instances.labels.dtype, tile - 2 * MARGIN,
                   labels=instances.labels.reshape(layout.out_shape))
@@ -577,6 +587,11 @@ def _scan_plane(model, source, layout, plane, block: int):
 
 def _segment_out_of_core(model, source, layout, parameters, task, tile, device) -> int:
     method, threshold = model.method, f"{task.config.large_image_megapixels:g} MP"
+    if task.config.refine != "none":
+        raise DeepColorError(f"{task.file}: planes over {threshold} are segmented out of core, where the "
+                             f"'{task.config.refine}' refinement is not available (it needs the whole plane in "
+                             "memory); segment without --refine, or raise the large-image threshold "
+                             "(CLI: --large-image-mp) if the image fits in memory.")
     limitation = method.blockwise_limitation(parameters, model.method_options)
     if limitation:
         raise DeepColorError(f"{task.file}: planes over {threshold} are decoded out of core, which {limitation}; "

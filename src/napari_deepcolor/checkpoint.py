@@ -38,6 +38,8 @@ class Model:
     #: object-size normalisation (see :mod:`napari_deepcolor.scale`): ``object_diameter``, the median
     #: diameter (px) of the training objects, and ``net_object_diameter``, the one the net saw; {} = none
     object_scale: dict = field(default_factory=dict)
+    #: fitted instance-CRF parameters (:class:`~napari_deepcolor.refine.crf.CrfParameters` as a dict), or None
+    crf: dict | None = None
 
     @property
     def method(self):
@@ -64,7 +66,7 @@ class Model:
             "format": FORMAT, "version": FORMAT_VERSION, "method": self.method_name,
             "method_options": dataclasses.asdict(self.method_options), "net": self.net_config.to_dict(),
             "normalization": self.normalization, "decode_defaults": self.decode_defaults,
-            "provenance": self.provenance, "object_scale": self.object_scale,
+            "provenance": self.provenance, "object_scale": self.object_scale, "crf": self.crf,
         }
 
 
@@ -116,7 +118,8 @@ def load_model(path, *, device: str | torch.device = "cpu") -> Model:
     config = read_model_config(path)
     model = new_model(config["method"], config["method_options"], config["net"], config["net"]["in_channels"],
                       normalization=config.get("normalization", {}), decode_defaults=config.get("decode_defaults", {}),
-                      provenance=config.get("provenance", {}), object_scale=config.get("object_scale", {}))
+                      provenance=config.get("provenance", {}), object_scale=config.get("object_scale", {}),
+                      crf=config.get("crf"))
     try:
         model.net.load_state_dict(load_file(str(path), device=str(device)))
     except RuntimeError as exc:

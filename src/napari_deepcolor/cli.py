@@ -111,6 +111,14 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _add_refine_flag(parser: argparse.ArgumentParser) -> None:
+    from .refine import REFINEMENTS
+
+    parser.add_argument("--refine", default="none", choices=REFINEMENTS,
+                        help="refine the decoded instances: crf = the instance CRF of Arnab and Torr (2017), "
+                             "with the weights fitted at training (default: none)")
+
+
 def _decode_overrides(args, method) -> dict:
     names = {p.name for p in method.decode_parameters}
     given = {name: getattr(args, name) for name in dict.fromkeys(getattr(args, "_decode_names", []))
@@ -246,7 +254,8 @@ def _cmd_train(args) -> int:
                             patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.learning_rate,
                             iterations=args.iterations, minutes=args.minutes,
                             validation_fraction=args.validation_fraction, validate_every=args.validate_every,
-                            seed=args.seed, device=args.device, net_object_diameter=args.net_object_diameter or None)
+                            seed=args.seed, device=args.device, net_object_diameter=args.net_object_diameter or None,
+                            fit_crf=args.fit_crf)
     print(describe_layout(args.images, args.labels), file=sys.stderr)
     data = read_annotated_folder(args.images, args.labels)
     training = Training(config, data, output=output, init_from=args.fine_tune, resume=args.resume)
@@ -337,7 +346,7 @@ def _cmd_predict(args) -> int:
                          patterns=tuple(f"*{suffix}" for suffix in IMAGE_SUFFIXES) + ("*.zarr",),
                          decode=_decode_overrides(args, method), overwrite=args.overwrite, device=args.device,
                          tile_size=args.tile_size, summary=False,
-                         object_diameter=args.object_diameter)
+                         object_diameter=args.object_diameter, refine=args.refine)
     return _run_batch(config)
 
 
@@ -351,7 +360,7 @@ def _cmd_batch(args) -> int:
                          patterns=tuple(args.pattern or DEFAULT_PATTERNS), recursive=args.recursive, format=args.format,
                          decode=_decode_overrides(args, method), workers=args.workers, scheduler=args.scheduler,
                          overwrite=args.overwrite, device=args.device, tile_size=args.tile_size,
-                         large_image_megapixels=args.large_image_mp, object_diameter=args.object_diameter)
+                         large_image_megapixels=args.large_image_mp, object_diameter=args.object_diameter, refine=args.refine)
     return _run_batch(config)
 
 
@@ -461,6 +470,8 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=None, help="U-Net width (default 16 on CPU, 32 on GPU)")
     p.add_argument("--norm", default=None, choices=["batch", "instance", "group", "none"], help="normalisation layers")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data order)")
+    p.add_argument("--fit-crf", action="store_true",
+                   help="after training, fit the instance CRF's weights on the validation images (for --refine crf)")
     p.add_argument("--net-object-diameter", type=float, default=30.0, metavar="PX",
                    help="the net sees the images rescaled so that the median annotated object is this many pixels "
                         "across (default 30, as Cellpose); 0 trains at the images' own resolution")
@@ -481,6 +492,7 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--object-diameter", type=float, default=None, metavar="PX",
                    help="typical object diameter in these images, in pixels, if it differs from the training "
                         "images' (the model rescales the images to the size it was trained at)")
+    _add_refine_flag(p)
     _add_decode_flags(p, only_method)
     p.set_defaults(run=_cmd_predict)
 
@@ -518,6 +530,7 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--object-diameter", type=float, default=None, metavar="PX",
                    help="typical object diameter in these images, in pixels, if it differs from the training "
                         "images' (the model rescales the images to the size it was trained at)")
+    _add_refine_flag(p)
     _add_decode_flags(p, only_method)
     p.set_defaults(run=_cmd_batch)
     p = sub.add_parser("demo", help="train briefly on the bundled nuclei image and segment another one",

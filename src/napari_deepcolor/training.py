@@ -57,6 +57,8 @@ class TrainingConfig:
     device: str = "auto"
     augment: bool = True
     tune_decode: bool = True
+    #: after training, fit the instance CRF's weights on the validation images (napari_deepcolor.refine)
+    fit_crf: bool = False
     workers: int | None = None  # data-loading processes; None: 0 on CPU, 4 on GPU
     #: the object diameter (px) the net is trained and run at: images are rescaled so that the median
     #: annotated object has it (see napari_deepcolor.scale); None trains at the images' own resolution
@@ -83,6 +85,8 @@ class TrainingConfig:
         if not 0 <= self.validation_fraction < 1:
             raise DeepColorError(f"validation_fraction must be in [0, 1) (got {self.validation_fraction}).")
         get_method(self.method).options(self.method_options)  # unknown keys, ranges
+        if self.fit_crf:
+            _check_crf_supported(self.method)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -286,11 +290,16 @@ class Training:
                 scores = validation_scores(model, self.validation, device, predictions=predictions)
             scores = {**scores, "tuned_ap": best}
             yield Validated(iteration, scores)
+        crf_fit = None
+        if self.validation and config.fit_crf and iteration > start:
+            from .refine import fit_model_crf
+
+            crf_fit = fit_model_crf(model, self.validation, device=device)
         model.provenance = {**model.provenance, "iterations": iteration, "train_seconds": round(elapsed, 1),
                             "training": config.to_dict(), "n_train_images": len(self.train_data),
                             "n_validation_images": len(self.validation), "validation_scores": scores,
                             "decode_tuning_skipped": self._skip_tuning.is_set(),
-                            "torch": torch.__version__}
+                            "torch": torch.__version__, **({"crf_fit": crf_fit} if crf_fit else {})}
         if self.output is not None:
             self._save(model, optimizer, iteration, elapsed)
         yield Finished(iteration, reason, self.output, model.decode_parameters(), scores, model)
@@ -367,6 +376,14 @@ class Training:
     def _save(self, model: Model, optimizer, iteration: int, elapsed: float) -> None:
         save_model(model, self.output, overwrite=True)
         save_training_state(self.output, optimizer, {"iteration": iteration, "elapsed_seconds": elapsed})
+
+
+def _check_crf_supported(method_name: str) -> None:
+    from .methods.base import Method
+
+    if type(get_method(method_name)).foreground is Method.foreground:
+        raise DeepColorError(f"fit_crf needs a method with a foreground output to refine; '{method_name}' has "
+                             "none. Turn fit_crf off or choose coloring, boundary, dcme or semiconv.")
 
 
 def _past(moment: float | None) -> bool:

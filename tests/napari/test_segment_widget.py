@@ -161,3 +161,23 @@ def test_embedding_models_get_their_own_sliders_and_previews(
     kinds = {type(viewer.layers[name]).__name__ for name in widget.preview_layer_names}
     assert "Image" in kinds
     assert ("Vectors" in kinds) == (method != "metric")  # metric learning's embedding has no displacement
+
+
+def test_crf_checkbox_refines_without_the_network_and_export_saves_the_refined_labels(segmented, qtbot,
+                                                                                      forward_calls, tmp_path):
+    from napari_deepcolor.refine import refine_prediction
+
+    viewer, widget = segmented
+    layer, runs, shown = widget.labels_layer(), len(forward_calls), widget.decode_count
+    reference = Prediction(widget.prediction.model, widget.prediction.output)
+    image = np.asarray(widget.source.data)
+    expected = refine_prediction(reference, image, reference.decode(**widget.sliders.values())).labels
+    assert not np.array_equal(expected, layer.data)  # the refinement changes something here
+    widget.refine_check.setChecked(True)
+    qtbot.waitUntil(lambda: widget.decode_count > shown and not widget.decoding, timeout=30_000)
+    assert len(forward_calls) == runs
+    assert np.array_equal(layer.data, expected)
+    back = tifffile.imread(widget.export_labels(str(tmp_path / "refined.tif")))
+    assert np.array_equal(back, expected)
+    widget.refine_check.setChecked(False)
+    qtbot.waitUntil(lambda: not widget.decoding and not np.array_equal(layer.data, expected), timeout=30_000)

@@ -133,6 +133,12 @@ class SegmentWidget(QWidget):
         self.sliders.changed.connect(self._slider_moved)
         self._decode_throttled = qthrottled(self.request_decode, timeout=THROTTLE_MS, leading=True)
         decode_layout.addWidget(self.sliders.native)
+        self.refine_check = QCheckBox("Refine with the instance CRF")
+        self.refine_check.setToolTip("Arnab and Torr's instance CRF after decoding: boundaries follow the image, "
+                                     "weak instances drop out (weights fitted at training, if enabled); a second "
+                                     "or so per megapixel. Export saves the refined labels.")
+        self.refine_check.toggled.connect(lambda _checked: self.request_decode())
+        decode_layout.addWidget(self.refine_check)
         self.reset_button = QPushButton("Reset to the model's values")
         self.reset_button.setToolTip("The decode parameters stored in the model (tuned on its validation data)")
         self.reset_button.clicked.connect(self.reset_parameters)
@@ -238,6 +244,7 @@ class SegmentWidget(QWidget):
             report(exc)
             return
         model, device, cancel, progress = self.model, self.device.currentText(), threading.Event(), self._progress
+        refine = self.refine_check.isChecked()
         self._cancel = cancel
         self.destroyed.connect(cancel.set)  # a closed widget stops its prediction
 
@@ -255,7 +262,7 @@ class SegmentWidget(QWidget):
             except _Cancelled:
                 return None
             started = time.perf_counter()
-            labels = prediction.decode(**parameters).labels
+            labels = _decode(prediction, parameters, source.data, refine)
             return prediction, labels, time.perf_counter() - started, parameters
 
         self.progress.setValue(0)
@@ -343,13 +350,14 @@ class SegmentWidget(QWidget):
             return
 
         changed = {k for k, v in parameters.items() if self._shown_parameters.get(k) != v}
+        refine, image = self.refine_check.isChecked(), self.source.data
 
         def decode():
             started = time.perf_counter()
-            labels = prediction.decode(**parameters).labels
+            labels = _decode(prediction, parameters, image, refine)
             return prediction, labels, time.perf_counter() - started, parameters, changed
 
-        quick = bool(changed) and all(self._decode_seconds.get(k, 1.0) < INLINE_DECODE_SECONDS for k in changed)
+        quick = not refine and bool(changed) and all(self._decode_seconds.get(k, 1.0) < INLINE_DECODE_SECONDS for k in changed)
         if quick and not self._decoder.busy:
             try:
                 result = decode()
@@ -511,6 +519,16 @@ class SegmentWidget(QWidget):
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         self.tune_button.setEnabled(self.tune_worker is None)
+
+
+def _decode(prediction, parameters: dict, image, refine: bool) -> np.ndarray:
+    """The labels shown and exported: the decode, then the instance CRF if ``refine``."""
+    instances = prediction.decode(**parameters)
+    if refine:
+        from ..refine import refine_prediction
+
+        instances = refine_prediction(prediction, np.asarray(image), instances)
+    return instances.labels
 
 
 def _stack_vectors(data: np.ndarray) -> np.ndarray:

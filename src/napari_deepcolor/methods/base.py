@@ -160,6 +160,15 @@ class Method:
     def preview(self, output: np.ndarray, options=None) -> list[PreviewLayer]:
         return []
 
+    def foreground(self, output: np.ndarray, options=None) -> np.ndarray:
+        """Q (H, W): the probability that a pixel belongs to some object, from the cached output (C, H, W).
+
+        What the instance CRF (:mod:`napari_deepcolor.refine`) builds its unaries on.
+        """
+        raise DeepColorError(f"method '{self.name}' predicts no foreground probability, so its instances "
+                             "cannot be refined with the instance CRF; segment without refinement "
+                             "(--refine none), or train a coloring, boundary, dcme or semiconv model.")
+
     # -- outputs larger than memory ---------------------------------------
     def blockwise_limitation(self, parameters: dict, options=None) -> str | None:
         """Why a decode with ``parameters`` cannot run block by block (:meth:`decode_blocks`), or None."""

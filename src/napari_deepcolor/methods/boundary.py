@@ -76,6 +76,9 @@ class BoundaryMethod(Method):
     def activate(self, raw, options=None):
         return raw.float().softmax(dim=1)
 
+    def foreground(self, output, options=None):
+        return 1.0 - output[BACKGROUND]  # p(interior) + p(boundary)
+
     def decode(self, output, *, cache=None, options=None, size_threshold=None, interior_threshold=None) -> Instances:
         """Components of ``p_interior > interior_threshold``, grown over the foreground
         (``p_background < 0.5``) by a few pixels, then the size threshold."""

@@ -352,6 +352,11 @@ class ColoringMethod(Method):
                                           ignore_index=-100)
         return loss
 
+    def foreground(self, output, options=None):
+        """Q for the instance CRF: 1 - p(background) of the semantic head if there is one, else of the colours."""
+        n_colors = output.shape[0] if options is None else options.n_colors
+        return 1.0 - (output[n_colors] if output.shape[0] == n_colors + 3 else output[0])
+
     def activate(self, raw, options=None):
         """Colour probabilities (softmax over the C colours), then the semantic head's three."""
         import torch

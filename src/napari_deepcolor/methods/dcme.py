@@ -169,6 +169,9 @@ class DcmeMethod(Method):
 
         return torch.cat([output[:, :2] * image_pixels_per_net_pixel, output[:, 2:]], dim=1)
 
+    def foreground(self, output, options=None):
+        return output[2]
+
     def decode(self, output, *, cache=None, options=None, foreground_threshold=None, vote_smoothing=None, min_votes=None,
                assign_radius=None, size_threshold=None) -> Instances:
         """Cached output (3, H, W) to instances by clustering the votes.

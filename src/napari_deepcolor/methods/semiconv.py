@@ -284,6 +284,9 @@ class SemiconvMethod(Method):
         dims = output.shape[1] - 3
         return torch.cat([output[:, :dims + 1] * image_pixels_per_net_pixel, output[:, dims + 1:]], dim=1)
 
+    def foreground(self, output, options=None):
+        return output[output.shape[0] - 2]  # P(foreground), before the seediness
+
     def decode(self, output, *, cache=None, options=None, foreground_threshold=None, seed_threshold=None,
                mask_threshold=None, size_threshold=None) -> Instances:
         """Cached output (D + 3, H, W) to instances.

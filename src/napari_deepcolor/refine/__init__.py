@@ -1,0 +1,100 @@
+"""Refinement stages that run after a method's decode: the instance CRF of Arnab and Torr (2017).
+
+The net does not run again: refinement reads the cached output of a
+:class:`~napari_deepcolor.inference.Prediction` (for the foreground Q), the
+decoded instances (the label set) and the image (the appearance kernel).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import DeepColorError
+
+log = logging.getLogger(__name__)
+
+#: the refinement names the CLI and the widgets offer; "none" keeps the decoded labels
+REFINEMENTS = ("none", "crf")
+
+
+def check_refinement(name: str) -> str:
+    """``name`` if it is a known refinement; otherwise an error that lists them."""
+    if name not in REFINEMENTS:
+        raise DeepColorError(f"unknown refinement '{name}'; choose one of: {', '.join(REFINEMENTS)}.")
+    return name
+
+
+def crf_parameters(model, *, quiet: bool = False):
+    """The model's fitted CRF parameters, or the defaults (with a log message) for a model without."""
+    from .crf import CrfParameters
+
+    if not model.crf:
+        if not quiet:
+                log.info("this model has no fitted CRF weights; refining with the defaults (train with the CRF fit "
+                     "enabled to fit them on your annotations)")
+        return CrfParameters()
+    return CrfParameters.from_dict(model.crf)
+
+
+def refine_prediction(prediction, image: np.ndarray, instances=None, *, parameters=None):
+    """Refine a prediction's decoded instances with the instance CRF (the net does not run again).
+
+    Parameters
+    ----------
+    prediction : :class:`~napari_deepcolor.inference.Prediction` of ``image``.
+    image : the image given to :func:`~napari_deepcolor.inference.predict`: (H, W[, C]) or a stack.
+    instances : Instances to refine (default: ``prediction.decode()`` with the model's defaults).
+    parameters : :class:`~.crf.CrfParameters` (default: the model's fitted ones).
+
+    Returns
+    -------
+    Instances, with the shape of ``instances``; a stack is refined plane by plane.
+    """
+    from ..inference import prepare_image, stack_instances
+    from ..methods.base import Instances
+    from .crf import refine_instances
+
+    model = prediction.model
+    instances = prediction.decode() if instances is None else instances
+    parameters = parameters or crf_parameters(model)
+    method = model.method
+    if not prediction.is_stack:
+        return refine_instances(instances, method.foreground(prediction.output, model.method_options),
+                                prepare_image(model, image), parameters)
+    planes = []
+    for z, output in enumerate(prediction.output):
+        plane = np.asarray(instances.labels[z]).astype(np.int64)
+        ids = np.unique(plane[plane > 0])
+        local = np.searchsorted(ids, plane) + 1
+        local[plane == 0] = 0
+        scores = np.asarray(instances.scores)[ids - 1] if ids.size else np.zeros(0, np.float32)
+        planes.append(refine_instances(Instances(local, scores), method.foreground(output, model.method_options),
+                                       prepare_image(model, np.asarray(image)[z]), parameters))
+    return stack_instances(planes)
+
+
+def fit_model_crf(model, samples: Sequence, *, device=None, steps: int = 40) -> dict:
+    """Fit the CRF on annotated samples (``.image``, ``.labels``, ``.ignore``) with the net frozen,
+    store the parameters in ``model.crf`` and return the fit's report (eq. 7 of Arnab and Torr).
+
+    Where nothing can be fitted (no image with an object the model finds) the
+    model is left as it was and the report says why (``"skipped"``)."""
+    from ..inference import predict, prepare_image
+    from .fit import CrfExample, fit_crf
+
+    examples = []
+    for sample in samples:
+        prediction = predict(model, sample.image, stack=False, device=device)
+        examples.append(CrfExample(prediction.decode(), model.method.foreground(prediction.output, model.method_options),
+                                   prepare_image(model, sample.image), np.asarray(sample.labels), sample.ignore))
+    try:
+        parameters, report = fit_crf(examples, start=crf_parameters(model, quiet=True), steps=steps)
+    except DeepColorError as exc:  # e.g. a young model that finds no object yet: keep what the model had
+        log.warning("the CRF was not fitted: %s", exc)
+        return {"skipped": str(exc)}
+    model.crf = parameters.to_dict()
+    return report
+

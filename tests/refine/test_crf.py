@@ -1,0 +1,185 @@
+"""The instance CRF (Arnab and Torr 2017): label set, mean field, matched loss, fitted weights in the model file."""
+
+import numpy as np
+import pytest
+import tifffile
+from scipy import ndimage as ndi
+
+from napari_deepcolor.checkpoint import load_model, new_model, save_model
+from napari_deepcolor.errors import DeepColorError
+from napari_deepcolor.methods.base import Instances
+from napari_deepcolor.refine.crf import CrfParameters, assign_slots, build_problem, refine_instances
+from napari_deepcolor.refine.fit import CrfExample, fit_crf, match_instances, matched_loss
+
+
+def touching_discs(shift: int = 4):
+    """Two touching discs of different brightness with a blurred boundary, and a decoded labelling
+    whose split line is ``shift`` pixels off, into the right disc."""
+    yy, xx = np.mgrid[:64, :64]
+    left = (yy - 32) ** 2 + (xx - 20) ** 2 <= 13 ** 2
+    right = ((yy - 32) ** 2 + (xx - 45) ** 2 <= 13 ** 2) & ~left
+    truth = np.zeros((64, 64), np.int64)
+    truth[left], truth[right] = 1, 2
+    image = ndi.gaussian_filter(0.8 * left + 0.4 * right, 1.5)
+    objects = left | right
+    foreground = np.where(objects, 0.95, 0.05).astype(np.float32)
+    decoded = np.where(objects, np.where(xx <= 32 + shift, 1, 2), 0).astype(np.uint8)
+    return image, foreground, truth, Instances(decoded, np.array([0.9, 0.9], np.float32))
+
+
+def wrong_instance_pixels(labels, truth):
+    return int(((labels > 0) & (truth > 0) & (labels != truth)).sum())
+
+
+def test_mean_field_moves_a_misplaced_split_to_the_true_boundary():
+    image, foreground, truth, decoded = touching_discs(shift=4)
+    assert wrong_instance_pixels(decoded.labels, truth) > 50
+    refined = refine_instances(decoded, foreground, image, CrfParameters(bilateral_weight=3.0, shape_weight=0.3,
+                                                                         iterations=10))
+    assert refined.count == 2
+    assert wrong_instance_pixels(refined.labels, truth) <= 10
+    # the split follows the true boundary column (x = 32/33) on the middle row
+    row = refined.labels[32]
+    assert set(row[25:31]) == {1} and set(row[35:40]) == {2}
+
+
+def test_without_pairwise_term_the_shape_prior_keeps_the_decoded_split():
+    image, foreground, truth, decoded = touching_discs(shift=4)
+    refined = refine_instances(decoded, foreground, image, CrfParameters(iterations=0))
+    # unaries alone keep the decoded split, give or take the pixels right on it (shape prior 0.5 each side)
+    assert abs(wrong_instance_pixels(refined.labels, truth) - wrong_instance_pixels(decoded.labels, truth)) <= 5
+
+
+@pytest.mark.parametrize("count", [1, 3, 12])
+def test_label_set_grows_with_the_instances(count):
+    labels = np.zeros((96, 96), np.uint16)
+    for k in range(count):  # a grid of separate squares
+        y, x = 8 + 24 * (k // 4), 8 + 24 * (k % 4)
+        labels[y:y + 8, x:x + 8] = k + 1
+    instances = Instances(labels, np.full(count, 0.9, np.float32))
+    q = (labels > 0).astype(np.float32)
+    problem = build_problem(instances, q, q, CrfParameters())
+    assert set(np.unique(problem.owner)) == set(range(count + 1))
+    refined = refine_instances(instances, q, q)
+    assert refined.count == count
+    assert np.array_equal(refined.labels > 0, labels > 0)
+
+
+def test_label_set_shrinks_when_the_foreground_rejects_an_instance():
+    labels = np.zeros((64, 64), np.uint8)
+    labels[10:20, 10:20], labels[40:50, 40:50] = 1, 2
+    q = np.zeros((64, 64), np.float32)
+    q[10:20, 10:20] = 0.95  # the second instance is a false positive: no foreground under it
+    refined = refine_instances(Instances(labels, np.array([0.9, 0.9], np.float32)), q, q)
+    assert refined.count == 1 and refined.scores.shape == (1,)
+    assert (refined.labels[40:50, 40:50] == 0).all() and (refined.labels[12:18, 12:18] == 1).all()
+
+
+def test_no_instances_come_back_unchanged():
+    empty = Instances(np.zeros((16, 16), np.uint8), np.zeros(0, np.float32))
+    assert refine_instances(empty, np.zeros((16, 16)), np.zeros((16, 16))).count == 0
+
+
+def test_boxes_sharing_a_slot_are_further_apart_than_the_kernel_window():
+    boxes = np.array([[0, 0, 10, 10], [0, 12, 10, 22], [0, 40, 10, 50], [30, 0, 40, 10]])
+    slots = assign_slots(boxes, separation=3)
+    assert slots[0] != slots[1]  # 2 px apart
+    assert slots[0] == slots[2] == slots[3]  # far apart: one channel serves them all
+
+
+def test_hungarian_matching_pairs_instances_by_iou():
+    truth = np.array([[1, 1, 1, 0, 2, 2]])
+    prediction = np.array([[7, 7, 3, 0, 3, 3]])
+    assert match_instances(prediction, truth) == {1: 7, 2: 3}
+
+
+def test_matched_loss_does_not_depend_on_the_order_of_instances():
+    image, foreground, truth, decoded = touching_discs(shift=4)
+    swapped = np.where(decoded.labels > 0, 3 - decoded.labels, 0).astype(np.uint8)
+    losses = []
+    for labels in (decoded.labels, swapped):
+        problem = build_problem(Instances(labels, decoded.scores), foreground, image, CrfParameters())
+        losses.append(float(matched_loss(problem, CrfParameters(), truth)))
+    permuted_truth = np.where(truth > 0, 3 - truth, 0)
+    problem = build_problem(decoded, foreground, image, CrfParameters())
+    losses.append(float(matched_loss(problem, CrfParameters(), permuted_truth)))
+    assert losses[0] > 0
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5) and losses[2] == pytest.approx(losses[0], rel=1e-5)
+
+
+def test_fitting_lowers_the_matched_loss_and_the_errors():
+    image, foreground, truth, decoded = touching_discs(shift=4)
+    start = CrfParameters()
+    fitted, report = fit_crf([CrfExample(decoded, foreground, image, truth)], start=start, steps=30, tile=64)
+    assert report["loss_after"] < report["loss_before"]
+    assert fitted != start
+    before = wrong_instance_pixels(refine_instances(decoded, foreground, image, start).labels, truth)
+    after = wrong_instance_pixels(refine_instances(decoded, foreground, image, fitted).labels, truth)
+    assert after < before
+
+
+def test_model_file_keeps_the_fitted_weights_and_old_files_still_load(tmp_path):
+    model = new_model("coloring", {}, {"depth": 2, "width": 8}, 1)
+    path = save_model(model, tmp_path / "old.safetensors")
+    assert load_model(path).crf is None
+    fitted = CrfParameters(bilateral_weight=2.5, spatial_sigma=0.8)
+    model.crf = fitted.to_dict()
+    loaded = load_model(save_model(model, tmp_path / "fitted.safetensors"))
+    assert CrfParameters.from_dict(loaded.crf) == fitted
+
+
+def test_parameters_from_a_file_are_validated():
+    with pytest.raises(DeepColorError, match="unknown CRF parameter"):
+        CrfParameters.from_dict({"box_weight": 1.0, "magic": 2})
+    with pytest.raises(DeepColorError, match="positive"):
+        CrfParameters(bilateral_weight=-1.0)
+
+
+def test_a_method_without_foreground_says_it_cannot_be_refined():
+    from napari_deepcolor.methods import get_method
+
+    with pytest.raises(DeepColorError, match="--refine none"):
+        get_method("metric").foreground(np.zeros((4, 8, 8), np.float32))
+    for name, channels in (("coloring", 5), ("boundary", 3), ("dcme", 3), ("semiconv", 7)):
+        q = get_method(name).foreground(np.full((channels, 8, 8), 0.25, np.float32))
+        assert q.shape == (8, 8)
+
+
+def test_training_with_fit_crf_stores_fitted_weights_in_the_model_file(nuclei_samples, tmp_path):
+    from napari_deepcolor.checkpoint import read_model_config
+    from napari_deepcolor.training import TrainingConfig, train
+
+    config = TrainingConfig(method="coloring", method_options={"halo_margin": 5}, net={"depth": 2, "width": 8},
+                            patch_size=64, batch_size=2, iterations=40, learning_rate=3e-3, device="cpu",
+                            validation_fraction=0.34, augment=False, fit_crf=True)
+    finished = train(config, nuclei_samples, output=tmp_path / "m.safetensors")
+    stored = read_model_config(tmp_path / "m.safetensors")
+    assert stored["provenance"]["crf_fit"]["loss_after"] <= stored["provenance"]["crf_fit"]["loss_before"]
+    assert CrfParameters.from_dict(stored["crf"]) == CrfParameters.from_dict(finished.model.crf)
+    assert stored["crf"] != CrfParameters().to_dict()  # fitted, not the defaults
+
+
+def test_fit_crf_is_refused_for_a_method_without_foreground():
+    from napari_deepcolor.training import TrainingConfig
+
+    with pytest.raises(DeepColorError, match="foreground"):
+        TrainingConfig(method="metric", iterations=1, fit_crf=True)
+
+
+def test_a_stack_is_refined_plane_by_plane_with_ids_unique_across_it():
+    from napari_deepcolor import synthetic
+    from napari_deepcolor.inference import predict
+    from napari_deepcolor.refine import refine_prediction
+
+    model = new_model("coloring", {"semantic_head": False}, {"depth": 2, "width": 8}, 1)  # random weights that decode
+    stack = np.stack([synthetic.nuclei((64, 64), count=6, seed=s)[0] for s in range(2)])
+    prediction = predict(model, stack, stack=True, device="cpu")
+    refined = refine_prediction(prediction, stack)
+    assert refined.labels.shape == (2, 64, 64) and refined.count > 1
+    for z in range(2):
+        alone = predict(model, stack[z], stack=False, device="cpu")
+        plane = refine_prediction(alone, stack[z]).labels
+        assert (refined.labels[z] > 0).sum() == (plane > 0).sum()
+    ids = [set(np.unique(refined.labels[z])) - {0} for z in range(2)]
+    assert not ids[0] & ids[1]
+    assert refined.count == len(ids[0]) + len(ids[1])
