@@ -28,7 +28,7 @@ def test_options_and_sliders_are_plain_words_with_units_and_the_symbol_in_the_to
     viewer = make_napari_viewer()
     train = add_widget(viewer, "Train")
     halo = train.options_form.editors["halo_margin"]
-    assert halo.label == "Halo margin (px)" and "<i>m</i>" in halo.tooltip and "halo width" in halo.tooltip
+    assert halo.label == "Halo margin (px)" and "<i>m</i>" in halo.tooltip and "ring (halo)" in halo.tooltip
     assert train.options_form.editors["n_colors"].label == "Number of colours"
     assert "<i>μ</i>" in train.options_form.editors["halo_weight"].tooltip
     assert train.options_form.editors["color_choice"].choices == ("paper", "distinct")  # documented choices

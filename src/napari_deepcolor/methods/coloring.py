@@ -46,8 +46,10 @@ class ColoringOptions:
         paper used 21 px for CVPPP
         leaves, about their mean diameter after downscaling. Rule of thumb:
         about one object diameter, at least the widest gap between objects
-        that must be told apart; scale it with the objects (e.g. 8-12 px for
-        nuclei of 20 px, 5-8 px for bacteria 8 px wide).
+        that must be told apart. It is measured in the net's pixels, where
+        objects are 30 px across (``TrainingConfig.net_object_diameter``), so
+        the default fits every kind of object; scale it with the objects only
+        when training at the images' own resolution.
     halo_weight : float
         How strongly the colour choice avoids the colours of neighbouring
         objects' halos [mu, eq. 2; paper: 7]. It weighs the halo term of eq. 2.
