@@ -159,7 +159,7 @@ def metric_loss_terms(raw, labels, ignore, sample_pixels, sample_objects, sample
                       good_seed_iou: float = 0.5, soft_seed_targets: bool = True) -> dict:
     """``embedding`` (L_e) and ``classification`` (L_cls) for a batch.
 
-    raw : (B, d + |T|, H, W): the embedding, then one seed logit per tau in T.
+    raw : (B, d + |T| + 1, H, W): the embedding, one seed logit per tau in T, a foreground logit.
 
     Notes
     -----
@@ -171,6 +171,12 @@ def metric_loss_terms(raw, labels, ignore, sample_pixels, sample_objects, sample
     patch's median object diameter as length (:func:`pair_weights`). Background pixels are sampled too, as one more
     instance: the embedding must push them away from the objects, and their
     masks are bad proposals, so their seediness is trained low.
+
+    ``foreground`` (ours, not in the paper): binary cross-entropy of the
+    foreground logit against object-vs-background on the non-ignored pixels.
+    K background samples a patch left the seediness at ~0.3 on the background
+    (~0.02 on objects) and the decoder seeded there; the decoder now seeds
+    and grows only where this head says "object".
     """
     import torch
     import torch.nn.functional as F
@@ -179,10 +185,15 @@ def metric_loss_terms(raw, labels, ignore, sample_pixels, sample_objects, sample
     batch = raw.shape[0]
     dims = embedding_dims
     embedding = raw[:, :dims].permute(0, 2, 3, 1).reshape(-1, dims)
-    seed_logits = raw[:, dims:].permute(0, 2, 3, 1).reshape(-1, len(SIMILARITY_THRESHOLDS))
+    n_tau = len(SIMILARITY_THRESHOLDS)
+    seed_logits = raw[:, dims:dims + n_tau].permute(0, 2, 3, 1).reshape(-1, n_tau)
+    fg_logit = raw[:, dims + n_tau].reshape(-1)
+    valid = ~ignore.reshape(-1)
     zero = raw.sum() * 0.0
+    foreground = F.binary_cross_entropy_with_logits(fg_logit[valid], (labels.reshape(-1)[valid] > 0).float()) \
+        if valid.any() else zero
     if sample_pixels.numel() < 2:
-        return {"embedding": zero, "classification": zero}
+        return {"embedding": zero, "classification": zero, "foreground": foreground}
     sampled = embedding[sample_pixels]
     positions, near_length = _sample_positions(labels, sample_pixels, sample_images)
     loss_e = embedding_loss(sampled - sampled.detach().mean(0), sample_objects, sample_images, positions, near_length)
@@ -202,7 +213,7 @@ def metric_loss_terms(raw, labels, ignore, sample_pixels, sample_objects, sample
                               radii.expand(mine.numel(), -1))
         good[mine] = iou.float() if soft_seed_targets else (iou > good_seed_iou).float()
     loss_cls = F.binary_cross_entropy_with_logits(seed_logits[sample_pixels], good)
-    return {"embedding": loss_e, "classification": loss_cls}
+    return {"embedding": loss_e, "classification": loss_cls, "foreground": foreground}
 
 
 def _sample_positions(labels, sample_pixels, sample_images):
@@ -226,6 +237,10 @@ class MetricLearningMethod(Method):
     paper = "Fathi et al.: Semantic Instance Segmentation via Deep Metric Learning (2017)"
     Options = MetricLearningOptions
     decode_parameters = (
+        DecodeParameter("foreground_threshold", 0.5, 0.05, 0.95, 0.05,
+                        help="pixels whose probability of being inside an object is above this (0-1) "
+                             "are segmented; seeds are taken among them only",
+                        tune_values=(0.3, 0.4, 0.5, 0.6, 0.7)),
         DecodeParameter("seed_diversity", 0.3, 0.0, 2.0, 0.05,
                         help="how strongly the next seed is chosen far (in the embedding) from the seeds "
                              "already taken [alpha; paper: 0.3]", tune_values=(0.0, 0.1, 0.3, 0.5, 1.0)),
@@ -250,7 +265,7 @@ class MetricLearningMethod(Method):
     )
 
     def out_channels(self, options) -> int:
-        return options.embedding_dims + len(SIMILARITY_THRESHOLDS)
+        return options.embedding_dims + len(SIMILARITY_THRESHOLDS) + 1
 
     def prepare_targets(self, labels, ignore, options):
         pixels, groups = sample_object_pixels(labels, ignore, options.samples_per_object, background=True)
@@ -263,21 +278,23 @@ class MetricLearningMethod(Method):
                                   targets["sample_objects"], targets["sample_images"],
                                   embedding_dims=options.embedding_dims, good_seed_iou=options.good_seed_iou,
                                   soft_seed_targets=options.soft_seed_targets)
-        return terms["embedding"] + options.classification_weight * terms["classification"]
+        return terms["embedding"] + options.classification_weight * terms["classification"] + terms["foreground"]
 
     def activate(self, raw, options=None):
-        """The embedding (d channels) and C^tau, the chance that the mask at each tau in T is good."""
+        """The embedding (d channels), C^tau (the chance that the mask at each tau in T is good), P(foreground)."""
         import torch
 
         raw = raw.float()
-        dims = raw.shape[1] - len(SIMILARITY_THRESHOLDS)
+        dims = raw.shape[1] - len(SIMILARITY_THRESHOLDS) - 1
         return torch.cat([raw[:, :dims], torch.sigmoid(raw[:, dims:])], dim=1)
 
-    def decode(self, output, *, cache=None, options=None, seed_diversity=None, max_seeds=None, similarity_threshold=None,
+    def decode(self, output, *, cache=None, options=None, foreground_threshold=None, seed_diversity=None, max_seeds=None, similarity_threshold=None,
                score_threshold=None, size_threshold=None, connected_masks=None) -> Instances:
-        """Cached output (d + |T|, H, W) to instances.
+        """Cached output (d + |T| + 1, H, W) to instances.
 
-        Stages, each remembered in ``cache``: per-pixel scores (no parameter)
+        Stages, each remembered in ``cache``: the foreground pixels
+        (``foreground_threshold``; ours: only they can be seeds or be claimed)
+        -> their scores
         -> greedy seeds (sec. 3.3), each the unclaimed pixel maximising
         log s_p + alpha log D(p, earlier seeds), among the pixels whose score
         s_p is at least ``score_threshold``, for at most ``max_seeds`` seeds;
@@ -307,22 +324,27 @@ class MetricLearningMethod(Method):
         params = self.resolve_decode_parameters({
             "seed_diversity": seed_diversity, "max_seeds": max_seeds, "similarity_threshold": similarity_threshold,
             "score_threshold": score_threshold, "size_threshold": size_threshold,
-            "connected_masks": connected_masks})
+            "connected_masks": connected_masks, "foreground_threshold": foreground_threshold})
         output = np.asarray(output, dtype=np.float32)
         n_tau = len(SIMILARITY_THRESHOLDS)
-        if output.ndim != 3 or output.shape[0] < n_tau + 1:
-            raise DeepColorError(f"a 'metric' output must have shape (C, H, W) with C > {n_tau} "
+        if output.ndim != 3 or output.shape[0] < n_tau + 2:
+            raise DeepColorError(f"a 'metric' output must have shape (C, H, W) with C > {n_tau + 1} "
                                  f"(got {output.shape}); was it predicted by a 'metric' model?")
-        dims = output.shape[0] - n_tau
-        points = memo(cache, "points", (), lambda: np.ascontiguousarray(output[:dims].reshape(dims, -1)))
+        dims = output.shape[0] - n_tau - 1
+        key = (params["foreground_threshold"],)
+        pixels = memo(cache, "foreground", key,
+                      lambda: np.flatnonzero(output[dims + n_tau].ravel() > params["foreground_threshold"]))
+        points = memo(cache, "points", key,
+                      lambda: np.ascontiguousarray(output[:dims].reshape(dims, -1)[:, pixels]))
         tau = params["similarity_threshold"]
-        key = (tau,)
-        score, radius = memo(cache, "scores", key, lambda: _seed_scores(output[dims:].reshape(n_tau, -1), tau))
+        key += (tau,)
+        score, radius = memo(cache, "scores", key,
+                             lambda: _seed_scores(output[dims:dims + n_tau].reshape(n_tau, -1)[:, pixels], tau))
         key += (params["seed_diversity"], params["max_seeds"], params["score_threshold"], params["connected_masks"])
 
         def grow():
             candidates = np.flatnonzero(score >= max(params["score_threshold"], 1e-6))
-            spatial = {"pixels": np.arange(points.shape[1]), "width": output.shape[2]} \
+            spatial = {"pixels": pixels, "width": output.shape[2]} \
                 if params["connected_masks"] else {}
             assignment, seeds = grow_from_seeds(points, candidates, np.log(score[candidates]), radius[candidates],
                                                 diversity_weight=params["seed_diversity"],
@@ -330,13 +352,14 @@ class MetricLearningMethod(Method):
             return assignment, score[seeds].astype(np.float32)
 
         assignment, scores = memo(cache, "grow", key, grow)
-        return instances_from_assignment(output.shape[1:], np.arange(points.shape[1]), assignment, scores,
+        return instances_from_assignment(output.shape[1:], pixels, assignment, scores,
                                          size_threshold=params["size_threshold"])
 
     def preview(self, output, options=None):
         output = np.asarray(output)
-        dims = output.shape[0] - len(SIMILARITY_THRESHOLDS)
-        seediness = output[dims:].max(0)
+        n_tau = len(SIMILARITY_THRESHOLDS)
+        dims = output.shape[0] - n_tau - 1
+        seediness = output[dims:dims + n_tau].max(0)
         return [embedding_rgb(output[:dims], None, name="embedding (PCA)"),
                 PreviewLayer(seediness, "seediness", "image", {"colormap": "magma", "contrast_limits": (0.0, 1.0),
                                                                "visible": False})]
