@@ -63,7 +63,8 @@ def metric_output(labels, rng, dims=8):
     # with this noise, masks at tau = 0.25 and 0.5 are good, at 0.75 and 0.9 too small
     good = np.where(labels > 0, np.array([0.9, 0.9, 0.3, 0.1])[:, None, None], 0.05)
     classification = np.clip(good + rng.normal(0, 0.05, (4,) + labels.shape), 0, 1)
-    return np.concatenate([embedding, classification]).astype(np.float32)
+    foreground = (labels > 0)[None].astype(np.float32)
+    return np.concatenate([embedding, classification, foreground]).astype(np.float32)
 
 
 def median_seconds(fn, repeats):

@@ -62,3 +62,15 @@ def test_safetensors_without_our_config_is_refused(tmp_path):
     save_file({"w": torch.zeros(2)}, str(path))
     with pytest.raises(DeepColorError, match="not a napari-deepcolor model"):
         load_model(path)
+
+
+def test_a_model_of_an_older_output_layout_says_to_retrain(tmp_path):
+    from napari_deepcolor.checkpoint import Model
+    from napari_deepcolor.nets import NetConfig, build_net
+
+    # deep metric learning before its foreground head: embedding (8) + seediness (4) channels
+    old = Model("metric", new_model("metric", {}, {"depth": 2, "width": 4}, 1).method_options,
+                build_net(NetConfig(in_channels=1, out_channels=12, depth=2, width=4)))
+    path = save_model(old, tmp_path / "old.safetensors")
+    with pytest.raises(DeepColorError, match="older version.*12 output channels.*needs 13.*Retrain"):
+        load_model(path)

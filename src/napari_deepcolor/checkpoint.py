@@ -116,6 +116,7 @@ def load_model(path, *, device: str | torch.device = "cpu") -> Model:
     from safetensors.torch import load_file
 
     config = read_model_config(path)
+    _check_output_channels(path, config)
     model = new_model(config["method"], config["method_options"], config["net"], config["net"]["in_channels"],
                       normalization=config.get("normalization", {}), decode_defaults=config.get("decode_defaults", {}),
                       provenance=config.get("provenance", {}), object_scale=config.get("object_scale", {}),
@@ -127,6 +128,17 @@ def load_model(path, *, device: str | torch.device = "cpu") -> Model:
                              "The file is damaged; use another copy.") from exc
     model.net.to(device)
     return model
+
+
+def _check_output_channels(path, config: dict) -> None:
+    """Refuse, with what to do, a model whose method has since changed its number of output channels."""
+    method = get_method(config["method"])
+    stored = config.get("net", {}).get("out_channels")
+    needed = method.out_channels(method.options(config["method_options"]))
+    if stored is not None and int(stored) != needed:
+        raise DeepColorError(f"{path} was trained by an older version of method '{config['method']}' with "
+                             f"{stored} output channels; this version needs {needed} (its outputs changed). "
+                             "Retrain the model on your annotations.")
 
 
 # -- training state (resume) ---------------------------------------------------

@@ -245,3 +245,20 @@ def tiny_training_data():
         labels[(yy - cy - dy) ** 2 + (xx - cx - dx) ** 2 <= radius ** 2] = k
     image = (labels > 0) + rng.normal(0, 0.1, labels.shape)
     return from_arrays(image.astype(np.float32), labels)
+
+
+def test_kernel_background_term_is_dominated_by_the_neighbours_not_the_far_background():
+    from napari_deepcolor.methods.semiconv import _negative_kernel_term
+
+    # object 1: a 2 x 2 square at the origin; a neighbour pixel next to it embedded right on the object's
+    # centre (its mask would leak there); 100 far background pixels, well separated in the embedding
+    own = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    far = [(50 + i // 10, 50 + i % 10) for i in range(100)]
+    positions = torch.tensor(own + [(0, 3)] + far, dtype=torch.float32)
+    ids = torch.tensor([1] * 4 + [2] + [0] * 100)
+    psi = torch.cat([torch.zeros(5, 2), torch.full((100, 2), 10.0)])
+    args = (torch.zeros(1, 2), torch.ones(1), torch.tensor([1]), psi, ids)
+    whole_patch = float(_negative_kernel_term(*args)[0])
+    neighbourhood = float(_negative_kernel_term(*args, positions)[0])
+    assert whole_patch < 0.5  # the leak is averaged away by the far background
+    assert neighbourhood > 5  # near the object, the leak is what the term sees

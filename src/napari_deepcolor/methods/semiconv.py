@@ -35,6 +35,8 @@ LOG_SIGMA_RANGE = (-6.0, 3.0)
 TRAINING_MASK_THRESHOLD = 0.5
 # the kernel's background term looks at this many pixels per patch at most (evenly strided)
 NEGATIVE_PIXELS = 4096
+# the kernel's background term looks at the pixels within this many object diameters of an object's box
+NEIGHBOURHOOD_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,10 @@ def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_images, *, em
       follow the object size. The object's pixels and the other pixels weigh
       half each: the paper's BCE is inside a Mask R-CNN box, where they are
       about balanced, while an object covers little of a patch. The mean over
-      the other pixels is taken on an evenly strided subset of at most 4096
-      pixels per patch, which keeps the term O(objects x 4096) per patch.
+      the other pixels is restricted to the object's neighbourhood (its bounding
+      box grown by one equivalent diameter, ``NEIGHBOURHOOD_MARGIN``), where
+      the paper's proposal puts it, and taken on an evenly strided subset of
+      at most 4096 pixels per patch, which keeps the term O(objects x 4096).
     * ``sigma``: the squared deviation of each pixel's sigma from its object's
       mean (detached), so that a seed's own sigma, which the decoder uses, is
       the one the kernel was trained with (as in Neven et al., CVPR 2019).
@@ -197,8 +201,10 @@ def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_images, *, em
         objects = torch.nonzero((object_image == b) & (counts > 0)).squeeze(1)
         if pixels.numel() == 0 or objects.numel() == 0:
             continue
+        within = pixels % labels[0].numel()
+        positions = torch.stack([within // labels.shape[2], within % labels.shape[2]], 1).to(psi.dtype)
         negative_mean[objects] = _negative_kernel_term(centres[objects], sigma_mean[objects], objects + 1,
-                                                       psi[pixels], ids[pixels])
+                                                       psi[pixels], ids[pixels], positions)
         mine = torch.nonzero(sample_images == b).squeeze(1)
         if mine.numel():
             position = torch.full((ids.numel(),), -1, dtype=torch.long, device=raw.device)
@@ -214,18 +220,52 @@ def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_images, *, em
     return {"pull": pull, "sigma": sigma_term, "foreground": foreground, "kernel": kernel, "seediness": seediness}
 
 
-def _negative_kernel_term(centres, sigmas, object_ids, psi, ids, *, max_pixels: int = NEGATIVE_PIXELS):
-    """Per object k of one patch, the mean over the patch's other pixels v of -log(1 - K(c_k, v)).
+def _negative_kernel_term(centres, sigmas, object_ids, psi, ids, positions=None, *,
+                          max_pixels: int = NEGATIVE_PIXELS, margin: float = NEIGHBOURHOOD_MARGIN):
+    """Per object k of one patch, the mean over the other pixels v near k of -log(1 - K(c_k, v)).
 
-    centres (n, D), sigmas (n,), object_ids (n,) the objects' ids; psi (P, D) and ids (P,) of the patch's
-    non-ignored pixels. The mean is taken over an evenly strided subset of at most ``max_pixels`` pixels.
+    centres (n, D), sigmas (n,), object_ids (n,) the objects' ids; psi (P, D), ids (P,) and positions
+    (P, 2, pixels) of the patch's non-ignored pixels. "Near k" is k's bounding box grown on every side by
+    ``margin`` times k's equivalent diameter; without ``positions``, every pixel of the patch. The mean is
+    taken over an evenly strided subset of at most ``max_pixels`` pixels.
+
+    Notes
+    -----
+    The paper's BCE runs inside a Mask R-CNN proposal, where the other pixels are mostly the object's
+    neighbours. Averaged over a whole patch, the far background (easy, and most of the pixels) drowned
+    the few neighbours that a mask actually leaks into; the grown box gives back the proposal's mix.
     """
+    import torch
+
+    if positions is not None:
+        near = _near_object(positions, ids, object_ids, margin)
     step = -(-psi.shape[0] // max_pixels)
     psi, ids = psi[::step], ids[::step]
     x = ((centres.unsqueeze(1) - psi.unsqueeze(0)).pow(2).sum(2) + 1e-8).sqrt() / sigmas.unsqueeze(1)
     log_not_k = (-(-x.clamp(min=1e-6)).expm1()).log()  # log(1 - K)
-    negative = (ids.unsqueeze(0) != object_ids.unsqueeze(1)).to(x.dtype)
+    negative = ids.unsqueeze(0) != object_ids.unsqueeze(1)
+    if positions is not None:
+        negative = negative & near[:, ::step]
+    negative = negative.to(x.dtype)
     return -(log_not_k * negative).sum(1) / negative.sum(1).clamp(min=1)
+
+
+def _near_object(positions, ids, object_ids, margin):
+    """(n, P) bool: pixel within object k's bounding box grown by ``margin`` equivalent diameters."""
+    import torch
+
+    n = object_ids.numel()
+    index = torch.full((int(ids.max()) + 2,), -1, dtype=torch.long, device=ids.device)
+    index[object_ids] = torch.arange(n, device=ids.device)
+    own = index[ids.clamp(min=0)].masked_fill(ids <= 0, -1)
+    inside = own >= 0
+    big = torch.full((n, 2), float("inf"), device=positions.device)
+    low = big.scatter_reduce(0, own[inside].unsqueeze(1).expand(-1, 2), positions[inside], "amin")
+    high = (-big).scatter_reduce(0, own[inside].unsqueeze(1).expand(-1, 2), positions[inside], "amax")
+    area = torch.bincount(own[inside], minlength=n).to(positions.dtype)
+    grow = (margin * 2 * torch.sqrt(area / math.pi)).unsqueeze(1)
+    low, high = low - grow, high + grow
+    return ((positions.unsqueeze(0) >= low.unsqueeze(1)) & (positions.unsqueeze(0) <= high.unsqueeze(1))).all(2)
 
 
 class SemiconvMethod(Method):
