@@ -322,7 +322,7 @@ def test_refine_crf_in_predict_and_batch_on_a_real_folder(shared_data, tmp_path)
     folder.mkdir()
     for source in sorted((shared_data / "bbbc039" / "images").glob("*.tif"))[:2]:
         shutil.copy(source, folder / source.name)
-    model = new_model("coloring", {}, {"depth": 2, "width": 8}, in_channels=1)
+    model = new_model("coloring", {"semantic_head": False}, {"depth": 2, "width": 8}, in_channels=1)
     model.crf = CrfParameters(bilateral_weight=2.0).to_dict()  # as if fitted: the CLI must use the stored weights
     path = save_model(model, tmp_path / "m.safetensors")
     plain, refined, batched = tmp_path / "plain", tmp_path / "refined", tmp_path / "batched"
