@@ -166,8 +166,9 @@ def test_ctrl_c_during_train_saves_a_model_that_resumes(annotated_folder, tmp_pa
         time.sleep(0.2)  # wait for the first training steps
     assert b"patches/s" in stderr, stderr.decode(errors="replace")
     process.send_signal(signal.SIGINT)
-    stdout, _ = process.communicate(timeout=120)
-    reader.join(timeout=5)
+    process.wait(timeout=120)
+    reader.join(timeout=30)  # the reader alone takes stderr, to the end (communicate() would race it)
+    stdout = process.stdout.read()
     err = stderr.decode(errors="replace")
     assert process.returncode == 130, err
     assert "Traceback" not in err and "saving the model trained so far" in err
