@@ -375,9 +375,8 @@ class ColoringMethod(Method):
         Stages, each remembered in ``cache`` so a slider re-runs only what follows it:
         pieces of equal colour (no parameter; with a semantic head, of ``interior_threshold``) ->
         merge same-colour pieces whose gap is <= ``merge_radius`` (rho) ->
-        drop instances under ``size_threshold`` (tau) pixels and relabel 1..N. With a
-        semantic head the pieces are grown over the predicted foreground in the first
-        stage, so the size threshold counts the whole instance and a slider move only relabels.
+        drop instances under ``size_threshold`` (tau) pixels and relabel 1..N ->
+        (semantic head only) grow the instances over the predicted foreground.
 
         Notes
         -----
@@ -422,6 +421,8 @@ class ColoringMethod(Method):
         n = int(lookup.max(initial=0))
         score_sum = np.bincount(lookup, weights=prob_sums, minlength=n + 1)[1:]
         size_sum = np.bincount(lookup, weights=sizes, minlength=n + 1)[1:]
+        if fused:
+            labels = _grow_over_foreground(labels, output[n_colors + BACKGROUND])
         return Instances(labels, (score_sum / np.maximum(size_sum, 1)).astype(np.float32))
 
     def blockwise_limitation(self, parameters, options=None):
@@ -486,8 +487,6 @@ def _color_components(output: np.ndarray, n_colors: int | None = None, interior_
         color[semantic[INTERIOR] <= interior_threshold] = 0
         peak = peak * (1.0 - semantic[BACKGROUND])
     components = connected_label(color, background=0, connectivity=1)
-    if interior_threshold is not None:  # grown once here, so a size-threshold change only relabels
-        components = _grow_over_foreground(components, semantic[BACKGROUND])
     n = int(components.max(initial=0))
     flat = components.ravel()
     sizes = np.bincount(flat, minlength=n + 1).astype(np.float64)
