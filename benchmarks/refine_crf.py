@@ -81,7 +81,7 @@ def main():
         parser.error("give --dataset, --method and --model (or --report)")
     torch.set_num_threads(args.threads)
 
-    images, labels, _ = DATASETS[args.dataset]
+    images, labels = DATASETS[args.dataset]
     pairs = detect_layout(images, labels).pairs
     test = held_out(pairs)
     train_names = {p.name for p in pairs} - {p.name for p in test}
