@@ -26,7 +26,7 @@ from napari_deepcolor.data.io import read_labels, read_object_masks
 from napari_deepcolor.inference import predict
 from napari_deepcolor.metrics import evaluate, summarize
 from napari_deepcolor.data.sampling import split_train_validation
-from napari_deepcolor.training import Finished, Training, TrainingConfig, validation_scores
+from napari_deepcolor.training import LR_SCHEDULES, Finished, Training, TrainingConfig, validation_scores
 from napari_deepcolor.tuning import tune_decode_parameters
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -76,6 +76,8 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--patch-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--learning-rate", type=float, default=TrainingConfig.learning_rate)
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainingConfig.lr_schedule)
     parser.add_argument("--model-out", type=Path, default=None, help="also save the trained model here, to study it")
     parser.add_argument("--model-in", type=Path, default=None,
                         help="no training: re-tune the decode of this model (saved by --model-out from the same "
@@ -103,7 +105,8 @@ def main():
     options = {key: json.loads(value) for key, value in (o.split("=", 1) for o in args.option)}
     config = TrainingConfig(method=args.method, method_options=options, minutes=args.minutes, iterations=args.iterations,
                             device="cpu", net_object_diameter=args.net_object_diameter or None,
-                            patch_size=args.patch_size, batch_size=args.batch_size, validate_every=10**9)
+                            patch_size=args.patch_size, batch_size=args.batch_size, validate_every=10**9,
+                            learning_rate=args.learning_rate, lr_schedule=args.lr_schedule)
     if args.model_in is None:
         t0 = time.perf_counter()
         finished = [e for e in Training(config, train_samples).run() if isinstance(e, Finished)][0]
@@ -125,6 +128,7 @@ def main():
     result = {"dataset": args.dataset, "method": args.method, "options": options,
               "object_scale": finished.model.object_scale, "minutes": args.minutes,
               "budget_iterations": args.iterations, "threads": args.threads,
+              "learning_rate": args.learning_rate, "lr_schedule": args.lr_schedule,
               "iterations": finished.iteration, "train_seconds": round(train_seconds, 1),
               "n_train_images": len(train_samples), "n_test_images": len(rows),
               "decode_parameters": finished.decode_parameters, "validation": finished.scores,

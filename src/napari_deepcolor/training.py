@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 #: share of a budget in minutes kept for tuning the decode parameters after the loop (see Training._loop_end)
 POST_LOOP_SHARE = 0.1
+LR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class TrainingConfig:
     patch_size: int = 256
     batch_size: int = 8
     learning_rate: float = 1e-3  # Adam, as in the paper
+    #: "cosine": the learning rate falls from learning_rate to 0 over the budget (steps or minutes), as
+    #: Cellpose and most short schedules do; "constant": the paper's fixed rate
+    lr_schedule: str = "cosine"
     iterations: int | None = None
     minutes: float | None = None
     validation_fraction: float = 0.15
@@ -79,6 +83,8 @@ class TrainingConfig:
             raise DeepColorError(f"batch_size must be in [1, 512] (got {self.batch_size}).")
         if not 0 < self.learning_rate < 1:
             raise DeepColorError(f"learning_rate must be in (0, 1) (got {self.learning_rate}).")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise DeepColorError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)} (got {self.lr_schedule!r}).")
         if self.net_object_diameter is not None and not 4 <= self.net_object_diameter <= 256:
             raise DeepColorError(f"net_object_diameter must be in [4, 256] px, or None for no rescaling "
                                  f"(got {self.net_object_diameter}).")
@@ -90,6 +96,13 @@ class TrainingConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def learning_rate_at(config: TrainingConfig, progress: float) -> float:
+    """The step size at ``progress`` (0 to 1) of the budget: constant, or a half cosine down to 0."""
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
 @dataclass(frozen=True)
@@ -248,6 +261,10 @@ class Training:
                                      "rate, or check the images for NaNs.")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            progress = self._progress(iteration, elapsed_before + time.perf_counter() - t0,
+                                      self._loop_end(deadline, validation_seconds), t0, elapsed_before)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(config, progress)
             optimizer.step()
             iteration += 1
             losses.append(loss.item())
@@ -350,6 +367,13 @@ class Training:
         started = time.perf_counter()
         validation_scores(model, self.validation[:1], device)
         return (time.perf_counter() - started) * len(self.validation)
+
+    def _progress(self, iteration: int, elapsed: float, loop_end: float | None, t0: float,
+                  elapsed_before: float) -> float:
+        """How far through its budget the loop is, 0 to 1: steps done, or time spent of the loop's time."""
+        if self.config.iterations is not None:
+            return iteration / self.config.iterations
+        return elapsed / max(elapsed_before + loop_end - t0, 1e-9)
 
     def _loop_end(self, deadline: float | None, validation_seconds: float) -> float | None:
         """When the loop must stop so that the decode tuning and its validation end by ``deadline``.
