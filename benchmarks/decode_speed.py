@@ -7,7 +7,9 @@ net converges to), softened and with 2 % of pixels flipped to random colours
 
 * full decode (fresh cache): argmax, components, size threshold;
 * size threshold changed only (cache hit on the components stage): a slider move;
-* merge radius 8 px changed (cache hit on components).
+* merge radius 8 px changed (cache hit on components);
+* the same with a semantic head (the paper's fusion decode, sec. 4.3), whose
+  3 classes are made from the colours: full, size threshold, interior threshold.
 
     python benchmarks/decode_speed.py [--repeats 20]
 """
@@ -78,6 +80,18 @@ def main():
     three = np.stack([output[0], output[1:].sum(0) * 0.9, output[1:].sum(0) * 0.1]).astype(np.float32)
     b_full = median_ms(lambda: boundary.decode(three, cache={}), args.repeats)
 
+    options = method.options({"n_colors": output.shape[0], "semantic_head": True})
+    fused = np.concatenate([output, three])
+    f_full = median_ms(lambda: method.decode(fused, cache={}, options=options, size_threshold=20), args.repeats)
+    cache = {}
+    method.decode(fused, cache=cache, options=options, size_threshold=20)
+    values = iter(np.tile([10, 30, 50, 70], args.repeats))
+    f_threshold = median_ms(lambda: method.decode(fused, cache=cache, options=options,
+                                                  size_threshold=int(next(values))), args.repeats)
+    interiors = iter(np.tile([0.4, 0.6], args.repeats))
+    f_interior = median_ms(lambda: method.decode(fused, cache=cache, options=options, size_threshold=20,
+                                                 interior_threshold=float(next(interiors))), args.repeats)
+
     print(f"machine: {platform.machine()}, {__import__('os').cpu_count()} cores; 1024x1024, {n} objects; "
           f"median of {args.repeats}")
     print("| decode | median ms |")
@@ -85,6 +99,9 @@ def main():
     print(f"| coloring, full (fresh cache) | {full:.1f} |")
     print(f"| coloring, size threshold changed (cached components) | {threshold:.1f} |")
     print(f"| coloring, merge radius 8 px <-> 0 (cached components) | {merge:.1f} |")
+    print(f"| coloring + semantic head, full (fresh cache) | {f_full:.1f} |")
+    print(f"| coloring + semantic head, size threshold changed | {f_threshold:.1f} |")
+    print(f"| coloring + semantic head, interior threshold changed | {f_interior:.1f} |")
     print(f"| 3-class baseline, full | {b_full:.1f} |")
 
 

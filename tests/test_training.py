@@ -7,7 +7,7 @@ from napari_deepcolor import DeepColorError
 from napari_deepcolor.checkpoint import load_model, state_path
 from napari_deepcolor.methods import get_method
 from napari_deepcolor.training import (CheckpointSaved, Finished, Started, Step, Training, TrainingConfig,
-                                       TuningDecode, Validated, train)
+                                       TuningDecode, Validated, learning_rate_at, train)
 
 from .conftest import TINY_NET
 
@@ -26,6 +26,14 @@ def test_loss_falls_on_a_tiny_synthetic_set(nuclei_samples, method):
     losses = [e.loss for e in events if isinstance(e, Step)]
     assert len(losses) == 60
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+
+
+def test_the_cosine_schedule_falls_from_the_learning_rate_to_zero_over_the_budget():
+    cosine, constant = config(learning_rate=2e-3, lr_schedule="cosine"), config(learning_rate=2e-3)
+    assert [learning_rate_at(cosine, p) for p in (0.0, 0.5, 1.0, 1.5)] == pytest.approx([2e-3, 1e-3, 0.0, 0.0])
+    assert learning_rate_at(constant, 0.9) == 2e-3
+    with pytest.raises(DeepColorError, match="lr_schedule"):
+        config(lr_schedule="step")
 
 
 def test_events_come_in_order_and_the_model_is_saved(nuclei_samples, tmp_path):

@@ -49,9 +49,9 @@ class TrainingConfig:
     patch_size: int = 256
     batch_size: int = 8
     learning_rate: float = 1e-3  # Adam, as in the paper
-    #: "cosine": the learning rate falls from learning_rate to 0 over the budget (steps or minutes), as
-    #: Cellpose and most short schedules do; "constant": the paper's fixed rate
-    lr_schedule: str = "cosine"
+    #: "constant": the paper's fixed rate; "cosine": it falls from learning_rate to 0 over the budget
+    #: (steps or minutes). Cosine did not beat constant in 300 steps (docs/benchmarks.md, A/B)
+    lr_schedule: str = "constant"
     iterations: int | None = None
     minutes: float | None = None
     validation_fraction: float = 0.15

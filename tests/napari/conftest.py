@@ -108,3 +108,13 @@ def add_widget(viewer, name):
 def nuclei_layers(viewer, shape=(160, 160), count=20):
     image, labels = synthetic.nuclei(shape, count=count, radius=(6, 9), seed=3)
     return viewer.add_image(image, name="nuclei"), viewer.add_labels(labels.astype(np.int32), name="nuclei labels")
+
+
+@pytest.fixture(autouse=True)
+def fresh_widget_session():
+    """Each test starts with no decode values remembered between widgets (the session is a module global)."""
+    from napari_deepcolor._napari._session import session
+
+    session._decode_values.clear()
+    yield
+    session._decode_values.clear()

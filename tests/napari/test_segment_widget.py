@@ -163,6 +163,15 @@ def test_embedding_models_get_their_own_sliders_and_previews(
     assert ("Vectors" in kinds) == (method != "metric")  # metric learning's embedding has no displacement
 
 
+def test_a_coloring_model_without_a_semantic_head_gets_no_interior_slider(make_napari_viewer, qtbot, tmp_path):
+    from napari_deepcolor.checkpoint import new_model, save_model
+
+    path = save_model(new_model("coloring", {"semantic_head": False}, {"depth": 2, "width": 8}, in_channels=1),
+                      tmp_path / "plain.safetensors")
+    widget = segment_sample(make_napari_viewer(), qtbot, path)
+    assert set(widget.sliders.sliders) == COLORING_DECODE - {"interior_threshold"}
+
+
 def test_crf_checkbox_refines_without_the_network_and_export_saves_the_refined_labels(segmented, qtbot,
                                                                                       forward_calls, tmp_path):
     from napari_deepcolor.refine import refine_prediction

@@ -32,6 +32,7 @@ class BatchWidget(QWidget):
         self.finished = None  # the last BatchFinished event
         self.events_seen: list = []
         self.model_method: str | None = None
+        self.model_parameters: tuple = ()
 
         layout = scrolling_body(self)
         form = QFormLayout()
@@ -132,14 +133,15 @@ class BatchWidget(QWidget):
             config = read_model_config(path)
             method = get_method(config["method"])
             values = method.resolve_decode_parameters(None, config.get("decode_defaults"))
+            parameters = method.parameters_used(method.options(config.get("method_options")))
         except Exception as exc:  # noqa: BLE001
             report(exc)
             self.model_method = None
             self._update_from_segment()
             return False
-        if self.model_method != method.name:
-            self.sliders.set_parameters(method.decode_parameters)
-        self.model_method = method.name
+        if self.model_parameters != parameters:
+            self.sliders.set_parameters(parameters)
+        self.model_method, self.model_parameters = method.name, parameters
         self.sliders.set_values(values)
         self._update_from_segment()
         return True

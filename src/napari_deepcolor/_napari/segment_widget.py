@@ -210,11 +210,13 @@ class SegmentWidget(QWidget):
             return False
         if self.model_edit.path != path:
             self.model_edit.line.setText(path)
-        same_method = self.model is not None and self.model.method_name == model.method_name
+        parameters = model.method.parameters_used(model.method_options)  # e.g. no interior slider without a head
+        same_sliders = self.model is not None and \
+            self.model.method.parameters_used(self.model.method_options) == parameters
         self.model, self.model_path = model, path
         self.prediction = None  # a prediction belongs to the model that made it
-        if not same_method:
-            self.sliders.set_parameters(model.method.decode_parameters)
+        if not same_sliders:
+            self.sliders.set_parameters(parameters)
         self.sliders.set_values(model.decode_parameters())
         self.model_info.setText(_describe_model(model, path))
         self._update_buttons()

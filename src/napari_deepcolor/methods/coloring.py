@@ -375,8 +375,10 @@ class ColoringMethod(Method):
         Stages, each remembered in ``cache`` so a slider re-runs only what follows it:
         pieces of equal colour (no parameter; with a semantic head, of ``interior_threshold``) ->
         merge same-colour pieces whose gap is <= ``merge_radius`` (rho) ->
-        drop instances under ``size_threshold`` (tau) pixels and relabel 1..N ->
-        (semantic head only) grow the instances over the predicted foreground.
+        drop instances under ``size_threshold`` (tau) pixels and relabel 1..N. With a
+        semantic head the pieces are grown over the predicted foreground in the first
+        stage (as the baseline grows its seeds), so the size threshold counts the whole
+        instance and a size-threshold move only relabels.
 
         Notes
         -----
@@ -421,8 +423,6 @@ class ColoringMethod(Method):
         n = int(lookup.max(initial=0))
         score_sum = np.bincount(lookup, weights=prob_sums, minlength=n + 1)[1:]
         size_sum = np.bincount(lookup, weights=sizes, minlength=n + 1)[1:]
-        if fused:
-            labels = _grow_over_foreground(labels, output[n_colors + BACKGROUND])
         return Instances(labels, (score_sum / np.maximum(size_sum, 1)).astype(np.float32))
 
     def blockwise_limitation(self, parameters, options=None):
@@ -487,6 +487,8 @@ def _color_components(output: np.ndarray, n_colors: int | None = None, interior_
         color[semantic[INTERIOR] <= interior_threshold] = 0
         peak = peak * (1.0 - semantic[BACKGROUND])
     components = connected_label(color, background=0, connectivity=1)
+    if interior_threshold is not None:  # grown once here: a size-threshold move then only relabels
+        color, components = _grow_over_foreground(color, components, semantic[BACKGROUND])
     n = int(components.max(initial=0))
     flat = components.ravel()
     sizes = np.bincount(flat, minlength=n + 1).astype(np.float64)
@@ -494,8 +496,12 @@ def _color_components(output: np.ndarray, n_colors: int | None = None, interior_
     return color, components, sizes, prob_sums
 
 
-def _grow_over_foreground(labels: np.ndarray, p_background: np.ndarray, distance: int = 3) -> np.ndarray:
-    """Instance cores grown back over the boundary ring: up to ``distance`` px, foreground only."""
-    grown = expand_labels(labels, distance=distance)
-    grown[(p_background >= 0.5) & (labels == 0)] = 0
-    return grown
+def _grow_over_foreground(color: np.ndarray, cores: np.ndarray, p_background: np.ndarray,
+                          distance: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Cores grown back over the boundary ring, up to ``distance`` px and over the foreground only;
+    ``(color, grown)``, the grown pixels taking their core's colour."""
+    grown = expand_labels(cores, distance=distance)
+    grown[(p_background >= 0.5) & (cores == 0)] = 0
+    core_color = np.zeros(int(cores.max(initial=0)) + 1, color.dtype)
+    core_color[cores.ravel()] = color.ravel()
+    return core_color[grown], grown

@@ -1,0 +1,69 @@
+"""Do the colours help? A coloring model with a semantic head, decoded with and without the colour split.
+
+    python benchmarks/colour_split.py --dataset usiigaci --model m.safetensors
+
+The fusion decode (sec. 4.3) splits each component of the semantic interior by its pixels' maximal
+colour. Decoding the same cached output without that split is the 3-class baseline's decode of the
+head's three channels. Both use the model's tuned size and interior thresholds, on the held-out test
+images of benchmarks/accuracy.py; the gap between the rows is what the colours add (or cost). Also
+prints the objects split and merged (benchmarks/split_merge.py's rule) per decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from accuracy import DATASETS, ground_truth, held_out
+from napari_deepcolor.checkpoint import load_model
+from napari_deepcolor.data import detect_layout, read_image
+from napari_deepcolor.inference import predict
+from napari_deepcolor.methods import get_method
+from napari_deepcolor.metrics import evaluate, summarize
+from split_merge import split_and_merged
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    model = load_model(args.model)
+    if not getattr(model.method_options, "semantic_head", False):
+        raise SystemExit(f"{args.model} has no semantic head: nothing to compare")
+    n_colors = model.method_options.n_colors
+    parameters = model.decode_parameters()
+    boundary = get_method("boundary")
+    rows = {"fused (colour split)": [], "head only (no split)": []}
+    counts = {name: [0, 0] for name in rows}
+    for pair in held_out(detect_layout(*DATASETS[args.dataset]).pairs):
+        truth = ground_truth(pair)
+        prediction = predict(model, read_image(pair.image), stack=False, device="cpu")
+        decoded = {"fused (colour split)": prediction.decode().labels,
+                   "head only (no split)": boundary.decode(
+                       prediction.output[n_colors:], size_threshold=parameters["size_threshold"],
+                       interior_threshold=parameters["interior_threshold"]).labels}
+        for name, labels in decoded.items():
+            rows[name].append(evaluate(truth, labels))
+            flat = truth if truth.ndim == 2 else (truth.argmax(0) + 1) * truth.any(0)  # BBBC010: first mask wins
+            split, merged = split_and_merged(flat, labels)
+            counts[name][0] += split
+            counts[name][1] += merged
+    for name, scores in rows.items():
+        summary = summarize(scores)
+        print(json.dumps({"dataset": args.dataset, "model": args.model.name, "decode": name,
+                          **{k: round(float(summary[k]), 3) for k in ("ap", "ap50", "f1", "sbd")},
+                          "split": counts[name][0], "merged": counts[name][1],
+                          "n_gt": int(sum(r["n_gt"] for r in scores)),
+                          "n_pred": int(sum(r["n_pred"] for r in scores)), "decode_parameters": parameters}))
+
+
+if __name__ == "__main__":
+    main()
