@@ -593,6 +593,8 @@ def _segment_out_of_core(model, source, layout, parameters, task, tile, device) 
                              "memory); segment without --refine, or raise the large-image threshold "
                              "(CLI: --large-image-mp) if the image fits in memory.")
     limitation = method.blockwise_limitation(parameters, model.method_options)
+    if model.class_names:
+        limitation = "is not implemented for models with classes (the class of each object needs the whole plane)"
     if limitation:
         raise DeepColorError(f"{task.file}: planes over {threshold} are decoded out of core, which {limitation}; "
                              "raise the large-image threshold (CLI: --large-image-mp) if the image fits in memory.")

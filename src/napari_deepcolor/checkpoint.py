@@ -40,6 +40,12 @@ class Model:
     object_scale: dict = field(default_factory=dict)
     #: fitted instance-CRF parameters (:class:`~napari_deepcolor.refine.crf.CrfParameters` as a dict), or None
     crf: dict | None = None
+    #: names of the object classes 1..K of a model trained on class annotations; () = one class.
+    #: Such a model has a class head of K + 1 channels after its method's (:mod:`.methods.classes`)
+    class_names: tuple = ()
+
+    def __post_init__(self):
+        self.class_names = tuple(self.class_names or ())
 
     @property
     def method(self):
@@ -48,6 +54,15 @@ class Model:
     @property
     def net_config(self) -> NetConfig:
         return self.net.config
+
+    @property
+    def method_channels(self) -> int:
+        """The output channels of the method itself; a class head, if any, follows them."""
+        return self.method.out_channels(self.method_options)
+
+    def class_name(self, class_id: int) -> str:
+        """The name of class id 1..K."""
+        return self.class_names[int(class_id) - 1]
 
     def decode_parameters(self, overrides: dict | None = None) -> dict:
         """Declared defaults, then the tuned ones stored in the file, then ``overrides``."""
@@ -67,14 +82,20 @@ class Model:
             "method_options": dataclasses.asdict(self.method_options), "net": self.net_config.to_dict(),
             "normalization": self.normalization, "decode_defaults": self.decode_defaults,
             "provenance": self.provenance, "object_scale": self.object_scale, "crf": self.crf,
+            **({"class_names": list(self.class_names)} if self.class_names else {}),
         }
 
 
-def new_model(method_name: str, method_options: dict | None, net: dict | None, in_channels: int, **extra) -> Model:
+def new_model(method_name: str, method_options: dict | None, net: dict | None, in_channels: int, *,
+              class_names=(), **extra) -> Model:
+    """A freshly initialised model; ``class_names`` (K names) adds a class head of K + 1 channels."""
+    from .methods.classes import class_head_channels
+
     method = get_method(method_name)
     options = method.options(method_options)
-    config = NetConfig(**{**(net or {}), "in_channels": in_channels, "out_channels": method.out_channels(options)})
-    return Model(method_name, options, build_net(config), **extra)
+    out_channels = method.out_channels(options) + class_head_channels(class_names)
+    config = NetConfig(**{**(net or {}), "in_channels": in_channels, "out_channels": out_channels})
+    return Model(method_name, options, build_net(config), class_names=tuple(class_names), **extra)
 
 
 def save_model(model: Model, path, *, overwrite: bool = True) -> Path:
@@ -120,7 +141,7 @@ def load_model(path, *, device: str | torch.device = "cpu") -> Model:
     model = new_model(config["method"], config["method_options"], config["net"], config["net"]["in_channels"],
                       normalization=config.get("normalization", {}), decode_defaults=config.get("decode_defaults", {}),
                       provenance=config.get("provenance", {}), object_scale=config.get("object_scale", {}),
-                      crf=config.get("crf"))
+                      crf=config.get("crf"), class_names=tuple(config.get("class_names") or ()))
     try:
         model.net.load_state_dict(load_file(str(path), device=str(device)))
     except RuntimeError as exc:
@@ -132,9 +153,12 @@ def load_model(path, *, device: str | torch.device = "cpu") -> Model:
 
 def _check_output_channels(path, config: dict) -> None:
     """Refuse, with what to do, a model whose method has since changed its number of output channels."""
+    from .methods.classes import class_head_channels
+
     method = get_method(config["method"])
     stored = config.get("net", {}).get("out_channels")
-    needed = method.out_channels(method.options(config["method_options"]))
+    needed = method.out_channels(method.options(config["method_options"])) + \
+        class_head_channels(config.get("class_names") or ())
     if stored is not None and int(stored) != needed:
         raise DeepColorError(f"{path} was trained by an older version of method '{config['method']}' with "
                              f"{stored} output channels; this version needs {needed} (its outputs changed). "

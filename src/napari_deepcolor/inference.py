@@ -150,19 +150,45 @@ def _net_output(model: Model, net, x: torch.Tensor, factor: float, device) -> to
     divisor = model.net_config.divisor
     x = _pad_to(x, _round_up(sh, divisor), _round_up(sw, divisor))
     with autocast(device):
-        y = model.method.activate(net(x), model.method_options)[:, :, :sh, :sw].float()
+        y = activate(model, net(x))[:, :, :sh, :sw].float()
     if factor != 1.0:
-        y = resize(model.method.output_to_image_scale(y, 1.0 / factor), (h, w))
+        m = model.method_channels
+        y = torch.cat([model.method.output_to_image_scale(y[:, :m], 1.0 / factor), y[:, m:]], dim=1)
+        y = resize(y, (h, w))
     return y[0]
+
+
+def activate(model: Model, raw: torch.Tensor) -> torch.Tensor:
+    """The cached output of raw logits (B, C, H, W): the method's activation, then, for a model with
+    classes, the class head's softmax over background and the K classes."""
+    if not model.class_names:
+        return model.method.activate(raw, model.method_options)
+    m = model.method_channels
+    return torch.cat([model.method.activate(raw[:, :m], model.method_options).float(),
+                      raw[:, m:].float().softmax(dim=1)], dim=1)
 
 
 @dataclass
 class Prediction:
-    """The cached net output of one image (or stack) and cheap repeated decoding of it."""
+    """The cached net output of one image (or stack) and cheap repeated decoding of it.
+
+    ``output`` holds the method's channels only; a model with classes keeps its class head's
+    probabilities (K + 1, background first) in ``class_output``, so every consumer of ``output``
+    (decoders, previews, the CRF, tuning) sees what it saw before.
+    """
 
     model: Model
     output: np.ndarray  # (C, H, W) or (Z, C, H, W)
     _caches: dict = field(default_factory=dict, repr=False)
+    class_output: np.ndarray | None = None  # (K + 1, H, W) or (Z, K + 1, H, W)
+
+    @classmethod
+    def from_output(cls, model: Model, output: np.ndarray) -> "Prediction":
+        """A prediction from the whole activated net output, the class head split off."""
+        if not model.class_names:
+            return cls(model, output)
+        m = model.method_channels
+        return cls(model, output[..., :m, :, :], class_output=output[..., m:, :, :])
 
     @property
     def is_stack(self) -> bool:
@@ -176,10 +202,22 @@ class Prediction:
         params = self.model.decode_parameters(parameters)
         method, options = self.model.method, self.model.method_options
         if not self.is_stack:
-            return method.decode(self.output, cache=self._caches.setdefault(0, {}), options=options, **params)
-        planes = [method.decode(plane, cache=self._caches.setdefault(z, {}), options=options, **params)
+            return self.with_classes(
+                method.decode(self.output, cache=self._caches.setdefault(0, {}), options=options, **params))
+        planes = [self.with_classes(method.decode(plane, cache=self._caches.setdefault(z, {}), options=options,
+                                                  **params), z)
                   for z, plane in enumerate(self.output)]
         return stack_instances(planes)
+
+    def with_classes(self, instances: Instances, plane: int | None = None) -> Instances:
+        """``instances`` of this image (or of ``plane`` of a stack) with the class of each from the class head."""
+        if self.class_output is None:
+            return instances
+        from .methods.classes import classify_instances
+
+        probabilities = self.class_output if plane is None else self.class_output[plane]
+        classes, scores = classify_instances(instances.labels, probabilities, instances.count)
+        return replace(instances, classes=classes, class_scores=scores)
 
     def preview(self):
         method = self.model.method
@@ -214,7 +252,11 @@ def stack_instances(planes: list[Instances]) -> Instances:
     for z, plane in enumerate(planes):
         labels[z] = np.where(plane.labels > 0, plane.labels.astype(np.int64) + offset, 0)
         offset += plane.count
-    return Instances(labels, np.concatenate([p.scores for p in planes]) if planes else np.zeros(0, np.float32))
+    scores = np.concatenate([p.scores for p in planes]) if planes else np.zeros(0, np.float32)
+    if not planes or planes[0].classes is None:
+        return Instances(labels, scores)
+    return Instances(labels, scores, np.concatenate([p.classes for p in planes]),
+                     np.concatenate([p.class_scores for p in planes]))
 
 
 def predict(model: Model, image: np.ndarray, *, stack: bool | None = None, device=None, tile_size: int = 512,
@@ -239,4 +281,4 @@ def predict(model: Model, image: np.ndarray, *, stack: bool | None = None, devic
         report = None if progress is None else (lambda d, t, z=z: progress(z * t + d, len(planes) * t))
         outputs.append(predict_output(model, prepare_image(model, plane), device=device, tile_size=tile_size,
                                       margin=margin, object_diameter=object_diameter, progress=report))
-    return Prediction(model, np.stack(outputs) if stack else outputs[0])
+    return Prediction.from_output(model, np.stack(outputs) if stack else outputs[0])

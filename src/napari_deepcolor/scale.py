@@ -97,4 +97,5 @@ def rescale_sample(sample, factor: float):
     image = np.ascontiguousarray(np.moveaxis(resize(image, shape)[0].numpy(), 0, -1))
     labels = resize_nearest(sample.labels, shape)
     ignore = None if sample.ignore is None else resize_nearest(sample.ignore, shape)
-    return replace(sample, image=image, labels=labels, ignore=ignore)
+    classes = None if sample.classes is None else resize_nearest(sample.classes, shape)
+    return replace(sample, image=image, labels=labels, ignore=ignore, classes=classes)

@@ -29,7 +29,9 @@ from .data.sample import AnnotatedImage
 from .data.sampling import PatchSampler, split_train_validation
 from .device import autocast, resolve_device
 from .errors import DeepColorError
+from .data.dataset import check_same_classes
 from .methods import get_method, method_names
+from .methods.classes import class_head_loss
 from .nets import NetConfig
 
 log = logging.getLogger(__name__)
@@ -158,8 +160,9 @@ class Finished:
 class _PatchBatches(torch.utils.data.IterableDataset):
     """Endless batches of (image, targets): sampling, augmentation and target preparation."""
 
-    def __init__(self, samples, method, options, config: TrainingConfig, seed: int):
+    def __init__(self, samples, method, options, config: TrainingConfig, seed: int, n_classes: int = 0):
         self.samples, self.method, self.options, self.config, self.seed = samples, method, options, config, seed
+        self.n_classes = n_classes
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -172,6 +175,9 @@ class _PatchBatches(torch.utils.data.IterableDataset):
             images = torch.from_numpy(np.stack([p.image for p in batch]))
             targets = self.method.collate([self.method.prepare_targets(p.labels, p.ignore, self.options)
                                            for p in batch])
+            if self.n_classes:  # the class head's target; coloring also reads it for class-specific colours
+                targets["classes"] = torch.from_numpy(np.stack([p.classes for p in batch]))
+                targets["n_classes"] = torch.tensor(self.n_classes)
             yield images, targets
 
 
@@ -199,6 +205,10 @@ class Training:
                                                       seed=config.seed) if config.validation_fraction > 0 \
                 else (list(data), [])
         self.train_data, self.validation = list(data), list(validation)
+        #: the classes of the annotations (() for one class): the model gets a class head for them
+        self.class_names = check_same_classes(self.train_data + self.validation)
+        get_method(config.method).check_classes(get_method(config.method).options(config.method_options),
+                                                self.class_names)
         self.init_from, self.resume = init_from, resume
         self.model: Model | None = None
         self._stop = threading.Event()
@@ -230,8 +240,9 @@ class Training:
         if device.type == "cuda":
             model.net.to(memory_format=torch.channels_last)
         workers = config.workers if config.workers is not None else (4 if device.type == "cuda" else 0)
+        method_channels, n_classes = model.method_channels, len(model.class_names)
         loader = torch.utils.data.DataLoader(
-            _PatchBatches(train_data, method, options, config, seed=config.seed + start),
+            _PatchBatches(train_data, method, options, config, seed=config.seed + start, n_classes=n_classes),
             batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
             persistent_workers=workers > 0)
         batches = iter(loader)
@@ -255,7 +266,10 @@ class Training:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast(device):
                 raw = model.net(images)
-            loss = method.loss(raw, _to_device(targets, device), options)
+            targets = _to_device(targets, device)
+            loss = method.loss(raw[:, :method_channels], targets, options)
+            if n_classes:
+                loss = loss + class_head_loss(raw[:, method_channels:], targets["classes"], targets["ignore"])
             if not torch.isfinite(loss):
                 raise DeepColorError("training diverged (the loss became NaN or infinite); lower the learning "
                                      "rate, or check the images for NaNs.")
@@ -330,9 +344,14 @@ class Training:
             net = {"width": NetConfig.default_width(str(device)), **config.net}
             with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
                 torch.manual_seed(config.seed)
-                model = new_model(config.method, config.method_options, net, channels)
+                model = new_model(config.method, config.method_options, net, channels,
+                                  class_names=self.class_names)
         else:
             model = load_model(source, device="cpu")
+            if model.class_names != self.class_names:
+                raise DeepColorError(f"{source} knows the classes ({', '.join(model.class_names) or 'none'}) but "
+                                     f"the training images have ({', '.join(self.class_names) or 'none'}); "
+                                     "continue with annotations of the same classes, or train a new model.")
             if model.method_name != config.method:
                 raise DeepColorError(f"{source} is a '{model.method_name}' model; it cannot continue training "
                                      f"as '{config.method}'. Choose --method {model.method_name}.")

@@ -104,8 +104,10 @@ def crop_to_annotation(sample: AnnotatedImage) -> AnnotatedImage | None:
     if box == (slice(0, sample.shape[0]), slice(0, sample.shape[1])):
         return sample
     ignore = None if sample.ignore is None else sample.ignore[box]
+    classes = None if sample.classes is None else sample.classes[box]
     return AnnotatedImage(sample.image[box], sample.labels[box], ignore,
-                          f"{sample.name} [box {box[0].start}:{box[0].stop}, {box[1].start}:{box[1].stop}]")
+                          f"{sample.name} [box {box[0].start}:{box[0].stop}, {box[1].start}:{box[1].stop}]",
+                          classes, sample.class_names)
 
 
 def training_samples(pairs: list[tuple[LayerInput, np.ndarray, str]], region: str = REGION_BOX

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..errors import DeepColorError
+from .classes import (CLASS_NAMES_FILE, class_image_from_table, find_class_file, read_class_names,
+                      read_class_table)
 from .io import as_label_image, read_image, read_labels, read_object_masks
 from .layouts import AnnotatedPair, detect_layout
 from .normalize import as_channels_last, normalize_percentile
@@ -28,6 +31,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: the class annotations' folder found by itself beside ``images/`` and ``labels/``
+CLASSES_FOLDER = "classes"
 
 #: What pixels covered by two or more object masks become.
 OVERLAP_RULES = {
@@ -85,6 +91,8 @@ def from_arrays(
     overlap: str = "ignore",
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     skip_empty_planes: bool = True,
+    classes=None,
+    class_names=(),
 ) -> list[AnnotatedImage]:
     """Build training samples from in-memory arrays, such as napari layer data.
 
@@ -112,6 +120,11 @@ def from_arrays(
         In a stack, planes without any labelled or ignored pixel are taken as
         not annotated yet and skipped. A 2D image without objects is always
         kept: it teaches the net what background looks like.
+    classes : ndarray, sequence of (ndarray or None), or None
+        Class images (:mod:`~napari_deepcolor.data.classes`): per pixel the class id 1..K of its
+        instance, the labels' shape (``(H, W)`` for (K, H, W) object masks). All images or none.
+    class_names : sequence of str
+        The names of class ids 1..K; needed with ``classes``.
 
     Returns
     -------
@@ -140,11 +153,12 @@ def from_arrays(
     if names is None:
         names = ["image"] if single else [f"image {i}" for i in range(count)]
     name_list = _per_item(names, count, "names")
+    class_list = _per_item(classes, count, "class images")
     samples = []
-    for image, label, ign, name in zip(image_list, label_list, ignore_list, name_list):
+    for image, label, ign, name, cls in zip(image_list, label_list, ignore_list, name_list, class_list):
         samples += _samples_from_pair(
             np.asarray(image), label, ign, str(name), overlap=overlap, percentiles=percentiles,
-            skip_empty_planes=skip_empty_planes,
+            skip_empty_planes=skip_empty_planes, classes=cls, class_names=tuple(class_names),
         )
     _check_dataset(samples, where="the given labels")
     return samples
@@ -159,6 +173,7 @@ def read_annotated_folder(
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     skip_empty_planes: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    classes: str | os.PathLike | None = None,
 ) -> list[AnnotatedImage]:
     """Read an annotated dataset from disk, detecting its layout.
 
@@ -181,6 +196,11 @@ def read_annotated_folder(
         See :func:`from_arrays`.
     progress : callable, optional
         Called as ``progress(done, total)`` after each pair is read.
+    classes : path-like, optional
+        A folder of class annotations (:mod:`~napari_deepcolor.data.classes`): ``NAME.tif`` class
+        images named like the label images with their names in ``classes.json``, or ``NAME.csv``
+        tables of instance id and class name. Found by itself when a ``classes/`` folder sits
+        beside ``images/`` and ``labels/``. Every image must then have one.
 
     Returns
     -------
@@ -198,10 +218,12 @@ def read_annotated_folder(
     _check_overlap(overlap)
     layout = detect_layout(path, labels)
     pairs = layout.pairs if limit is None else layout.pairs[: max(int(limit), 0)]
+    class_files, class_names = _class_annotations(layout, pairs, classes)
     samples: list[AnnotatedImage] = []
     for done, pair in enumerate(pairs, start=1):
         samples += _read_pair(pair, overlap=overlap, percentiles=percentiles,
-                              skip_empty_planes=skip_empty_planes)
+                              skip_empty_planes=skip_empty_planes, class_file=class_files.get(pair.name),
+                              class_names=class_names)
         if progress is not None:
             progress(done, len(pairs))
     _check_dataset(samples, where=str(path))
@@ -239,7 +261,47 @@ def _per_item(value, count: int, what: str) -> list:
     return [value]
 
 
-def _read_pair(pair: AnnotatedPair, **options) -> list[AnnotatedImage]:
+def find_classes_folder(layout) -> Path | None:
+    """The ``classes/`` folder beside ``images/`` and ``labels/`` of a dataset folder, if there is one."""
+    folder = Path(layout.root) / CLASSES_FOLDER
+    return folder if layout.kind in ("subfolders", "object-masks") and folder.is_dir() else None
+
+
+def _class_annotations(layout, pairs, classes) -> tuple[dict, tuple[str, ...]]:
+    """``({pair name: class file}, class names)`` for the pairs; ({}, ()) for a dataset without classes."""
+    folder = Path(classes) if classes is not None else find_classes_folder(layout)
+    if folder is None:
+        return {}, ()
+    if not folder.is_dir():
+        raise DeepColorError(f"the classes folder {folder} does not exist; check the path.")
+    files, missing = {}, []
+    for pair in pairs:
+        stems = (pair.name,) + ((pair.labels.stem,) if pair.labels is not None else ())
+        found = find_class_file(folder, stems)
+        if found is None:
+            missing.append(pair.name)
+        else:
+            files[pair.name] = found
+    if not files:
+        raise DeepColorError(f"{folder} holds no class annotation for any image: name them like the label "
+                             "images (NAME.tif class images with classes.json, or NAME.csv tables).")
+    if missing:
+        raise DeepColorError(f"classes are annotated for some images and not others: no class file in {folder} "
+                             f"for {_names(missing)}. Annotate classes for every image, or for none.")
+    names = read_class_names(folder)
+    if names is None:
+        if any(f.suffix.lower() != ".csv" for f in files.values()):
+            raise DeepColorError(f"{folder} holds class images but no {CLASS_NAMES_FILE} naming their ids; "
+                                 'write one, e.g. {"1": "alive", "2": "dead"}.')
+        names = tuple(sorted({n for f in files.values() for n in read_class_table(f).values()}))
+    return files, names
+
+
+def _names(names, limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _read_pair(pair: AnnotatedPair, *, class_file=None, class_names=(), **options) -> list[AnnotatedImage]:
     image = read_image(pair.image)
     ignore = None
     if pair.object_masks:
@@ -249,17 +311,28 @@ def _read_pair(pair: AnnotatedPair, **options) -> list[AnnotatedImage]:
     else:
         labels = read_labels(pair.labels)
         label_name = f"the labels {pair.labels}"
+    classes = None
+    if class_file is not None:
+        if class_file.suffix.lower() == ".csv":
+            classes = class_image_from_table(labels, read_class_table(class_file), class_names,
+                                             where=str(class_file))
+        else:
+            classes = read_labels(class_file)
     return _samples_from_pair(image, labels, ignore, pair.name, image_name=f"the image {pair.image}",
-                              label_name=label_name, **options)
+                              label_name=label_name, classes=classes, class_names=class_names,
+                              class_name=None if class_file is None else str(class_file), **options)
 
 
 def _samples_from_pair(image, labels, ignore, name, *, overlap, percentiles, skip_empty_planes,
-                       image_name=None, label_name=None) -> list[AnnotatedImage]:
+                       image_name=None, label_name=None, classes=None, class_names=(),
+                       class_name=None) -> list[AnnotatedImage]:
     image_name = image_name or "the image"
     label_name = label_name or "the labels"
     labels = as_label_image(labels, what=label_name)
     while labels.ndim > 2 and labels.shape[0] == 1 and image.ndim != labels.ndim + 1:
         labels = labels[0]  # a (1, H, W) file is one 2D label image
+    if classes is not None:
+        classes = _match_classes(np.asarray(classes), labels, class_name or f"{name}: the class image")
     if ignore is not None:
         ignore = np.asarray(ignore, dtype=bool)
     if labels.ndim == 3 and labels.shape[-1] in (3, 4) and labels.shape[:2] == image.shape[:2] \
@@ -278,16 +351,32 @@ def _samples_from_pair(image, labels, ignore, name, *, overlap, percentiles, ski
             f"got shape {labels.shape}."
         )
     stack = len(planes) > 1
+    if classes is None:
+        plane_classes = [None] * len(planes)
+    elif classes.ndim == 3 and stack:
+        plane_classes = list(classes)
+    else:
+        plane_classes = [classes] * len(planes)
     samples = []
-    for plane_image, plane_labels, plane_ignore, plane_name in planes:
+    for (plane_image, plane_labels, plane_ignore, plane_name), plane_class in zip(planes, plane_classes):
         if stack and skip_empty_planes and not plane_labels.any() and (
             plane_ignore is None or not plane_ignore.any()
         ):
             logger.info("%s: no annotation, skipped", plane_name)
             continue
-        samples.append(_sample(plane_image, plane_labels, plane_ignore, plane_name,
-                               percentiles, image_name, label_name))
+        samples.append(_sample(plane_image, plane_labels, plane_ignore, plane_name, percentiles, image_name,
+                               label_name, plane_class, class_names if plane_class is not None else ()))
     return samples
+
+
+def _match_classes(classes: np.ndarray, labels: np.ndarray, where: str) -> np.ndarray:
+    """The class image squeezed to the labels' shape ((H, W) is also fine for (K, H, W) object masks)."""
+    while classes.ndim > labels.ndim and classes.shape[0] == 1:
+        classes = classes[0]
+    if classes.shape != labels.shape and not (labels.ndim == 3 and classes.shape == labels.shape[1:]):
+        raise DeepColorError(f"{where} has shape {classes.shape} but the labels have shape {labels.shape}; "
+                             "a class image must cover the same pixels as its label image.")
+    return classes
 
 
 def _split_3d(image, labels, ignore, name, overlap, image_name, label_name) -> list[tuple]:
@@ -332,7 +421,8 @@ def _either(a, b):
     return a | b
 
 
-def _sample(image, labels, ignore, name, percentiles, image_name, label_name) -> AnnotatedImage:
+def _sample(image, labels, ignore, name, percentiles, image_name, label_name, classes=None,
+            class_names=()) -> AnnotatedImage:
     try:
         image = as_channels_last(image, spatial_shape=labels.shape)
     except DeepColorError as exc:
@@ -346,7 +436,7 @@ def _sample(image, labels, ignore, name, percentiles, image_name, label_name) ->
         )
     low, high = percentiles
     return AnnotatedImage(normalize_percentile(image, low=low, high=high, channel_axis=-1),
-                          labels, ignore, name)
+                          labels, ignore, name, classes, class_names)
 
 
 def _check_dataset(samples: list[AnnotatedImage], *, where: str) -> None:
@@ -355,6 +445,7 @@ def _check_dataset(samples: list[AnnotatedImage], *, where: str) -> None:
             f"no annotated objects found in {where}: every label image is empty (all 0). "
             "Annotate at least one object (label ids > 0) before training."
         )
+    check_same_classes(samples, where=where)
     by_channels: dict[int, list[str]] = {}
     for sample in samples:
         by_channels.setdefault(sample.num_channels, []).append(sample.name)
@@ -367,3 +458,16 @@ def _check_dataset(samples: list[AnnotatedImage], *, where: str) -> None:
             f"images in {where} have different numbers of channels ({groups}). All images of one "
             "dataset need the same channels: convert them (e.g. RGB to grey) or train on one group."
         )
+
+
+def check_same_classes(samples, *, where: str = "the training images") -> tuple[str, ...]:
+    """The class names all ``samples`` share (() when none has classes); refuses a mix."""
+    without = [s.name for s in samples if not s.has_classes]
+    if without and len(without) < len(samples):
+        raise DeepColorError(f"classes are annotated for some images and not others in {where}: "
+                             f"{_names(without)} have none. Annotate classes for every image, or for none.")
+    names = {s.class_names for s in samples if s.has_classes}
+    if len(names) > 1:
+        raise DeepColorError(f"the images in {where} name their classes differently "
+                             f"({'; '.join(', '.join(n) for n in sorted(names))}); use one set of class names.")
+    return names.pop() if names else ()

@@ -74,6 +74,13 @@ class AnnotatedImage:
         overlapping objects, padding). None when every pixel counts.
     name : str
         Where the image came from (file name, layer name), shown in messages.
+    classes : (H, W) ndarray of int or None
+        Class annotation (:mod:`napari_deepcolor.data.classes`): per pixel the class id 1..K of the
+        instance it belongs to, 0 elsewhere. Each instance must carry one class; pixels of class 0
+        inside an instance take its class. Kept as the cleaned image ``object_classes[labels]``.
+        None for a dataset without classes.
+    class_names : tuple of str
+        The names of class ids 1..K (``class_names[k - 1]`` names class ``k``); needed with ``classes``.
 
     Raises
     ------
@@ -90,6 +97,8 @@ class AnnotatedImage:
     labels: np.ndarray
     ignore: np.ndarray | None = None
     name: str = "image"
+    classes: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         image = np.asarray(self.image)
@@ -119,10 +128,30 @@ class AnnotatedImage:
             ignore = ignore.astype(bool, copy=False)
             if not ignore.any():
                 ignore = None
+        original, labels = labels, relabel_consecutive(labels)
         object.__setattr__(self, "image", image)
-        object.__setattr__(self, "labels", relabel_consecutive(labels))
+        object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "ignore", ignore)
         object.__setattr__(self, "name", str(self.name))
+        self._set_classes(original, labels)
+
+    def _set_classes(self, original: np.ndarray, labels: np.ndarray) -> None:
+        from .classes import object_classes, validate_class_names
+
+        names = validate_class_names(self.class_names, where=f"{self.name}: class names")
+        object.__setattr__(self, "class_names", names)
+        if self.classes is None:
+            object.__setattr__(self, "object_classes", None)
+            return
+        if not names:
+            raise DeepColorError(f"{self.name}: a class image needs the class names (e.g. classes.json).")
+        # checked on the ids as given, so that messages name the instances the user knows
+        ids = original if int(original.max(initial=0)) < _MAX_LUT_ID else labels
+        cleaned = object_classes(ids, self.classes, len(names), where=f"{self.name}: the class annotation")[ids]
+        per_object = np.zeros(self.num_objects + 1, np.int32)
+        per_object[labels] = cleaned
+        object.__setattr__(self, "object_classes", per_object)
+        object.__setattr__(self, "classes", cleaned)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -139,11 +168,17 @@ class AnnotatedImage:
         """The number of annotated objects ``K``."""
         return int(self.labels.max(initial=0))
 
+    @property
+    def has_classes(self) -> bool:
+        """Whether every instance has a class (``object_classes[k]`` is the class id of instance k)."""
+        return self.object_classes is not None
+
     def __repr__(self) -> str:
         ignored = 0 if self.ignore is None else int(self.ignore.sum())
+        classes = f", classes={self.class_names}" if self.has_classes else ""
         return (
             f"AnnotatedImage(name={self.name!r}, shape={self.shape}, channels={self.num_channels}, "
-            f"objects={self.num_objects}, ignored_pixels={ignored})"
+            f"objects={self.num_objects}, ignored_pixels={ignored}{classes})"
         )
 
 

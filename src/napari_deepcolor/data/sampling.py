@@ -33,12 +33,15 @@ class Patch:
         pixels that came from outside the image (padding, rotated corners).
     source : str
         Name of the image the patch was cut from.
+    classes : (P_h, P_w) ndarray of int64 or None
+        The class id (1..K) of each pixel's instance, 0 on background; None without classes.
     """
 
     image: np.ndarray
     labels: np.ndarray
     ignore: np.ndarray
     source: str
+    classes: np.ndarray | None = None
 
 
 class PatchSampler:
@@ -138,11 +141,14 @@ class PatchSampler:
         image, labels, ignore = _flip_and_turn(image, labels, ignore, geometry)
         if self.augmentation.changes_intensity:
             image = jitter_intensity(image, self.augmentation, rng)
+        # the labels still hold the image's own ids here, so the per-object classes map straight on
+        classes = None if sample.object_classes is None else sample.object_classes[labels].astype(np.int64)
         return Patch(
             image=np.array(image, dtype=np.float32, order="C", copy=True),
             labels=relabel_consecutive(labels),
             ignore=np.array(ignore, dtype=bool, order="C", copy=True),
             source=sample.name,
+            classes=classes,
         )
 
     def sample_batch(self, batch_size: int, rng: np.random.Generator | None = None
@@ -225,8 +231,9 @@ def _split_spatially(sample: AnnotatedImage, fraction: float) -> tuple[list, lis
     for part, region in (("training part", slice(0, cut)), ("validation part", slice(cut, length))):
         index = (region, slice(None)) if axis == 0 else (slice(None), region)
         ignore = None if sample.ignore is None else sample.ignore[index]
+        classes = None if sample.classes is None else sample.classes[index]
         parts.append(AnnotatedImage(sample.image[index], sample.labels[index], ignore,
-                                    f"{sample.name} [{part}]"))
+                                    f"{sample.name} [{part}]", classes, sample.class_names))
     return [parts[0]], [parts[1]]
 
 

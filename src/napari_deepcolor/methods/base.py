@@ -78,10 +78,16 @@ def size_threshold(help: str = "objects smaller than this many pixels become bac
 
 @dataclass(frozen=True)
 class Instances:
-    """Decoded instances: a label image (0 = background, 1..N) and one score per instance."""
+    """Decoded instances: a label image (0 = background, 1..N) and one score per instance.
+
+    A model with classes also gives each instance a class id (1..K, ``classes[i - 1]`` for label i)
+    and the class head's confidence in it (``class_scores``, 0 to 1); None otherwise.
+    """
 
     labels: np.ndarray
     scores: np.ndarray  # (N,), scores[i - 1] belongs to label i
+    classes: np.ndarray | None = None
+    class_scores: np.ndarray | None = None
 
     @property
     def count(self) -> int:
@@ -123,6 +129,13 @@ class Method:
 
     def out_channels(self, options) -> int:
         raise NotImplementedError
+
+    def check_classes(self, options, class_names) -> None:
+        """Refuse, with what to do, training these options on annotations of ``class_names``.
+
+        Any method can learn classes: a class head is added after its channels
+        (:mod:`.classes`); a method that also uses the classes itself checks here that it can.
+        """
 
     def prepare_targets(self, labels: np.ndarray, ignore: np.ndarray, options) -> dict[str, np.ndarray]:
         """Per-patch training targets, computed in the data pipeline (NumPy)."""

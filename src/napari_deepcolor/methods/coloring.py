@@ -67,6 +67,12 @@ class ColoringOptions:
         objects' preference, but a colour already taken by a touching
         neighbour (one in the object's halo) is not offered again while
         another is free (:func:`choose_distinct_colors`).
+    class_colors : bool
+        Models trained on class annotations only: each class owns a subset of the colours and an
+        object may only take one of its class's colours (the paper's "coloring with class-specific
+        colors", Cityscapes section; :func:`~napari_deepcolor.methods.classes.class_color_owners`
+        says how the colours are divided). False: all classes share all colours and only the class
+        head tells them apart.
     """
 
     n_colors: int = 9
@@ -74,6 +80,7 @@ class ColoringOptions:
     halo_weight: float = 7.0
     semantic_head: bool = True
     color_choice: str = "paper"
+    class_colors: bool = True
 
     def __post_init__(self):
         from ..errors import DeepColorError
@@ -126,7 +133,7 @@ def object_halos(labels: np.ndarray, margin: int, *, ignore: np.ndarray | None =
     return np.concatenate(pixels).astype(np.int64), np.concatenate(objects).astype(np.int64)
 
 
-def choose_colors(object_log_p, halo_log_not_p, halo_weight: float):
+def choose_colors(object_log_p, halo_log_not_p, halo_weight: float, allowed=None):
     """Eq. (2): per object, the colour c >= 1 maximising
     ``mean_{M_k} log y[c] + mu * mean_{halo_k} log(1 - y[c])``.
 
@@ -134,15 +141,23 @@ def choose_colors(object_log_p, halo_log_not_p, halo_weight: float):
     ----------
     object_log_p, halo_log_not_p : (K, C) tensors of the two per-object means.
 
+    allowed : (K, C) bool tensor or None
+        With class-specific colours, the colours each object may take (those of its class).
+
     Returns
     -------
     (K,) long tensor of colours in 1..C-1.
     """
-    score = object_log_p[:, 1:] + halo_weight * halo_log_not_p[:, 1:]
+    score = _allowed_only(object_log_p[:, 1:] + halo_weight * halo_log_not_p[:, 1:], allowed)
     return score.argmax(dim=1) + 1
 
 
-def choose_distinct_colors(object_log_p, halo_log_not_p, halo_weight: float, neighbours):
+def _allowed_only(score, allowed):
+    """The eq. (2) scores (K, C - 1) with the colours an object may not take set to -inf."""
+    return score if allowed is None else score.masked_fill(~allowed[:, 1:], float("-inf"))
+
+
+def choose_distinct_colors(object_log_p, halo_log_not_p, halo_weight: float, neighbours, allowed=None):
     """Eq. (2) with touching neighbours kept apart: a deliberate departure from the paper.
 
     Objects choose in order of how decided they are (the gap between their best
@@ -160,6 +175,7 @@ def choose_distinct_colors(object_log_p, halo_log_not_p, halo_weight: float, nei
     ----------
     object_log_p, halo_log_not_p : (K, C) tensors of the two per-object means of eq. (2).
     neighbours : (M, 2) long tensor of object pairs (0-based) that touch (one in the other's halo).
+    allowed : (K, C) bool tensor or None, as for :func:`choose_colors`.
 
     Returns
     -------
@@ -167,7 +183,8 @@ def choose_distinct_colors(object_log_p, halo_log_not_p, halo_weight: float, nei
     """
     import torch
 
-    score = (object_log_p[:, 1:] + halo_weight * halo_log_not_p[:, 1:]).detach().cpu().double().numpy()
+    score = _allowed_only(object_log_p[:, 1:] + halo_weight * halo_log_not_p[:, 1:], allowed)
+    score = score.detach().cpu().double().numpy()
     colors = score.argmax(axis=1)
     pairs = neighbours.cpu().numpy()
     if pairs.size == 0 or score.shape[1] < 2:
@@ -223,7 +240,7 @@ def _object_means(values, ids, n_objects):
 
 
 def assign_colors(raw, labels, ignore, halo_pixels, halo_objects, *, halo_weight: float,
-                  color_choice: str = "paper"):
+                  color_choice: str = "paper", classes=None, n_classes: int = 0):
     """The colour c_k of every object of a batch, eq. (2), and the per-object mean log y.
 
     Parameters are as for :func:`coloring_loss`. Returns ``(colors, object_log_p)``:
@@ -231,11 +248,27 @@ def assign_colors(raw, labels, ignore, halo_pixels, halo_objects, *, halo_weight
     means of log y over each object, the latter differentiable.
     """
     log_p, global_id, _, n_objects = _flatten_batch(raw, labels, ignore)
-    return _assign(log_p, global_id, halo_pixels, halo_objects, n_objects, halo_weight, color_choice)
+    allowed = _allowed_colors(global_id, classes, n_classes, n_objects, raw.shape[1])
+    return _assign(log_p, global_id, halo_pixels, halo_objects, n_objects, halo_weight, color_choice, allowed)
+
+
+def _allowed_colors(global_id, classes, n_classes: int, n_objects: int, n_colors: int):
+    """(K, C) bool: the colours of each object's class (class-specific colours), or None without classes."""
+    import torch
+
+    from .classes import class_color_owners
+
+    if classes is None or not n_classes or not n_objects:
+        return None
+    inside = global_id > 0
+    object_class = torch.zeros(n_objects, dtype=torch.long, device=global_id.device)
+    object_class[global_id[inside] - 1] = classes.reshape(-1)[inside].long()  # one class per object
+    owners = torch.as_tensor(class_color_owners(n_colors, n_classes), device=global_id.device)
+    return owners.unsqueeze(0) == object_class.unsqueeze(1)
 
 
 def _assign(log_p, global_id, halo_pixels, halo_objects, n_objects: int, halo_weight: float,
-            color_choice: str = "paper"):
+            color_choice: str = "paper", allowed=None):
     import torch
 
     inside = global_id > 0
@@ -245,14 +278,15 @@ def _assign(log_p, global_id, halo_pixels, halo_objects, n_objects: int, halo_we
         halo_log_not_p = _object_means(log_not_p, halo_objects - 1, n_objects)
         if color_choice == "distinct":
             neighbours = touching_pairs(global_id, halo_pixels, halo_objects)
-            colors = choose_distinct_colors(object_log_p.detach(), halo_log_not_p, halo_weight, neighbours)
+            colors = choose_distinct_colors(object_log_p.detach(), halo_log_not_p, halo_weight, neighbours,
+                                            allowed)
         else:
-            colors = choose_colors(object_log_p.detach(), halo_log_not_p, halo_weight)
+            colors = choose_colors(object_log_p.detach(), halo_log_not_p, halo_weight, allowed)
     return colors, object_log_p
 
 
 def coloring_loss(raw, labels, ignore, halo_pixels, halo_objects, *, halo_weight: float,
-                  color_choice: str = "paper"):
+                  color_choice: str = "paper", classes=None, n_classes: int = 0):
     """The dynamic colouring loss, eqs. (2)-(3), for a whole batch at once.
 
     Parameters
@@ -264,9 +298,21 @@ def coloring_loss(raw, labels, ignore, halo_pixels, halo_objects, *, halo_weight
         pixels and the batch-global object id (label + number of objects in the
         patches before it) whose halo the pixel is in. Built by
         :meth:`ColoringMethod.collate` from :func:`object_halos`.
+    classes : (B, H, W) long or None
+        The class id (1..K) of each pixel's object, for class-specific colours; None: one class.
+    n_classes : int
+        K, the number of classes sharing the colours (:func:`~.classes.class_color_owners`).
 
     Notes
     -----
+    Class-specific colours (the paper's Cityscapes section, "Coloring with class-specific
+    colors"): "at training time, the coloring process (2) only considers colors allocated to the
+    ground truth class", so eq. (2)'s argmax runs over the object's class's colours only. The halo
+    term is unchanged and still counts every pixel of the halo: a neighbour of another class is
+    trained towards its own class's colours, so it puts little probability on this object's
+    colours and barely constrains the choice; objects of different classes are told apart by
+    construction, and the halo only keeps neighbours of the same class apart.
+
     L = mean_k mean_{p in M_k} -log y[c_k, p] + mean_images mean_{p in bg} -log y[0, p].
     Eq. (3) sums both terms. We average them, so that neither the patch size
     nor the number of objects in a patch sets their balance: the authors'
@@ -284,8 +330,9 @@ def coloring_loss(raw, labels, ignore, halo_pixels, halo_objects, *, halo_weight
     bg_mean = _object_means(-log_p[background, :1], image_of_pixel[background], batch)
     loss = bg_mean.mean()
     if n_objects:
+        allowed = _allowed_colors(global_id, classes, n_classes, n_objects, raw.shape[1])
         colors, object_log_p = _assign(log_p, global_id, halo_pixels, halo_objects, n_objects, halo_weight,
-                                       color_choice)
+                                       color_choice, allowed)
         loss = loss - object_log_p.gather(1, colors.unsqueeze(1)).mean()
     return loss
 
@@ -309,6 +356,12 @@ class ColoringMethod(Method):
 
     def out_channels(self, options) -> int:
         return options.n_colors + (3 if options.semantic_head else 0)
+
+    def check_classes(self, options, class_names) -> None:
+        if class_names and options.class_colors:
+            from .classes import class_color_owners
+
+            class_color_owners(options.n_colors, len(class_names))  # enough colours for every class
 
     def parameters_used(self, options):
         if options is not None and options.semantic_head:
@@ -341,9 +394,12 @@ class ColoringMethod(Method):
     def loss(self, raw, targets, options):
         """Eqs. (2)-(3) on the colours, plus the semantic head's pixel-wise cross-entropy (sec. 4.3)."""
         colors = raw[:, :options.n_colors]
+        class_specific = options.class_colors and "classes" in targets
         loss = coloring_loss(colors, targets["labels"], targets["ignore"], targets["halo_pixels"],
                              targets["halo_objects"], halo_weight=options.halo_weight,
-                             color_choice=options.color_choice)
+                             color_choice=options.color_choice,
+                             classes=targets["classes"] if class_specific else None,
+                             n_classes=int(targets["n_classes"]) if class_specific else 0)
         if options.semantic_head:
             import torch
             import torch.nn.functional as F

@@ -61,9 +61,10 @@ def refine_prediction(prediction, image: np.ndarray, instances=None, *, paramete
     instances = prediction.decode() if instances is None else instances
     parameters = parameters or crf_parameters(model)
     method = model.method
-    if not prediction.is_stack:
-        return refine_instances(instances, method.foreground(prediction.output, model.method_options),
-                                prepare_image(model, image), parameters)
+    if not prediction.is_stack:  # the refined instances take their class from the class head again
+        return prediction.with_classes(refine_instances(instances, method.foreground(prediction.output,
+                                                                                     model.method_options),
+                                                        prepare_image(model, image), parameters))
     planes = []
     for z, output in enumerate(prediction.output):
         plane = np.asarray(instances.labels[z]).astype(np.int64)
@@ -71,8 +72,9 @@ def refine_prediction(prediction, image: np.ndarray, instances=None, *, paramete
         local = np.searchsorted(ids, plane) + 1
         local[plane == 0] = 0
         scores = np.asarray(instances.scores)[ids - 1] if ids.size else np.zeros(0, np.float32)
-        planes.append(refine_instances(Instances(local, scores), method.foreground(output, model.method_options),
-                                       prepare_image(model, np.asarray(image)[z]), parameters))
+        planes.append(prediction.with_classes(
+            refine_instances(Instances(local, scores), method.foreground(output, model.method_options),
+                             prepare_image(model, np.asarray(image)[z]), parameters), z))
     return stack_instances(planes)
 
 
