@@ -101,6 +101,8 @@ FORMATS = ("tif", "zarr")
 DONE, SKIPPED, FAILED, CANCELLED = "done", "skipped-existing", "failed", "cancelled"
 SUMMARY_NAME = "batch_summary.csv"
 SUMMARY_FIELDS = ("file", "output", "status", "objects", "seconds", "route", "error")
+#: models with classes add one summary column per class: ``objects_alive``, ``objects_dead``, ...
+CLASS_COUNT_PREFIX = "objects_"
 SCRATCH_PREFIX = ".batch-scratch-"
 #: names of the temporaries of atomic writes (``.NAME.RANDOM.part[.SUFFIX]``) and replaced stores
 _TEMPORARY = re.compile(r"^\..+\.part(\.[A-Za-z0-9]+)?$|^\..+\.[0-9a-f]{8}\.old$")
@@ -167,6 +169,8 @@ class FileResult:
     seconds: float = 0.0
     route: str = ""  # "in-memory" or "out-of-core"
     error: str = ""
+    #: models with classes: ((class name, objects of that class), ...) in the model's class order
+    class_counts: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -460,8 +464,9 @@ def segment_file(task: FileTask) -> FileResult:
     """Segment one file and write its labels atomically; never raises for a bad file: returns the row."""
     started = time.perf_counter()
     try:
-        objects, route = _segment(task)
-        return FileResult(task.file, task.output, DONE, objects, round(time.perf_counter() - started, 3), route)
+        objects, route, counts = _segment(task)
+        return FileResult(task.file, task.output, DONE, objects, round(time.perf_counter() - started, 3), route,
+                          class_counts=counts)
     except DeepColorError as exc:
         error = str(exc)
     except Exception as exc:  # an unforeseen problem with this file: report it, carry on with the others
@@ -470,7 +475,7 @@ def segment_file(task: FileTask) -> FileResult:
     return FileResult(task.file, task.output, FAILED, None, round(time.perf_counter() - started, 3), "", error)
 
 
-def _segment(task: FileTask) -> tuple[int, str]:
+def _segment(task: FileTask) -> tuple[int, str, tuple]:
     from .device import resolve_device
 
     config = task.config
@@ -482,8 +487,8 @@ def _segment(task: FileTask) -> tuple[int, str]:
         array = source.array
         layout = plan_layout(source.axes, array.shape, array.dtype, model.net_config.in_channels, name=task.file)
         if layout.height * layout.width > config.large_image_megapixels * 1e6:
-            return _segment_out_of_core(model, source, layout, parameters, task, tile, device), "out-of-core"
-        return _segment_in_memory(model, source, layout, parameters, task, tile, device), "in-memory"
+            return _segment_out_of_core(model, source, layout, parameters, task, tile, device), "out-of-core", ()
+        return _segment_in_memory(model, source, layout, parameters, task, tile, device)
 
 
 def _tile_size(tile_size: int, divisor: int) -> int:
@@ -496,7 +501,8 @@ def _tile_size(tile_size: int, divisor: int) -> int:
     return -(-(tile_size - 2 * MARGIN) // multiple) * multiple + 2 * MARGIN
 
 
-def _segment_in_memory(model, source, layout, parameters, task, tile, device) -> int:
+def _segment_in_memory(model, source, layout, parameters, task, tile, device) -> tuple[int, str, tuple]:
+    """Segment a file whose planes fit in memory; ``(objects, route, class counts)``."""
     from .inference import match_channels, predict, stack_instances
     from .methods.base import Instances
 
@@ -504,7 +510,9 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device) ->
     for plane in range(layout.n_planes):
         image = source.read(layout, plane)
         if _is_constant(match_channels(model, image)):
-            planes.append(Instances(np.zeros(image.shape[:2], np.uint8), np.zeros(0, np.float32)))
+            nothing = np.zeros(0, np.int32) if model.class_names else None
+            planes.append(Instances(np.zeros(image.shape[:2], np.uint8), np.zeros(0, np.float32), nothing,
+                                    None if nothing is None else np.zeros(0, np.float32)))
         else:
             prediction = predict(model, image, stack=False, device=device, tile_size=tile, margin=MARGIN,
                                  object_diameter=task.config.object_diameter)
@@ -515,9 +523,16 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device) ->
                 instances = refine_prediction(prediction, image, instances)
             planes.append(instances)
     instances = stack_instances(planes)
+    counts = ()
+    if model.class_names:  # written first: a finished label file then always has its class table
+        from .data.classes import class_counts, class_table_path, write_class_table
+
+        write_class_table(class_table_path(task.target), instances, model.class_names,
+                          overwrite=task.config.overwrite)
+        counts = tuple(class_counts(instances, model.class_names).items())
     _write_output(task, layout, instances.labels.dtype, tile - 2 * MARGIN,
                   labels=instances.labels.reshape(layout.out_shape))
-    return instances.count
+    return instances.count, "in-memory", counts
 
 
 def _is_constant(image: np.ndarray) -> bool:
@@ -881,12 +896,16 @@ def write_summary(folder, rows) -> Path:
     while path.exists():
         path, n = folder / f"batch_summary_{stamp}-{n}.csv", n + 1
 
+    class_fields = list(dict.fromkeys(CLASS_COUNT_PREFIX + name for row in rows for name, _ in row.class_counts))
+
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=list(SUMMARY_FIELDS) + class_fields)
             writer.writeheader()
             for row in rows:
-                writer.writerow({k: "" if getattr(row, k) is None else getattr(row, k) for k in SUMMARY_FIELDS})
+                counts = {CLASS_COUNT_PREFIX + name: n for name, n in row.class_counts}
+                writer.writerow({**{k: "" if getattr(row, k) is None else getattr(row, k) for k in SUMMARY_FIELDS},
+                                 **{k: counts.get(k, "") for k in class_fields}})
 
     atomic_write(path, write)
     atomic_write(folder / SUMMARY_NAME, write, overwrite=True)

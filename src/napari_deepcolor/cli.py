@@ -207,8 +207,16 @@ def _cmd_evaluate(args) -> int:
     from .metrics import MISSING, evaluate_folders, format_table, summarize
 
     rows = evaluate_folders(args.pred, args.gt)
+    if args.classes:
+        from .metrics import evaluate_class_folders, pooled_class_accuracy
+
+        by_name = {row["name"]: row for row in evaluate_class_folders(args.pred, args.gt, args.classes)}
+        rows = [{**row, **by_name.get(row["name"], {})} for row in rows]
     missing = [row["name"] for row in rows if row.get("prediction") == MISSING]
-    rows.append(summarize(rows))
+    mean = summarize(rows)
+    if args.classes:  # over all matched objects, not the mean of the images' accuracies
+        mean["class_accuracy"] = pooled_class_accuracy(rows)
+    rows.append(mean)
     print(format_table(rows))
     if missing:
         print(f"{len(missing)} of {len(rows) - 1} ground-truth images have no prediction in {args.pred} "
@@ -257,7 +265,9 @@ def _cmd_train(args) -> int:
                             seed=args.seed, device=args.device, net_object_diameter=args.net_object_diameter or None,
                             fit_crf=args.fit_crf)
     print(describe_layout(args.images, args.labels), file=sys.stderr)
-    data = read_annotated_folder(args.images, args.labels)
+    data = read_annotated_folder(args.images, args.labels, classes=args.classes)
+    if data[0].has_classes:
+        print(f"classes: {', '.join(data[0].class_names)}", file=sys.stderr)
     training = Training(config, data, output=output, init_from=args.fine_tune, resume=args.resume)
     with _first_ctrl_c_stops(training):
         finished = _show_training(training.run(), f"training {args.method}")
@@ -379,7 +389,8 @@ def _run_batch(config) -> int:
                 bar.update(1)
                 r = event.result
                 if r.status == DONE:
-                    bar.write(f"{r.file}: {r.objects} objects -> {r.output} ({r.seconds:.1f} s, {r.route})",
+                    classes = f" ({', '.join(f'{n} {name}' for name, n in r.class_counts)})" if r.class_counts else ""
+                    bar.write(f"{r.file}: {r.objects} objects{classes} -> {r.output} ({r.seconds:.1f} s, {r.route})",
                               file=sys.stderr)
                 elif r.status == FAILED:
                     bar.write(f"{r.file}: FAILED: {r.error}", file=sys.stderr)
@@ -453,6 +464,11 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--method", default="coloring", choices=method_names(), help="method to train (default: coloring)")
     p.add_argument("--images", required=True, help="folder (or file) of images, or a folder holding images/ and labels/")
     p.add_argument("--labels", default=None, help="folder (or file) of label images, matched to the images by name")
+    p.add_argument("--classes", default=None, metavar="FOLDER",
+                   help="class of each object: FOLDER/NAME.tif class images (value = class id) named like the label "
+                        "images, with the names in FOLDER/classes.json ({\"1\": \"alive\", \"2\": \"dead\"}), or "
+                        "FOLDER/NAME.csv tables of label, class; found by itself as classes/ beside images/ and "
+                        "labels/. The model then gives every object a class (predict writes NAME_classes.csv)")
     p.add_argument("--output", required=True, help="model file to write, e.g. cells.safetensors")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, default=None, help="training time budget (default: 15 minutes)")
@@ -501,6 +517,10 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
                        "name) and print SBD, |DiC|, AP@0.50:0.95, F1@0.5 and matching IoU per image and on average.")
     p.add_argument("--pred", required=True, help="folder of predicted label images")
     p.add_argument("--gt", required=True, help="folder of ground-truth label images or per-object masks")
+    p.add_argument("--classes", default=None, metavar="FOLDER",
+                   help="the true classes of the ground truth (class images + classes.json, or NAME.csv tables of "
+                        "label, class): adds per-class AP and F1 and the class accuracy of matched objects, the "
+                        "predicted classes read from each prediction's NAME_classes.csv")
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     p.add_argument("--json", default=None, help="also write the table to this JSON file")
     p.set_defaults(run=_cmd_evaluate)

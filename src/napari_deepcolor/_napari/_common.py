@@ -299,13 +299,16 @@ def is_output(layer) -> bool:
     return OUTPUT_KEY in getattr(layer, "metadata", {})
 
 
-def layer_chooser(viewer, kind: str, *, tooltip: str = "", accept: Callable | None = None):
+def layer_chooser(viewer, kind: str, *, tooltip: str = "", accept: Callable | None = None,
+                  none_choice: str | None = None):
     """A magicgui ComboBox of the names of the viewer's layers of one kind ('image' or 'labels').
 
     The choices are a callable, so ``reset_choices()`` (which napari calls on a
     dock widget's ``reset_choices`` when layers are added, removed, moved or
     renamed) brings them up to date. ``accept(layer)`` filters them; the
     top-most layer comes first, layers napari-deepcolor made come last.
+    ``none_choice``, if given, is offered first and stands for no layer
+    (:func:`chosen_layer` gives None for it).
     """
     from magicgui.widgets import ComboBox
     from napari.layers import Image, Labels
@@ -315,7 +318,8 @@ def layer_chooser(viewer, kind: str, *, tooltip: str = "", accept: Callable | No
     def choices(_widget=None) -> list[str]:
         layers = [layer for layer in reversed(viewer.layers)
                   if isinstance(layer, cls) and (accept is None or accept(layer))]
-        return [layer.name for layer in sorted(layers, key=is_output)]
+        names = [layer.name for layer in sorted(layers, key=is_output)]
+        return ([none_choice] if none_choice else []) + names
 
     combo = ComboBox(choices=choices)
     compact_combo(combo.native, tooltip)

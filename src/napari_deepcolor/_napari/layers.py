@@ -110,9 +110,72 @@ def crop_to_annotation(sample: AnnotatedImage) -> AnnotatedImage | None:
                           classes, sample.class_names)
 
 
-def training_samples(pairs: list[tuple[LayerInput, np.ndarray, str]], region: str = REGION_BOX
-                     ) -> list[AnnotatedImage]:
-    """Training samples from (image, labels, labels name) layer pairs; runs in a worker.
+@dataclass(frozen=True)
+class LayerClasses:
+    """Class annotations read from layers in the GUI thread, in one of the two forms napari has.
+
+    ``table``: {label: class name}, from a Labels layer's ``features`` table with a ``class``
+    column. ``image``: a second Labels layer of class ids (``names`` from its own ``features``
+    ``class`` column, row ``index`` = class id, or else ``class 1``, ``class 2``, ...).
+    """
+
+    source: str
+    table: dict | None = None
+    image: np.ndarray | None = None
+    names: dict | None = None  # class id -> name, for ``image``
+
+
+def classes_from_features(features, labels_name: str) -> dict | None:
+    """{label: class name} from a Labels layer's features (``class`` column; ``index`` = label, else the
+    row number); None without a ``class`` column. Rows without a class (empty, NaN) are left out."""
+    if features is None or "class" not in getattr(features, "columns", features):
+        return None
+    classes = list(features["class"])
+    index = list(features["index"]) if "index" in getattr(features, "columns", features) else range(len(classes))
+    table = {}
+    for label, name in zip(index, classes):
+        if label is None or int(label) <= 0 or name is None or (isinstance(name, float) and np.isnan(name)):
+            continue
+        if str(name).strip():
+            table[int(label)] = str(name).strip()
+    if not table:
+        raise DeepColorError(f"labels layer '{labels_name}' has a 'class' feature column but no object has a class; "
+                             "fill in the class of every object (or remove the column to train without classes).")
+    return table
+
+
+def _class_names(classes: list[LayerClasses | None]) -> tuple[str, ...]:
+    """One set of names for all pairs: class ids keep their order, names from tables are added sorted."""
+    by_id: dict[int, str] = {}
+    for c in classes:
+        if c is not None and c.image is not None:
+            for k in range(1, int(np.max(c.image, initial=0)) + 1):
+                name = (c.names or {}).get(k, f"class {k}")
+                if by_id.setdefault(k, name) != name:
+                    raise DeepColorError(f"class id {k} is named both '{by_id[k]}' and '{name}' in the class layers; "
+                                         "use one name per class id.")
+    names = [by_id[k] for k in sorted(by_id)]
+    names += sorted({n for c in classes if c is not None and c.table for n in c.table.values()} - set(names))
+    return tuple(names)
+
+
+def _class_image(labels: np.ndarray, classes: LayerClasses, names: tuple[str, ...], labels_name: str):
+    from ..data.classes import class_image_from_table
+
+    if classes.table is not None:
+        return class_image_from_table(labels, classes.table, names, where=f"labels layer '{labels_name}' (features)")
+    if np.shape(classes.image) != labels.shape:
+        raise DeepColorError(f"the class layer '{classes.source}' has shape {np.shape(classes.image)} but labels layer "
+                             f"'{labels_name}' has shape {labels.shape}; paint the classes on the same image.")
+    ids = {(classes.names or {}).get(k, f"class {k}"): k for k in range(1, int(np.max(classes.image, initial=0)) + 1)}
+    remap = np.zeros(int(np.max(classes.image, initial=0)) + 1, np.int32)
+    for name, k in ids.items():
+        remap[k] = names.index(name) + 1
+    return remap[np.asarray(classes.image).astype(np.int64)]
+
+
+def training_samples(pairs: list[tuple], region: str = REGION_BOX) -> list[AnnotatedImage]:
+    """Training samples from (image, labels, labels name[, LayerClasses or None]) layer pairs; runs in a worker.
 
     Each image is normalised as a whole (as prediction will normalise it), then,
     with ``region="box"``, cropped to the box around its labels.
@@ -122,10 +185,14 @@ def training_samples(pairs: list[tuple[LayerInput, np.ndarray, str]], region: st
     if not pairs:
         raise DeepColorError("no training data: add at least one pair of an image layer and the labels layer "
                              "annotated on it.")
+    pairs = [tuple(p) + (None,) * (4 - len(p)) for p in pairs]
+    names = _class_names([p[3] for p in pairs])
     samples = []
-    for image, labels, labels_name in pairs:
+    for image, labels, labels_name, classes in pairs:
         labels = check_labels_match(image, labels, labels_name)
-        samples += from_arrays(image.data, labels, names=image.name, skip_empty_planes=True) \
+        class_image = None if classes is None else _class_image(labels, classes, names, labels_name)
+        samples += from_arrays(image.data, labels, names=image.name, skip_empty_planes=True, classes=class_image,
+                               class_names=names if class_image is not None else ()) \
             if labels.any() else []
     if not samples:
         raise DeepColorError("the labels layers are empty: paint at least one object (label > 0) before training.")
@@ -165,3 +232,25 @@ def tuning_pairs(output: np.ndarray, ground_truth: np.ndarray) -> list[tuple[np.
         raise DeepColorError("the ground-truth labels layer is empty: annotate some objects (label > 0) on the "
                              "image, all objects within the region you annotate.")
     return pairs
+
+
+def class_features(prediction, labels: np.ndarray) -> dict | None:
+    """The ``features`` table of a labels layer decoded from ``prediction``: one row per object with
+    ``index`` (its label), ``class`` (the class name) and ``score`` (the class head's confidence);
+    None for a model without classes. The same classes as ``NAME_classes.csv`` of ``predict``.
+    """
+    from ..data.classes import class_table_rows
+    from ..methods.base import Instances
+    from ..methods.classes import classify_instances
+
+    if prediction is None or prediction.class_output is None:
+        return None
+    labels = np.asarray(labels)
+    probabilities = prediction.class_output if labels.ndim == 2 else np.moveaxis(prediction.class_output, 1, 0)
+    n = int(labels.max(initial=0))
+    classes, scores = classify_instances(labels, probabilities, n)
+    instances = Instances(labels, np.zeros(n, np.float32), classes, scores)
+    rows = class_table_rows(instances, prediction.model.class_names)
+    return {"index": np.array([r["label"] for r in rows], np.int64),
+            "class": np.array([r["class"] for r in rows], dtype=object),
+            "score": np.array([r["score"] for r in rows], np.float32)}

@@ -326,6 +326,9 @@ class SegmentWidget(QWidget):
                                            metadata={OUTPUT_KEY: "segmentation"})
         else:
             layer.data = labels
+        features = L.class_features(self.prediction, labels)
+        if features is not None:  # napari's own tools then colour and list the objects by class
+            layer.features = features
         self.decode_count += 1
         self.last_decode_seconds = seconds
         if self.model_path:

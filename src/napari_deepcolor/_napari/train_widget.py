@@ -125,6 +125,10 @@ class TrainingJob:
         return PreviewReady(np.ascontiguousarray(labels[inner]), offset, iteration)
 
 
+#: the class-layer chooser's entry for "no class layer" (classes may still come from the labels' features)
+NO_CLASS_LAYER = "(no class layer)"
+
+
 def _training_labels_of(viewer, image_combo):
     """``accept`` for a labels chooser: labels of the chosen image's shape, never a preview."""
     def accept(layer) -> bool:
@@ -147,6 +151,11 @@ class PairRow(QWidget):
         self.labels = layer_chooser(viewer, "labels", accept=_training_labels_of(viewer, self.image), tooltip=(
             "The Labels layer with the objects annotated on that image (one id per object). Only Labels layers "
             "of the image's shape are offered, your own annotations first."))
+        self.classes = layer_chooser(viewer, "labels", accept=self._class_layer_candidate, none_choice=NO_CLASS_LAYER,
+                                     tooltip=(
+            "Optional: a second Labels layer painting the class of each object (class id 1, 2, ... per pixel), "
+            "e.g. live and dead worms. Classes can also come from the annotation layer's features table (a "
+            "'class' column). The model then gives every object it finds a class."))
         self.image.changed.connect(self._image_changed)
         remove = QPushButton("✕")
         remove.setFixedWidth(26)
@@ -157,16 +166,32 @@ class PairRow(QWidget):
         layout.addWidget(self.image.native, 1)
         layout.addWidget(QLabel("+"))
         layout.addWidget(self.labels.native, 1)
+        layout.addWidget(self.classes.native, 1)
         layout.addWidget(remove)
         self._image_changed()
 
     def reset_choices(self, *_) -> None:
         self.image.reset_choices()
         self.labels.reset_choices()
+        self.classes.reset_choices()
+
+    def _class_layer_candidate(self, layer) -> bool:
+        return layer.name != self.labels.value and _training_labels_of(self.viewer, self.image)(layer)
+
+    def class_annotation(self, labels_layer) -> L.LayerClasses | None:
+        """The classes of this pair: a class-id layer if one is chosen, else the labels' ``class`` feature."""
+        class_layer = chosen_layer(self.viewer, self.classes)
+        if class_layer is not None and class_layer is not labels_layer:
+            names = L.classes_from_features(class_layer.features, class_layer.name) \
+                if "class" in class_layer.features.columns else None
+            return L.LayerClasses(class_layer.name, image=np.array(class_layer.data, copy=True), names=names)
+        table = L.classes_from_features(labels_layer.features, labels_layer.name)
+        return None if table is None else L.LayerClasses(labels_layer.name, table=table)
 
     def _image_changed(self, *_) -> None:
         """Offer the labels of the new image's shape; prefer one named like the image."""
         self.labels.reset_choices()
+        self.classes.reset_choices()
         image = chosen_layer(self.viewer, self.image)
         if image is not None:
             stem = image.name.split(" ")[0]
@@ -228,7 +253,8 @@ class LayerPairs(QWidget):
                 raise DeepColorError(self._no_labels_for(image_layer))
             image = L.image_input(image_layer)
             labels = np.array(labels_layer.data, copy=True)
-            out.append((image, L.check_labels_match(image, labels, labels_layer.name), labels_layer.name))
+            out.append((image, L.check_labels_match(image, labels, labels_layer.name), labels_layer.name,
+                        row.class_annotation(labels_layer)))
         return out
 
     def _no_labels_for(self, image_layer) -> str:

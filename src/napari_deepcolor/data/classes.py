@@ -182,3 +182,45 @@ def _ids(values, limit: int = 8) -> str:
     values = [int(v) for v in values]
     text = ", ".join(map(str, values[:limit]))
     return text + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+# -- output: the class of each predicted instance ------------------------------------------
+
+#: what is appended to a label file's stem for its class table: ``a.tif`` -> ``a_classes.csv``
+CLASS_TABLE_SUFFIX = "_classes.csv"
+CLASS_TABLE_FIELDS = ("label", "class", "score")
+
+
+def class_table_path(label_path) -> Path:
+    """Where the class table of a label file goes: ``out/a.tif`` -> ``out/a_classes.csv`` (also for ``a.zarr``)."""
+    path = Path(label_path)
+    return path.with_name(path.stem + CLASS_TABLE_SUFFIX)
+
+
+def class_table_rows(instances, class_names) -> list[dict]:
+    """One row per instance: ``label`` (1..N), ``class`` (its name) and ``score`` (the class head's confidence)."""
+    if instances.classes is None:
+        return []
+    return [{"label": i, "class": class_names[int(c) - 1], "score": round(float(s), 4)}
+            for i, (c, s) in enumerate(zip(instances.classes, instances.class_scores), start=1)]
+
+
+def class_counts(instances, class_names) -> dict[str, int]:
+    """How many instances each class has, every class named (0 for a class without instances)."""
+    found = np.bincount(np.asarray(instances.classes, np.int64), minlength=len(class_names) + 1)
+    return {name: int(found[k]) for k, name in enumerate(class_names, start=1)}
+
+
+def write_class_table(path, instances, class_names, *, overwrite: bool = False) -> Path:
+    """Write :func:`class_table_rows` as a CSV atomically (temporary file, then rename)."""
+    from .io import atomic_write
+
+    rows = class_table_rows(instances, class_names)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=CLASS_TABLE_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return atomic_write(path, write, overwrite=overwrite)
