@@ -105,7 +105,7 @@ def main():
     options = {key: json.loads(value) for key, value in (o.split("=", 1) for o in args.option)}
     config = TrainingConfig(method=args.method, method_options=options, minutes=args.minutes, iterations=args.iterations,
                             device="cpu", net_object_diameter=args.net_object_diameter or None,
-                            patch_size=args.patch_size, batch_size=args.batch_size, validate_every=10**9,
+                            patch_size=args.patch_size, batch_size=args.batch_size, validate_every=0,
                             learning_rate=args.learning_rate, lr_schedule=args.lr_schedule)
     if args.model_in is None:
         t0 = time.perf_counter()

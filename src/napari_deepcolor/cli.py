@@ -465,7 +465,9 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="patches per step (default 8)")
     p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default 1e-3, as the paper)")
     p.add_argument("--validation-fraction", type=float, default=0.15, help="share of images kept for validation")
-    p.add_argument("--validate-every", type=int, default=100, help="validate every N iterations")
+    p.add_argument("--validate-every", type=int, default=None,
+                   help="score the validation images every N iterations; 0: only at the end (default: every 100 "
+                        "on a GPU, only at the end on a CPU, where each pass costs minutes)")
     p.add_argument("--depth", type=int, default=None, help="U-Net depth (poolings, default 4)")
     p.add_argument("--width", type=int, default=None, help="U-Net width (default 16 on CPU, 32 on GPU)")
     p.add_argument("--norm", default=None, choices=["batch", "instance", "group", "none"], help="normalisation layers")

@@ -436,9 +436,12 @@ class TrainWidget(QWidget):
         self.validation_fraction.setToolTip("Part of the data held out to score the model (a single image is cut in "
                                             "two). 0: no validation and no tuning of the decode parameters.")
         self.validate_every = QSpinBox()
-        self.validate_every.setRange(1, 1_000_000)
-        self.validate_every.setValue(100)
-        self.validate_every.setToolTip("Score the model on the validation part every this many steps")
+        self.validate_every.setRange(-1, 1_000_000)
+        self.validate_every.setSpecialValueText("auto")  # shown at -1: TrainingConfig's device default
+        self.validate_every.setValue(-1)
+        self.validate_every.setToolTip("Score the model on the validation part every this many steps; 0: only at "
+                                       "the end. auto: every 100 on a GPU, only at the end on a CPU (a pass there "
+                                       "costs minutes)")
         self.augment = QCheckBox()
         self.augment.setChecked(True)
         self.augment.setToolTip("Random flips, turns, rotations, scaling and intensity changes of the patches")
@@ -542,7 +545,7 @@ class TrainWidget(QWidget):
             patch_size=self.patch_size.value(), batch_size=self.batch_size.value(),
             learning_rate=self.learning_rate.value(),
             minutes=self.minutes.value() if minutes else None, iterations=None if minutes else self.iterations.value(),
-            validation_fraction=self.validation_fraction.value(), validate_every=self.validate_every.value(),
+            validation_fraction=self.validation_fraction.value(), validate_every=None if self.validate_every.value() < 0 else self.validate_every.value(),
             seed=self.seed.value(), device=self.device.currentText(), augment=self.augment.isChecked())
 
     def _sample_loader(self):
