@@ -102,6 +102,14 @@ def _cover(test_input: np.ndarray, labels: np.ndarray, path: Path) -> None:
     Image.fromarray(side).save(path)
 
 
+def _package_name(name: str) -> str:
+    """bioimage.io names are at least 5 characters of letters, digits, spaces and a few signs."""
+    import re
+
+    cleaned = re.sub(r"[^A-Za-z0-9 _()+.,-]", "-", name).strip() or "model"
+    return cleaned if cleaned.lower().startswith("napari-deepcolor") else f"napari-deepcolor {cleaned}"[:128]
+
+
 def _documentation(model, name: str) -> str:
     card = model.card or {}
     lines = [f"# {name}", "", f"A napari-deepcolor model: {model.method.title} ({model.method.paper}).", "",
@@ -192,14 +200,14 @@ def export_bioimageio(model_source, output, *, name: str | None = None, test_ima
         for text in card.get("citations", []):
             cite.append(spec.CiteEntry(text=text["text"], **{k: text[k] for k in ("doi", "url") if k in text}))
         description = spec.ModelDescr(
-            name=name,
+            name=_package_name(name),
             description=f"{model.method.title} instance segmentation (napari-deepcolor)"
                         + (f": {card['kind_of_data']}" if "kind_of_data" in card else ""),
             authors=[spec.Author(name=author) for author in authors],
             cite=cite,
             license=spec.LicenseId(license or card.get("licence_spdx", "CC-BY-4.0")),
-            documentation=folder / "README.md",
-            covers=[folder / "cover.png"],
+            documentation=spec.FileDescr(source=folder / "README.md"),
+            covers=[spec.FileDescr(source=folder / "cover.png")],
             attachments=[spec.FileDescr(source=folder / MODEL_ATTACHMENT)],
             tags=["instance-segmentation", "napari-deepcolor", model.method_name, "2d"],
             inputs=[spec.InputTensorDescr(id=spec.TensorId("raw"), axes=input_axes, preprocessing=preprocessing,
