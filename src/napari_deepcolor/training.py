@@ -344,6 +344,7 @@ class Training:
                                      f"training images have {channels}.")
             if not self.resume:
                 model.provenance = {**model.provenance, "fine_tuned_from": str(source)}
+                model.card = {}  # a starter's card (its data, its scores) no longer describes the result
         model.net.to(device)
         return model
 
