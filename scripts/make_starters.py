@@ -184,8 +184,9 @@ def render() -> str:
              "Each was trained only on the training split of its data set (sorted by name, every 5th image "
              "held back), for far longer than a first run on a laptop, with the method and recipe that scored "
              "best in the [accuracy benchmark](benchmarks.md) at CPU budgets: the 3-class U-Net baseline. The "
-             "weights are stored as float16 (half the size); the scores below are those of the float16 files on "
-             "the held-back test split, with no training on it. The last two columns are the same method "
+             "weights are stored as float16 (half the size); the scores below are on the held-back test split, with no "
+             "training on it, from the float32 training run or the float16 file as each card says (the tests check "
+             "that each float16 file still segments its own test images). The last two columns are the same method "
              "trained from scratch for 15 CPU minutes (the accuracy benchmark), for comparison.", "",
              "This page is generated from the model cards inside the files (`python scripts/make_starters.py "
              "--docs-only`); a test checks that they agree.", ""]
@@ -220,7 +221,7 @@ def render() -> str:
                   "`--object-diameter` if yours differ.",
                   f"- **Decode defaults** (tuned on validation): "
                   + ", ".join(f"{k} = {v:g}" for k, v in card["decode_parameters"].items()) + ".",
-                  f"- **Test split** ({scores['n_test_images']} images, float16 file): AP@0.5:0.95 {scores['ap']:.3f}, "
+                  f"- **Test split** ({scores['n_test_images']} images, {card['test_scores_source']}): AP@0.5:0.95 {scores['ap']:.3f}, "
                   f"AP@0.5 {scores['ap50']:.3f}, F1@0.5 {scores['f1']:.3f}, SBD {scores['sbd']:.3f}, "
                   f"|DiC| {scores['abs_dic']:.1f} (the float32 run: AP {card['test_scores_float32_run']['ap']:.3f}, "
                   f"F1 {card['test_scores_float32_run']['f1']:.3f}).", ""]

@@ -149,10 +149,12 @@ def test_an_unknown_model_name_is_one_error_that_lists_the_starters(tmp_path, ca
 
 
 def test_predict_and_batch_take_a_starter_by_name(tmp_path):
-    image, _ = synthetic.nuclei((96, 96), count=8, seed=3)
+    from importlib.resources import files
+
     folder = tmp_path / "in"
     folder.mkdir()
-    tifffile.imwrite(folder / "a.tif", (image * 1000).astype(np.uint16))
+    tifffile.imwrite(folder / "a.tif", tifffile.imread(  # a real BBBC039 image shipped with the package
+        files("napari_deepcolor") / "sample_data" / "bbbc039_A09_s1.tif")[:192, :192])
     assert main(["predict", "--model", "nuclei", "--input", str(folder), "--output", str(tmp_path / "p"),
                  "--device", "cpu"]) == 0
     assert tifffile.imread(tmp_path / "p" / "a.tif").max() > 0

@@ -127,6 +127,7 @@ def test_preview_layers_and_stacks(segmented, qtbot):
 def test_bad_inputs_are_notifications(make_napari_viewer, tmp_path, notifications, qtbot):
     viewer = make_napari_viewer()
     widget = add_widget(viewer, "Segment")
+    widget.model_choice.setCurrentIndex(widget.model_choice.count() - 1)  # "a model file…", none given
     widget.run_button.click()
     assert any("model file" in e for e in errors(notifications))
     notifications.clear()
