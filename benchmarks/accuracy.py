@@ -15,6 +15,7 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,17 +47,36 @@ def held_out(pairs) -> list:
     return sorted(pairs, key=lambda p: p.name)[::5]
 
 
+@dataclass
+class Split:
+    """One dataset split as every benchmark here uses it (see the module docstring)."""
+
+    train: list  # AnnotatedImage: the training samples (validation included, as Training takes them)
+    validation: list  # the part of ``train`` that tunes the decode (Training's own split, seed 0)
+    test_pairs: list  # ImagePair, never trained or tuned on
+    test: dict  # pair name -> its AnnotatedImage
+
+
+def split(dataset: str, validation_fraction: float = 0.15, seed: int = 0) -> Split:
+    images, labels = DATASETS[dataset]
+    pairs = detect_layout(images, labels).pairs
+    test_pairs = held_out(pairs)
+    train_names = {p.name for p in pairs} - {p.name for p in test_pairs}
+    samples = read_annotated_folder(images, labels)
+    train = [s for s in samples if s.name.split(" [")[0] in train_names]
+    _, validation = split_train_validation(train, validation_fraction=validation_fraction, seed=seed)
+    return Split(train, validation, test_pairs, {s.name: s for s in samples if s.name not in train_names})
+
+
 def ground_truth(pair):
     return read_labels(pair.labels) if pair.labels is not None else read_object_masks(pair.object_masks)
 
 
-def retune(path: Path, config: TrainingConfig, train_samples):
+def retune(path: Path, config: TrainingConfig, validation):
     """A saved model's decode tuned again on the validation split its training used: (Finished, seconds)."""
     model = load_model(path)
     if model.method_name != config.method:
         raise SystemExit(f"{path} is a '{model.method_name}' model, not '{config.method}'")
-    _, validation = split_train_validation(train_samples, validation_fraction=config.validation_fraction,
-                                           seed=config.seed)
     decode, best = tune_decode_parameters(model, validation, device="cpu")
     model.decode_defaults = decode
     provenance = model.provenance
@@ -94,32 +114,26 @@ def main():
         args.minutes = 15.0
     torch.set_num_threads(args.threads)
 
-    images, labels = DATASETS[args.dataset]
-    pairs = detect_layout(images, labels).pairs
-    test = held_out(pairs)
-    train_names = {p.name for p in pairs} - {p.name for p in test}
-    samples = read_annotated_folder(images, labels)
-    train_samples = [s for s in samples if s.name.split(" [")[0] in train_names]
-    test_samples = {s.name: s for s in samples if s.name not in train_names}
+    data = split(args.dataset, TrainingConfig.validation_fraction, TrainingConfig.seed)
 
     options = {key: json.loads(value) for key, value in (o.split("=", 1) for o in args.option)}
     config = TrainingConfig(method=args.method, method_options=options, minutes=args.minutes, iterations=args.iterations,
                             device="cpu", net_object_diameter=args.net_object_diameter or None,
-                            patch_size=args.patch_size, batch_size=args.batch_size, validate_every=10**9,
+                            patch_size=args.patch_size, batch_size=args.batch_size, validate_every=0,
                             learning_rate=args.learning_rate, lr_schedule=args.lr_schedule)
     if args.model_in is None:
         t0 = time.perf_counter()
-        finished = [e for e in Training(config, train_samples).run() if isinstance(e, Finished)][0]
+        finished = [e for e in Training(config, data.train).run() if isinstance(e, Finished)][0]
         train_seconds = time.perf_counter() - t0
     else:
-        finished, train_seconds = retune(args.model_in, config, train_samples)
+        finished, train_seconds = retune(args.model_in, config, data.validation)
     if args.model_out is not None:
         args.model_out.parent.mkdir(parents=True, exist_ok=True)
         save_model(finished.model, args.model_out)
 
     rows, predict_seconds = [], []
-    for pair in test:
-        sample = test_samples[pair.name]
+    for pair in data.test_pairs:
+        sample = data.test[pair.name]
         t = time.perf_counter()
         labels_pred = predict(finished.model, sample.image, stack=False, device="cpu").decode().labels
         predict_seconds.append(time.perf_counter() - t)
@@ -130,7 +144,7 @@ def main():
               "budget_iterations": args.iterations, "threads": args.threads,
               "learning_rate": args.learning_rate, "lr_schedule": args.lr_schedule,
               "iterations": finished.iteration, "train_seconds": round(train_seconds, 1),
-              "n_train_images": len(train_samples), "n_test_images": len(rows),
+              "n_train_images": len(data.train), "n_test_images": len(rows),
               "decode_parameters": finished.decode_parameters, "validation": finished.scores,
               "test_mean": {k: summary[k] for k in ("sbd", "abs_dic", "ap", "ap50", "f1", "matching_iou")},
               "median_predict_seconds": float(np.median(predict_seconds)), "per_image": rows,

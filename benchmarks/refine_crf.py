@@ -28,10 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from accuracy import DATASETS, ground_truth, held_out
+from accuracy import DATASETS, ground_truth, split
 from napari_deepcolor.checkpoint import load_model
-from napari_deepcolor.data import detect_layout, read_annotated_folder
-from napari_deepcolor.data.sampling import split_train_validation
 from napari_deepcolor.inference import predict, prepare_image
 from napari_deepcolor.metrics import average_precision, matching_iou
 from napari_deepcolor.refine import fit_model_crf
@@ -81,14 +79,8 @@ def main():
         parser.error("give --dataset, --method and --model (or --report)")
     torch.set_num_threads(args.threads)
 
-    images, labels = DATASETS[args.dataset]
-    pairs = detect_layout(images, labels).pairs
-    test = held_out(pairs)
-    train_names = {p.name for p in pairs} - {p.name for p in test}
-    samples = read_annotated_folder(images, labels)
-    train_samples = [s for s in samples if s.name.split(" [")[0] in train_names]
-    test_samples = {s.name: s for s in samples if s.name not in train_names}
-    _, validation = split_train_validation(train_samples, validation_fraction=0.15, seed=0)
+    data = split(args.dataset)
+    validation = data.validation
 
     model = load_model(args.model)
     if model.method_name != args.method:
@@ -99,8 +91,8 @@ def main():
     fitted, default = CrfParameters.from_dict(model.crf), CrfParameters()
 
     rows, ms_per_mp = [], []
-    for pair in test:
-        sample = test_samples[pair.name]
+    for pair in data.test_pairs:
+        sample = data.test[pair.name]
         prediction = predict(model, sample.image, stack=False, device="cpu")
         decoded = prediction.decode()
         q, image = model.method.foreground(prediction.output), prepare_image(model, sample.image)

@@ -12,6 +12,10 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from docs_table import write_between  # noqa: E402  (benchmarks/docs_table.py)
+
 RESULTS = Path(__file__).parent / "results"
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 START, END = "<!-- peer-table", "<!-- /peer-table -->"
@@ -56,10 +60,7 @@ def table(results_dir: Path = RESULTS) -> str:
 
 
 def write(text: str, page: Path = PAGE) -> None:
-    content = page.read_text(encoding="utf-8")
-    start = content.index("\n", content.index(START)) + 1
-    end = content.index(END)
-    page.write_text(content[:start] + text + content[end:], encoding="utf-8")
+    write_between(page, START, END, text)
 
 
 if __name__ == "__main__":

@@ -138,28 +138,32 @@ def main(argv=None) -> int:
 
     widget._show_labels = show_and_mark
 
-    cases = {
-        "coloring": (coloring_output(labels), {"size_threshold": [20, 60, 150, 40], "merge_radius": [0, 4, 8, 2]}),
-        "boundary": (boundary_output(labels), {"size_threshold": [20, 60, 150, 40],
-                                               "interior_threshold": [0.5, 0.3, 0.7, 0.4]}),
+    sizes, interiors = [20, 60, 150, 40], [0.5, 0.3, 0.7, 0.4]
+    cases = {  # row name: (method, its options, cached output, sliders and their values)
+        "coloring": ("coloring", {"semantic_head": False}, coloring_output(labels),
+                     {"size_threshold": sizes, "merge_radius": [0, 4, 8, 2]}),
+        "coloring + semantic head": ("coloring", {"semantic_head": True},
+                                     np.concatenate([coloring_output(labels), boundary_output(labels)]),
+                                     {"size_threshold": sizes, "interior_threshold": interiors}),
+        "boundary": ("boundary", {}, boundary_output(labels), {"size_threshold": sizes, "interior_threshold": interiors}),
     }
     drags = {"size_threshold": list(range(21, 400, 19)), "merge_radius": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
              "interior_threshold": [0.3, 0.35, 0.4, 0.45, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8]}
     rows = []
-    for method, (output, sliders) in cases.items():
-        model = new_model(method, {}, {"depth": 2, "width": 8}, in_channels=1)
+    for row, (method, options, output, sliders) in cases.items():
+        model = new_model(method, options, {"depth": 2, "width": 8}, in_channels=1)
         widget.model, widget.model_path = model, None
         widget.sliders.set_parameters(model.method.decode_parameters)
         widget.sliders.set_values(model.decode_parameters())
         widget.prediction = Prediction(model, output)
         widget.source = LayerInput(image, False, "image", (1.0, 1.0), (0.0, 0.0))
-        widget.labels_layer_name = f"{method} labels"
+        widget.labels_layer_name = f"{row} labels"
         widget._show_labels(widget.prediction.decode().labels)
         process_until(lambda: True)
         for name, values in sliders.items():
             result = measure(widget, viewer, name, values, args.repeats, draws)
             drag = measure_drag(widget, name, drags[name], max(3, args.repeats // 3))
-            rows.append((method, name, result, drag))
+            rows.append((row, name, result, drag))
 
     print(f"\nSlider latency, {SIZE}x{SIZE} image, {int(labels.max())} objects, median (p90) in ms, "
           f"{args.repeats} repeats\n")

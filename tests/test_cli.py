@@ -122,12 +122,57 @@ def test_training_output_is_not_overwritten_silently(annotated_folder, tmp_path,
     assert "--resume" in capsys.readouterr().err
 
 
-def test_demo_trains_on_the_bundled_image_and_writes_labels(tmp_path, capsys):
+def test_demo_starts_from_the_nuclei_starter_and_compares_with_otsu(tmp_path, capsys):
     assert main(["demo", "--output", str(tmp_path), "--minutes", "0.02", "--device", "cpu"]) == 0
     labels = tifffile.imread(tmp_path / "bbbc039_A09_s1_labels.tif")
     assert labels.shape == (520, 696)
     assert (tmp_path / "demo_nuclei.safetensors").is_file()
-    assert "AP@0.5:0.95" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "AP@0.5:0.95" in out and "Otsu + watershed" in out and "'nuclei' starter, as shipped" in out
+    assert "fine-tuned" in out
+
+
+def test_models_lists_every_starter_with_its_scores(capsys):
+    from napari_deepcolor.starters import starter_names
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in starter_names():
+        assert f"{name}: " in out
+    assert "AP" in out and "F1" in out
+
+
+def test_an_unknown_model_name_is_one_error_that_lists_the_starters(tmp_path, capsys):
+    assert main(["predict", "--model", "nucleii", "--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "'nucleii'" in err and "nuclei, cells, worms, bacteria" in err
+
+
+def test_predict_and_batch_take_a_starter_by_name(tmp_path):
+    from importlib.resources import files
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "a.tif", tifffile.imread(  # a real BBBC039 image shipped with the package
+        files("napari_deepcolor") / "sample_data" / "bbbc039_A09_s1.tif")[:192, :192])
+    assert main(["predict", "--model", "nuclei", "--input", str(folder), "--output", str(tmp_path / "p"),
+                 "--device", "cpu"]) == 0
+    assert tifffile.imread(tmp_path / "p" / "a.tif").max() > 0
+    assert main(["batch", "--model", "nuclei", "--input", str(folder), "--output", str(tmp_path / "b"),
+                 "--device", "cpu"]) == 0
+    assert (tmp_path / "b" / "a.tif").is_file()
+
+
+def test_train_fine_tunes_a_starter_by_name_with_its_own_method(annotated_folder, tmp_path, capsys):
+    from napari_deepcolor.checkpoint import load_model
+
+    model = tmp_path / "mine.safetensors"
+    assert main(["train", "--fine-tune", "nuclei", "--images", str(annotated_folder / "images"),
+                 "--labels", str(annotated_folder / "labels"), "--output", str(model), "--iterations", "1",
+                 "--patch-size", "64", "--batch-size", "1", "--validation-fraction", "0", "--device", "cpu"]) == 0
+    tuned = load_model(model)
+    assert tuned.method_name == "boundary" and tuned.provenance["fine_tuned_from"] == "nuclei"
+    assert tuned.card == {}  # the starter's card describes the starter, not this model
 
 
 # -- nothing lost ---------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ def test_cli_reference_is_current():
 
 def test_cli_reference_lists_every_subcommand_and_option():
     text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
-    for command in ("train", "predict", "evaluate", "batch", "demo"):
+    for command in ("train", "predict", "evaluate", "batch", "demo", "models", "export"):
         assert f"## `{command}`" in text
     for flag in ("--halo-margin", "--size-threshold", "--merge-radius", "--workers", "--device", "--tile-size"):
         assert f"`{flag}`" in text
@@ -39,7 +39,7 @@ def test_site_builds_strictly(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
-    for page in ("index.html", "cli/index.html", "choosing/index.html", "troubleshooting/index.html",
+    for page in ("index.html", "cli/index.html", "models/index.html", "choosing/index.html", "troubleshooting/index.html",
                  "methods/coloring/index.html", "methods/boundary/index.html", "methods/semiconv/index.html",
                  "methods/dcme/index.html", "methods/metric_learning/index.html"):
         assert (tmp_path / "site" / page).is_file(), page
@@ -63,6 +63,25 @@ def test_peer_table_is_the_one_the_result_files_give():
     start = text.index("\n", text.index("<!-- peer-table")) + 1
     shown = text[start:text.index("<!-- /peer-table -->")]
     assert shown == result.stdout, "the peer table is out of date: run python benchmarks/report_peer.py --write"
+
+
+def test_fine_tune_table_is_the_one_the_result_files_give():
+    """docs/benchmarks.md's fine-tuning table shows what benchmarks/results/fine_tune_*.json hold."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fine_tune.py"), "--report"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    start = text.index("\n", text.index("<!-- fine-tune-table")) + 1
+    shown = text[start:text.index("<!-- /fine-tune-table -->")]
+    assert shown == result.stdout, "the fine-tuning table is out of date: run python benchmarks/fine_tune.py --report --write"
+
+
+def test_models_page_is_the_one_the_bundled_model_cards_give():
+    """docs/models.md is generated from the model cards inside the starter files."""
+    spec = importlib.util.spec_from_file_location("make_starters", ROOT / "scripts" / "make_starters.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    current = (ROOT / "docs" / "models.md").read_text(encoding="utf-8")
+    assert current == module.render(), "docs/models.md is out of date: run python scripts/make_starters.py --docs-only"
 
 
 def _manifest_display_name() -> str:

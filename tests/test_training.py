@@ -50,6 +50,16 @@ def test_events_come_in_order_and_the_model_is_saved(nuclei_samples, tmp_path):
     assert state_path(out).is_file()
 
 
+def test_on_a_cpu_validation_runs_only_at_the_end_unless_asked(nuclei_samples):
+    def validated_at(**kw):
+        events = list(Training(config(iterations=4, validation_fraction=0.34, **kw), nuclei_samples).run())
+        return [(e.iteration, "tuned_ap" in e.scores) for e in events if isinstance(e, Validated)]
+
+    assert validated_at() == [(4, True)]  # the default on a CPU: once, after the decode tuning
+    assert validated_at(validate_every=2) == [(2, False), (4, False), (4, True)]
+    assert validated_at(validate_every=0) == [(4, True)]
+
+
 def test_stop_keeps_a_usable_model(nuclei_samples, tmp_path):
     out = tmp_path / "m.safetensors"
     training = Training(config(iterations=1000), nuclei_samples, output=out)

@@ -83,7 +83,7 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from fnmatch import fnmatch
 from pathlib import Path
@@ -788,6 +788,10 @@ class Batch:
         self._stop.set()
 
     def run(self) -> Iterator[BatchStarted | FileStarted | FileDone | FileFailed | BatchFinished]:
+        from .checkpoint import model_file
+
+        # a starter name or an exported .zip becomes the model file itself, which workers load by path
+        self.config = replace(self.config, model=str(model_file(self.config.model)))
         config, started = self.config, time.perf_counter()
         source, output = Path(config.input).absolute(), Path(config.output).absolute()
         stamp = self._check_inputs()

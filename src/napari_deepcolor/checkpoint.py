@@ -43,6 +43,8 @@ class Model:
     #: names of the object classes 1..K of a model trained on class annotations; () = one class.
     #: Such a model has a class head of K + 1 channels after its method's (:mod:`.methods.classes`)
     class_names: tuple = ()
+    #: the model card of a starter model (data, licence, citation, recipe, test-split scores); {} otherwise
+    card: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.class_names = tuple(self.class_names or ())
@@ -83,6 +85,7 @@ class Model:
             "normalization": self.normalization, "decode_defaults": self.decode_defaults,
             "provenance": self.provenance, "object_scale": self.object_scale, "crf": self.crf,
             **({"class_names": list(self.class_names)} if self.class_names else {}),
+            **({"card": self.card} if self.card else {}),
         }
 
 
@@ -98,20 +101,39 @@ def new_model(method_name: str, method_options: dict | None, net: dict | None, i
     return Model(method_name, options, build_net(config), class_names=tuple(class_names), **extra)
 
 
-def save_model(model: Model, path, *, overwrite: bool = True) -> Path:
-    """Write ``model`` to ``path`` atomically (``.safetensors`` is the usual suffix)."""
+def save_model(model: Model, path, *, overwrite: bool = True, half: bool = False) -> Path:
+    """Write ``model`` to ``path`` atomically (``.safetensors`` is the usual suffix).
+
+    ``half`` stores the floating-point weights as float16 (half the size; they load back as float32).
+    """
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     metadata = {"napari_deepcolor": json.dumps(model.config())}
     return atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata), overwrite=overwrite)
 
 
+def model_file(source) -> Path:
+    """The safetensors file behind a model argument, which may be a file, a starter name
+    (``nuclei``, see :mod:`napari_deepcolor.starters`) or a bioimage.io ``.zip`` written by
+    :func:`napari_deepcolor.bioimageio.export_bioimageio` (its model file is read from the package)."""
+    from .starters import resolve_model_source
+
+    path = resolve_model_source(source)
+    if path.suffix.lower() == ".zip":
+        from .bioimageio import model_file_in_package
+
+        return model_file_in_package(path)
+    return path
+
+
 def read_model_config(path) -> dict:
-    """The JSON configuration of a model file, without loading weights."""
+    """The JSON configuration of a model file (or starter name, or exported .zip), without loading weights."""
     from safetensors import safe_open
 
-    path = Path(path)
+    path = model_file(path)
     if not path.is_file():
         raise DeepColorError(f"model file {path} does not exist; train one with `napari-deepcolor train` "
                              "or check the path.")
@@ -133,15 +155,18 @@ def read_model_config(path) -> dict:
 
 
 def load_model(path, *, device: str | torch.device = "cpu") -> Model:
-    """Load a model file (weights and configuration); never executes code from the file."""
+    """Load a model file, starter name or exported bioimage.io .zip (weights and configuration);
+    never executes code from the file."""
     from safetensors.torch import load_file
 
+    path = model_file(path)
     config = read_model_config(path)
     _check_output_channels(path, config)
     model = new_model(config["method"], config["method_options"], config["net"], config["net"]["in_channels"],
                       normalization=config.get("normalization", {}), decode_defaults=config.get("decode_defaults", {}),
                       provenance=config.get("provenance", {}), object_scale=config.get("object_scale", {}),
-                      crf=config.get("crf"), class_names=tuple(config.get("class_names") or ()))
+                      crf=config.get("crf"), class_names=tuple(config.get("class_names") or ()),
+                      card=config.get("card", {}))
     try:
         model.net.load_state_dict(load_file(str(path), device=str(device)))
     except RuntimeError as exc:

@@ -25,12 +25,15 @@ from .errors import DeepColorError
 log = logging.getLogger("napari_deepcolor")
 
 DESCRIPTION = """\
-Train and apply instance segmentation models (deep coloring and friends) on
-your own annotated microscopy images. Typical use:
+Train, fine-tune and apply instance segmentation models (deep coloring and friends)
+on microscopy images. Typical use: segment with a starter model, then fine-tune it on
+your own annotations:
 
-  napari-deepcolor train --images my_data/images --labels my_data/labels --output cells.safetensors --minutes 15
-  napari-deepcolor predict --model cells.safetensors --input new_images/ --output segmented/
-  napari-deepcolor evaluate --pred segmented/ --gt new_labels/
+  napari-deepcolor predict --model nuclei --input my_images/ --output segmented/
+  napari-deepcolor train --fine-tune nuclei --images my_data/images --labels my_data/labels --output mine.safetensors --minutes 5
+  napari-deepcolor evaluate --pred segmented/ --gt my_labels/
+
+`napari-deepcolor models` lists the starter models (nuclei, cells, worms, bacteria).
 
 Run `napari-deepcolor COMMAND --help` for the options of each command.
 """
@@ -250,6 +253,10 @@ def _cmd_train(args) -> int:
     from .methods import get_method
     from .training import Training, TrainingConfig
 
+    if args.method is None:  # fine-tuning continues the model's own method
+        from .checkpoint import read_model_config
+
+        args.method = read_model_config(args.fine_tune)["method"] if args.fine_tune else "coloring"
     method = get_method(args.method)
     output = Path(args.output)
     if output.exists() and not (args.resume or args.overwrite):
@@ -405,11 +412,46 @@ def _run_batch(config) -> int:
     return 1 if finished.count(FAILED) else 0
 
 
+def _cmd_models(args) -> int:
+    """One line per starter model: name, data, licence, test-split scores."""
+    from .starters import describe_starter, starter_names
+
+    names = starter_names()
+    if not names:
+        print("no starter models are installed (the package was built without them).")
+        return 0
+    for name in names:
+        print(describe_starter(name))
+    print("use one by name: predict --model NAME, batch --model NAME, train --fine-tune NAME; "
+          "model cards: docs/models.md")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .bioimageio import export_bioimageio
+
+    test_image = None
+    if args.test_image:
+        from .data.io import read_image
+
+        test_image = read_image(args.test_image)
+    target = export_bioimageio(args.model, args.output, name=args.name, test_image=test_image,
+                               authors=tuple(args.author or ("napari-deepcolor user",)), license=args.license,
+                               overwrite=args.overwrite)
+    print(f"bioimage.io package written: {target}")
+    return 0
+
+
+#: the starter the demo begins from, and the bundled images it fine-tunes on and scores on
+DEMO_STARTER = "nuclei"
+
+
 def _cmd_demo(args) -> int:
-    """Train briefly on one bundled BBBC039 image, segment the other, score it, write labels."""
+    """Segment a bundled BBBC039 image with the nuclei starter, fine-tune on another, compare with Otsu."""
     from importlib.resources import files
 
-    from .checkpoint import state_path
+    from .baseline import otsu_watershed
+    from .checkpoint import load_model, state_path
     from .data import read_annotated_folder
     from .data.io import read_image, read_labels, write_labels
     from .inference import predict
@@ -424,21 +466,29 @@ def _cmd_demo(args) -> int:
     if earlier and not args.overwrite:
         raise DeepColorError(f"{out} already holds an earlier demo's results ({', '.join(p.name for p in earlier)}); "
                              "pass --overwrite to replace them, or choose another --output folder.")
-    config = TrainingConfig(method="coloring", method_options={"halo_margin": 12}, minutes=args.minutes,
-                            patch_size=192, batch_size=4, validation_fraction=0.15, device=args.device)
+    image, truth = read_image(unseen_image), read_labels(bundled / "bbbc039_A09_s1_masks.tif")
+    starter = load_model(DEMO_STARTER)
+    rows = [("Otsu + watershed (no training)", evaluate(truth, otsu_watershed(image)))]
+    print(f"segmenting {unseen_image.name} with the '{DEMO_STARTER}' starter model ...", file=sys.stderr)
+    rows.append((f"'{DEMO_STARTER}' starter, as shipped", evaluate(truth, predict(starter, image, device=args.device)
+                                                                   .decode().labels)))
+    config = TrainingConfig(method=starter.method_name, minutes=args.minutes, patch_size=256, batch_size=4,
+                            learning_rate=3e-4, validation_fraction=0.0, device=args.device)
     data = read_annotated_folder(train_image, bundled / "bbbc039_A02_s1_masks.tif")
-    print(f"training deep coloring for {args.minutes:g} min on {train_image.name} ...", file=sys.stderr)
-    for event in Training(config, data, output=model_path).run():
+    print(f"fine-tuning it for {args.minutes:g} min on {train_image.name} (annotated) ...", file=sys.stderr)
+    for event in Training(config, data, output=model_path, init_from=DEMO_STARTER).run():
         if isinstance(event, Step) and event.iteration % 10 == 0:
             print(f"  step {event.iteration}: loss {event.loss:.3f}, {event.eta_seconds:.0f} s left", file=sys.stderr)
         if isinstance(event, Finished):
             model = event.model
-    instances = predict(model, read_image(unseen_image), device=args.device).decode()
+    instances = predict(model, image, device=args.device).decode()
     target = write_labels(labels_path, instances.labels, overwrite=True)
-    scores = evaluate(read_labels(bundled / "bbbc039_A09_s1_masks.tif"), instances.labels)
-    print(f"segmented {unseen_image.name} (not seen in training): {instances.count} nuclei "
-          f"(annotated: {scores['n_gt']}); AP@0.5:0.95 {scores['ap']:.3f}, F1@0.5 {scores['f1']:.3f}, "
-          f"SBD {scores['sbd']:.3f}")
+    rows.append((f"'{DEMO_STARTER}' fine-tuned {args.minutes:g} min", evaluate(truth, instances.labels)))
+    print(f"\n{unseen_image.name} (seen by no model; {rows[0][1]['n_gt']} annotated nuclei):")
+    width = max(len(name) for name, _ in rows)
+    print(f"  {'':{width}}  objects  AP@0.5:0.95  F1@0.5    SBD")
+    for name, scores in rows:
+        print(f"  {name:{width}}  {scores['n_pred']:7d}  {scores['ap']:11.3f}  {scores['f1']:6.3f}  {scores['sbd']:.3f}")
     print(f"labels: {target}\nmodel:  {model_path}")
     return 0
 
@@ -461,7 +511,8 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
                        "Cellpose NAME.tif + NAME_masks.tif; CVPPP plantNNN_rgb.png + plantNNN_label.png; "
                        "one binary mask per object (BBBC010 <well>_<nn>_ground_truth.png). Ctrl-C stops after the "
                        "current step and saves the model (exit status 130); --resume continues it.")
-    p.add_argument("--method", default="coloring", choices=method_names(), help="method to train (default: coloring)")
+    p.add_argument("--method", default=None, choices=method_names(),
+                   help="method to train (default: coloring; with --fine-tune, the model's own method)")
     p.add_argument("--images", required=True, help="folder (or file) of images, or a folder holding images/ and labels/")
     p.add_argument("--labels", default=None, help="folder (or file) of label images, matched to the images by name")
     p.add_argument("--classes", default=None, metavar="FOLDER",
@@ -474,14 +525,18 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     budget.add_argument("--minutes", type=float, default=None, help="training time budget (default: 15 minutes)")
     budget.add_argument("--iterations", type=int, default=None, help="training budget in iterations instead")
     p.add_argument("--device", default="auto", help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps")
-    p.add_argument("--fine-tune", metavar="MODEL", default=None, help="start from this model instead of from scratch")
+    p.add_argument("--fine-tune", metavar="MODEL", default=None,
+                   help="start from this model instead of from scratch: a starter name (nuclei, cells, worms, "
+                        "bacteria; see `napari-deepcolor models`) or a model file")
     p.add_argument("--resume", action="store_true", help="continue an interrupted training of --output")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.add_argument("--patch-size", type=int, default=256, help="training patch size in pixels (default 256)")
     p.add_argument("--batch-size", type=int, default=8, help="patches per step (default 8)")
     p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default 1e-3, as the paper)")
     p.add_argument("--validation-fraction", type=float, default=0.15, help="share of images kept for validation")
-    p.add_argument("--validate-every", type=int, default=100, help="validate every N iterations")
+    p.add_argument("--validate-every", type=int, default=None,
+                   help="score the validation images every N iterations; 0: only at the end (default: every 100 "
+                        "on a GPU, only at the end on a CPU, where each pass costs minutes)")
     p.add_argument("--depth", type=int, default=None, help="U-Net depth (poolings, default 4)")
     p.add_argument("--width", type=int, default=None, help="U-Net width (default 16 on CPU, 32 on GPU)")
     p.add_argument("--norm", default=None, choices=["batch", "instance", "group", "none"], help="normalisation layers")
@@ -499,7 +554,8 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
                        "writes one label TIFF per input, named by its stem, into OUTPUT. Labels that exist already "
                        "are kept (an interrupted run resumes; --overwrite redoes them), and an input image is "
                        "never written over. Exit status 1 if an image failed.")
-    p.add_argument("--model", required=True, help="model file written by `train`")
+    p.add_argument("--model", required=True, help="a starter name (nuclei, cells, worms, bacteria; see "
+                   "`napari-deepcolor models`), a model file written by `train`, or an exported bioimage.io .zip")
     p.add_argument("--input", required=True, help="an image file or a folder of images")
     p.add_argument("--output", required=True, help="folder for the label images")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -530,7 +586,8 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
                        "larger than memory) into label images with the input's axes, mirrored under OUTPUT. "
                        "Finished outputs are skipped on a rerun, so an interrupted batch resumes; unreadable files "
                        "are reported and skipped. A summary CSV lands in OUTPUT. Exit status 1 if a file failed.")
-    p.add_argument("--model", required=True, help="model file written by `train`")
+    p.add_argument("--model", required=True, help="a starter name (nuclei, cells, worms, bacteria; see "
+                   "`napari-deepcolor models`), a model file written by `train`, or an exported bioimage.io .zip")
     p.add_argument("--input", required=True, help="folder of images (or one image file / .zarr folder)")
     p.add_argument("--output", required=True, help="folder for the label images and the summary CSV")
     p.add_argument("--pattern", action="append", default=None, metavar="GLOB",
@@ -553,11 +610,37 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     _add_refine_flag(p)
     _add_decode_flags(p, only_method)
     p.set_defaults(run=_cmd_batch)
-    p = sub.add_parser("demo", help="train briefly on the bundled nuclei image and segment another one",
-                       description="A two-minute tour: trains deep coloring on one bundled BBBC039 image, segments "
-                       "a second one it has not seen, prints the scores and writes the labels and the model.")
+    p = sub.add_parser("models", help="list the starter models shipped with the package",
+                       description="List the starter models that segment out of the box (use them by name with "
+                       "predict --model, batch --model and train --fine-tune); their model cards are in "
+                       "docs/models.md.")
+    p.set_defaults(run=_cmd_models)
+
+    p = sub.add_parser("export", help="write a model as a bioimage.io model package (.zip)",
+                       description="Export a model (file, starter name or package) as a bioimage.io model package: "
+                       "rdf.yaml (format 0.5), TorchScript weights, test input and output, cover image, and the "
+                       "method and decode parameters in its config. Needs the bioimageio extra. "
+                       "`predict --model OUT.zip` reads the package back.")
+    p.add_argument("model", help="model file, starter name or exported package")
+    p.add_argument("output", help="the .zip to write")
+    p.add_argument("--format", default="bioimageio", choices=["bioimageio"], help="package format (default bioimageio)")
+    p.add_argument("--name", default=None, help="the package's name (default: the model's)")
+    p.add_argument("--author", action="append", default=None, metavar="NAME",
+                   help="an author of the model, repeatable (default: 'napari-deepcolor user')")
+    p.add_argument("--license", default=None, metavar="SPDX",
+                   help="licence of the weights as an SPDX id (default: a starter's own, else CC-BY-4.0)")
+    p.add_argument("--test-image", default=None, metavar="FILE",
+                   help="an image the package's test input is cut from (default: a synthetic nuclei image)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.set_defaults(run=_cmd_export)
+
+    p = sub.add_parser("demo", help="segment a bundled nuclei image with the nuclei starter, then fine-tune it",
+                       description="A two-minute tour: segments a bundled BBBC039 image with the 'nuclei' starter "
+                       "model at once, fine-tunes the starter for about a minute on another bundled annotated "
+                       "image, and prints the scores before and after beside a classical Otsu + watershed "
+                       "baseline on the same unseen image; writes the labels and the fine-tuned model.")
     p.add_argument("--output", default="deepcolor-demo", help="folder for the labels and the model")
-    p.add_argument("--minutes", type=float, default=2.0, help="training time (default 2 minutes)")
+    p.add_argument("--minutes", type=float, default=1.0, help="fine-tuning time (default 1 minute)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier demo in --output")
     p.set_defaults(run=_cmd_demo)

@@ -49,3 +49,28 @@ def test_decode_separates_touching_objects_and_grows_them_back():
     assert (instances.labels > 0).sum() == (touching_squares() > 0).sum()
     assert instances.labels[8, 8] != instances.labels[8, 20]
     assert np.allclose(instances.scores, 1.0)
+
+
+def test_seeds_grow_a_few_pixels_into_the_allowed_pixels_and_never_jump_a_gap():
+    from scipy import ndimage as ndi
+
+    from napari_deepcolor.methods.components import grow_into
+
+    seeds = np.zeros((40, 40), np.int32)
+    seeds[10, 10] = 1
+    seeds[10, 30] = 2
+    allowed = np.ones_like(seeds, bool)
+    allowed[:, 20] = False  # a wall of background between the seeds
+    grown = grow_into(seeds, allowed, steps=3)
+    distance = ndi.distance_transform_edt(seeds != 1)
+    one = grown == 1
+    assert one[distance <= 2].all() and not one[distance > 3.2].any()  # about a disc of radius 3
+    assert grown[10, 13] == 1 and grown[10, 14] == 0
+    assert seeds.sum() == 3  # the input is not changed
+
+    allowed[:] = True
+    allowed[10, 15:25] = False
+    allowed[11:, :] = False
+    allowed[:9, :] = False  # a corridor along row 10, cut at column 15: the seed cannot reach past the cut
+    corridor = grow_into(seeds, allowed, steps=10)
+    assert corridor[10, 14] == 1 and (corridor[10, 15:25] == 0).all() and corridor[10, 25] == 2

@@ -127,6 +127,7 @@ def test_preview_layers_and_stacks(segmented, qtbot):
 def test_bad_inputs_are_notifications(make_napari_viewer, tmp_path, notifications, qtbot):
     viewer = make_napari_viewer()
     widget = add_widget(viewer, "Segment")
+    widget.model_choice.setCurrentIndex(widget.model_choice.count() - 1)  # "a model file…", none given
     widget.run_button.click()
     assert any("model file" in e for e in errors(notifications))
     notifications.clear()
@@ -190,3 +191,31 @@ def test_crf_checkbox_refines_without_the_network_and_export_saves_the_refined_l
     assert np.array_equal(back, expected)
     widget.refine_check.setChecked(False)
     qtbot.waitUntil(lambda: not widget.decoding and not np.array_equal(layer.data, expected), timeout=30_000)
+
+
+def test_the_model_chooser_offers_the_starters_first_and_segments_with_one(make_napari_viewer, qtbot, notifications):
+    from napari_deepcolor.starters import starter_names
+
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "synthetic-nuclei")
+    widget = add_widget(viewer, "Segment")
+    offered = [widget.model_choice.itemData(i) for i in range(widget.model_choice.count())]
+    assert offered == [*starter_names(), None]  # the starters, then "a model file…"
+    assert widget.chosen_starter == "nuclei" and not widget.model_edit.isEnabled()
+    widget.image_combo.value = "nuclei (synthetic)"
+    widget.device.setCurrentText("cpu")
+    widget.show_preview.setChecked(False)
+    widget.run_button.click()  # no file chosen: the nuclei starter is loaded and run
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert not errors(notifications)
+    assert widget.model.card["name"] == "nuclei" and "starter" in widget.model_info.text()
+    assert widget.labels_layer().data.max() > 0
+
+
+def test_a_model_file_given_after_a_starter_is_the_one_used(make_napari_viewer, tiny_model_path):
+    viewer = make_napari_viewer()
+    widget = add_widget(viewer, "Segment")
+    widget.model_edit.set_path(str(tiny_model_path))
+    assert widget.chosen_starter is None and widget.model_path == str(tiny_model_path)
+    widget.model_choice.setCurrentIndex(0)  # back to a starter
+    assert widget.model.card.get("name") == widget.chosen_starter

@@ -158,3 +158,38 @@ def test_stop_then_skip_returns_control_within_5_s_with_a_loadable_model(make_na
     assert model.provenance["iterations"] == widget.finished.iteration
     assert model.provenance["decode_tuning_skipped"] is True
     assert set(model.decode_defaults) == COLORING_DECODE
+
+
+def test_start_from_offers_the_starters(make_napari_viewer):
+    from napari_deepcolor.starters import starter_names
+
+    viewer = make_napari_viewer()
+    widget = add_widget(viewer, "Train")
+    offered = [widget.start_from.itemData(i) for i in range(widget.start_from.count())]
+    assert offered[2:] == starter_names()
+    widget.start_from.setCurrentIndex(offered.index("nuclei"))
+    assert widget.fine_tune_source() == "nuclei"
+    assert widget.method.currentData() == "boundary" and not widget.method.isEnabled()
+    assert not widget.init_model.isEnabled()  # no file to choose for a starter
+    widget.start_from.setCurrentIndex(0)
+    assert widget.fine_tune_source() is None and widget.method.isEnabled()
+
+
+def test_export_button_writes_a_bioimageio_package_of_the_trained_model(make_napari_viewer, qtbot, tmp_path,
+                                                                         notifications):
+    import pytest
+
+    pytest.importorskip("bioimageio.spec", reason='the bioimageio extra is missing: pip install -e ".[testing]"')
+    viewer = make_napari_viewer()
+    nuclei_layers(viewer)
+    widget = add_widget(viewer, "Train")
+    assert widget.export_bioimageio(str(tmp_path / "none.zip")) is None  # nothing trained yet: said so
+    assert errors(notifications)
+    tiny_settings(widget, iterations=1)
+    widget.validation_fraction.setValue(0)
+    widget.output.set_path(str(tmp_path / "trained.safetensors"))
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.job is None, timeout=60_000)
+    package = widget.export_bioimageio(str(tmp_path / "trained.zip"))
+    assert package is not None and package.is_file(), widget.status.text()
+    assert load_model(package).method_name == "coloring"

@@ -249,7 +249,21 @@ class PathEdit(QWidget):
             self.set_path(chosen)
 
 
-MODEL_FILTER = "napari-deepcolor models (*.safetensors);;All files (*)"
+MODEL_FILTER = "napari-deepcolor models (*.safetensors *.zip);;All files (*)"
+
+
+def starter_choices() -> list[tuple[str, str]]:
+    """(label, name) of each bundled starter model, in the order they are offered."""
+    from ..starters import starter_card, starter_names
+
+    choices = []
+    for name in starter_names():
+        try:
+            kind = starter_card(name).get("kind_of_data", "")
+        except Exception:  # noqa: BLE001 - a damaged file is still listed; loading it reports why
+            kind = ""
+        choices.append((f"{name} (starter{': ' + kind if kind else ''})", name))
+    return choices
 
 
 def device_choices() -> list[str]:

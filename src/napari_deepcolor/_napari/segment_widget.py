@@ -22,15 +22,15 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar,
-                            QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                            QProgressBar, QPushButton, QVBoxLayout, QWidget)
 from superqt.utils import qthrottled
 
 from ..errors import DeepColorError
 from . import layers as L
-from ._common import (MODEL_FILTER, OUTPUT_KEY, Failed, LatestOnly, PathEdit, chosen_layer, device_combo,
-                      error_message, format_scores, is_output, layer_chooser, report, scrolling_body, show_info,
-                      start_function)
+from ._common import (MODEL_FILTER, OUTPUT_KEY, Failed, LatestOnly, PathEdit, chosen_layer, compact_combo,
+                      device_combo, error_message, format_scores, is_output, layer_chooser, report, scrolling_body,
+                      show_info, start_function, starter_choices)
 from ._session import session
 from .forms import DecodeSliders
 from .io import EXPORT_FILTER, export_labels
@@ -56,6 +56,12 @@ class _Progress(QObject):
 def _describe_model(model, path) -> str:
     provenance = model.provenance or {}
     parts = [f"<b>{model.method.title}</b>", f"{model.net_config.in_channels}-channel input"]
+    if model.card:
+        scores = model.card.get("test_scores", {})
+        parts.insert(0, f"starter <b>{model.card.get('name')}</b>: {model.card.get('kind_of_data', '')}")
+        if "ap" in scores:
+            parts.append(f"test AP {scores['ap']:.2f}, F1 {scores['f1']:.2f} on {model.card.get('dataset', '')}")
+        return " · ".join(parts)
     if "iterations" in provenance:
         parts.append(f"trained {provenance['iterations']} iterations")
     scores = provenance.get("validation_scores") or {}
@@ -90,13 +96,25 @@ class SegmentWidget(QWidget):
 
         layout = scrolling_body(self)
         form = QFormLayout()
-        self.model_edit = PathEdit("open", filter=MODEL_FILTER, placeholder="model file (.safetensors)",
-                                   tooltip="A model trained with the Train widget or `napari-deepcolor train`")
-        self.model_edit.changed.connect(self.load_model)
-        form.addRow("Model", self.model_edit)
-        self.model_info = QLabel("no model loaded")
+        # starters first (they segment out of the box), then a file of one's own
+        self.model_choice = QComboBox()
+        for label, name in starter_choices():
+            self.model_choice.addItem(label, name)
+        self.model_choice.addItem("a model file…", None)
+        compact_combo(self.model_choice, "A starter model shipped with the plugin (see docs/models.md), or a "
+                                         "model file of your own")
+        self.model_choice.currentIndexChanged.connect(self._model_choice_changed)
+        form.addRow("Model", self.model_choice)
+        self.model_edit = PathEdit("open", filter=MODEL_FILTER, placeholder="model file (.safetensors or .zip)",
+                                   tooltip="A model trained with the Train widget or `napari-deepcolor train`, "
+                                           "or a bioimage.io package exported by napari-deepcolor")
+        self.model_edit.changed.connect(self._model_file_chosen)
+        form.addRow("", self.model_edit)
+        self.model_info = QLabel("no model loaded" if self.chosen_starter is None else
+                                 f"starter '{self.chosen_starter}' chosen: Segment loads and runs it")
         self.model_info.setWordWrap(True)
         form.addRow(self.model_info)
+        self.model_edit.setEnabled(self.chosen_starter is None)
         self.image_combo = layer_chooser(self.viewer, "image", accept=lambda layer: not is_output(layer),
                                          tooltip="The image to segment: 2D, RGB, or a 3D stack (each plane is "
                                                  "segmented on its own)")
@@ -191,11 +209,33 @@ class SegmentWidget(QWidget):
         if not self.model_edit.path:
             self.model_edit.set_path(path)
 
+    @property
+    def chosen_starter(self) -> str | None:
+        """The starter chosen in the model chooser, or None when a model file is."""
+        return self.model_choice.currentData()
+
+    def _model_choice_changed(self, *_) -> None:
+        self.model_edit.setEnabled(self.chosen_starter is None)
+        if self.chosen_starter is not None:
+            self.load_model(self.chosen_starter)
+        elif self.model_edit.path:
+            self.load_model(self.model_edit.path)
+
+    def _model_file_chosen(self, path: str) -> None:
+        """A file given in the field (typed, browsed, or offered after training) is the model to use."""
+        self.model_choice.blockSignals(True)
+        self.model_choice.setCurrentIndex(self.model_choice.count() - 1)
+        self.model_choice.blockSignals(False)
+        self.model_edit.setEnabled(True)
+        self.load_model(path)
+
     def load_model(self, path: str | None = None) -> bool:
-        """Load the model file (from the field when ``path`` is None); False, with a notification, if it fails."""
+        """Load a model (a file, or a starter name; by default the one chosen); False, with a
+        notification, if it fails."""
         from ..checkpoint import load_model
 
-        path = path if path is not None else self.model_edit.path
+        if path is None:
+            path = self.chosen_starter or self.model_edit.path
         if not path:
             return False
         if path == self.model_path and self.model is not None:
@@ -208,7 +248,7 @@ class SegmentWidget(QWidget):
             self.model, self.model_path = None, None
             self._update_buttons()
             return False
-        if self.model_edit.path != path:
+        if path != self.chosen_starter and self.model_edit.path != path:
             self.model_edit.line.setText(path)
         parameters = model.method.parameters_used(model.method_options)  # e.g. no interior slider without a head
         same_sliders = self.model is not None and \
@@ -233,8 +273,9 @@ class SegmentWidget(QWidget):
         if self.worker is not None:
             return
         try:
-            if self.model is None and not self.model_edit.path:
-                raise DeepColorError("choose a model file first (train one with the Train widget).")
+            if self.model is None and not (self.chosen_starter or self.model_edit.path):
+                raise DeepColorError("choose a starter model or a model file first (or train one with the "
+                                     "Train widget).")
             if self.model is None and not self.load_model():
                 return  # the reason is shown already
             layer = chosen_layer(self.viewer, self.image_combo)

@@ -27,7 +27,7 @@ from ..errors import DeepColorError
 from . import layers as L
 from ._common import (MODEL_FILTER, OUTPUT_KEY, Failed, PathEdit, Status, chosen_layer, compact_combo, device_combo,
                       format_scores, format_seconds, is_output, layer_chooser, report, scrolling_body, show_info,
-                      start_generator)
+                      start_generator, starter_choices)
 from ._session import session
 from .forms import OptionsForm
 from .lossplot import LossPlot
@@ -41,6 +41,8 @@ PREVIEW_CONTEXT = 32
 SOURCE_LAYERS, SOURCE_FOLDER = "layers", "folder"
 #: the ``OUTPUT_KEY`` metadata of the training preview layer
 PREVIEW_KIND = "training preview"
+#: "Start from" choices besides the starters (whose item data is the starter's name)
+START_NEW, START_FILE = "__new__", "__file__"
 STOP_HELP = "End training after the current step and keep the model trained so far"
 SKIP_HELP = ("Stop tuning the decode parameters now: the model is saved with the best values found so far "
              "(tune them later from an annotation in the Segment widget)")
@@ -388,7 +390,10 @@ class TrainWidget(QWidget):
         box = QGroupBox("Training")
         form = QFormLayout(box)
         self.start_from = QComboBox()
-        self.start_from.addItems(["a new network", "a model file (fine-tune)"])
+        self.start_from.addItem("a new network", START_NEW)
+        self.start_from.addItem("a model file (fine-tune)", START_FILE)
+        for label, name in starter_choices():  # the starters: fine-tune one on your own annotations
+            self.start_from.addItem(f"{label.replace('(starter', '(fine-tune the starter')}", name)
         compact_combo(self.start_from, "Fine-tuning continues from a trained model: faster, and needs fewer "
                                        "annotations when the images look alike. The method and its options come "
                                        "from the file.")
@@ -462,9 +467,12 @@ class TrainWidget(QWidget):
         self.validation_fraction.setToolTip("Part of the data held out to score the model (a single image is cut in "
                                             "two). 0: no validation and no tuning of the decode parameters.")
         self.validate_every = QSpinBox()
-        self.validate_every.setRange(1, 1_000_000)
-        self.validate_every.setValue(100)
-        self.validate_every.setToolTip("Score the model on the validation part every this many steps")
+        self.validate_every.setRange(-1, 1_000_000)
+        self.validate_every.setSpecialValueText("auto")  # shown at -1: TrainingConfig's device default
+        self.validate_every.setValue(-1)
+        self.validate_every.setToolTip("Score the model on the validation part every this many steps; 0: only at "
+                                       "the end. auto: every 100 on a GPU, only at the end on a CPU (a pass there "
+                                       "costs minutes)")
         self.augment = QCheckBox()
         self.augment.setChecked(True)
         self.augment.setToolTip("Random flips, turns, rotations, scaling and intensity changes of the patches")
@@ -502,7 +510,11 @@ class TrainWidget(QWidget):
         self.save_button = QPushButton("Save model…")
         self.save_button.setToolTip("Write the trained model to a file of your choice")
         self.save_button.clicked.connect(lambda: self.save_model())
-        for button in (self.train_button, self.stop_button, self.save_button):
+        self.export_button = QPushButton("Export (bioimage.io)…")
+        self.export_button.setToolTip("Write the trained model as a bioimage.io model package (.zip): weights, "
+                                      "test data, cover, and the decode parameters in its config")
+        self.export_button.clicked.connect(lambda: self.export_bioimageio())
+        for button in (self.train_button, self.stop_button, self.save_button, self.export_button):
             row.addWidget(button)
         return row
 
@@ -518,17 +530,31 @@ class TrainWidget(QWidget):
         self.method.setToolTip(f"<b>{method.title}</b><br>{method.paper}" if method is not None else "")
 
     def _start_from_changed(self, *_) -> None:
-        fine_tune = self.start_from.currentIndex() == 1
-        self.init_model.setEnabled(fine_tune)
+        choice = self.start_from.currentData()
+        fine_tune = choice != START_NEW
+        self.init_model.setEnabled(choice == START_FILE)
         self.method.setEnabled(not fine_tune)
         if self.options_form is not None:
             self.options_form.enabled = not fine_tune
-        if fine_tune and self.init_model.path:
+        if choice == START_FILE and self.init_model.path:
             self._init_model_changed(self.init_model.path)
+        elif fine_tune and choice != START_FILE:
+            self._init_model_changed(choice)
+
+    def fine_tune_source(self) -> str | None:
+        """What training starts from: None (a new network), a model file, or a starter's name."""
+        choice = self.start_from.currentData()
+        if choice == START_NEW:
+            return None
+        if choice == START_FILE:
+            if not self.init_model.path:
+                raise DeepColorError("choose the model file to fine-tune, or start from a new network.")
+            return self.init_model.path
+        return choice
 
     def _init_model_changed(self, path: str) -> None:
         """Show the method and options stored in the model to fine-tune."""
-        if not path or self.start_from.currentIndex() != 1:
+        if not path or self.start_from.currentData() == START_NEW:
             return
         from ..checkpoint import read_model_config
 
@@ -568,7 +594,7 @@ class TrainWidget(QWidget):
             patch_size=self.patch_size.value(), batch_size=self.batch_size.value(),
             learning_rate=self.learning_rate.value(),
             minutes=self.minutes.value() if minutes else None, iterations=None if minutes else self.iterations.value(),
-            validation_fraction=self.validation_fraction.value(), validate_every=self.validate_every.value(),
+            validation_fraction=self.validation_fraction.value(), validate_every=None if self.validate_every.value() < 0 else self.validate_every.value(),
             seed=self.seed.value(), device=self.device.currentText(), augment=self.augment.isChecked())
 
     def _sample_loader(self):
@@ -590,11 +616,7 @@ class TrainWidget(QWidget):
         try:
             config = self.config()
             loader = self._sample_loader()
-            init_from = None
-            if self.start_from.currentIndex() == 1:
-                if not self.init_model.path:
-                    raise DeepColorError("choose the model file to fine-tune, or start from a new network.")
-                init_from = self.init_model.path
+            init_from = self.fine_tune_source()
             output = Path(self.output.path) if self.output.path else Path(
                 tempfile.mkdtemp(prefix="napari-deepcolor-")) / f"model-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
         except Exception as exc:  # noqa: BLE001
@@ -713,6 +735,28 @@ class TrainWidget(QWidget):
         self.model_path = written
         self.status.setText(f"model saved to {written}")
         session.model_saved.emit(str(written))
+        return written
+
+    def export_bioimageio(self, path: str | None = None) -> Path | None:
+        """Export the last trained model as a bioimage.io package (asks where with a dialog when None)."""
+        from ..bioimageio import export_bioimageio
+
+        if self.finished is None or self.model_path is None:
+            report(DeepColorError("there is no trained model yet: train first, then export it."))
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export as a bioimage.io package", "model.zip",
+                                                  "bioimage.io package (*.zip)")
+            if not path:
+                return None
+        self.status.setText("exporting the bioimage.io package…")
+        try:
+            written = export_bioimageio(self.model_path, path, overwrite=True)
+        except Exception as exc:  # noqa: BLE001
+            report(exc)
+            self.status.setText("export failed")
+            return None
+        self.status.setText(f"bioimage.io package written to {written}")
         return written
 
     # -- live preview ------------------------------------------------------------------

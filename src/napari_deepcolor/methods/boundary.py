@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from skimage.measure import label as connected_label
-from skimage.segmentation import expand_labels, find_boundaries
+from skimage.segmentation import find_boundaries
 
 from .base import DecodeParameter, Instances, Method, PreviewLayer, memo, size_threshold
-from .components import relabel_by_lookup
+from .components import grow_into, relabel_by_lookup
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 
@@ -87,8 +87,7 @@ class BoundaryMethod(Method):
 
         def grow():
             seeds = connected_label(output[INTERIOR] > params["interior_threshold"], connectivity=1)
-            grown = expand_labels(seeds, distance=3)
-            grown[output[BACKGROUND] >= 0.5] = 0
+            grown = grow_into(seeds, output[BACKGROUND] < 0.5, steps=3)
             sizes = np.bincount(grown.ravel()).astype(np.float64)
             scores = np.bincount(grown.ravel(), weights=1.0 - output[BACKGROUND].ravel(), minlength=sizes.size)
             return grown, sizes, scores

@@ -15,11 +15,10 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import label as connected_label
 
-from skimage.segmentation import expand_labels
 
 from .base import DecodeParameter, Instances, Method, PreviewLayer, memo, size_threshold
 from .boundary import BACKGROUND, BOUNDARY, INTERIOR, three_class_target
-from .components import class_distances, merge_close_components, relabel_by_lookup
+from .components import class_distances, grow_into, merge_close_components, relabel_by_lookup
 
 COLOR_CHOICES = ("paper", "distinct")
 #: cross-entropy weight of the boundary class in the semantic head (the 3-class baseline's default)
@@ -556,8 +555,7 @@ def _grow_over_foreground(color: np.ndarray, cores: np.ndarray, p_background: np
                           distance: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Cores grown back over the boundary ring, up to ``distance`` px and over the foreground only;
     ``(color, grown)``, the grown pixels taking their core's colour."""
-    grown = expand_labels(cores, distance=distance)
-    grown[(p_background >= 0.5) & (cores == 0)] = 0
+    grown = grow_into(cores, p_background < 0.5, steps=distance)
     core_color = np.zeros(int(cores.max(initial=0)) + 1, color.dtype)
     core_color[cores.ravel()] = color.ravel()
     return core_color[grown], grown

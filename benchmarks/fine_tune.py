@@ -1,0 +1,145 @@
+"""Does fine-tuning a starter pay? A starter fine-tuned for N CPU minutes against N minutes from scratch.
+
+    python benchmarks/fine_tune.py --dataset bbbc039 --minutes 2 --threads 1   # one measurement
+    python benchmarks/fine_tune.py --report                                     # print the table
+    python benchmarks/fine_tune.py --report --write                             # and put it in docs/benchmarks.md
+
+Both runs train on the dataset's training split (accuracy.py's split: every 5th pair in name order is
+held back) with the same recipe and budget; they differ only in the starting weights. Scores are on the
+held-back test split, beside the starter as shipped (no training). The starter of a set was itself
+trained on that set's training split, so this is the "same kind of data" case: the gain a user sees
+on their own images, which the starter never saw, will differ. Writes
+benchmarks/results/fine_tune_<dataset>_<minutes>min.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from docs_table import write_between  # noqa: E402  (benchmarks/docs_table.py)
+
+RESULTS = Path(__file__).parent / "results"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+START, END = "<!-- fine-tune-table", "<!-- /fine-tune-table -->"
+HEADER = ("| dataset | starter | minutes | starting point | steps | test AP 0.5:0.95 | F1@0.5 | SBD |\n"
+          "|---|---|---|---|---|---|---|---|")
+
+
+def _accuracy():
+    spec = importlib.util.spec_from_file_location("accuracy", Path(__file__).parent / "accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def starter_for(dataset: str) -> str:
+    """The starter trained on ``dataset`` (from the cards of the bundled starters)."""
+    from napari_deepcolor.starters import starter_card, starter_names
+
+    for name in starter_names():
+        if starter_card(name).get("dataset_key") == dataset:
+            return name
+    raise SystemExit(f"no bundled starter was trained on {dataset}")
+
+
+def _test_scores(accuracy, model, test, test_samples) -> dict:
+    from napari_deepcolor.inference import predict
+    from napari_deepcolor.metrics import evaluate, summarize
+
+    rows = [{"name": p.name, **evaluate(accuracy.ground_truth(p),
+                                        predict(model, test_samples[p.name].image, stack=False, device="cpu")
+                                        .decode().labels)} for p in test]
+    summary = summarize(rows)
+    return {k: round(float(summary[k]), 4) for k in ("ap", "ap50", "f1", "sbd", "abs_dic", "matching_iou")}
+
+
+def measure(dataset: str, minutes: float, threads: int, batch_size: int, patch_size: int) -> dict:
+    import torch
+
+    from napari_deepcolor.checkpoint import load_model
+    from napari_deepcolor.data import detect_layout, read_annotated_folder
+    from napari_deepcolor.training import Finished, Training, TrainingConfig
+
+    torch.set_num_threads(threads)
+    accuracy = _accuracy()
+    images, labels = accuracy.DATASETS[dataset]
+    pairs = detect_layout(images, labels).pairs
+    test = accuracy.held_out(pairs)
+    train_names = {p.name for p in pairs} - {p.name for p in test}
+    samples = read_annotated_folder(images, labels)
+    train_samples = [s for s in samples if s.name.split(" [")[0] in train_names]
+    test_samples = {s.name: s for s in samples if s.name not in train_names}
+    starter = starter_for(dataset)
+    model = load_model(starter)
+    runs = [{"start": "starter as shipped", "iterations": 0, "train_seconds": 0.0,
+             "test_mean": _test_scores(accuracy, model, test, test_samples)}]
+    config = TrainingConfig(method=model.method_name, minutes=minutes, device="cpu", batch_size=batch_size,
+                            patch_size=patch_size, validate_every=10**9)
+    for start, init_from in ((f"fine-tuned from '{starter}'", starter), ("from scratch", None)):
+        t0 = time.perf_counter()
+        finished = [e for e in Training(config, train_samples, init_from=init_from).run()
+                    if isinstance(e, Finished)][0]
+        runs.append({"start": start, "iterations": finished.iteration,
+                     "train_seconds": round(time.perf_counter() - t0, 1),
+                     "test_mean": _test_scores(accuracy, finished.model, test, test_samples)})
+    return {"dataset": dataset, "starter": starter, "minutes": minutes, "threads": threads,
+            "batch_size": batch_size, "patch_size": patch_size, "learning_rate": config.learning_rate,
+            "n_train_images": len(train_samples), "n_test_images": len(test), "runs": runs,
+            "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+                       f"{threads} thread(s)"}
+
+
+def table(results_dir: Path = RESULTS) -> str:
+    results = sorted((json.loads(p.read_text()) for p in results_dir.glob("fine_tune_*.json")),
+                     key=lambda r: (r["dataset"], r["minutes"]))
+    lines = [HEADER]
+    for result in results:
+        for run in result["runs"]:
+            t = run["test_mean"]
+            minutes = "0" if run["iterations"] == 0 else f"{result['minutes']:g}"
+            lines.append(f"| {result['dataset']} | {result['starter']} | {minutes} | {run['start']} | "
+                         f"{run['iterations']} | {t['ap']:.3f} | {t['f1']:.3f} | {t['sbd']:.3f} |")
+    if not results:
+        lines.append("| not yet run |" + " |" * 7)
+    return "\n".join(lines) + "\n"
+
+
+def write(text: str, page: Path = PAGE) -> None:
+    write_between(page, START, END, text)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=("bbbc039", "usiigaci", "bbbc010", "ecoli_synth"))
+    parser.add_argument("--minutes", type=float, default=2.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--patch-size", type=int, default=256)
+    parser.add_argument("--report", action="store_true", help="print the table of the result files")
+    parser.add_argument("--write", action="store_true", help="with --report: write it into docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    if args.report:
+        text = table()
+        if args.write:
+            write(text)
+        print(text, end="")
+        return 0
+    if args.dataset is None:
+        parser.error("--dataset is required (or --report)")
+    result = measure(args.dataset, args.minutes, args.threads, args.batch_size, args.patch_size)
+    out = RESULTS / f"fine_tune_{args.dataset}_{args.minutes:g}min.json"
+    out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Write the package's starter models from trained runs, and docs/models.md from their cards.
+
+    python scripts/make_starters.py --runs /work/starter-runs      # write the starters, then the page
+    python scripts/make_starters.py --docs-only                    # only regenerate docs/models.md
+
+Each run is ``<dataset>_boundary800.safetensors`` + ``.json`` written by ``benchmarks/accuracy.py
+--model-out ... --result ...`` (trained on the training split only: every 5th pair in name order is
+held back). A starter is that model with float16 weights and a model card in its JSON configuration.
+The fp16 model is scored again on the held-back test split and that score goes in the card: it is
+the file users get, so it is the one the docs report (the fp32 run's score is kept beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STARTERS = ROOT / "src" / "napari_deepcolor" / "starters"
+PAGE = ROOT / "docs" / "models.md"
+RESULTS = ROOT / "benchmarks" / "results"
+RUN_SUFFIX = "_boundary800"
+#: a starter file bigger than this (bytes) is reported: package data should stay small
+LARGE_FILE = 8 * 1024 * 1024
+
+METHOD_CITATION = {"text": "Kulikov V, Yurchenko V, Lempitsky V. Instance Segmentation by Deep Coloring. "
+                           "arXiv:1807.10007 (2018); the 3-class U-Net baseline of its sec. 4.2 (Ronneberger O, "
+                           "Fischer P, Brox T. U-Net, MICCAI 2015)", "url": "https://arxiv.org/abs/1807.10007"}
+LJOSA = {"text": "Ljosa V, Sokolnicki KL, Carpenter AE. Annotated high-throughput microscopy image sets for "
+                 "validation. Nature Methods 9:637 (2012)", "doi": "10.1038/nmeth.2083"}
+
+#: starter name -> what it is trained on; licence_spdx is the licence of the starter's weights
+CATALOGUE = {
+    "nuclei": {
+        "dataset_key": "bbbc039", "kind_of_data": "nuclei, fluorescence (Hoechst)",
+        "dataset": "BBBC039 (U2OS nuclei, Broad Bioimage Benchmark Collection)",
+        "data_licence": "CC0 1.0", "licence_spdx": "CC0-1.0",
+        "citations": [{"text": "Caicedo JC et al. Evaluation of Deep Learning Strategies for Nucleus Segmentation "
+                               "in Fluorescence Images. Cytometry Part A 95(9):952-965 (2019)",
+                       "doi": "10.1002/cyto.a.23863"}, LJOSA],
+    },
+    "cells": {
+        "dataset_key": "usiigaci", "kind_of_data": "cells, phase contrast (densely touching)",
+        "dataset": "Usiigaci (T98G and NIH3T3 cells)",
+        "data_licence": "MIT (c) OIST", "licence_spdx": "MIT",
+        "citations": [{"text": "Tsai HF, Gajda J, Sloan TFW, Rares A, Shen AQ. Usiigaci: Instance-aware cell "
+                               "tracking in stain-free phase contrast microscopy enabled by machine learning. "
+                               "SoftwareX 9:230-237 (2019)", "doi": "10.1016/j.softx.2019.02.007"}],
+    },
+    "worms": {
+        "dataset_key": "bbbc010", "kind_of_data": "C. elegans worms, bright field (overlapping)",
+        "dataset": "BBBC010 (C. elegans live/dead assay, Broad Bioimage Benchmark Collection)",
+        "data_licence": "BBBC010, used with its requested citation (Ljosa et al. 2012; Wahlby et al. 2012)",
+        "licence_spdx": "CC-BY-4.0",
+        "citations": [LJOSA, {"text": "Wahlby C et al. An image analysis toolbox for high-throughput C. elegans "
+                                      "assays. Nature Methods 9:714-716 (2012)", "doi": "10.1038/nmeth.1984"}],
+    },
+    "bacteria": {
+        "dataset_key": "ecoli_synth", "kind_of_data": "rod bacteria (E. coli), phase contrast, synthetic",
+        "dataset": "ecoli_synth (this project's CellSium renderings of E. coli microcolonies)",
+        "data_licence": "this project's (BSD-3-Clause); rendered with CellSium (BSD-2)",
+        "licence_spdx": "BSD-3-Clause",
+        "citations": [{"text": "Sachs CC et al. CellSium: versatile cell simulator for microcolony ground truth "
+                               "generation. Bioinformatics Advances (2022)"}],
+        "caveat": "trained on synthetic images, which are cleaner than real phase contrast: expect to fine-tune "
+                  "it on a few annotated images of your own bacteria",
+    },
+}
+SCORE_KEYS = ("ap", "ap50", "f1", "sbd", "matching_iou", "abs_dic")
+
+
+def _accuracy_module():
+    spec = importlib.util.spec_from_file_location("accuracy", ROOT / "benchmarks" / "accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def score_on_test_split(model, dataset_key: str) -> dict:
+    """Mean test-split scores of ``model`` on ``dataset_key`` (accuracy.py's split and scoring)."""
+    from napari_deepcolor.data import detect_layout, read_annotated_folder
+    from napari_deepcolor.inference import predict
+    from napari_deepcolor.metrics import evaluate, summarize
+
+    accuracy = _accuracy_module()
+    images, labels = accuracy.DATASETS[dataset_key]
+    test = accuracy.held_out(detect_layout(images, labels).pairs)
+    test_names = {p.name for p in test}
+    samples = {s.name: s for s in read_annotated_folder(images, labels) if s.name in test_names}
+    rows = []
+    for pair in test:
+        predicted = predict(model, samples[pair.name].image, stack=False, device="cpu").decode().labels
+        rows.append({"name": pair.name, **evaluate(accuracy.ground_truth(pair), predicted)})
+    summary = summarize(rows)
+    return {"n_test_images": len(rows), **{k: round(float(summary[k]), 4) for k in SCORE_KEYS}}
+
+
+def _from_scratch_reference(dataset_key: str) -> dict | None:
+    """The 15-minute from-scratch result of the accuracy benchmark on the same split, if recorded."""
+    path = RESULTS / f"accuracy_{dataset_key}_boundary.json"
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    return {"minutes": result.get("minutes"), "iterations": result.get("iterations"),
+            **{k: round(float(result["test_mean"][k]), 4) for k in ("ap", "f1")},
+            "source": f"benchmarks/results/{path.name}"}
+
+
+def build_card(name: str, model, result: dict) -> dict:
+    entry = {k: v for k, v in CATALOGUE[name].items()}
+    training = model.provenance.get("training", {})
+    recipe = {"iterations": result["iterations"], "batch_size": training.get("batch_size"),
+              "patch_size": training.get("patch_size"), "learning_rate": result.get("learning_rate", training.get("learning_rate")),
+              "lr_schedule": result.get("lr_schedule"), "threads": result.get("threads"),
+              "train_seconds": result.get("train_seconds"), "n_train_images": result.get("n_train_images"),
+              "net": model.net_config.to_dict(), "augment": training.get("augment"),
+              "command": f"python benchmarks/accuracy.py --dataset {entry['dataset_key']} --method boundary "
+                         f"--iterations {result['iterations']} --batch-size {training.get('batch_size')} "
+                         f"--threads {result.get('threads')}"}
+    return {"name": name, **entry, "method": model.method_name, "method_title": model.method.title,
+            "method_citation": METHOD_CITATION, "recipe": recipe, "object_scale": model.object_scale,
+            "split": "sorted by name, every 5th pair held back as the test split (never trained or tuned on); "
+                     "of the rest 15 % tuned the decode parameters",
+            "decode_parameters": model.decode_parameters(), "weights": "float16",
+            "test_scores_float32_run": {k: round(float(result["test_mean"][k]), 4) for k in SCORE_KEYS},
+            "from_scratch_15_minutes": _from_scratch_reference(entry["dataset_key"])}
+
+
+def make_starter(name: str, runs: Path, *, rescore: bool = True) -> Path:
+    from napari_deepcolor.checkpoint import load_model, save_model
+
+    key = CATALOGUE[name]["dataset_key"]
+    run_model, run_result = runs / f"{key}{RUN_SUFFIX}.safetensors", runs / f"{key}{RUN_SUFFIX}.json"
+    model = load_model(run_model)
+    result = json.loads(run_result.read_text())
+    if result.get("dataset") != key or result.get("method") != model.method_name:
+        raise SystemExit(f"{run_result} is a {result.get('dataset')}/{result.get('method')} result, not {key}")
+    card = build_card(name, model, result)
+    target = STARTERS / f"{name}.safetensors"
+    with tempfile.TemporaryDirectory() as folder:
+        half = Path(folder) / "half.safetensors"
+        save_model(model, half, half=True)
+        half_model = load_model(half)  # what users get: score that, not the fp32 run
+        card["test_scores"] = score_on_test_split(half_model, key) if rescore else \
+            {"n_test_images": result["n_test_images"], **card["test_scores_float32_run"]}
+        card["test_scores_source"] = "float16 file re-scored by make_starters.py" if rescore else \
+            "float32 training run (not re-scored)"
+        half_model.card = card
+        half_model.provenance = {k: v for k, v in model.provenance.items() if k != "fine_tuned_from"}
+        save_model(half_model, target, half=True, overwrite=True)
+    size = target.stat().st_size
+    print(f"{target.name}: {size / 1e6:.2f} MB, test AP {card['test_scores']['ap']:.3f} (fp32 run "
+          f"{card['test_scores_float32_run']['ap']:.3f}), F1 {card['test_scores']['f1']:.3f}"
+          + ("  ** larger than 8 MB **" if size > LARGE_FILE else ""))
+    return target
+
+
+# -- docs/models.md ------------------------------------------------------------
+
+def _cards() -> list[dict]:
+    from napari_deepcolor.starters import starter_card, starter_names
+
+    return [starter_card(name) for name in starter_names()]
+
+
+def _cite(entry: dict) -> str:
+    link = f" doi:[{entry['doi']}](https://doi.org/{entry['doi']})" if entry.get("doi") else \
+        f" <{entry['url']}>" if entry.get("url") else ""
+    return entry["text"] + "." + link
+
+
+def render() -> str:
+    """docs/models.md from the model cards in the bundled starter files."""
+    cards = _cards()
+    lines = ["# Starter models", "",
+             "Models shipped with the package that segment out of the box and are good starting points for "
+             "fine-tuning. Use them by name: `napari-deepcolor predict --model nuclei`, `batch --model cells`, "
+             "`train --fine-tune worms`; `napari-deepcolor models` lists them; in napari the Segment widget's "
+             "model chooser and the Train widget's *Start from* offer them first.", "",
+             "Each was trained only on the training split of its data set (sorted by name, every 5th image "
+             "held back), for far longer than a first run on a laptop, with the method and recipe that scored "
+             "best in the [accuracy benchmark](benchmarks.md) at CPU budgets: the 3-class U-Net baseline. The "
+             "weights are stored as float16 (half the size); the scores below are on the held-back test split, with no "
+             "training on it, from the float32 training run or the float16 file as each card says (the tests check "
+             "that each float16 file still segments its own test images). The last two columns are the same method "
+             "trained from scratch for 15 CPU minutes (the accuracy benchmark), for comparison.", "",
+             "This page is generated from the model cards inside the files (`python scripts/make_starters.py "
+             "--docs-only`); a test checks that they agree.", ""]
+    if not cards:
+        lines += ["No starter models are bundled in this build.", ""]
+    else:
+        lines += ["| name | data | licence of the data | iterations | object diameter (px) | test AP@0.5:0.95 | "
+                  "test F1@0.5 | from scratch 15 min: AP | F1 |", "|---|---|---|---|---|---|---|---|---|"]
+        for card in cards:
+            scores, scratch = card["test_scores"], card.get("from_scratch_15_minutes") or {}
+            diameter = card.get("object_scale", {}).get("object_diameter")
+            reference = [f"{scratch[k]:.3f}" if k in scratch else "not measured" for k in ("ap", "f1")]
+            lines.append(f"| `{card['name']}` | {card['kind_of_data']} | {card['data_licence']} | "
+                         f"{card['recipe']['iterations']} | {diameter if diameter is not None else '-'} | "
+                         f"{scores['ap']:.3f} | {scores['f1']:.3f} | {reference[0]} | {reference[1]} |")
+        lines.append("")
+    for card in cards:
+        recipe, scores = card["recipe"], card["test_scores"]
+        lines += [f"## `{card['name']}`", "",
+                  f"- **What it segments**: {card['kind_of_data']}.",
+                  f"- **Data**: {card['dataset']}; {recipe['n_train_images']} training images "
+                  f"(of which 15 % tuned the decode), {scores['n_test_images']} held back for the scores here.",
+                  f"- **Licence**: data {card['data_licence']}; weights {card['licence_spdx']}.",
+                  f"- **Cite**: " + " ".join(_cite(c) for c in card["citations"]),
+                  f"- **Method**: {card['method_title']} (`{card['method']}`). {_cite(card['method_citation'])}",
+                  f"- **Recipe**: {recipe['iterations']} iterations, batch {recipe['batch_size']}, patch "
+                  f"{recipe['patch_size']} px, learning rate {recipe['learning_rate']:g} ({recipe['lr_schedule']}), "
+                  f"{recipe['threads']} CPU thread(s), {recipe['train_seconds'] / 60:.0f} min; "
+                  f"`{recipe['command']}`.",
+                  f"- **Object scale**: training objects {card['object_scale'].get('object_diameter')} px across "
+                  f"(median), brought to {card['object_scale'].get('net_object_diameter')} px for the net; give "
+                  "`--object-diameter` if yours differ.",
+                  f"- **Decode defaults** (tuned on validation): "
+                  + ", ".join(f"{k} = {v:g}" for k, v in card["decode_parameters"].items()) + ".",
+                  f"- **Test split** ({scores['n_test_images']} images, {card['test_scores_source']}): AP@0.5:0.95 {scores['ap']:.3f}, "
+                  f"AP@0.5 {scores['ap50']:.3f}, F1@0.5 {scores['f1']:.3f}, SBD {scores['sbd']:.3f}, "
+                  f"|DiC| {scores['abs_dic']:.1f} (the float32 run: AP {card['test_scores_float32_run']['ap']:.3f}, "
+                  f"F1 {card['test_scores_float32_run']['f1']:.3f}).", ""]
+        if card.get("caveat"):
+            lines[-1:] = [f"- **Caveat**: {card['caveat']}.", ""]
+    lines += ["## No leaf starter", "",
+              "There is no redistributable annotated leaf set here: the CVPPP leaf segmentation data's terms "
+              "forbid redistribution, so no starter is trained on it. Train on it yourself (the CVPPP layout "
+              "is read as is) after downloading it under its terms.", "",
+              "## Export to bioimage.io", "",
+              "`napari-deepcolor export --format bioimageio nuclei nuclei.zip` writes any model, a starter "
+              "included, as a bioimage.io model package (see the [command-line reference](cli.md#export)).", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, default=Path("/work/starter-runs"),
+                        help="folder of <dataset>_boundary800.safetensors/.json training runs")
+    parser.add_argument("--only", action="append", choices=CATALOGUE, default=None, help="starter(s) to write")
+    parser.add_argument("--no-rescore", action="store_true",
+                        help="record the float32 run's test scores instead of scoring the float16 file again")
+    parser.add_argument("--docs-only", action="store_true", help="only regenerate docs/models.md")
+    args = parser.parse_args(argv)
+    if not args.docs_only:
+        import torch
+
+        torch.set_num_threads(1)
+        for name in args.only or CATALOGUE:
+            make_starter(name, args.runs, rescore=not args.no_rescore)
+    PAGE.write_text(render(), encoding="utf-8")
+    print(f"wrote {PAGE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

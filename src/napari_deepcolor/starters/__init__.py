@@ -1,0 +1,70 @@
+"""Starter models shipped with the package, loaded by name (``nuclei``, ``cells``, ``worms``, ``bacteria``).
+
+Each starter is an ordinary model file (safetensors, fp16 weights, JSON configuration) in this
+folder; its model card (data, licence, citation, recipe, test-split scores) is the ``card`` entry of
+that configuration. The files are written by ``scripts/make_starters.py``; nothing here trains.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from ..errors import DeepColorError
+
+#: the order starters are offered in (any other bundled file comes after these, by name)
+PREFERRED_ORDER = ("nuclei", "cells", "worms", "bacteria")
+SUFFIX = ".safetensors"
+
+
+def starters_folder() -> Path:
+    return Path(str(files(__name__)))
+
+
+def starter_names() -> list[str]:
+    """Names of the bundled starters, in the order they are offered."""
+    found = sorted(p.name[:-len(SUFFIX)] for p in starters_folder().glob("*" + SUFFIX))
+    rank = {name: i for i, name in enumerate(PREFERRED_ORDER)}
+    return sorted(found, key=lambda name: (rank.get(name, len(rank)), name))
+
+
+def starter_path(name: str) -> Path:
+    """The file of starter ``name``; an unknown name is an error that lists the known ones."""
+    path = starters_folder() / f"{name}{SUFFIX}"
+    if not path.is_file():
+        raise DeepColorError(unknown_model_message(name))
+    return path
+
+
+def unknown_model_message(name: str) -> str:
+    known = starter_names()
+    listed = ", ".join(known) if known else "none are installed"
+    return (f"'{name}' is neither a model file nor a starter model. Starter models: {listed} "
+            "(`napari-deepcolor models` describes them); otherwise give the path of a .safetensors model "
+            "file or of a bioimage.io .zip exported by napari-deepcolor.")
+
+
+def looks_like_name(source) -> bool:
+    """A bare word such as ``nuclei`` (no folder, no suffix) that is not a file here: a starter name."""
+    text = str(source)
+    return not Path(text).exists() and "/" not in text and "\\" not in text and Path(text).suffix == ""
+
+
+def resolve_model_source(source) -> Path:
+    """The file behind a model argument: a starter's file for a starter name, else the path itself."""
+    return starter_path(str(source)) if looks_like_name(source) else Path(source)
+
+
+def starter_card(name: str) -> dict:
+    """The model card stored in starter ``name``'s file."""
+    from ..checkpoint import read_model_config
+
+    return read_model_config(starter_path(name)).get("card", {})
+
+
+def describe_starter(name: str) -> str:
+    """One line: name, what it segments, the data, its test-split scores."""
+    card = starter_card(name)
+    scores = card.get("test_scores", {})
+    score = f"; test split AP {scores['ap']:.3f}, F1 {scores['f1']:.3f}" if {"ap", "f1"} <= set(scores) else ""
+    return f"{name}: {card.get('kind_of_data', '?')} ({card.get('dataset', '?')}, {card.get('licence', '?')}){score}"

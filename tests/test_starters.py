@@ -1,0 +1,75 @@
+"""The starter models shipped in the package: they load by name without running code, carry their
+model card, and segment a held-back test image of their own data set out of the box."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from napari_deepcolor.checkpoint import load_model, read_model_config
+from napari_deepcolor.errors import DeepColorError
+from napari_deepcolor.starters import starter_names, starter_path
+
+EXPECTED = ["nuclei", "cells", "worms", "bacteria"]
+#: F1@0.5 each starter must reach on the first held-back test image of its set (measured values in
+#: docs/models.md are higher; these floors catch a broken file or a broken load, not a 0.01 drift)
+F1_FLOOR = {"nuclei": 0.85, "cells": 0.45, "worms": 0.2, "bacteria": 0.75}  # worms: 0.29 on its first test image
+DATASET_FOLDERS = {"bbbc039": ("bbbc039", None), "usiigaci": ("usiigaci/images", "usiigaci/labels"),
+                   "bbbc010": ("bbbc010", None), "ecoli_synth": ("ecoli_synth/images", "ecoli_synth/labels")}
+CARD_KEYS = ("name", "kind_of_data", "dataset", "data_licence", "licence_spdx", "citations", "method", "recipe",
+             "object_scale", "test_scores", "test_scores_float32_run", "decode_parameters")
+
+
+def test_the_four_starters_are_bundled_in_order():
+    assert starter_names() == EXPECTED
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_a_starter_file_is_plain_safetensors_with_float16_weights(name):
+    """Tensors and a JSON header only: nothing in the file can run code when it is loaded."""
+    raw = starter_path(name).read_bytes()
+    header_length = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + header_length])
+    dtypes = {entry["dtype"] for key, entry in header.items() if key != "__metadata__"}
+    assert "F16" in dtypes and "F32" not in dtypes
+    assert len(raw) < 8 * 1024 * 1024
+    model = load_model(name)
+    assert next(model.net.parameters()).dtype.is_floating_point
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_a_starter_carries_its_model_card(name):
+    card = read_model_config(name)["card"]
+    assert card["name"] == name
+    for key in CARD_KEYS:
+        assert key in card, key
+    assert {"ap", "f1", "n_test_images"} <= set(card["test_scores"])
+    assert card["recipe"]["iterations"] > 0
+
+
+def test_an_unknown_starter_name_lists_the_known_ones():
+    with pytest.raises(DeepColorError, match="nuclei, cells, worms, bacteria"):
+        load_model("nucleii")
+
+
+def _first_test_pair(shared_data, dataset):
+    from napari_deepcolor.data import detect_layout
+
+    images, labels = DATASET_FOLDERS[dataset]
+    pairs = detect_layout(shared_data / images, None if labels is None else shared_data / labels).pairs
+    return sorted(pairs, key=lambda p: p.name)[::5][0]  # the test split of benchmarks/accuracy.py
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_a_starter_segments_a_held_back_image_of_its_set(name, shared_data):
+    from napari_deepcolor.data.io import read_image, read_labels, read_object_masks
+    from napari_deepcolor.inference import predict
+    from napari_deepcolor.metrics import evaluate
+
+    model = load_model(name)
+    pair = _first_test_pair(shared_data, model.card["dataset_key"])
+    truth = read_labels(pair.labels) if pair.labels is not None else read_object_masks(pair.object_masks)
+    labels = predict(model, read_image(pair.image), stack=False, device="cpu").decode().labels
+    assert evaluate(truth, labels)["f1"] > F1_FLOOR[name]
+    assert labels.dtype.kind in "iu" and np.asarray(labels).ndim == 2
