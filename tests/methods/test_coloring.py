@@ -255,3 +255,26 @@ def test_fusion_needs_no_colour_training_to_separate_what_the_semantic_head_sepa
     plain = METHOD.decode(fused_output(all_one_colour, interior, background)[:4],
                           options=METHOD.options({"n_colors": 4, "semantic_head": False}), size_threshold=1)
     assert fused.count == 2 and plain.count == 1
+
+
+def test_fusion_keeps_foreground_that_no_interior_core_reaches():
+    # Two squares with interior cores, a same-colour fringe 5 px beyond square 1's core
+    # (farther than the 3 px growth), and a thin rod of its own colour without any interior
+    # (the semantic head calls it all boundary, as a young head does with thin objects).
+    labels = np.zeros((24, 40), np.int64)
+    labels[4:14, 4:14] = 1
+    labels[4:14, 14:24] = 2
+    labels[18:20, 4:36] = 3  # a rod 2 px thick, touching nothing
+    options = METHOD.options({"n_colors": 4})
+    background = (labels == 0).astype(np.float32)
+    interior = np.zeros(labels.shape, np.float32)
+    interior[9:13, 5:11] = 1.0  # square 1's core is far from its top rows
+    interior[5:13, 18:23] = 1.0
+    colours = np.where(labels == 1, 1, np.where(labels == 2, 2, np.where(labels == 3, 3, 0)))
+    instances = METHOD.decode(fused_output(colours, interior, background), options=options, size_threshold=1,
+                              interior_threshold=0.5)
+    assert instances.count == 3
+    for i in (1, 2, 3):  # each true object is exactly one instance, fringe and rod included
+        found = np.unique(instances.labels[labels == i])
+        assert found.size == 1 and found[0] > 0
+    assert np.array_equal(instances.labels > 0, labels > 0)

@@ -75,8 +75,8 @@ def merge_close_components(components: np.ndarray, classes: np.ndarray, radius: 
     return group
 
 
-_SIDES = ((0, -1), (0, 1), (-1, 0), (1, 0))
-_CORNERS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+SIDE_OFFSETS = ((0, -1), (0, 1), (-1, 0), (1, 0))
+CORNER_OFFSETS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 
 
 def grow_into(seeds: np.ndarray, allowed: np.ndarray, steps: int = 3) -> np.ndarray:
@@ -95,7 +95,7 @@ def grow_into(seeds: np.ndarray, allowed: np.ndarray, steps: int = 3) -> np.ndar
     stride = width + 2
     free = np.flatnonzero(np.pad(allowed & (seeds == 0), 1))
     for step in range(steps):
-        offsets = _SIDES if step % 2 == 0 else _SIDES + _CORNERS
+        offsets = SIDE_OFFSETS if step % 2 == 0 else SIDE_OFFSETS + CORNER_OFFSETS
         neighbour = np.maximum.reduce([flat[free + dy * stride + dx] for dy, dx in offsets])
         taken = neighbour > 0
         flat[free[taken]] = neighbour[taken]  # all read before any write: each step grows one pixel
