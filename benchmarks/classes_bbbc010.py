@@ -24,12 +24,17 @@ import csv
 import json
 import platform
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from docs_table import write_between  # noqa: E402  (benchmarks/docs_table.py)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bbbc010"
 RESULTS = Path(__file__).parent / "results"
@@ -169,10 +174,7 @@ def table(result: dict) -> str:
 
 def write_report() -> str:
     text = table(json.loads(RESULT.read_text()))
-    page = PAGE.read_text(encoding="utf-8")
-    start = page.index("\n", page.index("<!-- classes-table")) + 1
-    end = page.index("<!-- /classes-table -->")
-    PAGE.write_text(page[:start] + text + page[end:], encoding="utf-8")
+    write_between(PAGE, "<!-- classes-table", "<!-- /classes-table -->", text)
     return text
 
 
