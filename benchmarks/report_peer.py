@@ -37,7 +37,11 @@ def _steps(side: dict) -> str:
 def _run(side: dict) -> str:
     if side["side"] == "peer":
         return side["method"]
-    extra = " ".join(side.get("extra_args") or [])
+    args = list(side.get("extra_args") or [])
+    if "--model-out" in args:  # where a model was kept is not part of the recipe (and a path of one machine)
+        at = args.index("--model-out")
+        del args[at:at + 2]
+    extra = " ".join(args)
     return f"{side['name']}: {side['method']}" + (f" `{extra}`" if extra else "")
 
 

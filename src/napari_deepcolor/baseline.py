@@ -17,14 +17,16 @@ def otsu_watershed(image: np.ndarray, *, smoothing: float = 1.0, min_distance: i
     from scipy import ndimage as ndi
     from skimage.feature import peak_local_max
     from skimage.filters import gaussian, threshold_otsu
-    from skimage.morphology import remove_small_objects
     from skimage.segmentation import watershed
 
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 3:
         image = image.mean(axis=-1)
     smooth = gaussian(image, sigma=smoothing)
-    foreground = remove_small_objects(smooth > threshold_otsu(smooth), min_size=min_size)
+    blobs = ndi.label(smooth > threshold_otsu(smooth))[0]
+    big = np.bincount(blobs.ravel()) >= min_size  # remove_small_objects' min_size, renamed in skimage 0.26
+    big[0] = False
+    foreground = big[blobs]
     distance = ndi.distance_transform_edt(foreground)
     peaks = peak_local_max(distance, min_distance=min_distance, labels=ndi.label(foreground)[0], exclude_border=False)
     markers = np.zeros(image.shape, np.int32)
