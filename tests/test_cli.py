@@ -124,7 +124,7 @@ def test_training_output_is_not_overwritten_silently(annotated_folder, tmp_path,
 
 def test_demo_starts_from_the_nuclei_starter_and_compares_with_otsu(tmp_path, capsys):
     assert main(["demo", "--output", str(tmp_path), "--minutes", "0.02", "--device", "cpu"]) == 0
-    labels = tifffile.imread(tmp_path / "bbbc039_A09_s1_labels.tif")
+    labels = tifffile.imread(tmp_path / "bbbc039_A02_s1_labels.tif")
     assert labels.shape == (520, 696)
     assert (tmp_path / "demo_nuclei.safetensors").is_file()
     out = capsys.readouterr().out
@@ -290,7 +290,7 @@ def test_demo_refuses_to_replace_an_earlier_demo(tmp_path, capsys):
     assert main(["demo", "--output", str(tmp_path), "--minutes", "0.02", "--device", "cpu"]) == 2
     assert (tmp_path / "demo_nuclei.safetensors").read_bytes() == b"an earlier demo"
     assert "--overwrite" in capsys.readouterr().err
-    assert not (tmp_path / "bbbc039_A09_s1_labels.tif").exists()
+    assert not (tmp_path / "bbbc039_A02_s1_labels.tif").exists()
 
 
 # -- nothing misleading ---------------------------------------------------------------------------

@@ -73,3 +73,20 @@ def test_a_starter_segments_a_held_back_image_of_its_set(name, shared_data):
     labels = predict(model, read_image(pair.image), stack=False, device="cpu").decode().labels
     assert evaluate(truth, labels)["f1"] > F1_FLOOR[name]
     assert labels.dtype.kind in "iu" and np.asarray(labels).ndim == 2
+
+
+def test_the_nuclei_starter_beats_otsu_and_watershed_on_the_demo_image():
+    # the demo scores the bundled A02_s1, which is in the starter's held-back test split
+    from importlib.resources import files
+
+    from napari_deepcolor.baseline import otsu_watershed
+    from napari_deepcolor.data.io import read_image, read_labels
+    from napari_deepcolor.inference import predict
+    from napari_deepcolor.metrics import evaluate
+
+    bundled = files("napari_deepcolor") / "sample_data"
+    image, truth = read_image(bundled / "bbbc039_A02_s1.tif"), read_labels(bundled / "bbbc039_A02_s1_masks.tif")
+    starter = evaluate(truth, predict(load_model("nuclei"), image, device="cpu").decode().labels)
+    classical = evaluate(truth, otsu_watershed(image))
+    # measured: AP 0.673 / F1 0.900 against Otsu + watershed's 0.443 / 0.772
+    assert starter["ap"] > classical["ap"] + 0.1 and starter["f1"] > classical["f1"] + 0.05

@@ -459,14 +459,16 @@ def _cmd_demo(args) -> int:
     from .training import Finished, Step, Training, TrainingConfig
 
     bundled = files("napari_deepcolor") / "sample_data"
-    train_image, unseen_image = bundled / "bbbc039_A02_s1.tif", bundled / "bbbc039_A09_s1.tif"
+    # A02_s1 is in the starter's held-back test split (accuracy.py's split of BBBC039); A09_s1 was one of
+    # its training images, so it serves as the user's "own annotated image" to fine-tune on
+    train_image, unseen_image = bundled / "bbbc039_A09_s1.tif", bundled / "bbbc039_A02_s1.tif"
     out = Path(args.output)
-    model_path, labels_path = out / "demo_nuclei.safetensors", out / "bbbc039_A09_s1_labels.tif"
+    model_path, labels_path = out / "demo_nuclei.safetensors", out / "bbbc039_A02_s1_labels.tif"
     earlier = [p for p in (model_path, state_path(model_path), labels_path) if p.exists()]
     if earlier and not args.overwrite:
         raise DeepColorError(f"{out} already holds an earlier demo's results ({', '.join(p.name for p in earlier)}); "
                              "pass --overwrite to replace them, or choose another --output folder.")
-    image, truth = read_image(unseen_image), read_labels(bundled / "bbbc039_A09_s1_masks.tif")
+    image, truth = read_image(unseen_image), read_labels(bundled / "bbbc039_A02_s1_masks.tif")
     starter = load_model(DEMO_STARTER)
     rows = [("Otsu + watershed (no training)", evaluate(truth, otsu_watershed(image)))]
     print(f"segmenting {unseen_image.name} with the '{DEMO_STARTER}' starter model ...", file=sys.stderr)
@@ -474,7 +476,7 @@ def _cmd_demo(args) -> int:
                                                                    .decode().labels)))
     config = TrainingConfig(method=starter.method_name, minutes=args.minutes, patch_size=256, batch_size=4,
                             learning_rate=3e-4, validation_fraction=0.0, device=args.device)
-    data = read_annotated_folder(train_image, bundled / "bbbc039_A02_s1_masks.tif")
+    data = read_annotated_folder(train_image, bundled / "bbbc039_A09_s1_masks.tif")
     print(f"fine-tuning it for {args.minutes:g} min on {train_image.name} (annotated) ...", file=sys.stderr)
     for event in Training(config, data, output=model_path, init_from=DEMO_STARTER).run():
         if isinstance(event, Step) and event.iteration % 10 == 0:
