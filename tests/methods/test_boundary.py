@@ -74,3 +74,17 @@ def test_seeds_grow_a_few_pixels_into_the_allowed_pixels_and_never_jump_a_gap():
     allowed[:9, :] = False  # a corridor along row 10, cut at column 15: the seed cannot reach past the cut
     corridor = grow_into(seeds, allowed, steps=10)
     assert corridor[10, 14] == 1 and (corridor[10, 15:25] == 0).all() and corridor[10, 25] == 2
+
+
+def test_unlimited_growth_gives_every_reachable_pixel_to_its_nearest_seed():
+    from napari_deepcolor.methods.components import grow_into
+
+    seeds = np.zeros((20, 41), np.int32)
+    seeds[10, 5], seeds[10, 35] = 1, 2
+    allowed = np.ones_like(seeds, bool)
+    allowed[:, 38:] = False
+    island = np.zeros_like(allowed)
+    island[2:5, 39:41] = True  # allowed pixels no seed can reach
+    grown = grow_into(seeds, allowed | island, steps=None)
+    assert (grown[allowed] > 0).all() and (grown[island] == 0).all()
+    assert (grown[:, :18] == 1).all() and (grown[:, 23:38] == 2).all()  # the halfway line splits the two

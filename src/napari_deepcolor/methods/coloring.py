@@ -18,8 +18,7 @@ from skimage.measure import label as connected_label
 
 from .base import DecodeParameter, Instances, Method, PreviewLayer, memo, size_threshold
 from .boundary import BACKGROUND, BOUNDARY, INTERIOR, three_class_target
-from .components import (CORNER_OFFSETS, SIDE_OFFSETS, class_distances, grow_into, merge_close_components,
-                         relabel_by_lookup)
+from .components import class_distances, grow_into, merge_close_components, relabel_by_lookup
 
 COLOR_CHOICES = ("paper", "distinct")
 #: cross-entropy weight of the boundary class in the semantic head (the 3-class baseline's default)
@@ -553,44 +552,31 @@ def _color_components(output: np.ndarray, n_colors: int | None = None, interior_
     return color, components, sizes, prob_sums
 
 
-def _grow_over_foreground(color: np.ndarray, cores: np.ndarray, p_background: np.ndarray, object_color: np.ndarray,
-                          distance: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Cores grown back over the boundary ring, up to ``distance`` px and over the foreground only;
-    ``(color, grown)``, the grown pixels taking their core's colour.
+def _grow_over_foreground(color: np.ndarray, cores: np.ndarray, p_background: np.ndarray,
+                          object_color: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cores grown over all of the foreground they reach, colour first; ``(color, grown)``, the grown
+    pixels taking their core's colour.
 
-    The foreground the growth did not reach is then split by ``object_color`` (each pixel's
-    maximal object colour): a piece that touches an instance of its own colour joins it, any
-    other piece is an instance of its own. That is a thin or small object whose interior the
-    semantic head has not learnt (a rod, a worm, a young model's every object), so the fusion
-    never segments less than its own foreground does.
+    Each core first takes the foreground pixels of its own maximal colour (``object_color``) that
+    it reaches through such pixels (the paper's fusion: a component of the semantic mask *and* of
+    one colour is one instance); what is left of the foreground then goes to the nearest core, as
+    the baseline's seeds do (:meth:`.BoundaryMethod.decode`). A foreground blob that holds no core
+    at all is split by colour into instances of its own: a thin or small object whose interior the
+    semantic head has not learnt (a rod, a worm, a young model's every object), so the fusion never
+    segments less than its own foreground does.
     """
     foreground = p_background < 0.5
-    grown = grow_into(cores, foreground, steps=distance)
     core_color = np.zeros(int(cores.max(initial=0)) + 1, color.dtype)
     core_color[cores.ravel()] = color.ravel()
+    grown = cores
+    for c in np.unique(core_color[1:]):
+        own = grow_into(np.where(core_color[cores] == c, cores, 0), foreground & (object_color == c), steps=None)
+        grown = np.where(grown == 0, own, grown)
+    grown = grow_into(grown, foreground, steps=None)
     color = core_color[grown]
-    leftover = foreground & (grown == 0)
-    if not leftover.any():
-        return color, grown
-    pieces = connected_label(np.where(leftover, object_color, 0), background=0, connectivity=1)
-    owner = _same_color_neighbour(pieces, object_color, grown, color)
-    n = int(grown.max(initial=0))
-    new_id = np.cumsum(owner == 0) + n
-    owner[1:] = np.where(owner[1:] > 0, owner[1:], new_id[1:])
-    grown = np.where(pieces > 0, owner[pieces], grown)
-    return np.where(pieces > 0, object_color, color).astype(color.dtype), grown
-
-
-def _same_color_neighbour(pieces, piece_color, labels, label_color) -> np.ndarray:
-    """For each piece 0..P, the largest instance of ``labels`` of the piece's colour touching it (8-connected);
-    0 where none does (and for piece 0)."""
-    width = pieces.shape[1] + 2
-    flat_pieces, flat_labels = np.pad(pieces, 1).ravel(), np.pad(labels, 1).ravel()
-    flat_piece_color, flat_label_color = np.pad(piece_color, 1).ravel(), np.pad(label_color, 1).ravel()
-    at = np.flatnonzero(flat_pieces)
-    owner = np.zeros(int(pieces.max(initial=0)) + 1, labels.dtype)
-    for dy, dx in SIDE_OFFSETS + CORNER_OFFSETS:
-        near = at + dy * width + dx
-        same = (flat_labels[near] > 0) & (flat_label_color[near] == flat_piece_color[at])
-        np.maximum.at(owner, flat_pieces[at[same]], flat_labels[near[same]])
-    return owner
+    orphan = foreground & (grown == 0)
+    if orphan.any():
+        pieces = connected_label(np.where(orphan, object_color, 0), background=0, connectivity=1)
+        grown = np.where(pieces > 0, pieces + grown.max(initial=0), grown)
+        color = np.where(pieces > 0, object_color, color).astype(color.dtype)
+    return color, grown
