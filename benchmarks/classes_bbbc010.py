@@ -1,7 +1,7 @@
 """Two-class worms: BBBC010's live and dead C. elegans, with classes against one class, same split and steps.
 
-    python benchmarks/classes_bbbc010.py --iterations 250 --threads 1
-    python benchmarks/classes_bbbc010.py --report      # the markdown table of docs/benchmarks.md from the JSON
+    python benchmarks/classes_bbbc010.py --iterations 250 --threads 1 --method boundary
+    python benchmarks/classes_bbbc010.py --report      # the markdown table of docs/benchmarks.md from the JSONs
 
 BBBC010 needs no new annotation for two classes: the wells of columns 01-12 are ampicillin-treated
 positive controls (alive, curved) and columns 13-24 untreated negative controls (dead, rod-like), so
@@ -10,11 +10,11 @@ writes that as a ``classes/`` folder (one ``WELL.csv`` of mask number and class 
 ``classes.json``) into a work folder, never into the data or the package.
 
 Split as benchmarks/accuracy.py: pairs in name order, every 5th held out for testing. Both models
-(coloring with class-specific colours and the class head; coloring on one class) train for the same
-steps on the same images; the test scores are AP and F1 of both, and per-class AP / F1 and the class
+(``--method`` with the class head, and for coloring class-specific colours; the same method on one
+class) train for the same steps on the same images; the test scores are AP and F1 of both, and per-class AP / F1 and the class
 accuracy of matched worms for the class model (metrics.evaluate_classes, overlapping worms scored as
-per-object masks). Writes benchmarks/results/classes_bbbc010.json and, with --picture, a picture of a
-test image coloured by predicted class into docs/images/.
+per-object masks). Writes benchmarks/results/classes_bbbc010_<method>.json and, with --picture, a
+picture of a test image coloured by predicted class into docs/images/classes_bbbc010_<method>.png.
 """
 
 from __future__ import annotations
@@ -38,9 +38,8 @@ from docs_table import write_between  # noqa: E402  (benchmarks/docs_table.py)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bbbc010"
 RESULTS = Path(__file__).parent / "results"
-RESULT = RESULTS / "classes_bbbc010.json"
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-PICTURE = Path(__file__).resolve().parents[1] / "docs" / "images" / "classes_bbbc010.png"
+IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 CLASS_NAMES = ("alive", "dead")
 _WELL = re.compile(r"^[A-P](?P<column>\d{2})$")
 
@@ -68,10 +67,10 @@ def write_bbbc010_classes(data: Path, folder: Path) -> Path:
     return out
 
 
-def _train(samples, iterations: int, options: dict, seed: int, patch_size: int, batch_size: int):
+def _train(samples, method: str, iterations: int, seed: int, patch_size: int, batch_size: int):
     from napari_deepcolor.training import Finished, Training, TrainingConfig
 
-    config = TrainingConfig(method="coloring", method_options=options, iterations=iterations, device="cpu",
+    config = TrainingConfig(method=method, iterations=iterations, device="cpu",
                             patch_size=patch_size, batch_size=batch_size, validate_every=10**9, seed=seed)
     started = time.perf_counter()
     finished = [e for e in Training(config, samples).run() if isinstance(e, Finished)][0]
@@ -137,49 +136,55 @@ def run(args) -> dict:
     test_names = {p.name for p in test}
     with_classes = read_annotated_folder(DATA, classes=classes)
     one_class = read_annotated_folder(DATA)
-    result = {"dataset": "bbbc010 (two classes from the well column)", "iterations": args.iterations,
+    result = {"dataset": "bbbc010 (two classes from the well column)", "method": args.method,
+              "iterations": args.iterations,
               "threads": args.threads, "patch_size": args.patch_size, "batch_size": args.batch_size,
               "n_train_images": len(pairs) - len(test), "n_test_images": len(test),
               "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}"}
     picture = None
-    for key, samples, options in (("classes", with_classes, {}), ("one_class", one_class, {})):
+    for key, samples in (("classes", with_classes), ("one_class", one_class)):
         train = [s for s in samples if s.name not in test_names]
-        model, seconds = _train(train, args.iterations, options, args.seed, args.patch_size, args.batch_size)
+        model, seconds = _train(train, args.method, args.iterations, args.seed, args.patch_size, args.batch_size)
         summary, rows, first = _score(model, test, {s.name: s for s in samples}, key == "classes")
         result[key] = {"train_seconds": round(seconds, 1), "test_mean": summary, "per_image": rows,
                        "decode_parameters": model.decode_parameters()}
         picture = picture or first
         print(key, json.dumps(summary, default=float), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=1, default=float))
+    (RESULTS / f"classes_bbbc010_{args.method}.json").write_text(json.dumps(result, indent=1, default=float))
     if args.picture and picture is not None:
-        _picture(*picture, PICTURE)
+        _picture(*picture, IMAGES / f"classes_bbbc010_{args.method}.png")
     return result
 
 
-def table(result: dict) -> str:
-    """The markdown table of docs/benchmarks.md from the result JSON."""
-    c, o = result["classes"]["test_mean"], result["one_class"]["test_mean"]
-    lines = [f"{result['iterations']} steps each (patch {result['patch_size']}, batch {result['batch_size']}, "
-             f"{result['threads']} CPU thread(s)); {result['n_train_images']} training and "
-             f"{result['n_test_images']} test images (every 5th in name order).", "",
-             "| model | AP 0.5:0.95 | AP50 | F1@0.5 | AP alive | F1 alive | AP dead | F1 dead | class accuracy |",
-             "|---|---|---|---|---|---|---|---|---|",
-             f"| coloring, two classes | {c['ap']:.3f} | {c['ap50']:.3f} | {c['f1']:.3f} | {c['ap_alive']:.3f} | "
-             f"{c['f1_alive']:.3f} | {c['ap_dead']:.3f} | {c['f1_dead']:.3f} | {c['class_accuracy']:.3f} "
-             f"({c['n_matched']} matched worms) |",
-             f"| coloring, one class | {o['ap']:.3f} | {o['ap50']:.3f} | {o['f1']:.3f} | | | | | |"]
+def table(results: list[dict]) -> str:
+    """The markdown table of docs/benchmarks.md from the result JSONs (one per method)."""
+    lines = ["| method | steps | AP 0.5:0.95 | AP50 | F1@0.5 | AP alive | F1 alive | AP dead | F1 dead | "
+             "class accuracy |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for result in results:
+        c, o, method = result["classes"]["test_mean"], result["one_class"]["test_mean"], result["method"]
+        lines += [f"| {method}, two classes | {result['iterations']} | {c['ap']:.3f} | {c['ap50']:.3f} | "
+                  f"{c['f1']:.3f} | {c['ap_alive']:.3f} | {c['f1_alive']:.3f} | {c['ap_dead']:.3f} | "
+                  f"{c['f1_dead']:.3f} | {c['class_accuracy']:.3f} ({c['n_matched']} matched worms) |",
+                  f"| {method}, one class | {result['iterations']} | {o['ap']:.3f} | {o['ap50']:.3f} | "
+                  f"{o['f1']:.3f} | | | | | |"]
+    if results:
+        r = results[0]
+        lines += ["", f"Patch {r['patch_size']}, batch {r['batch_size']}, {r['threads']} CPU thread(s); "
+                      f"{r['n_train_images']} training and {r['n_test_images']} test images (every 5th in name order)."]
     return "\n".join(lines) + "\n"
 
 
 def write_report() -> str:
-    text = table(json.loads(RESULT.read_text()))
+    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("classes_bbbc010_*.json"))]
+    text = table(results)
     write_between(PAGE, "<!-- classes-table", "<!-- /classes-table -->", text)
     return text
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--method", default="coloring", help="coloring (class-specific colours) or any other method")
     parser.add_argument("--iterations", type=int, default=250)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--patch-size", type=int, default=256)

@@ -15,7 +15,6 @@ benchmarks/results/fine_tune_<dataset>_<minutes>min.json.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import accuracy  # noqa: E402  (benchmarks/accuracy.py: DATASETS, held_out, ground_truth)
 from docs_table import write_between  # noqa: E402  (benchmarks/docs_table.py)
 
 RESULTS = Path(__file__).parent / "results"
@@ -31,13 +31,6 @@ PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 START, END = "<!-- fine-tune-table", "<!-- /fine-tune-table -->"
 HEADER = ("| dataset | starter | minutes | starting point | steps | test AP 0.5:0.95 | F1@0.5 | SBD |\n"
           "|---|---|---|---|---|---|---|---|")
-
-
-def _accuracy():
-    spec = importlib.util.spec_from_file_location("accuracy", Path(__file__).parent / "accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def starter_for(dataset: str) -> str:
@@ -50,7 +43,7 @@ def starter_for(dataset: str) -> str:
     raise SystemExit(f"no bundled starter was trained on {dataset}")
 
 
-def _test_scores(accuracy, model, test, test_samples) -> dict:
+def _test_scores(model, test, test_samples) -> dict:
     from napari_deepcolor.inference import predict
     from napari_deepcolor.metrics import evaluate, summarize
 
@@ -69,7 +62,6 @@ def measure(dataset: str, minutes: float, threads: int, batch_size: int, patch_s
     from napari_deepcolor.training import Finished, Training, TrainingConfig
 
     torch.set_num_threads(threads)
-    accuracy = _accuracy()
     images, labels = accuracy.DATASETS[dataset]
     pairs = detect_layout(images, labels).pairs
     test = accuracy.held_out(pairs)
@@ -80,7 +72,7 @@ def measure(dataset: str, minutes: float, threads: int, batch_size: int, patch_s
     starter = starter_for(dataset)
     model = load_model(starter)
     runs = [{"start": "starter as shipped", "iterations": 0, "train_seconds": 0.0,
-             "test_mean": _test_scores(accuracy, model, test, test_samples)}]
+             "test_mean": _test_scores(model, test, test_samples)}]
     config = TrainingConfig(method=model.method_name, minutes=minutes, device="cpu", batch_size=batch_size,
                             patch_size=patch_size, validate_every=10**9)
     for start, init_from in ((f"fine-tuned from '{starter}'", starter), ("from scratch", None)):
@@ -89,7 +81,7 @@ def measure(dataset: str, minutes: float, threads: int, batch_size: int, patch_s
                     if isinstance(e, Finished)][0]
         runs.append({"start": start, "iterations": finished.iteration,
                      "train_seconds": round(time.perf_counter() - t0, 1),
-                     "test_mean": _test_scores(accuracy, finished.model, test, test_samples)})
+                     "test_mean": _test_scores(finished.model, test, test_samples)})
     return {"dataset": dataset, "starter": starter, "minutes": minutes, "threads": threads,
             "batch_size": batch_size, "patch_size": patch_size, "learning_rate": config.learning_rate,
             "n_train_images": len(train_samples), "n_test_images": len(test), "runs": runs,
