@@ -15,6 +15,7 @@ benchmarks/results/fine_tune_<dataset>_<minutes>min.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -29,8 +30,8 @@ from docs_table import write_between  # noqa: E402  (benchmarks/docs_table.py)
 RESULTS = Path(__file__).parent / "results"
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 START, END = "<!-- fine-tune-table", "<!-- /fine-tune-table -->"
-HEADER = ("| dataset | starter | minutes | starting point | steps | test AP 0.5:0.95 | F1@0.5 | SBD |\n"
-          "|---|---|---|---|---|---|---|---|")
+HEADER = ("| dataset | starter | minutes | starting point | learning rate | steps | test AP 0.5:0.95 | F1@0.5 | SBD |\n"
+          "|---|---|---|---|---|---|---|---|---|")
 
 
 def starter_for(dataset: str) -> str:
@@ -54,7 +55,8 @@ def _test_scores(model, test, test_samples) -> dict:
     return {k: round(float(summary[k]), 4) for k in ("ap", "ap50", "f1", "sbd", "abs_dic", "matching_iou")}
 
 
-def measure(dataset: str, minutes: float, threads: int, batch_size: int, patch_size: int) -> dict:
+def measure(dataset: str, minutes: float, threads: int, batch_size: int, patch_size: int,
+            fine_tune_lr: float | None = None) -> dict:
     import torch
 
     from napari_deepcolor.checkpoint import load_model
@@ -75,11 +77,13 @@ def measure(dataset: str, minutes: float, threads: int, batch_size: int, patch_s
              "test_mean": _test_scores(model, test, test_samples)}]
     config = TrainingConfig(method=model.method_name, minutes=minutes, device="cpu", batch_size=batch_size,
                             patch_size=patch_size, validate_every=10**9)
-    for start, init_from in ((f"fine-tuned from '{starter}'", starter), ("from scratch", None)):
+    fine_tune_config = dataclasses.replace(config, learning_rate=fine_tune_lr or config.learning_rate)
+    for start, init_from, run_config in ((f"fine-tuned from '{starter}'", starter, fine_tune_config),
+                                         ("from scratch", None, config)):
         t0 = time.perf_counter()
-        finished = [e for e in Training(config, train_samples, init_from=init_from).run()
+        finished = [e for e in Training(run_config, train_samples, init_from=init_from).run()
                     if isinstance(e, Finished)][0]
-        runs.append({"start": start, "iterations": finished.iteration,
+        runs.append({"start": start, "iterations": finished.iteration, "learning_rate": run_config.learning_rate,
                      "train_seconds": round(time.perf_counter() - t0, 1),
                      "test_mean": _test_scores(finished.model, test, test_samples)})
     return {"dataset": dataset, "starter": starter, "minutes": minutes, "threads": threads,
@@ -91,16 +95,20 @@ def measure(dataset: str, minutes: float, threads: int, batch_size: int, patch_s
 
 def table(results_dir: Path = RESULTS) -> str:
     results = sorted((json.loads(p.read_text()) for p in results_dir.glob("fine_tune_*.json")),
-                     key=lambda r: (r["dataset"], r["minutes"]))
-    lines = [HEADER]
+                     key=lambda r: (r["dataset"], r["minutes"], r["runs"][1].get("learning_rate", 1)))
+    lines, shipped = [HEADER], set()
     for result in results:
         for run in result["runs"]:
+            if run["iterations"] == 0 and result["dataset"] in shipped:
+                continue  # the starter as shipped is one row per set
+            shipped.add(result["dataset"])
             t = run["test_mean"]
             minutes = "0" if run["iterations"] == 0 else f"{result['minutes']:g}"
-            lines.append(f"| {result['dataset']} | {result['starter']} | {minutes} | {run['start']} | "
+            rate = f"{run.get('learning_rate', result['learning_rate']):g}" if run["iterations"] else ""
+            lines.append(f"| {result['dataset']} | {result['starter']} | {minutes} | {run['start']} | {rate} | "
                          f"{run['iterations']} | {t['ap']:.3f} | {t['f1']:.3f} | {t['sbd']:.3f} |")
     if not results:
-        lines.append("| not yet run |" + " |" * 7)
+        lines.append("| not yet run |" + " |" * 8)
     return "\n".join(lines) + "\n"
 
 
@@ -115,6 +123,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--patch-size", type=int, default=256)
+    parser.add_argument("--fine-tune-lr", type=float, default=None,
+                        help="learning rate of the fine-tuned side (default: the recipe's, as from scratch)")
     parser.add_argument("--report", action="store_true", help="print the table of the result files")
     parser.add_argument("--write", action="store_true", help="with --report: write it into docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -126,8 +136,9 @@ def main(argv=None) -> int:
         return 0
     if args.dataset is None:
         parser.error("--dataset is required (or --report)")
-    result = measure(args.dataset, args.minutes, args.threads, args.batch_size, args.patch_size)
-    out = RESULTS / f"fine_tune_{args.dataset}_{args.minutes:g}min.json"
+    result = measure(args.dataset, args.minutes, args.threads, args.batch_size, args.patch_size, args.fine_tune_lr)
+    lr_tag = f"_lr{args.fine_tune_lr:g}" if args.fine_tune_lr else ""
+    out = RESULTS / f"fine_tune_{args.dataset}_{args.minutes:g}min{lr_tag}.json"
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     return 0
