@@ -1,6 +1,7 @@
 """Write the package's starter models from trained runs, and docs/models.md from their cards.
 
-    python scripts/make_starters.py --runs /work/starter-runs      # write the starters, then the page
+    python scripts/make_starters.py --runs RUNS                    # write the starters, then the page
+    python scripts/make_starters.py --retuned RESULT.json ...      # new decode parameters and scores
     python scripts/make_starters.py --docs-only                    # only regenerate docs/models.md
 
 Each run is ``<dataset>_boundary800.safetensors`` + ``.json`` written by ``benchmarks/accuracy.py
@@ -8,6 +9,10 @@ Each run is ``<dataset>_boundary800.safetensors`` + ``.json`` written by ``bench
 held back). A starter is that model with float16 weights and a model card in its JSON configuration.
 The fp16 model is scored again on the held-back test split and that score goes in the card: it is
 the file users get, so it is the one the docs report (the fp32 run's score is kept beside it).
+
+When the decoder changes, the weights need not: ``benchmarks/accuracy.py --model-in STARTER_FILE``
+re-tunes a starter's decode parameters on its validation split and scores it on the test split, and
+``--retuned`` writes that result's parameters and scores into the starter and its card.
 """
 
 from __future__ import annotations
@@ -159,6 +164,31 @@ def make_starter(name: str, runs: Path, *, rescore: bool = True) -> Path:
     return target
 
 
+def retune_starter(result_path: Path) -> Path:
+    """Write the decode parameters and test scores of an ``accuracy.py --model-in`` run into its starter."""
+    from napari_deepcolor.checkpoint import load_model, save_model
+
+    result = json.loads(Path(result_path).read_text())
+    names = [n for n, entry in CATALOGUE.items() if entry["dataset_key"] == result.get("dataset")]
+    if not names:
+        raise SystemExit(f"{result_path} is a {result.get('dataset')} result; no starter is trained on that set")
+    target = STARTERS / f"{names[0]}.safetensors"
+    model = load_model(target)
+    if result.get("method") != model.method_name or result.get("iterations") != model.card["recipe"]["iterations"]:
+        raise SystemExit(f"{result_path} is not a run of the {names[0]} starter ({result.get('method')}, "
+                         f"{result.get('iterations')} steps)")
+    model.decode_defaults = dict(result["decode_parameters"])
+    model.card = {**model.card, "decode_parameters": model.decode_parameters(),
+                  "test_scores": {"n_test_images": result["n_test_images"],
+                                  **{k: round(float(result["test_mean"][k]), 4) for k in SCORE_KEYS}},
+                  "test_scores_source": "float16 file, decode re-tuned on the validation split and scored by "
+                                        "benchmarks/accuracy.py --model-in, written by make_starters.py --retuned"}
+    save_model(model, target, half=True, overwrite=True)
+    print(f"{target.name}: decode {model.decode_parameters()}, test AP {model.card['test_scores']['ap']:.3f}, "
+          f"F1 {model.card['test_scores']['f1']:.3f}")
+    return target
+
+
 # -- docs/models.md ------------------------------------------------------------
 
 def _cards() -> list[dict]:
@@ -223,7 +253,8 @@ def render() -> str:
                   + ", ".join(f"{k} = {v:g}" for k, v in card["decode_parameters"].items()) + ".",
                   f"- **Test split** ({scores['n_test_images']} images, {card['test_scores_source']}): AP@0.5:0.95 {scores['ap']:.3f}, "
                   f"AP@0.5 {scores['ap50']:.3f}, F1@0.5 {scores['f1']:.3f}, SBD {scores['sbd']:.3f}, "
-                  f"|DiC| {scores['abs_dic']:.1f} (the float32 run: AP {card['test_scores_float32_run']['ap']:.3f}, "
+                  f"|DiC| {scores['abs_dic']:.1f} (the float32 training run, with the decoder of its day: AP "
+                  f"{card['test_scores_float32_run']['ap']:.3f}, "
                   f"F1 {card['test_scores_float32_run']['f1']:.3f}).", ""]
         if card.get("caveat"):
             lines[-1:] = [f"- **Caveat**: {card['caveat']}.", ""]
@@ -239,16 +270,23 @@ def render() -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=Path, default=Path("/work/starter-runs"),
+    parser.add_argument("--runs", type=Path, default=None,
                         help="folder of <dataset>_boundary800.safetensors/.json training runs")
+    parser.add_argument("--retuned", type=Path, nargs="+", default=None, metavar="RESULT",
+                        help="accuracy.py --model-in results of starter files: their decode parameters and scores")
     parser.add_argument("--only", action="append", choices=CATALOGUE, default=None, help="starter(s) to write")
     parser.add_argument("--no-rescore", action="store_true",
                         help="record the float32 run's test scores instead of scoring the float16 file again")
     parser.add_argument("--docs-only", action="store_true", help="only regenerate docs/models.md")
     args = parser.parse_args(argv)
-    if not args.docs_only:
+    if args.retuned:
+        for result in args.retuned:
+            retune_starter(result)
+    elif not args.docs_only:
         import torch
 
+        if args.runs is None:
+            parser.error("give --runs (the training runs), --retuned or --docs-only")
         torch.set_num_threads(1)
         for name in args.only or CATALOGUE:
             make_starter(name, args.runs, rescore=not args.no_rescore)
