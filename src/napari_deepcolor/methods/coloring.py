@@ -535,16 +535,15 @@ def _color_components(output: np.ndarray, n_colors: int | None = None, interior_
     """
     if interior_threshold is None:
         color, peak = argmax_channels(output if n_colors is None else output[:n_colors])
+        components = connected_label(color, background=0, connectivity=1)
     else:
         color, peak = argmax_channels(output[1:n_colors])
         color += 1
         semantic = output[n_colors:]
-        object_color = color.copy()
-        color[semantic[INTERIOR] <= interior_threshold] = 0
         peak = peak * (1.0 - semantic[BACKGROUND])
-    components = connected_label(color, background=0, connectivity=1)
-    if interior_threshold is not None:  # grown once here: a size-threshold move then only relabels
-        color, components = _grow_over_foreground(color, components, semantic[BACKGROUND], object_color)
+        # the whole instance is made here: a size-threshold move then only relabels
+        components = _fuse(color, semantic[INTERIOR] > interior_threshold, semantic[BACKGROUND] < 0.5)
+        color = np.where(components > 0, color, 0).astype(color.dtype)
     n = int(components.max(initial=0))
     flat = components.ravel()
     sizes = np.bincount(flat, minlength=n + 1).astype(np.float64)
@@ -552,31 +551,30 @@ def _color_components(output: np.ndarray, n_colors: int | None = None, interior_
     return color, components, sizes, prob_sums
 
 
-def _grow_over_foreground(color: np.ndarray, cores: np.ndarray, p_background: np.ndarray,
-                          object_color: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cores grown over all of the foreground they reach, colour first; ``(color, grown)``, the grown
-    pixels taking their core's colour.
+def _fuse(object_color: np.ndarray, interior: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+    """The fusion's instances (H, W), 1..N: pieces of the foreground of one maximal colour, each
+    split among the interior cores it holds.
 
-    Each core first takes the foreground pixels of its own maximal colour (``object_color``) that
-    it reaches through such pixels (the paper's fusion: a component of the semantic mask *and* of
-    one colour is one instance); what is left of the foreground then goes to the nearest core, as
-    the baseline's seeds do (:meth:`.BoundaryMethod.decode`). A foreground blob that holds no core
-    at all is split by colour into instances of its own: a thin or small object whose interior the
-    semantic head has not learnt (a rod, a worm, a young model's every object), so the fusion never
-    segments less than its own foreground does.
+    A piece (4-connected, of one colour ``object_color``, over ``foreground``) is an instance, as in
+    the paper's fusion (sec. 4.3: components of the semantic mask split by the maximal colour). A
+    piece that holds two or more interior cores (its connected components of ``interior``) is split
+    among them, each pixel to its nearest core within the piece: the baseline's rule, so touching
+    objects that took one colour are still split where the semantic head sees a boundary, and a young
+    model whose colours are all alike segments as the baseline does. A piece with no core (a thin
+    rod, whose interior the head has not learnt) stays an instance of its own.
     """
-    foreground = p_background < 0.5
-    core_color = np.zeros(int(cores.max(initial=0)) + 1, color.dtype)
-    core_color[cores.ravel()] = color.ravel()
-    grown = cores
-    for c in np.unique(core_color[1:]):
-        own = grow_into(np.where(core_color[cores] == c, cores, 0), foreground & (object_color == c), steps=None)
-        grown = np.where(grown == 0, own, grown)
-    grown = grow_into(grown, foreground, steps=None)
-    color = core_color[grown]
-    orphan = foreground & (grown == 0)
-    if orphan.any():
-        pieces = connected_label(np.where(orphan, object_color, 0), background=0, connectivity=1)
-        grown = np.where(pieces > 0, pieces + grown.max(initial=0), grown)
-        color = np.where(pieces > 0, object_color, color).astype(color.dtype)
-    return color, grown
+    pieces = connected_label(np.where(foreground | interior, object_color, 0), background=0, connectivity=1)
+    cores = connected_label(np.where(interior, pieces, 0), background=0, connectivity=1)  # each within one piece
+    n_pieces = int(pieces.max(initial=0))
+    core_sizes = np.bincount(cores.ravel())
+    piece_of_core = np.rint(np.bincount(cores.ravel(), weights=pieces.ravel()) / np.maximum(core_sizes, 1))
+    shared = np.bincount(piece_of_core[1:].astype(np.int64), minlength=n_pieces + 1) >= 2  # to split among cores
+    shared[0] = False
+    if not shared.any():
+        return pieces
+    in_shared = shared[pieces]
+    split = grow_into(np.where(in_shared, cores, 0), in_shared, steps=None, regions=pieces)
+    fused = np.where(in_shared, split + n_pieces, pieces)
+    used = np.bincount(fused.ravel()) > 0
+    used[0] = False
+    return (np.cumsum(used) * used)[fused]  # ids 1..N

@@ -79,7 +79,8 @@ SIDE_OFFSETS = ((0, -1), (0, 1), (-1, 0), (1, 0))
 CORNER_OFFSETS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 
 
-def grow_into(seeds: np.ndarray, allowed: np.ndarray, steps: int | None = 3) -> np.ndarray:
+def grow_into(seeds: np.ndarray, allowed: np.ndarray, steps: int | None = 3,
+              regions: np.ndarray | None = None) -> np.ndarray:
     """Labelled ``seeds`` (H, W) grown ``steps`` pixels into the ``allowed`` pixels, never across others.
 
     One pixel a step, taking the largest neighbouring label (ties between two
@@ -90,17 +91,25 @@ def grow_into(seeds: np.ndarray, allowed: np.ndarray, steps: int | None = 3) -> 
     megapixel where a distance transform of the whole image took ~100.
     ``steps=None`` grows until no allowed pixel is left within reach: each
     allowed pixel connected to a seed goes to the nearest one (a geodesic
-    Voronoi partition of the allowed pixels).
+    Voronoi partition of the allowed pixels). With ``regions`` (H, W) int, a pixel only
+    takes a label from a neighbour of its own region, so growth never crosses between
+    two regions even where they touch.
     """
     height, width = seeds.shape
     padded = np.pad(seeds, 1)  # a zero border: neighbour offsets never wrap a row
     flat = padded.ravel()
     stride = width + 2
     free = np.flatnonzero(np.pad(allowed & (seeds == 0), 1))
+    region = None if regions is None else np.pad(regions, 1).ravel()
     step = 0
     while free.size and (steps is None or step < steps):
         offsets = SIDE_OFFSETS if step % 2 == 0 else SIDE_OFFSETS + CORNER_OFFSETS
-        neighbour = np.maximum.reduce([flat[free + dy * stride + dx] for dy, dx in offsets])
+        if region is None:
+            neighbour = np.maximum.reduce([flat[free + dy * stride + dx] for dy, dx in offsets])
+        else:
+            own = region[free]
+            neighbour = np.maximum.reduce([np.where(region[free + dy * stride + dx] == own,
+                                                    flat[free + dy * stride + dx], 0) for dy, dx in offsets])
         taken = neighbour > 0
         if not taken.any() and step % 2 == 1:  # neither the sides nor the corners reach a free pixel
             break
