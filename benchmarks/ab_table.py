@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from napari_deepcolor.training import TrainingConfig
+from napari_deepcolor.training import LEARNING_RATE, TrainingConfig
 
 
 def row(path: Path) -> str:
@@ -22,7 +22,7 @@ def row(path: Path) -> str:
     scaled = f"{scale['object_diameter']:.0f} -> {scale['net_object_diameter']:.0f} px" if scale else "native"
     options = dict(result.get("options") or {})
     # the recipe, where a run departs from it (older result files have no such keys)
-    for key, default in (("learning_rate", TrainingConfig.learning_rate), ("lr_schedule", TrainingConfig.lr_schedule)):
+    for key, default in (("learning_rate", LEARNING_RATE), ("lr_schedule", TrainingConfig.lr_schedule)):
         if result.get(key, default) != default:
             options[key] = result[key]
     options = ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"

@@ -27,7 +27,7 @@ from napari_deepcolor.data.io import read_labels, read_object_masks
 from napari_deepcolor.inference import predict
 from napari_deepcolor.metrics import evaluate, summarize
 from napari_deepcolor.data.sampling import split_train_validation
-from napari_deepcolor.training import LR_SCHEDULES, Finished, Training, TrainingConfig, validation_scores
+from napari_deepcolor.training import LEARNING_RATE, LR_SCHEDULES, Finished, Training, TrainingConfig, validation_scores
 from napari_deepcolor.tuning import tune_decode_parameters
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -96,7 +96,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--patch-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--learning-rate", type=float, default=TrainingConfig.learning_rate)
+    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainingConfig.lr_schedule)
     parser.add_argument("--model-out", type=Path, default=None, help="also save the trained model here, to study it")
     parser.add_argument("--model-in", type=Path, default=None,

@@ -61,7 +61,8 @@ def measure(dataset: str, minutes: float, threads: int, batch_size: int, patch_s
 
     from napari_deepcolor.checkpoint import load_model
     from napari_deepcolor.data import detect_layout, read_annotated_folder
-    from napari_deepcolor.training import Finished, Training, TrainingConfig
+    from napari_deepcolor.training import (FINE_TUNE_LEARNING_RATE, LEARNING_RATE, Finished, Training,
+                                           TrainingConfig)
 
     torch.set_num_threads(threads)
     images, labels = accuracy.DATASETS[dataset]
@@ -77,7 +78,8 @@ def measure(dataset: str, minutes: float, threads: int, batch_size: int, patch_s
              "test_mean": _test_scores(model, test, test_samples)}]
     config = TrainingConfig(method=model.method_name, minutes=minutes, device="cpu", batch_size=batch_size,
                             patch_size=patch_size, validate_every=10**9)
-    fine_tune_config = dataclasses.replace(config, learning_rate=fine_tune_lr or config.learning_rate)
+    fine_tune_config = dataclasses.replace(config, learning_rate=fine_tune_lr or FINE_TUNE_LEARNING_RATE)
+    config = dataclasses.replace(config, learning_rate=LEARNING_RATE)
     for start, init_from, run_config in ((f"fine-tuned from '{starter}'", starter, fine_tune_config),
                                          ("from scratch", None, config)):
         t0 = time.perf_counter()
@@ -124,7 +126,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--patch-size", type=int, default=256)
     parser.add_argument("--fine-tune-lr", type=float, default=None,
-                        help="learning rate of the fine-tuned side (default: the recipe's, as from scratch)")
+                        help="learning rate of the fine-tuned side (default: the package's for fine-tuning)")
     parser.add_argument("--report", action="store_true", help="print the table of the result files")
     parser.add_argument("--write", action="store_true", help="with --report: write it into docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -137,7 +139,7 @@ def main(argv=None) -> int:
     if args.dataset is None:
         parser.error("--dataset is required (or --report)")
     result = measure(args.dataset, args.minutes, args.threads, args.batch_size, args.patch_size, args.fine_tune_lr)
-    lr_tag = f"_lr{args.fine_tune_lr:g}" if args.fine_tune_lr else ""
+    lr_tag = f"_lr{result['runs'][1]['learning_rate']:g}"
     out = RESULTS / f"fine_tune_{args.dataset}_{args.minutes:g}min{lr_tag}.json"
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

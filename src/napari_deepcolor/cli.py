@@ -534,7 +534,8 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.add_argument("--patch-size", type=int, default=256, help="training patch size in pixels (default 256)")
     p.add_argument("--batch-size", type=int, default=8, help="patches per step (default 8)")
-    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default 1e-3, as the paper)")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="Adam learning rate (default 1e-3 from scratch, as the paper; 1e-4 with --fine-tune)")
     p.add_argument("--validation-fraction", type=float, default=0.15, help="share of images kept for validation")
     p.add_argument("--validate-every", type=int, default=None,
                    help="score the validation images every N iterations; 0: only at the end (default: every 100 "

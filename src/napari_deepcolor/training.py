@@ -41,6 +41,11 @@ POST_LOOP_SHARE = 0.1
 LR_SCHEDULES = ("cosine", "constant")
 
 
+#: Adam's step size from scratch, as in the paper
+LEARNING_RATE = 1e-3
+#: ... and when fine-tuning a model: a tenth, so the first steps keep what the model knows
+FINE_TUNE_LEARNING_RATE = 1e-4
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """Everything that defines a training run; shared by the CLI, the widget and the saved model."""
@@ -50,7 +55,9 @@ class TrainingConfig:
     net: dict = field(default_factory=dict)  # depth, width, norm (see nets.NetConfig)
     patch_size: int = 256
     batch_size: int = 8
-    learning_rate: float = 1e-3  # Adam, as in the paper
+    #: Adam's step size; None: LEARNING_RATE (the paper's) from scratch, FINE_TUNE_LEARNING_RATE when
+    #: starting from a model (1e-3 undid part of a starter in the first steps: docs/benchmarks.md)
+    learning_rate: float | None = None
     #: "constant": the paper's fixed rate; "cosine": it falls from learning_rate to 0 over the budget
     #: (steps or minutes). Cosine did not beat constant in 300 steps (docs/benchmarks.md, A/B)
     lr_schedule: str = "constant"
@@ -85,7 +92,7 @@ class TrainingConfig:
             raise DeepColorError(f"patch_size must be in [32, 2048] (got {self.patch_size}).")
         if not 1 <= self.batch_size <= 512:
             raise DeepColorError(f"batch_size must be in [1, 512] (got {self.batch_size}).")
-        if not 0 < self.learning_rate < 1:
+        if self.learning_rate is not None and not 0 < self.learning_rate < 1:
             raise DeepColorError(f"learning_rate must be in (0, 1) (got {self.learning_rate}).")
         if self.lr_schedule not in LR_SCHEDULES:
             raise DeepColorError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)} (got {self.lr_schedule!r}).")
@@ -100,6 +107,13 @@ class TrainingConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def base_learning_rate(config: TrainingConfig, *, fine_tuning: bool) -> float:
+    """``config.learning_rate``, or the default for a run from scratch or from a model."""
+    if config.learning_rate is not None:
+        return config.learning_rate
+    return FINE_TUNE_LEARNING_RATE if fine_tuning else LEARNING_RATE
 
 
 def learning_rate_at(config: TrainingConfig, progress: float) -> float:
@@ -227,7 +241,8 @@ class Training:
     # -- the loop ------------------------------------------------------------
     def run(self) -> Iterator:
         run_started = time.perf_counter()  # a budget in minutes is the wall time from here to Finished
-        config = self.config
+        config = self.config = dataclasses.replace(self.config, learning_rate=base_learning_rate(
+            self.config, fine_tuning=self.init_from is not None and not self.resume))
         device = resolve_device(config.device)
         method = get_method(config.method)
         model = self.model = self._initial_model(device)

@@ -441,11 +441,13 @@ class TrainWidget(QWidget):
 
         self.learning_rate = QDoubleSpinBox()
         self.learning_rate.setDecimals(5)
-        self.learning_rate.setRange(0.00001, 0.5)
+        self.learning_rate.setRange(0.0, 0.5)
         self.learning_rate.setSingleStep(0.0001)
-        self.learning_rate.setValue(0.001)
-        self.learning_rate.setToolTip("Adam's step size (the paper: 1e-3). Lower it (e.g. 1e-4) when fine-tuning or "
-                                      "if the loss jumps around.")
+        self.learning_rate.setSpecialValueText("auto")  # 0: 1e-3 from scratch, 1e-4 from a model
+        self.learning_rate.setValue(0.0)
+        self.learning_rate.setToolTip("Adam's step size. auto: 1e-3 from scratch (the paper's), 1e-4 when starting "
+                                      "from a model, so fine-tuning keeps what it knows. Lower it if the loss jumps "
+                                      "around.")
         self.device = device_combo()
 
         advanced = QCollapsible("Advanced")
@@ -592,7 +594,7 @@ class TrainWidget(QWidget):
         return TrainingConfig(
             method=self.method.currentData(), method_options=self.options_form.values(), net=net,
             patch_size=self.patch_size.value(), batch_size=self.batch_size.value(),
-            learning_rate=self.learning_rate.value(),
+            learning_rate=self.learning_rate.value() or None,
             minutes=self.minutes.value() if minutes else None, iterations=None if minutes else self.iterations.value(),
             validation_fraction=self.validation_fraction.value(), validate_every=None if self.validate_every.value() < 0 else self.validate_every.value(),
             seed=self.seed.value(), device=self.device.currentText(), augment=self.augment.isChecked())
