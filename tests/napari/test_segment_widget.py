@@ -219,3 +219,25 @@ def test_a_model_file_given_after_a_starter_is_the_one_used(make_napari_viewer, 
     assert widget.chosen_starter is None and widget.model_path == str(tiny_model_path)
     widget.model_choice.setCurrentIndex(0)  # back to a starter
     assert widget.model.card.get("name") == widget.chosen_starter
+
+
+def test_a_class_model_gives_the_segmentation_layer_a_class_per_object(make_napari_viewer, qtbot, tmp_path):
+    from napari_deepcolor import synthetic
+    from napari_deepcolor.data import from_arrays
+    from napari_deepcolor.training import TrainingConfig, train
+
+    from .conftest import TINY_NET
+
+    scenes = [synthetic.round_and_elongated((96, 96), count=10, seed=s) for s in range(2)]
+    data = from_arrays([s[0] for s in scenes], [s[1] for s in scenes], classes=[s[2] for s in scenes],
+                       class_names=synthetic.TWO_CLASS_NAMES)
+    path = tmp_path / "classes.safetensors"
+    train(TrainingConfig(method="boundary", net=TINY_NET, patch_size=64, batch_size=2, iterations=40,
+                         learning_rate=3e-3, validation_fraction=0.0, device="cpu", augment=False), data, output=path)
+    widget = segment_sample(make_napari_viewer(), qtbot, path)
+    layer = widget.labels_layer()
+    features = layer.features
+    assert layer.data.max() > 0
+    assert list(features["index"]) == list(range(1, int(layer.data.max()) + 1))  # one row per object
+    assert set(features["class"]) <= set(synthetic.TWO_CLASS_NAMES)
+    assert ((features["score"] >= 0) & (features["score"] <= 1)).all()
