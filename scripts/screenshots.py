@@ -9,7 +9,8 @@ while training), segments the image and tunes the decoding from a partial
 annotation (screenshot), exports the labels, and runs the Batch widget on a
 few files, one of them broken (screenshot); last, all three widgets docked in
 a 1366 x 768 window (screenshot). The model it trains is kept in
-``docs/images/`` only for the run (a temporary folder).
+``docs/images/`` only for the run (a temporary folder). ``--starter-only``: just the Segment widget
+with the nuclei starter on the sample (``08-segment-starter.png``).
 """
 
 from __future__ import annotations
@@ -72,10 +73,26 @@ def close_docks(viewer) -> None:
         viewer.window.remove_dock_widget(viewer.window.dock_widgets[name])
 
 
+def segment_with_starter(viewer, image_layer, labels_layer) -> None:
+    """The Segment widget as a new user first meets it: the nuclei starter chosen, Segment clicked."""
+    labels_layer.visible = False
+    _, segment = dock(viewer, "Segment")
+    segment.model_choice.setCurrentIndex(segment.model_choice.findData("nuclei"))
+    segment.image_combo.value = image_layer.name
+    segment.run_button.click()
+    wait_until(lambda: segment.worker is None and not segment.decoding)
+    settle(0.5)
+    grab(viewer, "08-segment-starter.png")
+    close_docks(viewer)
+    labels_layer.visible = True
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-seconds", type=float, default=150.0,
                         help="training budget of the model the screenshots use (default 150)")
+    parser.add_argument("--starter-only", action="store_true",
+                        help="only the Segment widget with a starter model (08-segment-starter.png)")
     args = parser.parse_args(argv)
 
     import napari
@@ -91,6 +108,10 @@ def main(argv=None) -> int:
     image_layer = viewer.layers["BBBC039 nuclei"]
     labels_layer = viewer.layers["BBBC039 nuclei annotations"]
     settle(1.0)
+    if args.starter_only:
+        segment_with_starter(viewer, image_layer, labels_layer)
+        viewer.close()
+        return 0
     grab(viewer, "01-sample.png")
 
     # -- train -----------------------------------------------------------------------
