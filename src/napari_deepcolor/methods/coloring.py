@@ -431,9 +431,8 @@ class ColoringMethod(Method):
         pieces of equal colour (no parameter; with a semantic head, of ``interior_threshold``) ->
         merge same-colour pieces whose gap is <= ``merge_radius`` (rho) ->
         drop instances under ``size_threshold`` (tau) pixels and relabel 1..N. With a
-        semantic head the pieces are grown over the predicted foreground in the first
-        stage (as the baseline grows its seeds), so the size threshold counts the whole
-        instance and a size-threshold move only relabels.
+        semantic head the first stage makes whole instances (:func:`_fuse`), so the size
+        threshold counts the whole instance and a size-threshold move only relabels.
 
         Notes
         -----
@@ -442,10 +441,11 @@ class ColoringMethod(Method):
         they follow the paper's fusion (sec. 4.3): connected components of
         the semantic head's object class, split by each pixel's maximal colour;
         the instance score is the mean product of the colour and the semantic
-        probabilities. Our semantic head has the baseline's three classes, so
-        the components are those of the *interior* (p > ``interior_threshold``),
-        grown back over the boundary ring: a model that has not learnt to
-        separate colours yet still segments as well as the 3-class baseline.
+        probabilities. Our semantic head has the baseline's three classes, so a
+        piece that holds several *interior* cores (p > ``interior_threshold``) is
+        split among them as the baseline splits its foreground: a model that has
+        not learnt to separate colours yet still segments as well as the 3-class
+        baseline (:func:`_fuse`).
 
         The paper merges components "if the Hausdorff distance ... is less than
         rho" to rejoin an object split by an occluder. The Hausdorff distance
