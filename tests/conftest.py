@@ -1,4 +1,5 @@
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,27 @@ def real_data_folder() -> tuple[Path, str]:
     if os.environ.get(DATA_VARIABLE):
         return Path(os.environ[DATA_VARIABLE]), f"${DATA_VARIABLE}"
     return BESIDE_THE_CLONE, f"../shared/data beside the clone, as ${DATA_VARIABLE} is not set"
+
+
+@contextmanager
+def torch_threads(count: int):
+    """Torch on ``count`` threads inside the block, the earlier number after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Two shared cores: tiny nets run fastest on one thread (a module asks for it with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -27,13 +27,7 @@ from napari_deepcolor.methods.blockwise import label_color_blocks, resolve_compo
 COLORING = get_method("coloring")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny nets run faster on one thread, and much faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,7 @@ from .conftest import TINY_NET
 NAMES = synthetic.TWO_CLASS_NAMES
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def two_objects():
@@ -182,7 +177,6 @@ def class_model(tmp_path_factory):
                             batch_size=4, iterations=150, learning_rate=3e-3, validation_fraction=0.0, device="cpu",
                             seed=0, augment=False, net_object_diameter=None)
     path = tmp_path_factory.mktemp("classes") / "two.safetensors"
-    torch.set_num_threads(1)
     train(config, samples, output=path)
     return path
 

@@ -11,13 +11,7 @@ from napari_deepcolor.methods.embedding import PIXELS_PER_UNIT
 METHOD = get_method("dcme")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two shared cores: tiny tensors run fastest on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def scene():

@@ -5,13 +5,7 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two shared cores: tiny tensors run fastest on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from napari_deepcolor.methods import get_method
 from napari_deepcolor.methods.dcme import centre_of_mass_displacement

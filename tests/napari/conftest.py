@@ -14,7 +14,7 @@ import pytest
 from napari_deepcolor import synthetic
 from napari_deepcolor.methods import get_method
 
-from ..conftest import skip_or_fail_in_ci
+from ..conftest import skip_or_fail_in_ci, torch_threads
 
 PLUGIN = "napari-deepcolor"
 TINY_NET = {"depth": 2, "width": 8}
@@ -53,14 +53,10 @@ def _reason(stderr: str) -> str:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def one_torch_thread():
+def one_torch_thread_for_the_session():
     """Two shared CPU cores: torch's thread pool fighting other processes makes each step ~50x slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")
