@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import accuracy  # noqa: E402  (benchmarks/accuracy.py: held_out, the split of every benchmark here)
 from docs_table import write_between  # noqa: E402  (benchmarks/docs_table.py)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bbbc010"
@@ -132,7 +133,7 @@ def run(args) -> dict:
     work = Path(args.work or tempfile.mkdtemp(prefix="bbbc010-classes-"))
     classes = write_bbbc010_classes(DATA, work)
     pairs = detect_layout(DATA).pairs
-    test = sorted(pairs, key=lambda p: p.name)[::5]
+    test = accuracy.held_out(pairs)
     test_names = {p.name for p in test}
     with_classes = read_annotated_folder(DATA, classes=classes)
     one_class = read_annotated_folder(DATA)

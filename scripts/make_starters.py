@@ -18,7 +18,6 @@ re-tunes a starter's decode parameters on its validation split and scores it on 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import tempfile
@@ -78,20 +77,15 @@ CATALOGUE = {
 SCORE_KEYS = ("ap", "ap50", "f1", "sbd", "matching_iou", "abs_dic")
 
 
-def _accuracy_module():
-    spec = importlib.util.spec_from_file_location("accuracy", ROOT / "benchmarks" / "accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def score_on_test_split(model, dataset_key: str) -> dict:
     """Mean test-split scores of ``model`` on ``dataset_key`` (accuracy.py's split and scoring)."""
     from napari_deepcolor.data import detect_layout, read_annotated_folder
     from napari_deepcolor.inference import predict
     from napari_deepcolor.metrics import evaluate, summarize
 
-    accuracy = _accuracy_module()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import accuracy  # benchmarks/accuracy.py: its split and scoring (a module, so its dataclasses work)
+
     images, labels = accuracy.DATASETS[dataset_key]
     test = accuracy.held_out(detect_layout(images, labels).pairs)
     test_names = {p.name for p in test}
