@@ -75,8 +75,8 @@ def merge_close_components(components: np.ndarray, classes: np.ndarray, radius: 
     return group
 
 
-SIDE_OFFSETS = ((0, -1), (0, 1), (-1, 0), (1, 0))
-CORNER_OFFSETS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+_SIDES = ((0, -1), (0, 1), (-1, 0), (1, 0))
+_CORNERS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 
 
 def grow_into(seeds: np.ndarray, allowed: np.ndarray, steps: int | None = 3,
@@ -103,7 +103,7 @@ def grow_into(seeds: np.ndarray, allowed: np.ndarray, steps: int | None = 3,
     region = None if regions is None else np.pad(regions, 1).ravel()
     step = 0
     while free.size and (steps is None or step < steps):
-        offsets = SIDE_OFFSETS if step % 2 == 0 else SIDE_OFFSETS + CORNER_OFFSETS
+        offsets = _SIDES if step % 2 == 0 else _SIDES + _CORNERS
         if region is None:
             neighbour = np.maximum.reduce([flat[free + dy * stride + dx] for dy, dx in offsets])
         else:
