@@ -95,7 +95,7 @@ def main():
                         help="training steps instead, e.g. as many as another method reached in 15 minutes")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--patch-size", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=None, help="patches per step (default: the CLI's, 4 on a CPU)")
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainingConfig.lr_schedule)
     parser.add_argument("--model-out", type=Path, default=None, help="also save the trained model here, to study it")

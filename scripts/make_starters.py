@@ -4,7 +4,7 @@
     python scripts/make_starters.py --retuned RESULT.json ...      # new decode parameters and scores
     python scripts/make_starters.py --docs-only                    # only regenerate docs/models.md
 
-Each run is ``<dataset>_boundary800.safetensors`` + ``.json`` written by ``benchmarks/accuracy.py
+Each run is ``<dataset>_boundary<steps>.safetensors`` + ``.json`` (one per dataset in the folder) written by ``benchmarks/accuracy.py
 --model-out ... --result ...`` (trained on the training split only: every 5th pair in name order is
 held back). A starter is that model with float16 weights and a model card in its JSON configuration.
 The fp16 model is scored again on the held-back test split and that score goes in the card: it is
@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 STARTERS = ROOT / "src" / "napari_deepcolor" / "starters"
 PAGE = ROOT / "docs" / "models.md"
 RESULTS = ROOT / "benchmarks" / "results"
-RUN_SUFFIX = "_boundary800"
 #: a starter file bigger than this (bytes) is reported: package data should stay small
 LARGE_FILE = 8 * 1024 * 1024
 
@@ -133,7 +132,10 @@ def make_starter(name: str, runs: Path, *, rescore: bool = True) -> Path:
     from napari_deepcolor.checkpoint import load_model, save_model
 
     key = CATALOGUE[name]["dataset_key"]
-    run_model, run_result = runs / f"{key}{RUN_SUFFIX}.safetensors", runs / f"{key}{RUN_SUFFIX}.json"
+    found = sorted(runs.glob(f"{key}_boundary*.safetensors"))
+    if len(found) != 1:
+        raise SystemExit(f"{runs} holds {len(found)} {key}_boundary<steps>.safetensors runs; it must hold one")
+    run_model, run_result = found[0], found[0].with_suffix(".json")
     model = load_model(run_model)
     result = json.loads(run_result.read_text())
     if result.get("dataset") != key or result.get("method") != model.method_name:
@@ -266,7 +268,7 @@ def render() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, default=None,
-                        help="folder of <dataset>_boundary800.safetensors/.json training runs")
+                        help="folder of <dataset>_boundary<steps>.safetensors/.json training runs")
     parser.add_argument("--retuned", type=Path, nargs="+", default=None, metavar="RESULT",
                         help="accuracy.py --model-in results of starter files: their decode parameters and scores")
     parser.add_argument("--only", action="append", choices=CATALOGUE, default=None, help="starter(s) to write")

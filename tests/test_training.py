@@ -163,3 +163,11 @@ def test_skipping_the_decode_tuning_keeps_the_model_and_the_best_decode_so_far(n
     assert model.provenance["decode_tuning_skipped"] is True and model.provenance["iterations"] == 2
     assert "tuned_ap" in events[-2].scores
     assert set(model.decode_defaults) == {p.name for p in get_method("coloring").decode_parameters}
+
+
+def test_batch_size_left_open_is_four_on_a_cpu_and_recorded(nuclei_samples):
+    from napari_deepcolor.training import default_batch_size
+
+    model = train(config(iterations=1, batch_size=None), nuclei_samples).model
+    assert model.provenance["training"]["batch_size"] == 4 == default_batch_size("cpu")
+    assert default_batch_size("cuda") == 8

@@ -474,7 +474,7 @@ def _cmd_demo(args) -> int:
     print(f"segmenting {unseen_image.name} with the '{DEMO_STARTER}' starter model ...", file=sys.stderr)
     rows.append((f"'{DEMO_STARTER}' starter, as shipped", evaluate(truth, predict(starter, image, device=args.device)
                                                                    .decode().labels)))
-    config = TrainingConfig(method=starter.method_name, minutes=args.minutes, patch_size=256, batch_size=4,
+    config = TrainingConfig(method=starter.method_name, minutes=args.minutes,
                             validation_fraction=0.0, device=args.device)  # fine-tuning: 1e-5
     data = read_annotated_folder(train_image, bundled / "bbbc039_A09_s1_masks.tif")
     print(f"fine-tuning it for {args.minutes:g} min on {train_image.name} (annotated) ...", file=sys.stderr)
@@ -533,7 +533,7 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted training of --output")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.add_argument("--patch-size", type=int, default=256, help="training patch size in pixels (default 256)")
-    p.add_argument("--batch-size", type=int, default=8, help="patches per step (default 8)")
+    p.add_argument("--batch-size", type=int, default=None, help="patches per step (default 4 on a CPU, 8 on a GPU)")
     p.add_argument("--learning-rate", type=float, default=None,
                    help="Adam learning rate (default 1e-3 from scratch, as the paper; 1e-5 with --fine-tune)")
     p.add_argument("--validation-fraction", type=float, default=0.15, help="share of images kept for validation")
