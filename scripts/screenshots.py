@@ -116,6 +116,7 @@ def main(argv=None) -> int:
 
     # -- train -----------------------------------------------------------------------
     _, train = dock(viewer, "Train")
+    train.method.setCurrentIndex(train.method.findData("coloring"))  # the screenshots show deep coloring
     train.patch_size.setValue(128)
     train.batch_size.setValue(4)
     train.minutes.setValue(args.train_seconds / 60)

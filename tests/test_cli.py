@@ -24,8 +24,8 @@ def annotated_folder(tmp_path):
 def test_train_predict_evaluate_round_trip(annotated_folder, tmp_path, capsys):
     model = tmp_path / "m.safetensors"
     assert main(["train", "--images", str(annotated_folder / "images"), "--labels", str(annotated_folder / "labels"),
-                 "--output", str(model), "--iterations", "3", "--patch-size", "64", "--batch-size", "2",
-                 "--depth", "2", "--width", "8", "--halo-margin", "5", "--device", "cpu"]) == 0
+                 "--output", str(model), "--method", "coloring", "--iterations", "3", "--patch-size", "64",
+                 "--batch-size", "2", "--depth", "2", "--width", "8", "--halo-margin", "5", "--device", "cpu"]) == 0
     assert model.is_file()
     out = tmp_path / "pred"
     assert main(["predict", "--model", str(model), "--input", str(annotated_folder / "images"),

@@ -256,7 +256,7 @@ def _cmd_train(args) -> int:
     if args.method is None:  # fine-tuning continues the model's own method
         from .checkpoint import read_model_config
 
-        args.method = read_model_config(args.fine_tune)["method"] if args.fine_tune else "coloring"
+        args.method = read_model_config(args.fine_tune)["method"] if args.fine_tune else TrainingConfig.method
     method = get_method(args.method)
     output = Path(args.output)
     if output.exists() and not (args.resume or args.overwrite):
@@ -514,7 +514,8 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
                        "one binary mask per object (BBBC010 <well>_<nn>_ground_truth.png). Ctrl-C stops after the "
                        "current step and saves the model (exit status 130); --resume continues it.")
     p.add_argument("--method", default=None, choices=method_names(),
-                   help="method to train (default: coloring; with --fine-tune, the model's own method)")
+                   help="method to train (default: boundary, the 3-class U-Net, best at CPU budgets here; with "
+                        "--fine-tune, the model's own method)")
     p.add_argument("--images", required=True, help="folder (or file) of images, or a folder holding images/ and labels/")
     p.add_argument("--labels", default=None, help="folder (or file) of label images, matched to the images by name")
     p.add_argument("--classes", default=None, metavar="FOLDER",

@@ -30,7 +30,7 @@ from .data.sampling import PatchSampler, split_train_validation
 from .device import autocast, resolve_device
 from .errors import DeepColorError
 from .data.dataset import check_same_classes
-from .methods import get_method, method_names
+from .methods import DEFAULT_METHOD, get_method, method_names
 from .methods.classes import class_head_loss
 from .nets import NetConfig
 
@@ -52,7 +52,7 @@ FINE_TUNE_LEARNING_RATE = 1e-5
 class TrainingConfig:
     """Everything that defines a training run; shared by the CLI, the widget and the saved model."""
 
-    method: str = "coloring"
+    method: str = DEFAULT_METHOD
     method_options: dict = field(default_factory=dict)
     net: dict = field(default_factory=dict)  # depth, width, norm (see nets.NetConfig)
     patch_size: int = 256

@@ -27,6 +27,7 @@ def test_options_and_sliders_are_plain_words_with_units_and_the_symbol_in_the_to
                                                                                      tiny_model_path):
     viewer = make_napari_viewer()
     train = add_widget(viewer, "Train")
+    train.method.setCurrentIndex(train.method.findData("coloring"))
     halo = train.options_form.editors["halo_margin"]
     assert halo.label == "Halo margin (px)" and "<i>m</i>" in halo.tooltip and "ring (halo)" in halo.tooltip
     assert train.options_form.editors["n_colors"].label == "Number of colours"

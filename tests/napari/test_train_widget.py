@@ -9,6 +9,7 @@ from .conftest import COLORING_DECODE, add_widget, errors, nuclei_layers
 
 
 def tiny_settings(widget, iterations=4):
+    widget.method.setCurrentIndex(widget.method.findData("coloring"))
     widget.patch_size.setValue(64)
     widget.batch_size.setValue(2)
     widget.budget_unit.setCurrentText("iterations")
@@ -32,6 +33,7 @@ def test_training_on_layers_plots_the_loss_previews_and_saves_a_model(make_napar
     assert widget.pairs.rows[0].labels.value == "nuclei labels"
     # only labels of the image's shape, the annotation before the segmentation
     assert widget.pairs.rows[0].labels.choices == ("nuclei labels", "earlier segmentation")
+    assert widget.method.currentData() == "boundary"  # the CLI's default too
     tiny_settings(widget, iterations=4)
     widget.validation_fraction.setValue(0.25)
     widget.validate_every.setValue(2)

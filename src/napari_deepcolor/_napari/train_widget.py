@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, Q
 from superqt import QCollapsible
 
 from ..errors import DeepColorError
+from ..methods import DEFAULT_METHOD
 from . import layers as L
 from ._common import (MODEL_FILTER, OUTPUT_KEY, Failed, PathEdit, Status, chosen_layer, compact_combo, device_combo,
                       format_scores, format_seconds, is_output, layer_chooser, report, scrolling_body, show_info,
@@ -378,6 +379,7 @@ class TrainWidget(QWidget):
         for name, method in self._methods.items():
             self.method.addItem(method.title, name)
             self.method.setItemData(self.method.count() - 1, method.paper, Qt.ItemDataRole.ToolTipRole)
+        self.method.setCurrentIndex(max(self.method.findData(DEFAULT_METHOD), 0))
         form.addRow("Method", self.method)
         self.options_holder = QVBoxLayout()
         form.addRow(self.options_holder)

@@ -14,6 +14,9 @@ METHODS = {
     "dcme": "napari_deepcolor.methods.dcme:DcmeMethod",
     "metric": "napari_deepcolor.methods.metric_learning:MetricLearningMethod",
 }
+#: what a new training uses unless told: the 3-class U-Net, which scored best on every kind of data
+#: measured at CPU budgets (docs/choosing.md)
+DEFAULT_METHOD = "boundary"
 
 
 def method_names() -> list[str]:
