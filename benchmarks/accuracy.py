@@ -88,7 +88,7 @@ def retune(path: Path, config: TrainingConfig, validation):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", choices=DATASETS, required=True)
-    parser.add_argument("--method", default="coloring")
+    parser.add_argument("--method", default=TrainingConfig.method)
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, default=None, help="training time (default 15)")
     budget.add_argument("--iterations", type=int, default=None,

@@ -401,3 +401,23 @@ def test_refine_crf_on_the_out_of_core_route_is_a_clear_failure(shared_data, tmp
                  "--device", "cpu", "--refine", "crf", "--large-image-mp", "0.1"]) == 1
     err = capsys.readouterr().err
     assert "out of core" in err and "--refine" in err
+
+
+def test_flips_in_predict_and_batch_for_a_baseline_model_and_a_clear_error_otherwise(annotated_folder, tmp_path,
+                                                                                      capsys):
+    from napari_deepcolor.checkpoint import new_model, save_model
+
+    net = {"depth": 2, "width": 8}
+    baseline = save_model(new_model("boundary", {}, net, in_channels=1), tmp_path / "baseline.safetensors")
+    coloring = save_model(new_model("coloring", {}, net, in_channels=1), tmp_path / "coloring.safetensors")
+    images = str(annotated_folder / "images")
+    assert main(["predict", "--model", str(baseline), "--input", images, "--output", str(tmp_path / "p"),
+                 "--flips", "--device", "cpu"]) == 0
+    assert len(list((tmp_path / "p").glob("*.tif"))) == 3
+    assert main(["batch", "--model", str(baseline), "--input", images, "--output", str(tmp_path / "b"),
+                 "--flips", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    for command in ("predict", "batch"):
+        assert main([command, "--model", str(coloring), "--input", images, "--output", str(tmp_path / f"{command}-coloring"),
+                     "--flips", "--device", "cpu"]) == 2
+        assert "mirror image" in capsys.readouterr().err

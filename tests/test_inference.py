@@ -81,3 +81,18 @@ def test_stack_preview_of_an_embedding_gives_vectors_with_a_z_column():
     assert vectors and vectors[0].data.shape[1:] == (2, 3)
     assert set(np.unique(vectors[0].data[:, 0, 0])) == {0, 1}  # positions carry the plane index
     assert (vectors[0].data[:, 1, 0] == 0).all()  # directions stay in the plane
+
+
+def test_test_time_flips_average_the_four_mirror_images(model):
+    torch.manual_seed(0)
+    baseline = new_model("boundary", {}, {"depth": 2, "width": 8, "norm": "none"}, in_channels=1)
+    image = np.random.default_rng(2).random((64, 96)).astype(np.float32)[..., None]
+    plain = predict_output(baseline, image, device="cpu")
+    flipped = predict_output(baseline, image, device="cpu", flips=True)
+    assert flipped.shape == plain.shape and not np.allclose(flipped, plain, atol=1e-3)
+    assert np.allclose(flipped.sum(0), 1, atol=1e-4)  # still probabilities
+    # the mean over all four flips is the same for the image and its mirror image, mirrored back
+    mirrored = predict_output(baseline, np.ascontiguousarray(image[:, ::-1]), device="cpu", flips=True)
+    assert np.allclose(mirrored[:, :, ::-1], flipped, atol=1e-5)
+    with pytest.raises(DeepColorError, match="mirror image"):  # colours may differ between mirror images
+        predict(model, image[..., 0], flips=True)

@@ -139,6 +139,7 @@ class BatchConfig:
     object_diameter: float | None = None
     summary: bool = True  # write the summary CSV into the output folder
     refine: str = "none"  # "crf": the instance CRF (napari_deepcolor.refine) after decoding, in memory only
+    flips: bool = False  # average the net's output over the four flips (napari_deepcolor.inference.FLIPS)
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -515,7 +516,7 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device) ->
                                     None if nothing is None else np.zeros(0, np.float32)))
         else:
             prediction = predict(model, image, stack=False, device=device, tile_size=tile, margin=MARGIN,
-                                 object_diameter=task.config.object_diameter)
+                                 object_diameter=task.config.object_diameter, flips=task.config.flips)
             instances = prediction.decode(**parameters)
             if task.config.refine == "crf":
                 from .refine import refine_prediction
@@ -620,7 +621,7 @@ def _segment_out_of_core(model, source, layout, parameters, task, tile, device) 
         planes, total = [], 0
         for plane in range(layout.n_planes):
             ids, lookup, count = _label_plane_out_of_core(model, source, layout, plane, parameters, scratch, tile,
-                                                          device, task.config.object_diameter)
+                                                          device, task.config.object_diameter, task.config.flips)
             planes.append((ids, np.where(lookup > 0, lookup.astype(np.int64) + total, 0)))
             total += count
         dtype = smallest_label_dtype(total)
@@ -639,7 +640,7 @@ def _segment_out_of_core(model, source, layout, parameters, task, tile, device) 
 
 
 def _label_plane_out_of_core(model, source, layout, plane, parameters, scratch: Path, tile: int, device,
-                             object_diameter: float | None = None):
+                             object_diameter: float | None = None, flips: bool = False):
     """Predict one plane into ``scratch`` and label it: ``(ids, lookup, count)``; labels are ``lookup[ids]``."""
     import zarr
     from zarr.codecs import BloscCodec
@@ -656,7 +657,7 @@ def _label_plane_out_of_core(model, source, layout, plane, parameters, scratch: 
     raw = zarr.create_array(store=str(scratch / "raw.zarr"), shape=(channels, height, width),
                             chunks=(channels, core, core), dtype="float32", compressors=fast, overwrite=True)
     predict_output(model, _PreparedWindows(model, source, layout, plane, *scaling), device=device, tile_size=tile,
-                   margin=MARGIN, object_diameter=object_diameter, out=raw)
+                   margin=MARGIN, object_diameter=object_diameter, flips=flips, out=raw)
     ids = zarr.create_array(store=str(scratch / f"ids-{plane}.zarr"), shape=(height, width), chunks=(core, core),
                             dtype=np.uint32 if height * width < 2**32 else np.uint64, fill_value=0, compressors=fast)
     lookup, count = model.method.decode_blocks(raw, ids, block=block, **parameters)
@@ -836,8 +837,12 @@ class Batch:
 
             resolve_device(self.config.device)  # in this process; dask workers check their own
         model_config = read_model_config(self.config.model)
-        get_method(model_config["method"]).resolve_decode_parameters(self.config.decode,
-                                                                     model_config.get("decode_defaults"))
+        method = get_method(model_config["method"])
+        method.resolve_decode_parameters(self.config.decode, model_config.get("decode_defaults"))
+        if self.config.flips:
+            from .inference import check_flips
+
+            check_flips(method)
         info = Path(self.config.model).stat()
         return info.st_mtime_ns, info.st_size
 

@@ -120,6 +120,9 @@ def _add_refine_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine", default="none", choices=REFINEMENTS,
                         help="refine the decoded instances: crf = the instance CRF of Arnab and Torr (2017), "
                              "with the weights fitted at training (default: none)")
+    parser.add_argument("--flips", action="store_true",
+                        help="average the net's output over the image's four flips (test-time augmentation; four "
+                             "times the net's work; 3-class baseline models only)")
 
 
 def _decode_overrides(args, method) -> dict:
@@ -363,7 +366,7 @@ def _cmd_predict(args) -> int:
                          patterns=tuple(f"*{suffix}" for suffix in IMAGE_SUFFIXES) + ("*.zarr",),
                          decode=_decode_overrides(args, method), overwrite=args.overwrite, device=args.device,
                          tile_size=args.tile_size, summary=False,
-                         object_diameter=args.object_diameter, refine=args.refine)
+                         object_diameter=args.object_diameter, refine=args.refine, flips=args.flips)
     return _run_batch(config)
 
 
@@ -377,7 +380,8 @@ def _cmd_batch(args) -> int:
                          patterns=tuple(args.pattern or DEFAULT_PATTERNS), recursive=args.recursive, format=args.format,
                          decode=_decode_overrides(args, method), workers=args.workers, scheduler=args.scheduler,
                          overwrite=args.overwrite, device=args.device, tile_size=args.tile_size,
-                         large_image_megapixels=args.large_image_mp, object_diameter=args.object_diameter, refine=args.refine)
+                         large_image_megapixels=args.large_image_mp, object_diameter=args.object_diameter, refine=args.refine,
+                         flips=args.flips)
     return _run_batch(config)
 
 

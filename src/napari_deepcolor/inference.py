@@ -27,10 +27,13 @@ from .checkpoint import Model
 from .data.normalize import as_channels_last, normalize_percentile
 from .device import autocast, resolve_device
 from .errors import DeepColorError
-from .methods.base import Instances
+from .methods.base import Instances, Method
 from .scale import resize, scaled_shape
 
 log = logging.getLogger(__name__)
+
+#: test-time flips: the image as it is, mirrored left-right, upside down, and both
+FLIPS = ((), (-1,), (-2,), (-2, -1))
 
 
 def prepare_image(model: Model, image: np.ndarray) -> np.ndarray:
@@ -98,7 +101,7 @@ def _round_up(value: int, divisor: int) -> int:
 
 @torch.inference_mode()
 def predict_output(model: Model, image: np.ndarray, *, device=None, tile_size: int = 512, margin: int = 64,
-                   object_diameter: float | None = None, out=None,
+                   object_diameter: float | None = None, flips: bool = False, out=None,
                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """The activated net output (C, H, W) float32 of one prepared 2D image (H, W, C).
 
@@ -112,8 +115,11 @@ def predict_output(model: Model, image: np.ndarray, *, device=None, tile_size: i
     called per window. ``image`` may also be lazy: any array-like with
     ``shape`` and 2D slicing that is not a NumPy array (e.g. a reader of
     prepared windows over a zarr array); then only one window is read at a
-    time, for images beyond memory.
+    time, for images beyond memory. ``flips``: average the output over the four flips of each window
+    (:data:`FLIPS`; four times the net's work), for methods whose outputs allow it.
     """
+    if flips:
+        check_flips(model.method)
     device = resolve_device(device) if device is None or isinstance(device, str) else device
     net = model.net.to(device).eval()
     factor = model.scale_factor(object_diameter)
@@ -133,7 +139,7 @@ def predict_output(model: Model, image: np.ndarray, *, device=None, tile_size: i
             x = torch.from_numpy(np.ascontiguousarray(window)).unsqueeze(0).to(device)
         else:
             x = x_all[:, read_y, read_x].unsqueeze(0).to(device)
-        y = _net_output(model, net, x, factor, device)
+        y = _net_output(model, net, x, factor, device, flips)
         cy, cx = core_y.start - read_y.start, core_x.start - read_x.start
         out[:, core_y, core_x] = y[:, cy:cy + core_y.stop - core_y.start, cx:cx + core_x.stop - core_x.start].cpu().numpy()
         if progress is not None:
@@ -141,8 +147,22 @@ def predict_output(model: Model, image: np.ndarray, *, device=None, tile_size: i
     return out
 
 
-def _net_output(model: Model, net, x: torch.Tensor, factor: float, device) -> torch.Tensor:
-    """The activated output (C, h, w) of one window (1, C, h, w), run at the net's scale."""
+def supports_flips(method: Method) -> bool:
+    """Whether ``method``'s output can be averaged over flips (it defines :meth:`Method.unflip`)."""
+    return type(method).unflip is not Method.unflip
+
+
+def check_flips(method: Method) -> None:
+    """Raise DeepColorError unless ``method`` can average its output over flips."""
+    if not supports_flips(method):
+        raise DeepColorError(f"test-time flips need per-pixel probabilities, as the 3-class baseline's; a "
+                             f"'{method.name}' model's outputs differ between an image and its mirror image. "
+                             "Segment without flips.")
+
+
+def _net_output(model: Model, net, x: torch.Tensor, factor: float, device, flips: bool = False) -> torch.Tensor:
+    """The activated output (C, h, w) of one window (1, C, h, w), run at the net's scale (with ``flips``,
+    the mean over :data:`FLIPS`: each flipped window's output flipped back)."""
     h, w = x.shape[-2:]
     if factor != 1.0:
         x = resize(x, scaled_shape((h, w), factor))
@@ -150,12 +170,26 @@ def _net_output(model: Model, net, x: torch.Tensor, factor: float, device) -> to
     divisor = model.net_config.divisor
     x = _pad_to(x, _round_up(sh, divisor), _round_up(sw, divisor))
     with autocast(device):
-        y = activate(model, net(x))[:, :, :sh, :sw].float()
+        if flips:
+            y = sum(_unflip(model, activate(model, net(x.flip(dims) if dims else x)).float(), dims)
+                    for dims in FLIPS) / len(FLIPS)
+        else:
+            y = activate(model, net(x))
+    y = y[:, :, :sh, :sw].float()
     if factor != 1.0:
         m = model.method_channels
         y = torch.cat([model.method.output_to_image_scale(y[:, :m], 1.0 / factor), y[:, m:]], dim=1)
         y = resize(y, (h, w))
     return y[0]
+
+
+def _unflip(model: Model, output: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """The output of a window flipped along ``dims`` in the window's orientation (class probabilities, if
+    any, are flipped back as they are)."""
+    if not dims:
+        return output
+    m = model.method_channels
+    return torch.cat([model.method.unflip(output[:, :m], dims), output[:, m:].flip(dims)], dim=1)
 
 
 def activate(model: Model, raw: torch.Tensor) -> torch.Tensor:
@@ -260,14 +294,15 @@ def stack_instances(planes: list[Instances]) -> Instances:
 
 
 def predict(model: Model, image: np.ndarray, *, stack: bool | None = None, device=None, tile_size: int = 512,
-            margin: int = 64, object_diameter: float | None = None,
+            margin: int = 64, object_diameter: float | None = None, flips: bool = False,
             progress: Callable[[int, int], None] | None = None) -> Prediction:
     """Run ``model`` on a 2D image (H, W), colour image (H, W, 3|4) or stack (Z, H, W[, C]).
 
     ``stack=None`` guesses: 3 dimensions with a last axis of at most 4 are
     channels (grey, RGB, RGBA), otherwise the first axis enumerates planes. Returns a :class:`Prediction`
     whose :meth:`~Prediction.decode` gives instance labels. ``object_diameter``: the
-    objects' diameter in this image (px), if it differs from the training images'.
+    objects' diameter in this image (px), if it differs from the training images'. ``flips``: average
+    the net's output over the image's four flips (test-time augmentation; see :func:`predict_output`).
     """
     image = np.asarray(image)
     if image.ndim < 2 or image.ndim > 4 or min(image.shape[:2]) < 1:
@@ -280,5 +315,6 @@ def predict(model: Model, image: np.ndarray, *, stack: bool | None = None, devic
     for z, plane in enumerate(planes):
         report = None if progress is None else (lambda d, t, z=z: progress(z * t + d, len(planes) * t))
         outputs.append(predict_output(model, prepare_image(model, plane), device=device, tile_size=tile_size,
-                                      margin=margin, object_diameter=object_diameter, progress=report))
+                                      margin=margin, object_diameter=object_diameter, flips=flips,
+                                      progress=report))
     return Prediction.from_output(model, np.stack(outputs) if stack else outputs[0])

@@ -241,3 +241,21 @@ def test_a_class_model_gives_the_segmentation_layer_a_class_per_object(make_napa
     assert list(features["index"]) == list(range(1, int(layer.data.max()) + 1))  # one row per object
     assert set(features["class"]) <= set(synthetic.TWO_CLASS_NAMES)
     assert ((features["score"] >= 0) & (features["score"] <= 1)).all()
+
+
+def test_flips_run_the_net_on_four_mirror_images_for_a_baseline_model_only(make_napari_viewer, qtbot,
+                                                                            tiny_model_path, forward_calls):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "synthetic-nuclei")
+    widget = add_widget(viewer, "Segment")
+    widget.model_edit.set_path(str(tiny_model_path))  # deep coloring: colours differ between mirror images
+    assert not widget.flips_check.isEnabled() and not widget.flips_check.isChecked()
+    widget.model_choice.setCurrentIndex(0)  # the nuclei starter, a 3-class baseline
+    assert widget.load_model() and widget.flips_check.isEnabled()
+    widget.flips_check.setChecked(True)
+    widget.image_combo.value = "nuclei (synthetic)"
+    widget.device.setCurrentText("cpu")
+    widget.show_preview.setChecked(False)
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert len(forward_calls) == 4 and widget.labels_layer().data.max() > 0  # one window, four flips

@@ -144,6 +144,12 @@ class SegmentWidget(QWidget):
                                      "coloring, embeddings, displacement vectors)")
         self.show_preview.toggled.connect(self._preview_toggled)
         layout.addWidget(self.show_preview)
+        self.flips_check = QCheckBox("Average over flips (4x the net's work)")
+        self.flips_check.setToolTip("Test-time augmentation: the net also sees the image mirrored left-right, "
+                                    "upside down and both, and the four outputs are averaged. For 3-class "
+                                    "baseline models (their outputs are per-pixel probabilities).")
+        self.flips_check.setEnabled(False)
+        layout.addWidget(self.flips_check)
 
         decode_box = QGroupBox("Decoding (live, the net does not run again)")
         decode_layout = QVBoxLayout(decode_box)
@@ -259,6 +265,11 @@ class SegmentWidget(QWidget):
             self.sliders.set_parameters(parameters)
         self.sliders.set_values(model.decode_parameters())
         self.model_info.setText(_describe_model(model, path))
+        from ..inference import supports_flips
+
+        self.flips_check.setEnabled(supports_flips(model.method))
+        if not self.flips_check.isEnabled():
+            self.flips_check.setChecked(False)
         self._update_buttons()
         return True
 
@@ -287,7 +298,7 @@ class SegmentWidget(QWidget):
             report(exc)
             return
         model, device, cancel, progress = self.model, self.device.currentText(), threading.Event(), self._progress
-        refine = self.refine_check.isChecked()
+        refine, flips = self.refine_check.isChecked(), self.flips_check.isChecked()
         self._cancel = cancel
         self.destroyed.connect(cancel.set)  # a closed widget stops its prediction
 
@@ -300,7 +311,7 @@ class SegmentWidget(QWidget):
                 progress.changed.emit(done, total)
 
             try:
-                prediction = predict(model, source.data, stack=source.is_stack, device=device,
+                prediction = predict(model, source.data, stack=source.is_stack, device=device, flips=flips,
                                      progress=report_progress)
             except _Cancelled:
                 return None

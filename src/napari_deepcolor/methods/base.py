@@ -165,6 +165,12 @@ class Method:
         """
         return output
 
+    def unflip(self, output, dims: tuple[int, ...]):
+        """The activated output (B, C, h, w) of the image flipped along ``dims``, brought back to the
+        image's orientation, for test-time flips; None (the default) where flipped outputs cannot simply be
+        averaged (colours and embeddings are free to differ between a view and its mirror image)."""
+        return None
+
     def decode(self, output: np.ndarray, *, cache: dict | None = None, options=None, **parameters) -> Instances:
         """Instances from the cached output; ``options`` are the training options of the model
         (methods whose decoding depends on them, like semiconv's coordinates switch, read them)."""

@@ -59,6 +59,9 @@ class BoundaryMethod(Method):
                         tune_values=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
     )
 
+    def unflip(self, output, dims):
+        return output.flip(dims)  # per-pixel class probabilities: a mirror image's are mirrored
+
     def out_channels(self, options) -> int:
         return 3
 
