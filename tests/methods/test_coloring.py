@@ -278,3 +278,19 @@ def test_fusion_keeps_foreground_that_no_interior_core_reaches():
         found = np.unique(instances.labels[labels == i])
         assert found.size == 1 and found[0] > 0
     assert np.array_equal(instances.labels > 0, labels > 0)
+
+
+def test_without_split_by_color_the_semantic_head_decodes_as_the_baseline_whatever_the_colours():
+    from napari_deepcolor.methods.boundary import BoundaryMethod
+
+    labels = two_touching_squares()
+    options = METHOD.options({"n_colors": 4})
+    background = (labels == 0).astype(np.float32)
+    interior = ((labels > 0) & ~np.isin(np.arange(labels.shape[1]), [14, 15])[None, :]).astype(np.float32)
+    noisy = np.where(labels > 0, 1 + (np.arange(labels.shape[0])[:, None] % 3 == 0), 0)  # stripes of two colours
+    output = fused_output(noisy, interior, background)
+    by_colour = METHOD.decode(output, options=options, size_threshold=1, split_by_color=1)
+    plain = METHOD.decode(output, options=options, size_threshold=1, split_by_color=0)
+    baseline = BoundaryMethod().decode(output[4:], size_threshold=1)
+    assert by_colour.count > 2  # every stripe of colour is a piece of its own
+    assert plain.count == 2 and np.array_equal(plain.labels, baseline.labels)

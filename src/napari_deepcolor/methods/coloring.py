@@ -351,6 +351,11 @@ class ColoringMethod(Method):
                         help="models with a semantic head: a pixel whose probability of being an object's "
                              "interior is above this (0-1) belongs to an object's core; cores are split by colour",
                         tune_values=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
+        DecodeParameter("split_by_color", 1, 0, 1, 1, integer=True,
+                        help="models with a semantic head: 1 = an object is a piece of the foreground of one "
+                             "colour (the paper's fusion); 0 = the colours are not used and the cores are grown "
+                             "over the foreground, as the 3-class baseline decodes (for colours not yet learnt)",
+                        tune_values=(0, 1)),
     )
 
     def out_channels(self, options) -> int:
@@ -365,7 +370,7 @@ class ColoringMethod(Method):
     def parameters_used(self, options):
         if options is not None and options.semantic_head:
             return self.decode_parameters
-        return tuple(p for p in self.decode_parameters if p.name != "interior_threshold")
+        return tuple(p for p in self.decode_parameters if p.name not in ("interior_threshold", "split_by_color"))
 
     def prepare_targets(self, labels, ignore, options):
         pixels, objects = object_halos(labels, options.halo_margin, ignore=ignore)
@@ -424,7 +429,7 @@ class ColoringMethod(Method):
         return torch.cat([raw[:, :options.n_colors].softmax(dim=1), raw[:, options.n_colors:].softmax(dim=1)], dim=1)
 
     def decode(self, output, *, cache=None, options=None, size_threshold=None, merge_radius=None,
-               interior_threshold=None) -> Instances:
+               interior_threshold=None, split_by_color=None) -> Instances:
         """Colour probabilities (C, H, W), and the semantic head's (3, H, W) if any, to instances.
 
         Stages, each remembered in ``cache`` so a slider re-runs only what follows it:
@@ -457,12 +462,13 @@ class ColoringMethod(Method):
         probability of the instance's colour (the paper's AP score).
         """
         params = self.resolve_decode_parameters({"size_threshold": size_threshold, "merge_radius": merge_radius,
-                                                 "interior_threshold": interior_threshold})
+                                                 "interior_threshold": interior_threshold,
+                                                 "split_by_color": split_by_color})
         n_colors = options.n_colors if options is not None else output.shape[0]
         fused = output.shape[0] == n_colors + 3
-        key = (params["interior_threshold"],) if fused else ()
+        key = (params["interior_threshold"], params["split_by_color"]) if fused else ()
         color, components, sizes, prob_sums = memo(cache, "components", key, lambda: _color_components(
-            output, n_colors, params["interior_threshold"] if fused else None))
+            output, n_colors, params["interior_threshold"] if fused else None, bool(params["split_by_color"])))
 
         def merge():
             if params["merge_radius"] <= 0:
@@ -489,7 +495,8 @@ class ColoringMethod(Method):
             return "does not support merge_radius (pass --merge-radius 0)"
         return None
 
-    def decode_blocks(self, output, ids, *, block, size_threshold, merge_radius=0, interior_threshold=None):
+    def decode_blocks(self, output, ids, *, block, size_threshold, merge_radius=0, interior_threshold=None,
+                      split_by_color=1):
         from .blockwise import label_color_blocks, resolve_components
 
         table = label_color_blocks(output, ids, block=block, size_threshold=size_threshold)
@@ -524,14 +531,17 @@ def argmax_channels(output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return index, best
 
 
-def _color_components(output: np.ndarray, n_colors: int | None = None, interior_threshold: float | None = None):
+def _color_components(output: np.ndarray, n_colors: int | None = None, interior_threshold: float | None = None,
+                      split_by_color: bool = True):
     """Pieces of equal colour (4-connected): ``(color, components, sizes, score_sums)``.
 
     Without ``interior_threshold``: components of the argmax over all colours
     (colour 0 = background), each pixel scored by its colour's probability.
     With it (semantic head fusion): components of the semantic interior
     ``p > interior_threshold``, split by the maximal object colour (1..C-1),
-    each pixel scored by p(colour) * p(object) (sec. 4.3).
+    each pixel scored by p(colour) * p(object) (sec. 4.3); or, without
+    ``split_by_color``, the interior's components grown over the foreground,
+    the colours left out (the 3-class baseline's decode of the semantic head).
     """
     if interior_threshold is None:
         color, peak = argmax_channels(output if n_colors is None else output[:n_colors])
@@ -542,7 +552,9 @@ def _color_components(output: np.ndarray, n_colors: int | None = None, interior_
         semantic = output[n_colors:]
         peak = peak * (1.0 - semantic[BACKGROUND])
         # the whole instance is made here: a size-threshold move then only relabels
-        components = _fuse(color, semantic[INTERIOR] > interior_threshold, semantic[BACKGROUND] < 0.5)
+        interior, foreground = semantic[INTERIOR] > interior_threshold, semantic[BACKGROUND] < 0.5
+        components = _fuse(color, interior, foreground) if split_by_color else \
+            grow_into(connected_label(interior, connectivity=1), foreground | interior, steps=None)
         color = np.where(components > 0, color, 0).astype(color.dtype)
     n = int(components.max(initial=0))
     flat = components.ravel()
