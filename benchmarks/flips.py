@@ -1,7 +1,9 @@
 """Does test-time flipping pay? Each starter on its test split, with and without ``flips``.
 
     python benchmarks/flips.py --threads 1            # measure, write benchmarks/results/flips.json
+    python benchmarks/flips.py --only worms           # measure one starter again (e.g. a new one)
     python benchmarks/flips.py --report               # print the docs table from that file
+    python benchmarks/flips.py --report --write       # and put it in docs/benchmarks.md
 
 The starters are scored as docs/models.md scores them (accuracy.py's split, its metrics), with the
 decode parameters stored in each file: the flips are not re-tuned for, so a gain here is one a
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 
 import accuracy  # benchmarks/accuracy.py: its split and scoring
+from docs_table import write_between  # benchmarks/docs_table.py
 from napari_deepcolor.data import detect_layout, read_annotated_folder
 from napari_deepcolor.inference import predict
 from napari_deepcolor.metrics import evaluate, summarize
@@ -26,6 +29,7 @@ from napari_deepcolor.checkpoint import load_model
 from napari_deepcolor.starters import starter_card, starter_names, starter_path
 
 RESULT = Path(__file__).parent / "results" / "flips.json"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 KEYS = ("ap", "ap50", "f1", "sbd", "abs_dic")
 
 
@@ -60,14 +64,22 @@ def report(result: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--report", action="store_true", help="print the docs table from the result file")
+    parser.add_argument("--write", action="store_true", help="with --report: put the table in docs/benchmarks.md")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", action="append", choices=starter_names(), default=None,
+                        help="measure only this starter (repeatable); the others' rows are kept")
     args = parser.parse_args()
     if args.report:
-        print(report(json.loads(RESULT.read_text())))
+        text = report(json.loads(RESULT.read_text())) + "\n"
+        print(text, end="")
+        if args.write:
+            write_between(PAGE, "<!-- flips-table", "<!-- /flips-table -->", text)
         return 0
     torch.set_num_threads(args.threads)
     result = {"threads": args.threads, "torch": torch.__version__, "starters": {}}
-    for name in starter_names():
+    if args.only and RESULT.is_file():
+        result["starters"] = json.loads(RESULT.read_text())["starters"]
+    for name in args.only or starter_names():
         dataset = starter_card(name)["dataset_key"]
         model = load_model(starter_path(name))
         result["starters"][name] = {"dataset": dataset, "off": score(model, dataset, False),

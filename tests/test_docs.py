@@ -45,34 +45,25 @@ def test_site_builds_strictly(tmp_path):
         assert (tmp_path / "site" / page).is_file(), page
 
 
-def test_accuracy_table_is_the_one_the_result_files_give():
+#: docs/benchmarks.md's generated tables: (marker, the script that prints it, how to regenerate it)
+GENERATED_TABLES = [
+    ("accuracy-table", ["report_accuracy.py"], "python benchmarks/report_accuracy.py"),
+    ("peer-table", ["report_peer.py"], "python benchmarks/report_peer.py --write"),
+    ("fine-tune-table", ["fine_tune.py", "--report"], "python benchmarks/fine_tune.py --report --write"),
+    ("refine-table", ["refine_crf.py", "--report"], "python benchmarks/refine_crf.py --report (and paste it)"),
+    ("flips-table", ["flips.py", "--report"], "python benchmarks/flips.py --report --write"),
+]
+
+
+@pytest.mark.parametrize("marker, script, regenerate", GENERATED_TABLES, ids=[t[0] for t in GENERATED_TABLES])
+def test_benchmark_tables_are_the_ones_the_result_files_give(marker, script, regenerate):
     """docs/benchmarks.md shows what benchmarks/results/*.json hold, not numbers typed by hand."""
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report_accuracy.py")],
-                            capture_output=True, text=True, timeout=60, check=True)
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script[0]), *script[1:]],
+                            capture_output=True, text=True, timeout=120, check=True)
     text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
-    start = text.index("\n", text.index("<!-- accuracy-table")) + 1
-    shown = text[start:text.index("<!-- /accuracy-table -->")]
-    assert shown == result.stdout, "the accuracy table is out of date: run python benchmarks/report_accuracy.py"
-
-
-def test_peer_table_is_the_one_the_result_files_give():
-    """docs/benchmarks.md's Cellpose comparison shows what benchmarks/results/peer_*.json hold."""
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report_peer.py")],
-                            capture_output=True, text=True, timeout=60, check=True)
-    text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
-    start = text.index("\n", text.index("<!-- peer-table")) + 1
-    shown = text[start:text.index("<!-- /peer-table -->")]
-    assert shown == result.stdout, "the peer table is out of date: run python benchmarks/report_peer.py --write"
-
-
-def test_fine_tune_table_is_the_one_the_result_files_give():
-    """docs/benchmarks.md's fine-tuning table shows what benchmarks/results/fine_tune_*.json hold."""
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fine_tune.py"), "--report"],
-                            capture_output=True, text=True, timeout=60, check=True)
-    text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
-    start = text.index("\n", text.index("<!-- fine-tune-table")) + 1
-    shown = text[start:text.index("<!-- /fine-tune-table -->")]
-    assert shown == result.stdout, "the fine-tuning table is out of date: run python benchmarks/fine_tune.py --report --write"
+    start = text.index("\n", text.index(f"<!-- {marker}")) + 1
+    shown = text[start:text.index(f"<!-- /{marker} -->")]
+    assert shown == result.stdout, f"the {marker} of docs/benchmarks.md is out of date: run {regenerate}"
 
 
 def test_models_page_is_the_one_the_bundled_model_cards_give():
@@ -104,13 +95,3 @@ def test_readme_test_command_says_how_to_get_the_display_ci_uses():
     assert script in text and (ROOT / script).is_file() and os.access(ROOT / script, os.X_OK)
     assert script in (ROOT / ".ci" / "run").read_text()  # CI installs the display the README's way
     assert "NAPARI_DEEPCOLOR_DATA" in text
-
-
-def test_crf_table_is_the_one_the_result_files_give():
-    """The instance-CRF table of docs/benchmarks.md is what benchmarks/results/refine_crf_*.json hold."""
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "refine_crf.py"), "--report"],
-                            capture_output=True, text=True, timeout=120, check=True)
-    text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
-    start = text.index("\n", text.index("<!-- refine-table")) + 1
-    shown = text[start:text.index("<!-- /refine-table -->")]
-    assert shown == result.stdout, "the CRF table is out of date: run python benchmarks/refine_crf.py --report"
