@@ -32,7 +32,7 @@ from accuracy import DATASETS, ground_truth, split
 from napari_deepcolor.checkpoint import load_model
 from napari_deepcolor.inference import predict, prepare_image
 from napari_deepcolor.metrics import average_precision, matching_iou
-from napari_deepcolor.refine import fit_model_crf
+from napari_deepcolor.refine import crf_foreground, fit_model_crf
 from napari_deepcolor.refine.crf import CrfParameters, refine_instances
 
 RESULTS = Path(__file__).parent / "results"
@@ -95,7 +95,7 @@ def main():
         sample = data.test[pair.name]
         prediction = predict(model, sample.image, stack=False, device="cpu")
         decoded = prediction.decode()
-        q, image = model.method.foreground(prediction.output), prepare_image(model, sample.image)
+        q, image = crf_foreground(model, prediction.output), prepare_image(model, sample.image)
         truth = ground_truth(pair)
         t = time.process_time()
         refined = refine_instances(decoded, q, image, fitted)
