@@ -183,3 +183,19 @@ def test_a_stack_is_refined_plane_by_plane_with_ids_unique_across_it():
     ids = [set(np.unique(refined.labels[z])) - {0} for z in range(2)]
     assert not ids[0] & ids[1]
     assert refined.count == len(ids[0]) + len(ids[1])
+
+
+def test_the_crf_calls_object_where_the_decode_does_its_foreground_threshold_maps_to_one_half():
+    from napari_deepcolor.refine import crf_foreground
+
+    output = np.zeros((3, 4, 4), np.float32)
+    output[2] = np.linspace(0.05, 0.95, 16).reshape(4, 4)  # DCME's foreground probability
+    dcme = new_model("dcme", {}, {"depth": 2, "width": 8}, in_channels=1)
+    dcme.decode_defaults = {**dcme.decode_defaults, "foreground_threshold": 0.3}
+    q = crf_foreground(dcme, output)
+    assert np.array_equal(q > 0.5, output[2] > 0.3) and np.all(np.diff(q.ravel()) > 0)  # same order
+    dcme.decode_defaults = {**dcme.decode_defaults, "foreground_threshold": 0.5}
+    assert np.allclose(crf_foreground(dcme, output), output[2])
+    baseline = new_model("boundary", {}, {"depth": 2, "width": 8}, in_channels=1)
+    probabilities = np.full((3, 4, 4), 1 / 3, np.float32)
+    assert np.allclose(crf_foreground(baseline, probabilities), 2 / 3)  # no threshold: Q as it is
