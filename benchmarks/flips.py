@@ -33,15 +33,20 @@ PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 KEYS = ("ap", "ap50", "f1", "sbd", "abs_dic")
 
 
-def score(model, dataset: str, flips: bool) -> dict:
+def test_split(dataset: str) -> list:
+    """(pair, annotated image) of each test image of ``dataset`` (accuracy.py's split)."""
     images, labels = accuracy.DATASETS[dataset]
     test = accuracy.held_out(detect_layout(images, labels).pairs)
     names = {p.name for p in test}
     samples = {s.name: s for s in read_annotated_folder(images, labels) if s.name in names}
+    return [(pair, samples[pair.name]) for pair in test]
+
+
+def score(model, test: list, flips: bool) -> dict:
     rows, seconds = [], []
-    for pair in test:
+    for pair, sample in test:
         started = time.process_time()
-        predicted = predict(model, samples[pair.name].image, stack=False, device="cpu", flips=flips).decode().labels
+        predicted = predict(model, sample.image, stack=False, device="cpu", flips=flips).decode().labels
         seconds.append(time.process_time() - started)
         rows.append(evaluate(accuracy.ground_truth(pair), predicted))
     summary = summarize(rows)
@@ -81,9 +86,9 @@ def main() -> int:
         result["starters"] = json.loads(RESULT.read_text())["starters"]
     for name in args.only or starter_names():
         dataset = starter_card(name)["dataset_key"]
-        model = load_model(starter_path(name))
-        result["starters"][name] = {"dataset": dataset, "off": score(model, dataset, False),
-                                    "on": score(model, dataset, True)}
+        model, test = load_model(starter_path(name)), test_split(dataset)
+        result["starters"][name] = {"dataset": dataset, "off": score(model, test, False),
+                                    "on": score(model, test, True)}
         print(name, result["starters"][name], flush=True)
     RESULT.write_text(json.dumps(result, indent=1))
     print(report(result))

@@ -46,6 +46,14 @@ def three_class_target(labels: np.ndarray) -> np.ndarray:
     return target
 
 
+
+def grown_cores(semantic: np.ndarray, interior_threshold: float) -> np.ndarray:
+    """The baseline's instances (H, W) from (background, interior, boundary) probabilities (3, H, W):
+    components of ``p_interior > interior_threshold``, grown over all of the foreground
+    (``p_background < 0.5``) they reach, each foreground pixel to its nearest core."""
+    seeds = connected_label(semantic[INTERIOR] > interior_threshold, connectivity=1)
+    return grow_into(seeds, semantic[BACKGROUND] < 0.5, steps=None)
+
 class BoundaryMethod(Method):
     name = "boundary"
     title = "3-class U-Net (baseline)"
@@ -96,8 +104,7 @@ class BoundaryMethod(Method):
             {"size_threshold": size_threshold, "interior_threshold": interior_threshold})
 
         def grow():
-            seeds = connected_label(output[INTERIOR] > params["interior_threshold"], connectivity=1)
-            grown = grow_into(seeds, output[BACKGROUND] < 0.5, steps=None)
+            grown = grown_cores(output, params["interior_threshold"])
             sizes = np.bincount(grown.ravel()).astype(np.float64)
             scores = np.bincount(grown.ravel(), weights=1.0 - output[BACKGROUND].ravel(), minlength=sizes.size)
             return grown, sizes, scores

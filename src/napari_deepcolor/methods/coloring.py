@@ -17,7 +17,7 @@ from skimage.measure import label as connected_label
 
 
 from .base import DecodeParameter, Instances, Method, PreviewLayer, memo, size_threshold
-from .boundary import BACKGROUND, BOUNDARY, INTERIOR, three_class_target
+from .boundary import BACKGROUND, BOUNDARY, INTERIOR, grown_cores, three_class_target
 from .components import class_distances, grow_into, merge_close_components, relabel_by_lookup
 
 COLOR_CHOICES = ("paper", "distinct")
@@ -552,9 +552,8 @@ def _color_components(output: np.ndarray, n_colors: int | None = None, interior_
         semantic = output[n_colors:]
         peak = peak * (1.0 - semantic[BACKGROUND])
         # the whole instance is made here: a size-threshold move then only relabels
-        interior, foreground = semantic[INTERIOR] > interior_threshold, semantic[BACKGROUND] < 0.5
-        components = _fuse(color, interior, foreground) if split_by_color else \
-            grow_into(connected_label(interior, connectivity=1), foreground | interior, steps=None)
+        components = _fuse(color, semantic[INTERIOR] > interior_threshold, semantic[BACKGROUND] < 0.5) \
+            if split_by_color else grown_cores(semantic, interior_threshold)
         color = np.where(components > 0, color, 0).astype(color.dtype)
     n = int(components.max(initial=0))
     flat = components.ravel()
