@@ -52,7 +52,7 @@ class Split:
     """One dataset split as every benchmark here uses it (see the module docstring)."""
 
     train: list  # AnnotatedImage: the training samples (validation included, as Training takes them)
-    validation: list  # the part of ``train`` that tunes the decode (Training's own split, seed 0)
+    validation: list  # the part of ``train`` that tunes the decode (Training's own split, same seed)
     test_pairs: list  # ImagePair, never trained or tuned on
     test: dict  # pair name -> its AnnotatedImage
 
@@ -107,6 +107,9 @@ def main():
                              "repeatable")
     parser.add_argument("--net-object-diameter", type=float, default=TrainingConfig.net_object_diameter,
                         help="object diameter (px) the net trains at; 0: the images' own resolution")
+    parser.add_argument("--seed", type=int, default=TrainingConfig.seed,
+                        help="seed of the run: the net's initialisation, the patches and which training images "
+                             "tune the decode (the test images stay the same)")
     parser.add_argument("--result", type=Path, default=None,
                         help="write the result JSON here (default benchmarks/results/accuracy_<dataset>_<method>.json)")
     args = parser.parse_args()
@@ -114,13 +117,13 @@ def main():
         args.minutes = 15.0
     torch.set_num_threads(args.threads)
 
-    data = split(args.dataset, TrainingConfig.validation_fraction, TrainingConfig.seed)
+    data = split(args.dataset, TrainingConfig.validation_fraction, args.seed)
 
     options = {key: json.loads(value) for key, value in (o.split("=", 1) for o in args.option)}
     config = TrainingConfig(method=args.method, method_options=options, minutes=args.minutes, iterations=args.iterations,
                             device="cpu", net_object_diameter=args.net_object_diameter or None,
                             patch_size=args.patch_size, batch_size=args.batch_size, validate_every=0,
-                            learning_rate=args.learning_rate, lr_schedule=args.lr_schedule)
+                            learning_rate=args.learning_rate, lr_schedule=args.lr_schedule, seed=args.seed)
     if args.model_in is None:
         t0 = time.perf_counter()
         finished = [e for e in Training(config, data.train).run() if isinstance(e, Finished)][0]
@@ -141,7 +144,7 @@ def main():
     summary = summarize(rows)
     result = {"dataset": args.dataset, "method": args.method, "options": options,
               "object_scale": finished.model.object_scale, "minutes": args.minutes,
-              "budget_iterations": args.iterations, "threads": args.threads,
+              "budget_iterations": args.iterations, "threads": args.threads, "seed": args.seed,
               "learning_rate": args.learning_rate, "lr_schedule": args.lr_schedule,
               "iterations": finished.iteration, "train_seconds": round(train_seconds, 1),
               "n_train_images": len(data.train), "n_test_images": len(rows),
