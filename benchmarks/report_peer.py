@@ -5,10 +5,18 @@
 
 One row per dataset and side (Cellpose first, then our runs as benchmarks/peer.py named them), with each of
 our rows' AP 0.5:0.95 and F1@0.5 divided by Cellpose's in the same run (above 1: we win). With no result
-file yet the table holds one "not yet run" row.
+file yet the table holds one "not yet run" row. These are the seed-0 runs, ``peer_<dataset>.json``.
+
+    python benchmarks/report_peer.py --seeds [--write]
+
+prints the seeds table instead: for each dataset with runs of other seeds (``peer_<dataset>_seed<N>.json``,
+from ``peer.py --cellpose-args "--seed N" --run NAME=METHOD:"--seed N"``), per side the scores of every seed
+and their medians, and the median of the per-seed ratios ours / peer. A run that reused an earlier Cellpose
+run (``--cellpose-from``) adds no peer seed, and a side run in some seeds only has fewer.
 """
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -19,8 +27,13 @@ from docs_table import write_between  # noqa: E402  (benchmarks/docs_table.py)
 RESULTS = Path(__file__).parent / "results"
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 START, END = "<!-- peer-table", "<!-- /peer-table -->"
+SEEDS_START, SEEDS_END = "<!-- peer-seeds-table", "<!-- /peer-seeds-table -->"
 HEADER = ("| dataset | side | run | steps | train s | test images | AP 0.5:0.95 | AP50 | F1@0.5 | SBD | abs DiC "
           "| matching IoU | AP / peer | F1 / peer |\n" + "|---" * 14 + "|")
+
+
+SEEDS_HEADER = ("| dataset | side | seeds | median steps | AP 0.5:0.95 by seed | median AP | F1@0.5 by seed | "
+                "median F1 | median AP / peer | median F1 / peer |\n" + "|---" * 10 + "|")
 
 
 def _ratio(side: dict, key: str) -> str:
@@ -38,11 +51,13 @@ def _run(side: dict) -> str:
     if side["side"] == "peer":
         return side["method"]
     args = list(side.get("extra_args") or [])
-    if "--model-out" in args:  # where a model was kept is not part of the recipe (and a path of one machine)
-        at = args.index("--model-out")
-        del args[at:at + 2]
+    for flag in ("--model-out", "--model-in"):  # model paths are not part of the recipe (and of one machine)
+        if flag in args:
+            at = args.index(flag)
+            del args[at:at + 2]
     extra = " ".join(args)
-    return f"{side['name']}: {side['method']}" + (f" `{extra}`" if extra else "")
+    retuned = " (decode re-tuned)" if "--model-in" in (side.get("extra_args") or []) else ""
+    return f"{side['name']}: {side['method']}" + (f" `{extra}`" if extra else "") + retuned
 
 
 def row(dataset: str, side: dict) -> str:
@@ -52,8 +67,18 @@ def row(dataset: str, side: dict) -> str:
             f"{t['abs_dic']:.1f} | {t['matching_iou']:.3f} | {_ratio(side, 'ap')} | {_ratio(side, 'f1')} |")
 
 
+def _seed_runs(results_dir: Path) -> dict[str, dict[int, dict]]:
+    """{dataset: {seed: result}}: ``peer_<dataset>.json`` is seed 0, ``peer_<dataset>_seed<N>.json`` seed N."""
+    runs: dict[str, dict[int, dict]] = {}
+    for path in results_dir.glob("peer_*.json"):
+        result = json.loads(path.read_text())
+        _, _, seed = path.stem.rpartition("_seed")
+        runs.setdefault(result["dataset"], {})[int(seed) if "_seed" in path.stem else 0] = result
+    return runs
+
+
 def table(results_dir: Path = RESULTS) -> str:
-    results = sorted((json.loads(p.read_text()) for p in results_dir.glob("peer_*.json")),
+    results = sorted((by_seed[0] for by_seed in _seed_runs(results_dir).values() if 0 in by_seed),
                      key=lambda r: r["dataset"])
     lines = [HEADER]
     for result in results:
@@ -63,12 +88,33 @@ def table(results_dir: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(text: str, page: Path = PAGE) -> None:
-    write_between(page, START, END, text)
+def seeds_table(results_dir: Path = RESULTS) -> str:
+    """Per dataset run with more than one seed and per side: the scores by seed and their medians."""
+    lines = [SEEDS_HEADER]
+    for dataset, by_seed in sorted(_seed_runs(results_dir).items()):
+        if len(by_seed) < 2:
+            continue
+        trained = [s for seed in sorted(by_seed) for s in by_seed[seed]["sides"]
+                   if "reused" not in s]  # a peer scored again (peer.py --cellpose-from) is not another seed
+        for name in dict.fromkeys(s["name"] for s in trained):
+            sides = [s for s in trained if s["name"] == name]
+            ap = [s["test_mean"]["ap"] for s in sides]
+            f1 = [s["test_mean"]["f1"] for s in sides]
+            ratios = {k: [s["ratio_to_peer"][k] for s in sides if (s.get("ratio_to_peer") or {}).get(k) is not None]
+                      for k in ("ap", "f1")}
+            lines.append(f"| {dataset} | {sides[0]['side']} {name} | {len(sides)} | "
+                         f"{statistics.median(s['iterations'] for s in sides):.0f} | "
+                         f"{' / '.join(f'{v:.3f}' for v in ap)} | {statistics.median(ap):.3f} | "
+                         f"{' / '.join(f'{v:.3f}' for v in f1)} | {statistics.median(f1):.3f} | "
+                         + " | ".join(f"{statistics.median(r):.2f}" if r else "" for r in ratios.values()) + " |")
+    if len(lines) == 1:
+        lines.append("| not yet run |" + " |" * 9)
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    text = table()
+    seeds = "--seeds" in sys.argv[1:]
+    text = seeds_table() if seeds else table()
     print(text, end="")
     if "--write" in sys.argv[1:]:
-        write(text)
+        write_between(PAGE, *((SEEDS_START, SEEDS_END) if seeds else (START, END)), text)

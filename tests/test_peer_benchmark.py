@@ -86,6 +86,27 @@ def test_peer_table_has_a_row_per_side_with_the_ratios(tmp_path):
     assert lines[3].endswith("| 0.250 | 0.800 | 0.600 | 0.700 | 2.0 | 0.750 | 0.50 | 0.75 |")
 
 
+def test_seeds_table_gives_each_sides_scores_by_seed_and_their_medians(tmp_path):
+    for seed, (peer_ap, ours_ap) in enumerate([(0.1, 0.3), (0.2, 0.1), (0.0, 0.2)]):
+        result = {"dataset": "usiigaci", "sides": [
+            _side("cellpose", "peer", peer_ap, 0.5),
+            _side("boundary", "ours", ours_ap, 0.6, {"ap": ours_ap / peer_ap if peer_ap else None, "f1": 1.2})]}
+        if seed == 2:  # Cellpose reused from seed 0 (peer.py --cellpose-from) and a side of this seed only
+            result["sides"][0]["reused"] = "an earlier run"
+            result["sides"].append(_side("coloring", "ours", 0.4, 0.7))
+        name = "peer_usiigaci.json" if seed == 0 else f"peer_usiigaci_seed{seed}.json"
+        (tmp_path / name).write_text(json.dumps(result))
+    (tmp_path / "peer_bbbc039.json").write_text(json.dumps(  # one seed only: not in the seeds table
+        {"dataset": "bbbc039", "sides": [_side("cellpose", "peer", 0.5, 0.8)]}))
+    lines = report_peer.seeds_table(tmp_path).splitlines()
+    assert len(lines) == 5
+    assert lines[2] == "| usiigaci | peer cellpose | 2 | 40 | 0.100 / 0.200 | 0.150 | 0.500 / 0.500 | 0.500 |  |  |"
+    # the AP ratio is undefined where the peer scored 0 (seed 2): the median of the two defined ones (3.0, 0.5)
+    assert lines[3] == "| usiigaci | ours boundary | 3 | 40 | 0.300 / 0.100 / 0.200 | 0.200 | 0.600 / 0.600 / 0.600 | 0.600 | 1.75 | 1.20 |"
+    assert lines[4] == "| usiigaci | ours coloring | 1 | 40 | 0.400 | 0.400 | 0.700 | 0.700 |  |  |"
+    assert report_peer.table(tmp_path).count("| usiigaci |") == 2  # the main table keeps the seed-0 run
+
+
 def test_peer_table_without_results_says_not_yet_run(tmp_path):
     assert "| not yet run |" in report_peer.table(tmp_path)
 

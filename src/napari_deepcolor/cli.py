@@ -159,7 +159,7 @@ def option_help(options_class) -> dict[str, str]:
 
 def _first_sentence(text: str) -> str:
     """Up to the first full stop that ends a sentence (not the one of "eq. 3", "sec. 3.5", "e.g.")."""
-    match = re.search(r"""(?<!\beq)(?<!\bsec)(?<!\bfig)(?<!e\.g)\.(\s+(?=[A-Z"'(])|$)""", text)
+    match = re.search(r"""(?<!\beq)(?<!\beqs)(?<!\bsec)(?<!\bfig)(?<!e\.g)\.(\s+(?=[A-Z"'(])|$)""", text)
     return text[:match.start() + 1] if match else text
 
 

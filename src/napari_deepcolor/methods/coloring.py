@@ -59,6 +59,13 @@ class ColoringOptions:
         cross-entropy on background / interior / boundary (the 3-class
         baseline's target), fused with the colours at test time
         (:meth:`ColoringMethod.decode`).
+    semantic_weight : float
+        Weight of the semantic head's cross-entropy against the colour loss of
+        eqs. (2)-(3) (the paper gives none: 1 is a plain sum). On the shared layers the colour
+        loss's gradient was 1.5-3 times the semantic head's after 230-250 steps
+        (E. coli, Usiigaci; its direction opposed the head's on E. coli), and the
+        head that then decodes the instances came out worse than the 3-class
+        baseline's at the same steps (docs/benchmarks.md).
     color_choice : {"paper", "distinct"}
         How each object's colour is chosen during training: "paper" or
         "distinct". "paper": eq. (2)
@@ -78,6 +85,7 @@ class ColoringOptions:
     halo_margin: int = 21
     halo_weight: float = 7.0
     semantic_head: bool = True
+    semantic_weight: float = 1.0
     color_choice: str = "paper"
     class_colors: bool = True
 
@@ -90,6 +98,8 @@ class ColoringOptions:
             raise DeepColorError(f"halo_margin must be in [1, 256] px (got {self.halo_margin}).")
         if not 0 <= self.halo_weight <= 100:
             raise DeepColorError(f"halo_weight must be in [0, 100] (got {self.halo_weight}).")
+        if not 0 < self.semantic_weight <= 100:
+            raise DeepColorError(f"semantic_weight must be in (0, 100] (got {self.semantic_weight}).")
         if self.color_choice not in COLOR_CHOICES:
             raise DeepColorError(f"unknown color_choice {self.color_choice!r}; choose one of: "
                                  f"{', '.join(COLOR_CHOICES)}.")
@@ -410,8 +420,8 @@ class ColoringMethod(Method):
 
             weight = torch.tensor([1.0, 1.0, SEMANTIC_BOUNDARY_WEIGHT], device=raw.device)
             target = targets["semantic"].masked_fill(targets["ignore"], -100)
-            loss = loss + F.cross_entropy(raw[:, options.n_colors:].float(), target, weight=weight,
-                                          ignore_index=-100)
+            loss = loss + options.semantic_weight * F.cross_entropy(
+                raw[:, options.n_colors:].float(), target, weight=weight, ignore_index=-100)
         return loss
 
     def foreground(self, output, options=None):
