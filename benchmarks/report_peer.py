@@ -11,8 +11,8 @@ file yet the table holds one "not yet run" row. These are the seed-0 runs, ``pee
 
 prints the seeds table instead: for each dataset with runs of other seeds (``peer_<dataset>_seed<N>.json``,
 from ``peer.py --cellpose-args "--seed N" --run NAME=METHOD:"--seed N"``), per side the scores of every seed
-and their medians, and the median of the per-seed ratios ours / peer. A run that reused an earlier Cellpose
-run (``--cellpose-from``) adds no peer seed, and a side run in some seeds only has fewer.
+and their medians, and the median of the per-seed ratios ours / peer. A Cellpose run reused by a later run
+(``--cellpose-from``) counts once, and a side run in some seeds only has fewer.
 """
 
 import json
@@ -88,14 +88,18 @@ def table(results_dir: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _identity(side: dict) -> tuple:
+    """Equal for one training scored twice: a peer run reused by ``peer.py --cellpose-from`` is not a new seed."""
+    return side["name"], side["train_seconds"], json.dumps(side["test_mean"], sort_keys=True)
+
+
 def seeds_table(results_dir: Path = RESULTS) -> str:
     """Per dataset run with more than one seed and per side: the scores by seed and their medians."""
     lines = [SEEDS_HEADER]
     for dataset, by_seed in sorted(_seed_runs(results_dir).items()):
         if len(by_seed) < 2:
             continue
-        trained = [s for seed in sorted(by_seed) for s in by_seed[seed]["sides"]
-                   if "reused" not in s]  # a peer scored again (peer.py --cellpose-from) is not another seed
+        trained = list({_identity(s): s for seed in sorted(by_seed) for s in by_seed[seed]["sides"]}.values())
         for name in dict.fromkeys(s["name"] for s in trained):
             sides = [s for s in trained if s["name"] == name]
             ap = [s["test_mean"]["ap"] for s in sides]

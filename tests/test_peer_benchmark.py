@@ -92,7 +92,7 @@ def test_seeds_table_gives_each_sides_scores_by_seed_and_their_medians(tmp_path)
             _side("cellpose", "peer", peer_ap, 0.5),
             _side("boundary", "ours", ours_ap, 0.6, {"ap": ours_ap / peer_ap if peer_ap else None, "f1": 1.2})]}
         if seed == 2:  # Cellpose reused from seed 0 (peer.py --cellpose-from) and a side of this seed only
-            result["sides"][0]["reused"] = "an earlier run"
+            result["sides"][0] = {**_side("cellpose", "peer", 0.1, 0.5), "reused": "the seed-0 run"}
             result["sides"].append(_side("coloring", "ours", 0.4, 0.7))
         name = "peer_usiigaci.json" if seed == 0 else f"peer_usiigaci_seed{seed}.json"
         (tmp_path / name).write_text(json.dumps(result))

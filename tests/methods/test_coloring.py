@@ -107,6 +107,21 @@ def test_loss_is_equation_3_with_both_terms_averaged():
     assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 
+def test_semantic_weight_scales_only_the_semantic_heads_cross_entropy():
+    labels = two_touching_squares()
+    raw = torch.randn(1, 9 + 3, *labels.shape, generator=torch.Generator().manual_seed(0))
+    losses = {}
+    for weight in (1.0, 3.0):
+        options = METHOD.options({"halo_margin": 3, "semantic_weight": weight})
+        targets = METHOD.collate([METHOD.prepare_targets(labels, np.zeros(labels.shape, bool), options)])
+        losses[weight] = float(METHOD.loss(raw, targets, options))
+    colours = coloring_loss(raw[:, :9], targets["labels"], targets["ignore"], targets["halo_pixels"],
+                            targets["halo_objects"], halo_weight=7.0)
+    semantic = losses[1.0] - float(colours)
+    assert semantic > 0
+    assert losses[3.0] == pytest.approx(float(colours) + 3 * semantic, rel=1e-5)
+
+
 def test_ignored_pixels_do_not_change_the_loss():
     labels = two_touching_squares()
     ignore = np.zeros(labels.shape, bool)
