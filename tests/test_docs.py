@@ -49,6 +49,7 @@ def test_site_builds_strictly(tmp_path):
 GENERATED_TABLES = [
     ("accuracy-table", ["report_accuracy.py"], "python benchmarks/report_accuracy.py"),
     ("peer-table", ["report_peer.py"], "python benchmarks/report_peer.py --write"),
+    ("peer-seeds-table", ["report_peer.py", "--seeds"], "python benchmarks/report_peer.py --seeds --write"),
     ("fine-tune-table", ["fine_tune.py", "--report"], "python benchmarks/fine_tune.py --report --write"),
     ("refine-table", ["refine_crf.py", "--report"], "python benchmarks/refine_crf.py --report (and paste it)"),
     ("flips-table", ["flips.py", "--report"], "python benchmarks/flips.py --report --write"),
