@@ -61,11 +61,11 @@ class ColoringOptions:
         (:meth:`ColoringMethod.decode`).
     semantic_weight : float
         Weight of the semantic head's cross-entropy against the colour loss of
-        eqs. (2)-(3) (the paper gives none: 1 is a plain sum). On the shared layers the colour
-        loss's gradient was 1.5-3 times the semantic head's after 230-250 steps
-        (E. coli, Usiigaci; its direction opposed the head's on E. coli), and the
-        head that then decodes the instances came out worse than the 3-class
-        baseline's at the same steps (docs/benchmarks.md).
+        eqs. (2)-(3) (the paper gives none: 1 is a plain sum). On the shared
+        layers the colour loss's gradient was 1.5-3 times the head's after
+        230-250 steps (E. coli, Usiigaci; on E. coli it opposed the head's),
+        and the head, which then decodes the instances, came out worse than
+        the 3-class baseline's at the same steps (docs/benchmarks.md).
     color_choice : {"paper", "distinct"}
         How each object's colour is chosen during training: "paper" or
         "distinct". "paper": eq. (2)
