@@ -67,7 +67,8 @@ class ColoringOptions:
         opposed the head's), and the head, which then decodes the instances,
         came out worse than the 3-class baseline's at the same steps. With 3,
         AP changed by +0.068 (BBBC039), +0.001 (BBBC010), +0.031 (Usiigaci),
-        +0.081 and -0.051 (E. coli, two seeds) against 1 (docs/benchmarks.md).
+        +0.081, -0.051 and +0.120 (E. coli, three seeds) against 1
+        (docs/benchmarks.md).
     color_choice : {"paper", "distinct"}
         How each object's colour is chosen during training: "paper" or
         "distinct". "paper": eq. (2)
