@@ -66,8 +66,8 @@ class ColoringOptions:
         times the head's after 230-250 steps (E. coli, Usiigaci; on E. coli it
         opposed the head's), and the head, which then decodes the instances,
         came out worse than the 3-class baseline's at the same steps. With 3,
-        AP changed by +0.068 (BBBC039), +0.001 (BBBC010), +0.031 (Usiigaci),
-        +0.081, -0.051 and +0.120 (E. coli, three seeds) against 1
+        AP changed by +0.068 (BBBC039), +0.001 (BBBC010), +0.031 and +0.038
+        (Usiigaci), +0.081, -0.051 and +0.120 (E. coli, three seeds) against 1
         (docs/benchmarks.md).
     color_choice : {"paper", "distinct"}
         How each object's colour is chosen during training: "paper" or
