@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import accuracy  # noqa: E402  (run from benchmarks/ or with it on the path)
 from napari_deepcolor.checkpoint import load_model, new_model
 from napari_deepcolor.data.sampling import PatchSampler
+from napari_deepcolor.methods.boundary import three_class_loss
 from napari_deepcolor.methods.coloring import SEMANTIC_BOUNDARY_WEIGHT, coloring_loss
 from napari_deepcolor.scale import rescale_sample
 
@@ -35,8 +35,7 @@ def term_gradients(model, patches) -> tuple[float, float, float, float, float]:
     raw = net(images)
     colour = coloring_loss(raw[:, :options.n_colors], t["labels"], t["ignore"], t["halo_pixels"],
                            t["halo_objects"], halo_weight=options.halo_weight)
-    semantic = F.cross_entropy(raw[:, options.n_colors:].float(), t["semantic"].masked_fill(t["ignore"], -100),
-                               weight=torch.tensor([1.0, 1.0, SEMANTIC_BOUNDARY_WEIGHT]), ignore_index=-100)
+    semantic = three_class_loss(raw[:, options.n_colors:], t["semantic"], t["ignore"], SEMANTIC_BOUNDARY_WEIGHT)
     g_colour = torch.autograd.grad(colour, shared, retain_graph=True)
     g_semantic = torch.autograd.grad(semantic, shared)
     n_colour = torch.sqrt(sum((g ** 2).sum() for g in g_colour))

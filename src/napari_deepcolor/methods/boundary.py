@@ -46,6 +46,15 @@ def three_class_target(labels: np.ndarray) -> np.ndarray:
     return target
 
 
+def three_class_loss(raw, target, ignore, boundary_weight: float):
+    """Pixel-wise cross-entropy of (B, 3, H, W) logits against :func:`three_class_target` (B, H, W),
+    the boundary class weighted ``boundary_weight``; ``ignore`` (B, H, W) pixels left out."""
+    import torch
+    import torch.nn.functional as F
+
+    weight = torch.tensor([1.0, 1.0, boundary_weight], device=raw.device)
+    return F.cross_entropy(raw.float(), target.masked_fill(ignore, -100), weight=weight, ignore_index=-100)
+
 
 def grown_cores(semantic: np.ndarray, interior_threshold: float) -> np.ndarray:
     """The baseline's instances (H, W) from (background, interior, boundary) probabilities (3, H, W):
@@ -53,6 +62,7 @@ def grown_cores(semantic: np.ndarray, interior_threshold: float) -> np.ndarray:
     (``p_background < 0.5``) they reach, each foreground pixel to its nearest core."""
     seeds = connected_label(semantic[INTERIOR] > interior_threshold, connectivity=1)
     return grow_into(seeds, semantic[BACKGROUND] < 0.5, steps=None)
+
 
 class BoundaryMethod(Method):
     name = "boundary"
@@ -77,12 +87,7 @@ class BoundaryMethod(Method):
         return {"target": three_class_target(labels), "ignore": ignore}
 
     def loss(self, raw, targets, options):
-        import torch
-        import torch.nn.functional as F
-
-        weight = torch.tensor([1.0, 1.0, options.boundary_weight], device=raw.device)
-        target = targets["target"].masked_fill(targets["ignore"], -100)
-        return F.cross_entropy(raw.float(), target, weight=weight, ignore_index=-100)
+        return three_class_loss(raw, targets["target"], targets["ignore"], options.boundary_weight)
 
     def activate(self, raw, options=None):
         return raw.float().softmax(dim=1)

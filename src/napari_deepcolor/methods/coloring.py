@@ -17,7 +17,7 @@ from skimage.measure import label as connected_label
 
 
 from .base import DecodeParameter, Instances, Method, PreviewLayer, memo, size_threshold
-from .boundary import BACKGROUND, BOUNDARY, INTERIOR, grown_cores, three_class_target
+from .boundary import BACKGROUND, BOUNDARY, INTERIOR, grown_cores, three_class_loss, three_class_target
 from .components import class_distances, grow_into, merge_close_components, relabel_by_lookup
 
 COLOR_CHOICES = ("paper", "distinct")
@@ -418,13 +418,8 @@ class ColoringMethod(Method):
                              classes=targets["classes"] if class_specific else None,
                              n_classes=int(targets["n_classes"]) if class_specific else 0)
         if options.semantic_head:
-            import torch
-            import torch.nn.functional as F
-
-            weight = torch.tensor([1.0, 1.0, SEMANTIC_BOUNDARY_WEIGHT], device=raw.device)
-            target = targets["semantic"].masked_fill(targets["ignore"], -100)
-            loss = loss + options.semantic_weight * F.cross_entropy(
-                raw[:, options.n_colors:].float(), target, weight=weight, ignore_index=-100)
+            loss = loss + options.semantic_weight * three_class_loss(
+                raw[:, options.n_colors:], targets["semantic"], targets["ignore"], SEMANTIC_BOUNDARY_WEIGHT)
         return loss
 
     def foreground(self, output, options=None):
