@@ -1,6 +1,6 @@
 """Decode tuned on the validation images (as training does) against validation + training images: test AP.
 
-    python benchmarks/tune_val_train.py ecoli_synth SEED MODEL [MODEL ...]
+    python benchmarks/tune_val_train.py DATASET SEED MODEL [MODEL ...]
 
 MODELs saved by ``accuracy.py --seed SEED --model-out``; SEED picks the same validation carve. Prints one
 JSON line per model: the decode each tuning chose and its mean AP on the held-out test images.
@@ -21,11 +21,12 @@ from accuracy import ground_truth, split  # noqa: E402  (benchmarks/accuracy.py)
 from napari_deepcolor.checkpoint import load_model  # noqa: E402
 from napari_deepcolor.inference import predict  # noqa: E402
 from napari_deepcolor.metrics import evaluate  # noqa: E402
+from napari_deepcolor.training import TrainingConfig  # noqa: E402
 from napari_deepcolor.tuning import tune_predictions  # noqa: E402
 
 
 def compare(dataset: str, seed: int, path: str) -> dict:
-    data = split(dataset, 0.15, seed)
+    data = split(dataset, TrainingConfig.validation_fraction, seed)  # the carve accuracy.py trained with
     model = load_model(path)
     validation_names = {s.name for s in data.validation}
 
