@@ -179,7 +179,7 @@ def grown_mask_ious(points, labels, seeds, squared_radii, *, eligible=None, chun
     points : (P, D) tensor; the embeddings of one image's pixels.
     labels : (P,) long; object ids 1..N, 0 background.
     seeds : (S,) long; indices into ``points``.
-    squared_radii : (S, R) tensor, each row in decreasing order (nested masks).
+    squared_radii : (S, R) tensor; R mask radii per seed.
     eligible : (P,) bool tensor, optional; only these pixels can be in a mask
         (e.g. the predicted foreground), while objects keep all their pixels.
 
@@ -190,11 +190,11 @@ def grown_mask_ious(points, labels, seeds, squared_radii, *, eligible=None, chun
 
     Notes
     -----
-    Only the pixels within the largest radius of a seed are looked at after
-    one distance matrix per chunk of seeds (masks are small next to a patch
-    once the embedding is trained); each falls in the bucket of the number of
-    radii it is within, and one ``bincount`` over (seed, bucket, label) gives
-    every intersection of the nested masks.
+    Dense, one distance matrix per chunk of seeds: the mask at each radius is a
+    0/1 row per seed, and one matrix product with the labels' one-hot columns
+    gives its intersection with every object. The cost does not depend on how
+    large the masks are, which matters early in training, when an untrained
+    embedding puts nearly the whole patch in every mask.
     """
     import torch
 
@@ -202,23 +202,17 @@ def grown_mask_ious(points, labels, seeds, squared_radii, *, eligible=None, chun
         n_radii = squared_radii.shape[1]
         n_labels = int(labels.max()) + 1 if labels.numel() else 1
         centred = points - points.mean(0, keepdim=True)
-        object_size = torch.bincount(labels, minlength=n_labels).to(points.dtype)
+        one_hot = torch.nn.functional.one_hot(labels, n_labels).to(points.dtype)  # (P, labels)
+        object_size = one_hot.sum(0)
+        if eligible is not None:
+            one_hot = one_hot * eligible.unsqueeze(1).to(points.dtype)
         out = []
         for start in range(0, seeds.numel(), chunk):
             s = seeds[start:start + chunk]
             radii = squared_radii[start:start + chunk]
-            within = pairwise_squared_distances(centred[s], centred) < radii[:, :1]  # (s, P), largest radius
-            if eligible is not None:
-                within &= eligible.unsqueeze(0)
-            rows, cols = within.nonzero(as_tuple=True)
-            d2 = (centred[s[rows]] - centred[cols]).pow(2).sum(1)
-            bucket = (d2.unsqueeze(1) < radii[rows]).sum(1)  # number of radii the pixel is within
-            index = (rows * (n_radii + 1) + bucket) * n_labels + labels[cols]
-            counts = torch.bincount(index, minlength=s.numel() * (n_radii + 1) * n_labels)
-            counts = counts.reshape(s.numel(), n_radii + 1, n_labels).to(points.dtype)
-            # mask at radius j holds the pixels within >= j + 1 radii: reverse cumulative sum over buckets
-            inside = counts.flip(1).cumsum(1).flip(1)[:, 1:]  # (s, R, labels)
-            mask_size = inside.sum(2, keepdim=True)
+            d2 = pairwise_squared_distances(centred[s], centred)  # (s, P)
+            inside = torch.stack([(d2 < radii[:, j:j + 1]).to(points.dtype) @ one_hot for j in range(n_radii)], 1)
+            mask_size = inside.sum(2, keepdim=True)  # (s, R, 1)
             iou = inside / (mask_size + object_size - inside).clamp(min=1)
             out.append(iou[:, :, 1:].amax(2) if n_labels > 1 else torch.zeros_like(iou[:, :, 0]))
         return torch.cat(out) if out else torch.zeros(0, n_radii, device=points.device)
