@@ -85,6 +85,14 @@ def retune(path: Path, config: TrainingConfig, validation):
     return finished, provenance["train_seconds"]
 
 
+def option_value(text: str):
+    """A JSON value (10, false, "paper"), or the text itself: ``color_choice=distinct`` needs no quotes."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", choices=DATASETS, required=True)
@@ -103,7 +111,7 @@ def main():
                         help="no training: re-tune the decode of this model (saved by --model-out from the same "
                              "dataset and split) on the validation split and score it again")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="a training option of the method (JSON value), e.g. --option semantic_head=false; "
+                        help="a training option of the method (a JSON value or a word), e.g. --option semantic_head=false; "
                              "repeatable")
     parser.add_argument("--net-object-diameter", type=float, default=TrainingConfig.net_object_diameter,
                         help="object diameter (px) the net trains at; 0: the images' own resolution")
@@ -119,7 +127,7 @@ def main():
 
     data = split(args.dataset, TrainingConfig.validation_fraction, args.seed)
 
-    options = {key: json.loads(value) for key, value in (o.split("=", 1) for o in args.option)}
+    options = {key: option_value(value) for key, value in (o.split("=", 1) for o in args.option)}
     config = TrainingConfig(method=args.method, method_options=options, minutes=args.minutes, iterations=args.iterations,
                             device="cpu", net_object_diameter=args.net_object_diameter or None,
                             patch_size=args.patch_size, batch_size=args.batch_size, validate_every=0,

@@ -214,6 +214,19 @@ def ratio(ours: float, peer: float) -> float | None:
     return round(ours / peer, 3) if peer > 0 else None
 
 
+def portable(value, places: dict[str, str]):
+    """``value`` (a result: dicts, lists, strings) with this machine's folders replaced by the names in
+    ``places`` (longest first), so that a result file names no absolute path of the machine it ran on."""
+    if isinstance(value, dict):
+        return {k: portable(v, places) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, places) for v in value]
+    if isinstance(value, str):
+        for path in sorted(places, key=len, reverse=True):
+            value = value.replace(path, places[path])
+    return value
+
+
 def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
 
@@ -255,6 +268,9 @@ def main(argv=None) -> int:
               "split": {**split, "n_train_ours": "the same non-test images, 15 % of them kept for decode tuning",
                         "note": "Cellpose trains on every non-test image: it has no decode tuning step"},
               "sides": sides, "failed": failed}
+    result = portable(result, {str(HERE.parent) + os.sep: "", sys.executable: "python", str(work): "WORK",
+                               str(args.cellpose_python): "CELLPOSE_PYTHON",
+                               **({str(args.cellpose_from): "CELLPOSE_FROM"} if args.cellpose_from else {})})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=1, default=float))

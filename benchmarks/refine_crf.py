@@ -105,7 +105,7 @@ def main():
                      "crf_default": scores(truth, with_defaults.labels), "crf_fitted": scores(truth, refined.labels)})
     mean = {variant: {k: float(np.mean([r[variant][k] for r in rows])) for k in rows[0][variant]}
             for variant in ("decoded", "crf_default", "crf_fitted")}
-    result = {"dataset": args.dataset, "method": args.method, "model": str(args.model),
+    result = {"dataset": args.dataset, "method": args.method, "model": args.model.name,
               "model_iterations": model.provenance.get("iterations"), "n_validation_images": len(validation),
               "n_test_images": len(rows), "fit": {**fit_report, "seconds": round(fit_seconds, 1),
                                                   "steps": args.fit_steps}, "fitted_parameters": model.crf,

@@ -80,16 +80,19 @@ def test_collate_samples_offsets_pixels_and_objects():
     assert np.array_equal(flat[batch["sample_pixels"].numpy()] + np.where(objects > 0, 2 * images, 0), objects)
 
 
-def test_grown_mask_ious_match_brute_force():
+@pytest.mark.parametrize("order, chunk", [("descending", 64), ("any", 2)])
+def test_grown_mask_ious_match_brute_force(order, chunk):
     rng = np.random.default_rng(1)
     points = rng.normal(size=(60, 2)).astype(np.float32)
     labels = rng.integers(0, 3, 60)
     seeds = np.array([0, 5, 17])
-    radii = np.sort(rng.uniform(0.3, 2.0, size=(3, 4)), axis=1)[:, ::-1].copy()
+    radii = rng.uniform(0.3, 2.0, size=(3, 4))
+    if order == "descending":
+        radii = np.sort(radii, axis=1)[:, ::-1].copy()
     eligible = rng.random(60) > 0.2
     got = grown_mask_ious(torch.as_tensor(points), torch.as_tensor(labels), torch.as_tensor(seeds),
                           torch.as_tensor(radii ** 2, dtype=torch.float32),
-                          eligible=torch.as_tensor(eligible)).numpy()
+                          eligible=torch.as_tensor(eligible), chunk=chunk).numpy()
     for i, s in enumerate(seeds):
         for j in range(4):
             mask = (((points - points[s]) ** 2).sum(1) < radii[i, j] ** 2) & eligible
