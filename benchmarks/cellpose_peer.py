@@ -1,6 +1,6 @@
 """Cellpose 3 trained from scratch on a split file, under a wall-clock budget: the peer of benchmarks/peer.py.
 
-    /work/cpvenv/bin/python benchmarks/cellpose_peer.py --split split.json --minutes 15 --threads 1 --out DIR
+    CELLPOSE_VENV/bin/python benchmarks/cellpose_peer.py --split split.json --minutes 15 --threads 1 --out DIR
 
 Run with a Python that has ``cellpose<4`` (3.x) and torch, *not* napari_deepcolor: this script reads the
 files itself and imports nothing from the project, so the peer runs exactly as a Cellpose user would run it.

@@ -6,7 +6,10 @@ For each model: the share of annotated object pixels whose maximal object colour
 colour, how many colours hold at least 5 % of them, and the share of touching annotated pairs
 (within 2 px) whose majority colours are equal: those pairs the colours alone cannot separate.
 With a semantic head, also the mean AP 0.5:0.95 of the model's tuned decode and of the same decode with
-``split_by_color=1`` (the paper's fusion: the colours' own instances). Prints one JSON line per model.
+``split_by_color=1`` (the paper's fusion: the colours' own instances). With ``--seed S`` (the seed the
+model trained with), also what eq. (2) makes of the trained net on a few training batches: the share of
+touching objects (one in the other's halo) given the same target colour, as training would give them now.
+Prints one JSON line per model.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from accuracy import DATASETS, ground_truth, held_out
+from accuracy import DATASETS, ground_truth, held_out, split
 from napari_deepcolor.checkpoint import load_model
 from napari_deepcolor.data import detect_layout, read_image
 from napari_deepcolor.inference import predict
+from napari_deepcolor.methods import get_method
+from napari_deepcolor.methods.coloring import _flatten_batch, assign_colors, touching_pairs as halo_pairs
 from napari_deepcolor.metrics import evaluate
+from napari_deepcolor.training import Training, TrainingConfig, _PatchBatches
 
 
 def majority_colours(colour: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -68,11 +74,38 @@ def colour_usage(model, pairs) -> dict:
             **({k: round(float(np.mean(v)), 3) for k, v in ap.items()} if fused else {})}
 
 
+def training_choices(model, dataset: str, seed: int, batches: int = 3) -> dict:
+    """Eq. (2)'s colours for the objects of a few training batches, with the model's own options."""
+    data = split(dataset, TrainingConfig.validation_fraction, seed)
+    config = TrainingConfig(method="coloring", iterations=1, batch_size=4)
+    training = Training(config, data.train, validation=data.validation)
+    training.model = model
+    options, n_colors = model.method_options, model.method_options.n_colors
+    stream = iter(_PatchBatches(training._at_net_scale(model), get_method("coloring"), options, config, seed=seed))
+    same, total, counts = 0, 0, np.zeros(n_colors - 1, np.int64)
+    for _ in range(batches):
+        images, t = next(stream)
+        with torch.no_grad():
+            raw = model.net(images)[:, :n_colors]
+            colors, _ = assign_colors(raw, t["labels"], t["ignore"], t["halo_pixels"], t["halo_objects"],
+                                      halo_weight=options.halo_weight, color_choice=options.color_choice)
+            _, global_id, _, _ = _flatten_batch(raw, t["labels"], t["ignore"])
+            pairs = halo_pairs(global_id, t["halo_pixels"], t["halo_objects"]).numpy()
+        c = colors.numpy()
+        same += int((c[pairs[:, 0]] == c[pairs[:, 1]]).sum())
+        total += len(pairs)
+        counts += np.bincount(c - 1, minlength=n_colors - 1)
+    return {"training_colours_chosen": counts.tolist(), "training_halo_pairs": total,
+            "training_halo_pairs_same_colour": round(same / max(total, 1), 3)}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", choices=DATASETS, required=True)
     parser.add_argument("--model", type=Path, nargs="+", required=True)
     parser.add_argument("--images", type=int, default=4, help="held-out images to look at")
+    parser.add_argument("--seed", type=int, default=None, help="the models' training seed: also report eq. (2)'s "
+                        "choices on training batches")
     args = parser.parse_args()
     torch.set_num_threads(1)
     pairs = held_out(detect_layout(*DATASETS[args.dataset]).pairs)[:args.images]
@@ -82,7 +115,8 @@ def main():
         print(json.dumps({"model": "/".join(path.parts[-2:]),
                           "options": {k: getattr(options, k) for k in ("n_colors", "halo_weight", "color_choice",
                                                                        "semantic_head", "semantic_weight")},
-                          **colour_usage(model, pairs)}))
+                          **colour_usage(model, pairs),
+                          **(training_choices(model, args.dataset, args.seed) if args.seed is not None else {})}))
 
 
 if __name__ == "__main__":

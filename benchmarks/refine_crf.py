@@ -1,6 +1,6 @@
 """Accuracy with and without the instance CRF refinement, on one dataset of ../shared/data.
 
-    python benchmarks/refine_crf.py --dataset bbbc039 --method coloring --model /work/crf-models/bbbc039_coloring.safetensors
+    python benchmarks/refine_crf.py --dataset bbbc039 --method coloring --model bbbc039_coloring.safetensors
 
 The model is one saved by ``accuracy.py --model-out`` (same split: every 5th
 image held out for testing, 15 % of the rest for validation). The CRF's

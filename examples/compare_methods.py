@@ -11,7 +11,7 @@ roughly: see docs/benchmarks.md for 15-minute runs. With ``--data`` every 5th im
 folder is held out and scored.
 
     python examples/compare_methods.py
-    python examples/compare_methods.py --data /work/shared/data/bbbc039 --minutes 5
+    python examples/compare_methods.py --data ../shared/data/bbbc039 --minutes 5
     python examples/compare_methods.py --methods coloring boundary --iterations 2   # a smoke run
 """
 

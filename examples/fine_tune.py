@@ -11,7 +11,7 @@ BBBC039 image and both are scored on the second bundled image. With ``--data`` t
 ``--shots`` images of that folder are the new annotations and every 5th image is scored.
 
     python examples/fine_tune.py
-    python examples/fine_tune.py --model cells.safetensors --data /work/shared/data/bbbc039 --shots 3
+    python examples/fine_tune.py --model cells.safetensors --data ../shared/data/bbbc039 --shots 3
     python examples/fine_tune.py --iterations 2 --output /tmp/out   # a smoke run
 """
 

@@ -7,11 +7,11 @@ thin layer over exactly these calls.
 
 How long: about 2 minutes on a CPU with the defaults (training on the bundled BBBC039 image
 ``bbbc039_A02_s1`` and segmenting the unseen ``bbbc039_A09_s1``). With ``--data`` it trains on a
-real annotated folder (any layout the CLI reads, e.g. ``/work/shared/data/bbbc039``) and
+real annotated folder (any layout the CLI reads, e.g. ``../shared/data/bbbc039``) and
 segments every 5th image, which it holds out.
 
     python examples/train_and_segment.py
-    python examples/train_and_segment.py --data /work/shared/data/bbbc039 --minutes 10
+    python examples/train_and_segment.py --data ../shared/data/bbbc039 --minutes 10
     python examples/train_and_segment.py --iterations 2 --output /tmp/out   # a smoke run
 """
 
