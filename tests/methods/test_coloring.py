@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from napari_deepcolor.methods import get_method
-from napari_deepcolor.methods.coloring import assign_colors, coloring_loss, object_halos
+from napari_deepcolor.methods.coloring import (_flatten_batch, assign_colors, coloring_loss, object_halos,
+                                             touching_pairs)
 
 METHOD = get_method("coloring")
 
@@ -309,3 +310,16 @@ def test_without_split_by_color_the_semantic_head_decodes_as_the_baseline_whatev
     baseline = BoundaryMethod().decode(output[4:], size_threshold=1)
     assert by_colour.count > 2  # every stripe of colour is a piece of its own
     assert plain.count == 2 and np.array_equal(plain.labels, baseline.labels)
+
+
+def test_touching_pairs_are_the_unique_object_pairs_within_one_anothers_halo():
+    labels = np.zeros((1, 12, 30), np.int64)
+    labels[0, 2:10, 2:8], labels[0, 2:10, 9:15], labels[0, 2:10, 24:29] = 1, 2, 3  # 1-2 touch; 3 is far
+    ignore = np.zeros_like(labels, bool)
+    pixels, objects = object_halos(labels[0], 2)
+    raw = torch.zeros(1, 4, 12, 30)
+    _, global_id, _, _ = _flatten_batch(raw, torch.from_numpy(labels), torch.from_numpy(ignore))
+    pairs = touching_pairs(global_id, torch.from_numpy(pixels), torch.from_numpy(objects))
+    assert pairs.tolist() == [[0, 1]]
+    far = touching_pairs(global_id, torch.from_numpy(pixels[objects == 3]), torch.from_numpy(objects[objects == 3]))
+    assert far.shape == (0, 2)
