@@ -119,10 +119,11 @@ def test_run_spec_needs_a_name_and_a_method():
         peer.parse_run("coloring")
 
 
-def test_result_files_name_no_folder_of_the_machine():
+def test_result_files_name_no_folder_of_the_machine(tmp_path):
     peer = _load("peer")
-    places = {"/home/me/repo/": "", "/home/me/repo/.venv/bin/python": "python", "/tmp/peer_x": "WORK"}
-    result = {"sides": [{"command": "/home/me/repo/.venv/bin/python /home/me/repo/benchmarks/accuracy.py "
-                                    "--result /tmp/peer_x/accuracy_b.json", "log": "/tmp/peer_x/b.log", "steps": 3}]}
+    repo, work = f"{tmp_path}/repo/", f"{tmp_path}/peer_x"
+    places = {repo: "", f"{repo}.venv/bin/python": "python", work: "WORK"}
+    result = {"sides": [{"command": f"{repo}.venv/bin/python {repo}benchmarks/accuracy.py "
+                                    f"--result {work}/accuracy_b.json", "log": f"{work}/b.log", "steps": 3}]}
     assert peer.portable(result, places) == {"sides": [{
         "command": "python benchmarks/accuracy.py --result WORK/accuracy_b.json", "log": "WORK/b.log", "steps": 3}]}
