@@ -9,7 +9,9 @@ With a semantic head, also the mean AP 0.5:0.95 of the model's tuned decode and 
 ``split_by_color=1`` (the paper's fusion: the colours' own instances). With ``--seed S`` (the seed the
 model trained with), also what eq. (2) makes of the trained net on a few training batches: the share of
 touching objects (one in the other's halo) given the same target colour, as training would give them now.
-Prints one JSON line per model.
+Prints one JSON line per model. With ``--picture PNG``: the first held-out image, its ground truth, and
+for each model the maximal colour of every pixel that its semantic head (or, without one, its colours)
+calls foreground, one hue per colour.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from scipy import ndimage as ndi
 
 from accuracy import DATASETS, ground_truth, held_out, split
+from qualitative import grey, overlay
 from napari_deepcolor.checkpoint import load_model
 from napari_deepcolor.data import detect_layout, read_image
 from napari_deepcolor.inference import predict
@@ -46,6 +50,26 @@ def touching_pairs(labels: np.ndarray, gap: int = 2) -> np.ndarray:
     mask = (labels > 0) & (grown != labels)
     pairs = np.sort(np.stack([labels[mask], grown[mask]], axis=1), axis=1)
     return np.unique(pairs, axis=0) if pairs.size else pairs.reshape(0, 2)
+
+
+#: one hue per object colour 1..8 (colour 0, the background, stays black)
+HUES = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                 [145, 30, 180], [70, 240, 240], [240, 50, 230]], np.uint8)
+
+
+def colour_picture(model, pair, crop: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) pictures of one image's ground truth and of the model's maximal colour on its foreground."""
+    n_colors = model.method_options.n_colors
+    image = read_image(pair.image)
+    output = predict(model, image, stack=False, device="cpu").output
+    foreground = (output[n_colors:].argmax(0) != 0) if model.method_options.semantic_head else output[0] < 0.5
+    colour = np.where(foreground, output[1:n_colors].argmax(0) + 1, 0)
+    h, w = colour.shape
+    top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+    window = np.s_[top:top + crop, left:left + crop]
+    truth = ground_truth(pair)
+    truth = truth[(slice(None),) + window] if truth.ndim == 3 else truth[window]
+    return overlay(grey(image[window]), truth), HUES[colour[window] % len(HUES)]
 
 
 def colour_usage(model, pairs) -> dict:
@@ -106,9 +130,14 @@ def main():
     parser.add_argument("--images", type=int, default=4, help="held-out images to look at")
     parser.add_argument("--seed", type=int, default=None, help="the models' training seed: also report eq. (2)'s "
                         "choices on training batches")
+    parser.add_argument("--picture", type=Path, default=None, help="also write this PNG of the models' colours")
+    parser.add_argument("--crop", type=int, default=384, help="side of the picture's square crop, from the centre")
     args = parser.parse_args()
     torch.set_num_threads(1)
     pairs = held_out(detect_layout(*DATASETS[args.dataset]).pairs)[:args.images]
+    if args.picture is not None:
+        panels = [colour_picture(load_model(path), pairs[0], args.crop) for path in args.model]
+        Image.fromarray(np.concatenate([panels[0][0]] + [colours for _, colours in panels], axis=1)).save(args.picture)
     for path in args.model:
         model = load_model(path)
         options = model.method_options

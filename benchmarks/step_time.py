@@ -1,6 +1,7 @@
 """Where a training step's time goes, per method: sampling + targets, forward, loss, backward + Adam.
 
     python benchmarks/step_time.py --dataset usiigaci --methods boundary coloring metric --steps 10
+    python benchmarks/step_time.py --dataset ecoli_synth --methods metric --option seed_targets=100000
 
 The recipe of ``train`` (batch 4, 256 px patches, objects at the net's scale) on the training images of
 accuracy.py's split, one thread. Medians over ``--steps`` steps after two warm-up steps; one JSON line per
@@ -16,16 +17,16 @@ import time
 import numpy as np
 import torch
 
-from accuracy import DATASETS, split
+from accuracy import DATASETS, option_value, split
 from napari_deepcolor.methods import get_method
 from napari_deepcolor.training import Training, TrainingConfig, _PatchBatches
 
 STAGES = ("data", "forward", "loss", "backward")
 
 
-def step_times(dataset: str, method_name: str, steps: int) -> dict:
+def step_times(dataset: str, method_name: str, steps: int, method_options: dict | None = None) -> dict:
     data = split(dataset, TrainingConfig.validation_fraction, 0)
-    config = TrainingConfig(method=method_name, iterations=steps, batch_size=4)
+    config = TrainingConfig(method=method_name, method_options=method_options or {}, iterations=steps, batch_size=4)
     training = Training(config, data.train, validation=data.validation)
     model = training.model = training._initial_model(torch.device("cpu"))
     method, options = get_method(method_name), model.method_options
@@ -48,7 +49,7 @@ def step_times(dataset: str, method_name: str, steps: int) -> dict:
             for stage, seconds in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 times[stage].append(seconds)
     medians = {stage: round(float(np.median(v)), 3) for stage, v in times.items()}
-    return {"dataset": dataset, "method": method_name, "steps": steps, "median_seconds": medians,
+    return {"dataset": dataset, "method": method_name, "options": method_options or {}, "steps": steps, "median_seconds": medians,
             "step_seconds": round(sum(medians.values()), 3)}
 
 
@@ -57,10 +58,13 @@ def main():
     parser.add_argument("--dataset", choices=DATASETS, required=True)
     parser.add_argument("--methods", nargs="+", default=["boundary", "coloring", "metric", "semiconv", "dcme"])
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training option of the (single) method, e.g. --option seed_targets=100000")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    options = {key: option_value(value) for key, value in (o.split("=", 1) for o in args.option)}
     for name in args.methods:
-        print(json.dumps(step_times(args.dataset, name, args.steps)), flush=True)
+        print(json.dumps(step_times(args.dataset, name, args.steps, options)), flush=True)
 
 
 if __name__ == "__main__":

@@ -136,6 +136,17 @@ def test_soft_seediness_targets_are_the_iou_of_the_grown_mask():
     assert losses[0.0] < losses[-12.0] - 1 and losses[0.0] < losses[12.0] - 1
 
 
+def test_seed_targets_caps_the_samples_whose_seediness_is_trained_in_each_patch():
+    patches = [scene(), scene()[:, ::-1].copy()]
+    t, options = targets(patches)  # 5 instances x 10 samples per patch
+    for cap, trained in ((None, 50), (60, 50), (7, 7)):
+        raw = torch.cat([ideal_raw(labels) for labels in patches]).requires_grad_()
+        terms(raw, t, seed_targets=cap)["classification"].backward()
+        seediness_grad = raw.grad[:, DIMS:DIMS + N_TAU].abs().sum(1).flatten(1)
+        assert [(g > 0).sum().item() for g in seediness_grad] == [trained, trained]
+    assert options.seed_targets == 256
+
+
 def test_loss_gradients_are_finite_even_for_coincident_embeddings():
     labels = scene()
     t, options = targets([labels])
