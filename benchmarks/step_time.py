@@ -49,8 +49,8 @@ def step_times(dataset: str, method_name: str, steps: int, method_options: dict 
             for stage, seconds in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 times[stage].append(seconds)
     medians = {stage: round(float(np.median(v)), 3) for stage, v in times.items()}
-    return {"dataset": dataset, "method": method_name, "options": method_options or {}, "steps": steps, "median_seconds": medians,
-            "step_seconds": round(sum(medians.values()), 3)}
+    return {"dataset": dataset, "method": method_name, "options": method_options or {}, "steps": steps,
+            "median_seconds": medians, "step_seconds": round(sum(medians.values()), 3)}
 
 
 def main():

@@ -59,7 +59,8 @@ class MetricLearningOptions:
         trained at each step, drawn at random among them (ours: the paper
         trains all). Each target grows a mask over the whole patch, so the
         cost grows with the objects in a patch: a crowded E. coli patch
-        samples ~800 pixels and its targets took most of a 3-12 s step.
+        samples ~800 pixels, and the loss took 5.7 s of a 7.8 s step (2.2 of
+        4.3 s with 256; docs/benchmarks.md).
     """
 
     embedding_dims: int = 8
@@ -303,8 +304,9 @@ class MetricLearningMethod(Method):
         dims = raw.shape[1] - len(SIMILARITY_THRESHOLDS) - 1
         return torch.cat([raw[:, :dims], torch.sigmoid(raw[:, dims:])], dim=1)
 
-    def decode(self, output, *, cache=None, options=None, foreground_threshold=None, seed_diversity=None, max_seeds=None, similarity_threshold=None,
-               score_threshold=None, size_threshold=None, connected_masks=None) -> Instances:
+    def decode(self, output, *, cache=None, options=None, foreground_threshold=None, seed_diversity=None,
+               max_seeds=None, similarity_threshold=None, score_threshold=None, size_threshold=None,
+               connected_masks=None) -> Instances:
         """Cached output (d + |T| + 1, H, W) to instances.
 
         Stages, each remembered in ``cache``: the foreground pixels
