@@ -4,7 +4,7 @@
 
 Uses the models that benchmarks/run_accuracy_steps.sh keeps in $MODELS (default /tmp/deepcolor-models)
 and their tuned decode. Objects get random colours (the same id, the same colour); outlines in white.
-Writes docs/images/accuracy-<dataset>.png.
+Writes docs/images/accuracy-<dataset>.png, or ``--out``.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def main():
     parser.add_argument("--index", type=int, default=0, help="which held-out test image (in name order)")
     parser.add_argument("--crop", type=int, default=384, help="side of the square crop shown, from the centre")
     parser.add_argument("--models", type=Path, default=Path(os.environ.get("MODELS", "/tmp/deepcolor-models")))
+    parser.add_argument("--out", type=Path, default=None, help="the PNG to write (default: docs/images/accuracy-<dataset>.png)")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -83,8 +84,8 @@ def main():
     for i, (name, panel) in enumerate(panels):
         canvas.paste(Image.fromarray(panel), (i * (side + gap), title))
         draw.text((i * (side + gap) + 4, 4), name, fill="black")
-    DOCS.mkdir(parents=True, exist_ok=True)
-    out = DOCS / f"accuracy-{args.dataset}.png"
+    out = args.out or DOCS / f"accuracy-{args.dataset}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out, optimize=True)
     print(f"{pair.name}: wrote {out}")
 
