@@ -93,6 +93,11 @@ def option_value(text: str):
         return text
 
 
+def method_options(pairs: list[str]) -> dict:
+    """``--option KEY=VALUE`` arguments as a dict of training options."""
+    return {key: option_value(value) for key, value in (pair.split("=", 1) for pair in pairs)}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", choices=DATASETS, required=True)
@@ -127,7 +132,7 @@ def main():
 
     data = split(args.dataset, TrainingConfig.validation_fraction, args.seed)
 
-    options = {key: option_value(value) for key, value in (o.split("=", 1) for o in args.option)}
+    options = method_options(args.option)
     config = TrainingConfig(method=args.method, method_options=options, minutes=args.minutes, iterations=args.iterations,
                             device="cpu", net_object_diameter=args.net_object_diameter or None,
                             patch_size=args.patch_size, batch_size=args.batch_size, validate_every=0,

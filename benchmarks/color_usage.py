@@ -26,7 +26,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from accuracy import DATASETS, ground_truth, held_out, split
-from qualitative import grey, overlay
+from qualitative import centre_window, grey, overlay
 from napari_deepcolor.checkpoint import load_model
 from napari_deepcolor.data import detect_layout, read_image
 from napari_deepcolor.inference import predict
@@ -57,19 +57,13 @@ HUES = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 13
                  [145, 30, 180], [70, 240, 240], [240, 50, 230]], np.uint8)
 
 
-def colour_picture(model, pair, crop: int) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W, 3) pictures of one image's ground truth and of the model's maximal colour on its foreground."""
+def colour_picture(model, image: np.ndarray, window) -> np.ndarray:
+    """(h, w, 3) picture of the model's maximal colour on its foreground, in the ``window`` of ``image``."""
     n_colors = model.method_options.n_colors
-    image = read_image(pair.image)
     output = predict(model, image, stack=False, device="cpu").output
     foreground = (output[n_colors:].argmax(0) != 0) if model.method_options.semantic_head else output[0] < 0.5
     colour = np.where(foreground, output[1:n_colors].argmax(0) + 1, 0)
-    h, w = colour.shape
-    top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-    window = np.s_[top:top + crop, left:left + crop]
-    truth = ground_truth(pair)
-    truth = truth[(slice(None),) + window] if truth.ndim == 3 else truth[window]
-    return overlay(grey(image[window]), truth), HUES[colour[window] % len(HUES)]
+    return HUES[colour[window] % len(HUES)]
 
 
 def colour_usage(model, pairs) -> dict:
@@ -136,16 +130,21 @@ def main():
     torch.set_num_threads(1)
     pairs = held_out(detect_layout(*DATASETS[args.dataset]).pairs)[:args.images]
     if args.picture is not None:
-        panels = [colour_picture(load_model(path), pairs[0], args.crop) for path in args.model]
-        Image.fromarray(np.concatenate([panels[0][0]] + [colours for _, colours in panels], axis=1)).save(args.picture)
+        image = read_image(pairs[0].image)
+        window = centre_window(*image.shape[:2], args.crop)
+        panels = [overlay(grey(image[window]), ground_truth(pairs[0])[(...,) + window])]
     for path in args.model:
         model = load_model(path)
+        if args.picture is not None:
+            panels.append(colour_picture(model, image, window))
         options = model.method_options
         print(json.dumps({"model": "/".join(path.parts[-2:]),
                           "options": {k: getattr(options, k) for k in ("n_colors", "halo_weight", "color_choice",
                                                                        "semantic_head", "semantic_weight")},
                           **colour_usage(model, pairs),
                           **(training_choices(model, args.dataset, args.seed) if args.seed is not None else {})}))
+    if args.picture is not None:
+        Image.fromarray(np.concatenate(panels, axis=1)).save(args.picture)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,13 @@ def grey(image: np.ndarray) -> np.ndarray:
     return np.repeat((g * 255).astype(np.uint8)[..., None], 3, axis=-1)
 
 
+def centre_window(height: int, width: int, crop: int) -> tuple[slice, slice]:
+    """The (rows, columns) of the centred square crop of side ``crop`` (or the image's shorter side)."""
+    side = min(crop, height, width)
+    y0, x0 = (height - side) // 2, (width - side) // 2
+    return slice(y0, y0 + side), slice(x0, x0 + side)
+
+
 def overlay(background: np.ndarray, labels: np.ndarray, seed: int = 1) -> np.ndarray:
     """Labels (H, W) or per-object masks (K, H, W) in random colours over a dimmed image, outlines white."""
     masks = labels if labels.ndim == 3 else None
@@ -66,10 +73,8 @@ def main():
     pair = held_out(detect_layout(images, labels).pairs)[args.index]
     sample = next(s for s in read_annotated_folder(images, labels) if s.name == pair.name)
     truth = read_labels(pair.labels) if pair.labels is not None else read_object_masks(pair.object_masks)
-    height, width = sample.image.shape[:2]
-    side = min(args.crop, height, width)
-    y0, x0 = (height - side) // 2, (width - side) // 2
-    window = (slice(y0, y0 + side), slice(x0, x0 + side))
+    window = centre_window(*sample.image.shape[:2], args.crop)
+    side = window[0].stop - window[0].start
     base = grey(sample.image[window])
 
     panels = [("image", base), ("ground truth", overlay(base, truth[(...,) + window]))]

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from accuracy import DATASETS, option_value, split
+from accuracy import DATASETS, method_options, split
 from napari_deepcolor.methods import get_method
 from napari_deepcolor.training import Training, TrainingConfig, _PatchBatches
 
@@ -62,7 +62,7 @@ def main():
                         help="a training option of the (single) method, e.g. --option seed_targets=100000")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    options = {key: option_value(value) for key, value in (o.split("=", 1) for o in args.option)}
+    options = method_options(args.option)
     for name in args.methods:
         print(json.dumps(step_times(args.dataset, name, args.steps, options)), flush=True)
 
