@@ -1,6 +1,6 @@
 """Cellpose 3 trained from scratch on a split file, under a wall-clock budget: the peer of benchmarks/peer.py.
 
-    CELLPOSE_VENV/bin/python benchmarks/cellpose_peer.py --split split.json --minutes 15 --threads 1 --out DIR
+    CELLPOSE_VENV/bin/python benchmarks/cellpose_peer.py --split split.json --minutes 15 --out DIR
 
 Run with a Python that has ``cellpose<4`` (3.x) and torch, *not* napari_deepcolor: this script reads the
 files itself and imports nothing from the project, so the peer runs exactly as a Cellpose user would run it.
@@ -29,18 +29,22 @@ epochs, then constant; halving steps at the end of runs over 100 epochs).
 Budget: the clock starts once the files are read. The flows (``dynamics.labels_to_flows``, which train_seg
 would otherwise compute itself; seconds per image on a CPU) are computed once and count against the
 budget unless ``--flows-outside-budget`` is given (``train_seconds`` then excludes them; ``flows_seconds``
-is recorded either way). So does a calibration:
-one ``train_seg`` step on one image on a throw-away copy of the net, whose epoch-0 timing log times 8
-estimates the seconds per batch. Cellpose's schedule is per epoch (lr rises linearly from 0 over 10 epochs, then stays;
-over 100 epochs it also halves 10 times at the end), so the size of an epoch decides whether a short
-budget ever leaves the warm-up. With ``--nimg-per-epoch auto`` (default) an epoch is the whole training set
-(the CLI default) when the budget holds at least 100 such epochs, and otherwise one batch of 8 images drawn
-at random (cellpose's own ``nimg_per_epoch`` option): on two CPU cores a 15-minute budget holds only 1-3
-full epochs of BBBC039, none of them past the warm-up. ``n_epochs`` is then the number of epochs that fit
-the time left (for up to 100 epochs cellpose's schedule does not depend on ``n_epochs``, so the run is set
-to 100 and simply stops when the budget is spent). A forward pre-hook on the net ends training before a
-step that would overrun the budget (the net is trained in place, so nothing is lost). The run file records
-the epochs and steps done, the seconds spent, and whether the budget stopped the run.
+is recorded either way). So does a calibration: ``CALIBRATION_STEPS`` full batches of 8 through
+``train_seg`` on a throw-away copy of the net, timed step to step; the first two steps (the warm-up) are left
+out and the median of the others is the seconds per step, and the time from the call to the first step,
+per image, estimates train_seg's own set-up (normalising every image) for the real run.
+
+The schedule must fit the budget. Cellpose's learning rate is per epoch: it rises linearly over 10 epochs,
+stays at 0.2, and, in runs of more than 100 epochs, halves ten times over the last 50 epochs (100 in runs
+of more than 300). A run cut short by the clock ends at the peak rate and never decays (the starved runs of
+docs/benchmarks.md did). So the epochs are sized to end with the budget: with ``--nimg-per-epoch auto``
+(default) an epoch is the whole training set (the CLI default) when 100 or more such epochs fit, and
+otherwise one batch of 8 images drawn at random (cellpose's own ``nimg_per_epoch`` option), and
+``n_epochs`` is as many as fit the time left (:func:`plan_epochs`). If no more than 100 one-batch epochs
+fit, the schedule has no decay in the budget, and the script stops with "budget too small for the
+schedule" instead of reporting a half-trained peer. A forward pre-hook on the net still ends training
+before a step that would overrun the deadline (a slower machine than calibrated); the run file records
+whether the whole schedule ran (``schedule_completed``).
 
 Cellpose runs on the CPU here (``device=torch.device("cpu")``), as our side does in benchmarks/accuracy.py.
 
@@ -73,7 +77,13 @@ RECIPE = {"SGD": True, "learning_rate": 0.2, "momentum": 0.9, "weight_decay": 1e
           "bsize": 224, "rescale": True, "diam_mean": 30.0, "min_train_masks": 5, "normalize": True,
           "channels": [0, 0], "nchan": 2}
 EVAL = {"flow_threshold": 0.4, "cellprob_threshold": 0.0}
-CALIBRATION_BATCHES = 2
+#: full batches timed by :func:`calibrate`; the first two are left out of the median: on BBBC039 steps 2-4
+#: took 8.0 s in the median against 6.8 s over the run that followed (the allocator and oneDNN warm up)
+CALIBRATION_STEPS = 6
+#: share of the estimated steps that is planned. None held back: on this machine 15 minutes fit ~102 of
+#: BBBC039's steps, just past the 100 epochs from which the schedule decays, and a step that the deadline
+#: cuts at the end runs at under 1/500 of the peak rate (the tenth halving), so it changes nothing
+PLAN_MARGIN = 1.0
 
 
 class PeerError(RuntimeError):
@@ -84,7 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", type=Path, required=True, help="JSON split file (see the module docstring)")
     parser.add_argument("--minutes", type=float, default=15.0, help="wall-clock training budget (default 15)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="CPU threads for torch (default: every core, as a user running it alone has)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the label images and cellpose_run.json")
     parser.add_argument("--seed", type=int, default=0, help="torch seed for the random initialisation")
     parser.add_argument("--epochs", type=int, default=None,
@@ -276,6 +287,7 @@ class StepGuard:
         self.last = None
         self.step_seconds = []
         self.first_step_seconds = first_step_seconds
+        self.first_step_at = None
 
     def __call__(self, module, inputs):
         if not module.training:
@@ -286,40 +298,56 @@ class StepGuard:
         expected = self.step_seconds[-1] if self.step_seconds else self.first_step_seconds
         if now + expected > self.deadline:
             raise BudgetSpent
+        if self.first_step_at is None:
+            self.first_step_at = now
         self.last = now
         self.steps += 1
 
 
 def plan_epochs(left_s: float, seconds_per_batch: float, n_train: int, nimg_per_epoch) -> tuple[int, int]:
-    """(n_epochs, images per epoch) for the time left; see the module docstring for the rule.
+    """(n_epochs, images per epoch) that end Cellpose's schedule within ``left_s`` seconds.
 
-    >>> plan_epochs(900, 20.0, 120, "auto")    # 45 steps fit: one-batch epochs, cellpose's short schedule
-    (100, 8)
-    >>> plan_epochs(900, 0.1, 120, "auto")     # 600 full epochs fit
+    Raises :class:`PeerError` when no more than 100 epochs fit: the schedule would then never decay.
+
+    >>> plan_epochs(900, 5.0, 120, "auto")     # 180 one-batch steps fit: 180 one-batch epochs
+    (180, 8)
+    >>> plan_epochs(900, 0.1, 120, "auto")     # 600 full epochs of 15 batches fit
     (600, 120)
     """
     batch = RECIPE["batch_size"]
-    full_epoch_s = seconds_per_batch * math.ceil(n_train / batch)
+    steps = math.floor(PLAN_MARGIN * left_s / seconds_per_batch)
     if nimg_per_epoch == "auto":
-        nimg_per_epoch = n_train if left_s / full_epoch_s >= 100 else batch
-    batches = math.ceil(int(nimg_per_epoch) / batch)
-    n_epochs = max(1, math.floor(left_s / (seconds_per_batch * batches)))
-    return (100 if n_epochs <= 100 else n_epochs), int(nimg_per_epoch)
+        nimg_per_epoch = n_train if steps / math.ceil(n_train / batch) >= 100 else batch
+    n_epochs = steps // math.ceil(int(nimg_per_epoch) / batch)
+    if n_epochs <= 100:
+        raise PeerError(f"budget too small for the schedule: {steps} steps of {seconds_per_batch:.1f} s fit in "
+                        f"{left_s:.0f} s, {n_epochs} epochs of {nimg_per_epoch} images; cellpose's learning rate "
+                        "only decays in runs of more than 100 epochs. Give more --minutes or more threads.")
+    return n_epochs, int(nimg_per_epoch)
 
 
-def calibrate(net, image, flows, save_path: Path) -> float:
-    """Seconds per batch of 8, from one train_seg step on a single image on a copy of ``net``, times 8.
+def calibrate(net, images, flows, save_path: Path) -> tuple[float, float]:
+    """(seconds per batch of 8, set-up seconds per image) of ``train_seg`` on this machine.
 
-    A first step (warm-up included) and linear in the batch on a CPU: an overestimate, which at worst
-    picks one-batch epochs where full ones would have reached 100 epochs. Giving train_seg that one image
-    only keeps its set-up (normalising every image) out of the calibration.
+    Trains a copy of ``net`` for ``CALIBRATION_STEPS`` one-batch epochs on ``images`` (a few of the training
+    images), timing each step from one forward call to the next; the first two are left out (warm-up).
+    The time from the call to the first step, per image, is train_seg's set-up (normalisation).
     """
     import copy
 
-    records, _ = train(copy.deepcopy(net), [image], [flows], n_epochs=1, save_path=save_path, nimg_per_epoch=1)
-    if not records:
-        raise PeerError("train_seg logged no epoch time; is this cellpose 3.x?")
-    return records[0]["seconds"] * RECIPE["batch_size"]
+    net = copy.deepcopy(net)
+    guard = StepGuard(float("inf"), 0.0)
+    handle = net.register_forward_pre_hook(guard)
+    started = time.perf_counter()
+    try:
+        train(net, images, flows, n_epochs=CALIBRATION_STEPS, save_path=save_path,
+              nimg_per_epoch=RECIPE["batch_size"])
+    finally:
+        handle.remove()
+    timed = sorted(guard.step_seconds[2:])
+    if not timed or guard.first_step_at is None:
+        raise PeerError("the calibration ran fewer than 4 training steps; is this cellpose 3.x?")
+    return timed[len(timed) // 2], (guard.first_step_at - started) / len(images)
 
 
 def train_in_budget(net, data, flows, *, deadline: float, n_epochs: int, nimg_per_epoch: int,
@@ -337,7 +365,8 @@ def train_in_budget(net, data, flows, *, deadline: float, n_epochs: int, nimg_pe
         handle.remove()
     steps_per_epoch = math.ceil(nimg_per_epoch / RECIPE["batch_size"])
     return {"n_epochs_scheduled": n_epochs, "nimg_per_epoch": nimg_per_epoch, "steps": guard.steps,
-            "epochs": guard.steps / steps_per_epoch, "stopped_by_budget": stopped,
+            "steps_scheduled": n_epochs * steps_per_epoch, "epochs": guard.steps / steps_per_epoch,
+            "stopped_by_budget": stopped, "schedule_completed": guard.steps == n_epochs * steps_per_epoch,
             "median_step_seconds": sorted(guard.step_seconds)[len(guard.step_seconds) // 2]
             if guard.step_seconds else None, "epoch_log": epoch_log}
 
@@ -407,12 +436,14 @@ def main(argv=None) -> dict:
     if n_used == 0:
         raise PeerError(f"no training image has {RECIPE['min_train_masks']} or more objects; cellpose skips them")
     work = Path(tempfile.mkdtemp(prefix="cellpose_peer_", dir=args.out))
-    first = int(np.flatnonzero(used)[0])
-    seconds_per_batch = calibrate(model.net, images[first], flows[first], work) if args.epochs is None else None
+    some = [int(i) for i in np.flatnonzero(used)[:RECIPE["batch_size"]]]
+    seconds_per_batch, setup_per_image = calibrate(model.net, [images[i] for i in some], [flows[i] for i in some],
+                                                   work) if args.epochs is None else (None, None)
     calibration_s = time.perf_counter() - t_start - (0.0 if args.flows_outside_budget else flows_s)
     if args.epochs is None:
-        n_epochs, nimg_per_epoch = plan_epochs(budget_s - (time.perf_counter() - t_start), seconds_per_batch,
-                                               n_used, args.nimg_per_epoch)
+        setup_s = setup_per_image * len(images)  # train_seg normalises every image before its first step
+        n_epochs, nimg_per_epoch = plan_epochs(budget_s - (time.perf_counter() - t_start) - setup_s,
+                                               seconds_per_batch, n_used, args.nimg_per_epoch)
         deadline = t_start + budget_s
     else:
         n_epochs, deadline = args.epochs, float("inf")
@@ -440,6 +471,7 @@ def main(argv=None) -> dict:
            "train_seconds": round(train_s, 1), "flows_seconds": round(flows_s, 1),
            "flows_in_budget": not args.flows_outside_budget,
            "calibration_seconds": round(calibration_s, 1), "calibrated_seconds_per_batch": seconds_per_batch,
+           "calibrated_setup_seconds_per_image": setup_per_image, "calibration_steps": CALIBRATION_STEPS,
            "over_budget": args.epochs is None and train_s > budget_s,
            "final_logged_train_loss": done["epoch_log"][-1]["train_loss"] if done["epoch_log"] else None,
            "epoch_log": done["epoch_log"],
@@ -448,6 +480,8 @@ def main(argv=None) -> dict:
            "diameter_used": median_diameter, "diameter_rule": "median over training images of utils.diameters",
            "train_diameters_mean": float(diameters[used].mean()), "train_diameters": diameters.round(2).tolist(),
            "recipe": RECIPE, "eval": EVAL, "pretrained_model": False, "seed": args.seed, "threads": args.threads,
+           "torch_threads": torch.get_num_threads(), "cores": os.cpu_count(),
+           "load_average_after": [round(x, 2) for x in os.getloadavg()],
            "predict_seconds_total": round(sum(predict_s), 1),
            "median_predict_seconds": float(np.median(predict_s)), "per_image": per_image, "versions": versions()}
     write_json(args.out / "cellpose_run.json", run)

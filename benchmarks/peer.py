@@ -1,4 +1,4 @@
-"""Side by side: Cellpose 3 from scratch and our methods, same split, same wall-clock budget, at the same time.
+"""Side by side: Cellpose 3 from scratch and our methods, same split, same wall-clock budget, each side alone.
 
     python benchmarks/peer.py --dataset bbbc039 --minutes 15 --methods boundary coloring
     python benchmarks/peer.py --dataset usiigaci --minutes 15 \\
@@ -12,10 +12,17 @@ Run with the project's environment (napari_deepcolor importable). What it does:
    stay at their defaults), so it trains on all the non-test images. The split goes to
    ``WORK/split.json`` (BBBC010's overlapping worms are listed as per-object masks; the Cellpose side
    combines them first-wins for training).
-2. Starts, at the same moment, ``benchmarks/cellpose_peer.py`` under ``--cellpose-python`` (a Python with
-   ``cellpose<4``; nothing of this project is importable there) and one ``benchmarks/accuracy.py``
-   subprocess per run, each with ``--threads`` threads (default 1: every side gets one core's share
-   of the machine) and the same ``--minutes``. A run is ``NAME=METHOD`` or ``NAME=METHOD:"EXTRA ARGS"``
+2. Runs ``benchmarks/cellpose_peer.py`` under ``--cellpose-python`` (a Python with ``cellpose<4``; nothing
+   of this project is importable there) and one ``benchmarks/accuracy.py`` subprocess per run, **one after
+   another**, each with ``--threads`` threads (default: every core) and the same ``--minutes``: each side has
+   the machine to itself, as a user running it would. Before each side the machine must be quiet (other
+   processes using fewer than ``--quiet-cores`` cores; it waits up to ``--quiet-timeout`` and then refuses,
+   unless ``--allow-busy``), and each side's record says how many cores other processes used while it ran,
+   its own CPU seconds, and the load averages. ``--cpu-lock FILE`` holds an exclusive flock on FILE during
+   each side, so that other jobs started with ``flock FILE ...`` wait their turn. (Sessions 5-10 started
+   every side at once with one thread each: Cellpose's larger net then made a fifth of its steps, and its
+   schedule never left the peak rate; docs/benchmarks.md keeps those rows only as that lesson.)
+   A run is ``NAME=METHOD`` or ``NAME=METHOD:"EXTRA ARGS"``
    (extra accuracy.py arguments, so one method can be run twice with different options);
    ``--methods M ...`` is short for ``--run M=M``. Logs go to ``WORK/<name>.log``.
 3. Scores Cellpose's label images with our metrics (:func:`napari_deepcolor.metrics.evaluate` against
@@ -37,6 +44,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shlex
 import subprocess
 import sys
@@ -82,7 +90,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--methods", nargs="*", default=[], help="our methods, each run with accuracy.py's defaults")
     parser.add_argument("--run", type=parse_run, action="append", default=[], metavar='NAME=METHOD[:"ARGS"]',
                         help="one of our runs with extra accuracy.py arguments; may be repeated")
-    parser.add_argument("--threads", type=int, default=1, help="threads of each side (default 1)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="threads of each side (default: every core; the sides run one after another)")
+    parser.add_argument("--quiet-cores", type=float, default=0.25,
+                        help="a side starts only when other processes keep fewer cores than this busy (default 0.25)")
+    parser.add_argument("--quiet-timeout", type=float, default=1800,
+                        help="seconds to wait for the machine to fall quiet before each side (default 1800)")
+    parser.add_argument("--allow-busy", action="store_true",
+                        help="run a side even when the machine stays busy (recorded in the result)")
+    parser.add_argument("--cpu-lock", type=Path, default=None,
+                        help="hold an exclusive flock on this file while each side runs, so that jobs started "
+                             "with `flock FILE ...` wait")
     parser.add_argument("--cellpose-python", type=Path, default=DEFAULT_CELLPOSE_PYTHON,
                         help=f"a Python with cellpose<4 (default {DEFAULT_CELLPOSE_PYTHON})")
     parser.add_argument("--cellpose-args", default="", help='extra cellpose_peer.py arguments, e.g. "--seed 1"')
@@ -97,8 +115,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     names = [name for name, _, _ in args.runs]
     if len(set(names)) != len(names):
         parser.error(f"run names must differ (got {names}); name repeated methods with --run NAME=METHOD")
-    if not args.runs:
-        parser.error("give at least one of our methods: --methods boundary, or --run NAME=METHOD")
+    if not args.runs and args.cellpose_from is not None:
+        parser.error("give at least one of our methods to score beside the reused peer: --methods boundary")
     if args.cellpose_from is None and not args.cellpose_python.is_file():
         parser.error(f"--cellpose-python {args.cellpose_python} does not exist; point it at a Python with cellpose<4")
     args.out = args.out or accuracy.RESULTS / f"peer_{args.dataset}.json"
@@ -155,25 +173,90 @@ def commands(args, work: Path) -> dict[str, tuple[list[str], dict]]:
     return jobs
 
 
-def run_all(jobs: dict, work: Path) -> dict[str, dict]:
-    """Start every job at once, wait for all: {name: {returncode, wall_seconds, log, command}}."""
-    started = {}
-    for name, (command, env) in jobs.items():
-        log = open(work / f"{name}.log", "w")
-        started[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                          cwd=HERE.parent), time.perf_counter(), log, command)
+def machine_busy_seconds() -> float:
+    """CPU seconds every process of the machine has spent busy since boot (/proc/stat, all cores)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cores(seconds: float = 5.0) -> float:
+    """How many cores the machine kept busy over ``seconds`` (this process sleeps meanwhile)."""
+    before = machine_busy_seconds()
+    time.sleep(seconds)
+    return (machine_busy_seconds() - before) / seconds
+
+
+def wait_for_quiet(limit_cores: float, timeout_s: float) -> float:
+    """Wait until the machine is quiet (fewer than ``limit_cores`` busy), up to ``timeout_s``; the last
+    reading. The caller decides what a reading over the limit means."""
+    waited = 0.0
+    while True:
+        cores = busy_cores()
+        if cores < limit_cores or waited >= timeout_s:
+            return cores
+        print(f"the machine is busy ({cores:.2f} cores in use by other processes); waiting", flush=True)
+        time.sleep(25.0)
+        waited += 30.0
+
+
+class CpuLock:
+    """An optional exclusive lock on a file (fcntl), held while one side runs, so that cooperating
+    jobs (``flock FILE command``) wait for the machine instead of sharing it."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.handle = path, None
+
+    def __enter__(self):
+        if self.path is not None:
+            import fcntl
+
+            self.handle = open(self.path, "a")
+            fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.handle is not None:
+            self.handle.close()  # closing releases the lock
+
+
+def run_alone(name: str, command: list[str], env: dict, work: Path, *, quiet_cores: float, quiet_timeout: float,
+              allow_busy: bool, lock: Path | None) -> dict:
+    """Run one side with the machine to itself: wait for quiet, run, and record what else used the CPU.
+
+    The record: wall seconds, the side's own CPU seconds, the cores other processes kept busy meanwhile
+    (machine busy time from /proc/stat less the side's), load averages and the quiet check. Raises
+    DeepColorError when the machine does not fall quiet in time, unless ``allow_busy`` (then recorded).
+    """
+    with CpuLock(lock):
+        before_cores = wait_for_quiet(quiet_cores, quiet_timeout)
+        if before_cores >= quiet_cores and not allow_busy:
+            raise DeepColorError(f"{name}: other processes keep {before_cores:.2f} cores busy; a side must run "
+                                 "alone. Stop them (or pass --allow-busy, which records it)")
+        load_before = os.getloadavg()
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        busy_before, t0 = machine_busy_seconds(), time.perf_counter()
         print(f"started {name}: {shlex.join(command)}", flush=True)
-    done = {}
-    while len(done) < len(started):
-        for name, (process, t0, log, command) in started.items():
-            if name in done or process.poll() is None:
-                continue
-            done[name] = {"returncode": process.returncode, "wall_seconds": round(time.perf_counter() - t0, 1),
-                          "log": str(work / f"{name}.log"), "command": shlex.join(command)}
-            log.close()
-            print(f"{name} finished (exit {process.returncode}) after {done[name]['wall_seconds']:.0f} s", flush=True)
-        time.sleep(1.0)
-    return {name: done[name] for name in started}
+        with open(work / f"{name}.log", "w") as log:
+            returncode = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=HERE.parent)
+        wall = time.perf_counter() - t0
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        own = (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime)
+        others = max(machine_busy_seconds() - busy_before - own, 0.0)
+    print(f"{name} finished (exit {returncode}) after {wall:.0f} s; other processes used {others / wall:.2f} "
+          "cores meanwhile", flush=True)
+    return {"returncode": returncode, "wall_seconds": round(wall, 1), "cpu_seconds": round(own, 1),
+            "cores_used": round(own / wall, 2), "other_processes_cores": round(others / wall, 3),
+            "busy_cores_before": round(before_cores, 3), "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()], "log": str(work / f"{name}.log"),
+            "command": shlex.join(command)}
+
+
+def run_one_at_a_time(jobs: dict, work: Path, args) -> dict[str, dict]:
+    """Every side in turn, each alone on the machine with ``args.threads`` threads: {name: its record}."""
+    return {name: run_alone(name, command, env, work, quiet_cores=args.quiet_cores, quiet_timeout=args.quiet_timeout,
+                            allow_busy=args.allow_busy, lock=args.cpu_lock)
+            for name, (command, env) in jobs.items()}
 
 
 def log_tail(path: str, lines: int = 15) -> str:
@@ -227,6 +310,13 @@ def portable(value, places: dict[str, str]):
     return value
 
 
+def write_json(path: Path, payload: dict) -> None:
+    """``payload`` as JSON at ``path``, atomically."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=float))
+    os.replace(tmp, path)
+
+
 def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
 
@@ -237,8 +327,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     print(f"work folder: {work}", flush=True)
     test, split = write_split(args.dataset, work / "split.json")
-    load_before = os.getloadavg()
-    done = run_all(commands(args, work), work)
+    done = run_one_at_a_time(commands(args, work), work, args)
     failed = {name: r for name, r in done.items() if r["returncode"] != 0}
     for name, r in failed.items():
         print(f"--- {name} failed (exit {r['returncode']}), end of {r['log']}:\n{log_tail(r['log'])}", file=sys.stderr)
@@ -246,7 +335,13 @@ def main(argv=None) -> int:
     sides = []
     if PEER not in failed:
         peer = score_cellpose(args.cellpose_from or work / PEER, test)
-        peer.update(done.get(PEER, {"reused": str(args.cellpose_from)}))
+        if PEER in done:
+            write_json(work / PEER / "side_record.json", done[PEER])
+            peer.update(done[PEER])
+        else:  # the earlier run's record of how it ran (steps, threads, other processes), and where it came from
+            record = args.cellpose_from / "side_record.json"
+            peer.update({**(json.loads(record.read_text()) if record.is_file() else {}),
+                         "reused": str(args.cellpose_from)})
         sides.append(peer)
     for name, method, extra in args.runs:
         if name not in failed:
@@ -262,9 +357,7 @@ def main(argv=None) -> int:
             side["ratio_to_peer"] = {k: ratio(side["test_mean"][k], peer_mean[k]) for k in ("ap", "f1")}
 
     result = {"dataset": args.dataset, "minutes": args.minutes, "threads_per_side": args.threads,
-              "sides_at_once": len(done), "machine": machine(),
-              "load_average_before": [round(x, 2) for x in load_before],
-              "load_average_after": [round(x, 2) for x in os.getloadavg()],
+              "sides_at_once": 1, "cores": os.cpu_count(), "machine": machine(),
               "split": {**split, "n_train_ours": "the same non-test images, 15 % of them kept for decode tuning",
                         "note": "Cellpose trains on every non-test image: it has no decode tuning step"},
               "sides": sides, "failed": failed}
@@ -272,9 +365,7 @@ def main(argv=None) -> int:
                                str(args.cellpose_python): "CELLPOSE_PYTHON",
                                **({str(args.cellpose_from): "CELLPOSE_FROM"} if args.cellpose_from else {})})
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=float))
-    os.replace(tmp, args.out)
+    write_json(args.out, result)
     for side in sides:
         t = side["test_mean"]
         print(f"{side['name']:>20}: AP {t['ap']:.3f}  AP50 {t['ap50']:.3f}  F1 {t['f1']:.3f}  SBD {t['sbd']:.3f}  "

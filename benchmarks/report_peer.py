@@ -4,8 +4,14 @@
     python benchmarks/report_peer.py --write    # and put it between the peer-table markers of the page
 
 One row per dataset and side (Cellpose first, then our runs as benchmarks/peer.py named them), with each of
-our rows' AP 0.5:0.95 and F1@0.5 divided by Cellpose's in the same run (above 1: we win). With no result
+our rows' AP 0.5:0.95 and F1@0.5 divided by Cellpose's in the same run (above 1: we win), the threads each
+side had and the cores other processes kept busy while it ran (how alone it was). With no result
 file yet the table holds one "not yet run" row. These are the seed-0 runs, ``peer_<dataset>.json``.
+
+    python benchmarks/report_peer.py --starved [--seeds] [--write]
+
+prints the same tables of the runs of sessions 5-10 (benchmarks/results/starved/), which started every
+side at once with one thread each: kept only as the record of how a shared machine starves the bigger net.
 
     python benchmarks/report_peer.py --seeds [--write]
 
@@ -26,10 +32,9 @@ from docs_table import write_between  # noqa: E402  (benchmarks/docs_table.py)
 
 RESULTS = Path(__file__).parent / "results"
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-START, END = "<!-- peer-table", "<!-- /peer-table -->"
-SEEDS_START, SEEDS_END = "<!-- peer-seeds-table", "<!-- /peer-seeds-table -->"
-HEADER = ("| dataset | side | run | steps | train s | test images | AP 0.5:0.95 | AP50 | F1@0.5 | SBD | abs DiC "
-          "| matching IoU | AP / peer | F1 / peer |\n" + "|---" * 14 + "|")
+STARVED = RESULTS / "starved"
+HEADER = ("| dataset | side | run | steps | threads | others' cores | train s | test images | AP 0.5:0.95 | AP50 | "
+          "F1@0.5 | SBD | abs DiC | matching IoU | AP / peer | F1 / peer |\n" + "|---" * 16 + "|")
 
 
 SEEDS_HEADER = ("| dataset | side | seeds | median steps | AP 0.5:0.95 by seed | median AP | F1@0.5 by seed | "
@@ -60,9 +65,18 @@ def _run(side: dict) -> str:
     return f"{side['name']}: {side['method']}" + (f" `{extra}`" if extra else "") + retuned
 
 
-def row(dataset: str, side: dict) -> str:
+def _alone(result: dict, side: dict) -> str:
+    """The cores other processes kept busy while the side ran, or how many sides shared the machine."""
+    if result.get("sides_at_once", 1) > 1:
+        return f"{result['sides_at_once']} sides at once"
+    others = side.get("other_processes_cores")
+    return "" if others is None else f"{others:.2f}"
+
+
+def row(result: dict, side: dict) -> str:
     t = side["test_mean"]
-    return (f"| {dataset} | {side['side']} | {_run(side)} | {_steps(side)} | {side['train_seconds']:.0f} | "
+    return (f"| {result['dataset']} | {side['side']} | {_run(side)} | {_steps(side)} | "
+            f"{result.get('threads_per_side', '')} | {_alone(result, side)} | {side['train_seconds']:.0f} | "
             f"{side['n_test_images']} | {t['ap']:.3f} | {t['ap50']:.3f} | {t['f1']:.3f} | {t['sbd']:.3f} | "
             f"{t['abs_dic']:.1f} | {t['matching_iou']:.3f} | {_ratio(side, 'ap')} | {_ratio(side, 'f1')} |")
 
@@ -82,9 +96,9 @@ def table(results_dir: Path = RESULTS) -> str:
                      key=lambda r: r["dataset"])
     lines = [HEADER]
     for result in results:
-        lines += [row(result["dataset"], side) for side in result["sides"]]
+        lines += [row(result, side) for side in result["sides"]]
     if not results:
-        lines.append("| not yet run |" + " |" * 13)
+        lines.append("| not yet run |" + " |" * 15)
     return "\n".join(lines) + "\n"
 
 
@@ -117,8 +131,10 @@ def seeds_table(results_dir: Path = RESULTS) -> str:
 
 
 if __name__ == "__main__":
-    seeds = "--seeds" in sys.argv[1:]
-    text = seeds_table() if seeds else table()
+    seeds, starved = "--seeds" in sys.argv[1:], "--starved" in sys.argv[1:]
+    folder = STARVED if starved else RESULTS
+    text = seeds_table(folder) if seeds else table(folder)
+    marker = ("starved-" if starved else "") + ("peer-seeds-table" if seeds else "peer-table")
     print(text, end="")
     if "--write" in sys.argv[1:]:
-        write_between(PAGE, *((SEEDS_START, SEEDS_END) if seeds else (START, END)), text)
+        write_between(PAGE, f"<!-- {marker}", f"<!-- /{marker} -->", text)

@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -23,16 +25,43 @@ cellpose_peer = _load("cellpose_peer")  # imports no cellpose at module level
 report_peer = _load("report_peer")
 
 
-def test_short_budget_uses_one_batch_epochs_so_the_warm_up_ends():
-    n_epochs, per_epoch = cellpose_peer.plan_epochs(900, 20.0, 120, "auto")
-    assert per_epoch == 8  # 45 steps fit: full epochs would all sit in the 10-epoch warm-up
-    assert n_epochs == 100  # up to 100 epochs cellpose's schedule does not depend on n_epochs
+def test_schedule_is_sized_to_end_within_the_budget_with_its_decay():
+    n_epochs, per_epoch = cellpose_peer.plan_epochs(900, 5.0, 120, "auto")
+    assert per_epoch == 8  # 172 steps fit: full epochs of 15 batches would never leave the warm-up
+    assert 100 < n_epochs  # cellpose decays the rate over the last 50 epochs only in runs over 100
+    assert n_epochs * 5.0 <= 900  # ... and the last of them ends before the budget does
+
+
+def test_a_budget_without_room_for_the_decay_is_refused_not_reported_as_zero():
+    with pytest.raises(cellpose_peer.PeerError, match="budget too small for the schedule"):
+        cellpose_peer.plan_epochs(900, 22.0, 120, "auto")  # 39 steps: the starved runs of sessions 5-10
 
 
 def test_long_budget_keeps_full_epochs_and_fits_them_to_the_time():
     n_epochs, per_epoch = cellpose_peer.plan_epochs(900, 0.1, 120, "auto")
     assert per_epoch == 120
-    assert n_epochs * 0.1 * 15 <= 900 < (n_epochs + 1) * 0.1 * 15
+    assert n_epochs * 0.1 * 15 <= 900 < (n_epochs + 1) * 0.1 * 15 / cellpose_peer.PLAN_MARGIN
+
+
+def test_a_side_does_not_start_while_other_processes_use_the_machine(tmp_path, monkeypatch):
+    peer = _load("peer")
+    monkeypatch.setattr(peer, "busy_cores", lambda seconds=5.0: 1.3)
+    monkeypatch.setattr(peer.time, "sleep", lambda seconds: None)
+    with pytest.raises(peer.DeepColorError, match="must run alone"):
+        peer.run_alone("cellpose", ["true"], {}, tmp_path, quiet_cores=0.25, quiet_timeout=60, allow_busy=False,
+                       lock=None)
+    assert not (tmp_path / "cellpose.log").exists()  # nothing was started
+
+
+def test_a_side_records_what_else_ran_beside_it(tmp_path, monkeypatch):
+    peer = _load("peer")
+    monkeypatch.setattr(peer, "busy_cores", lambda seconds=5.0: 1.3)
+    command = [sys.executable, "-c", "import time; t = time.process_time(); exec('while time.process_time() - t < 0.3: pass')"]
+    record = peer.run_alone("ours", command, dict(os.environ), tmp_path, quiet_cores=0.25, quiet_timeout=0,
+                            allow_busy=True, lock=tmp_path / "cpu.lock")
+    assert record["returncode"] == 0 and record["busy_cores_before"] == 1.3
+    assert record["cpu_seconds"] >= 0.3  # the side's own CPU, apart from the other processes'
+    assert {"other_processes_cores", "load_average_before", "load_average_after", "cores_used"} <= set(record)
 
 
 def test_step_guard_stops_before_a_step_that_would_overrun():
@@ -76,14 +105,23 @@ def _side(name, side, ap, f1, ratio=None):
     return out
 
 
-def test_peer_table_has_a_row_per_side_with_the_ratios(tmp_path):
-    result = {"dataset": "bbbc039", "sides": [_side("cellpose", "peer", 0.5, 0.8),
-                                              _side("boundary", "ours", 0.25, 0.6, {"ap": 0.5, "f1": 0.75})]}
+def test_peer_table_has_a_row_per_side_with_the_ratios_and_how_alone_it_ran(tmp_path):
+    result = {"dataset": "bbbc039", "threads_per_side": 2, "sides_at_once": 1,
+              "sides": [{**_side("cellpose", "peer", 0.5, 0.8), "other_processes_cores": 0.012},
+                        {**_side("boundary", "ours", 0.25, 0.6, {"ap": 0.5, "f1": 0.75}), "other_processes_cores": 0.3}]}
     (tmp_path / "peer_bbbc039.json").write_text(json.dumps(result))
     lines = report_peer.table(tmp_path).splitlines()
     assert len(lines) == 4
-    assert lines[2].startswith("| bbbc039 | peer | cellpose | 40 (40 epochs) | 899 |")
+    assert lines[2].startswith("| bbbc039 | peer | cellpose | 40 (40 epochs) | 2 | 0.01 | 899 |")
+    assert lines[3].startswith("| bbbc039 | ours | boundary: boundary | 40 | 2 | 0.30 | 899 |")
     assert lines[3].endswith("| 0.250 | 0.800 | 0.600 | 0.700 | 2.0 | 0.750 | 0.50 | 0.75 |")
+
+
+def test_starved_runs_say_that_their_sides_shared_the_machine(tmp_path):
+    result = {"dataset": "usiigaci", "threads_per_side": 1, "sides_at_once": 3,
+              "sides": [_side("cellpose", "peer", 0.0, 0.0)]}
+    (tmp_path / "peer_usiigaci.json").write_text(json.dumps(result))
+    assert "| 40 (40 epochs) | 1 | 3 sides at once | 899 |" in report_peer.table(tmp_path)
 
 
 def test_seeds_table_gives_each_sides_scores_by_seed_and_their_medians(tmp_path):
