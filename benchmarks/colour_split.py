@@ -36,7 +36,7 @@ def absorbed_decode(output, n_colors: int, size_threshold: float, interior_thres
     from napari_deepcolor.methods.coloring import _color_components
     from napari_deepcolor.methods.components import relabel_by_lookup
 
-    color, pieces, sizes, _ = _color_components(output, n_colors, interior_threshold)
+    color, pieces, sizes, _, _ = _color_components(output, n_colors, interior_threshold)
     from napari_deepcolor.methods.boundary import INTERIOR
 
     interior = output[n_colors + INTERIOR] > interior_threshold

@@ -51,6 +51,18 @@ def test_decode_separates_touching_objects_and_grows_them_back():
     assert np.allclose(instances.scores, 1.0)
 
 
+def test_a_higher_foreground_threshold_draws_the_outline_tighter():
+    labels = touching_squares()
+    output = np.eye(3, dtype=np.float32)[three_class_target(labels)].transpose(2, 0, 1)
+    ring = (labels == 0) & (np.abs(np.subtract.outer(np.arange(20), 8.5)) < 7)[:, None] \
+        & (np.abs(np.subtract.outer(np.arange(30), 13.5)) < 12)[None, :]  # one pixel outside both squares
+    output[:, ring] = np.array([0.4, 0.0, 0.6], np.float32)[:, None]  # a weighted loss's halo: p(background) 0.4 just outside the objects
+    loose = METHOD.decode(output, size_threshold=1)  # default 0.5: the halo is object
+    tight = METHOD.decode(output, size_threshold=1, foreground_threshold=0.7)
+    assert (loose.labels > 0).sum() == (labels > 0).sum() + ring.sum()
+    assert (tight.labels > 0).sum() == (labels > 0).sum() and tight.count == 2
+
+
 def test_seeds_grow_a_few_pixels_into_the_allowed_pixels_and_never_jump_a_gap():
     from scipy import ndimage as ndi
 

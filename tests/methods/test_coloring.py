@@ -261,6 +261,33 @@ def test_fusion_splits_a_semantic_component_by_colour_and_grows_it_back_over_the
     assert merged.count == 1  # what colours cannot split stays as the semantic head found it
 
 
+def test_the_merge_radius_never_rejoins_what_the_fusion_split_among_cores():
+    # two touching squares of one colour, each with its own interior core: the fusion splits them; a
+    # merge radius must not join them again (it did: 2 instances at rho 0, 1 at rho 1 and 2)
+    labels = two_touching_squares()
+    options = METHOD.options({"n_colors": 4})
+    background = (labels == 0).astype(np.float32)
+    interior = ((labels > 0) & ~np.isin(np.arange(labels.shape[1]), [13, 14, 15])[None, :]).astype(np.float32)
+    output = fused_output(np.where(labels > 0, 1, 0), interior, background)
+    for split_by_color in (1, 0):
+        counts = [METHOD.decode(output, options=options, size_threshold=1, merge_radius=radius,
+                                split_by_color=split_by_color).count for radius in (0, 1, 2, 8)]
+        assert counts == [2, 2, 2, 2], (split_by_color, counts)
+
+
+def test_the_merge_radius_still_rejoins_an_occluded_object_with_a_semantic_head():
+    # one object of one colour cut in two by an occluder 5 px wide: two separate pieces, each with its core
+    colours = np.zeros((20, 50), np.int64)
+    colours[6:14, 2:22], colours[6:14, 27:47] = 1, 1
+    background = (colours == 0).astype(np.float32)
+    interior = np.zeros(colours.shape, np.float32)
+    interior[8:12, 4:20], interior[8:12, 29:45] = 1.0, 1.0
+    output = fused_output(colours, interior, background)
+    options = METHOD.options({"n_colors": 4})
+    assert METHOD.decode(output, options=options, size_threshold=1, merge_radius=0).count == 2
+    assert METHOD.decode(output, options=options, size_threshold=1, merge_radius=6).count == 1
+
+
 def test_fusion_needs_no_colour_training_to_separate_what_the_semantic_head_separates():
     labels = two_touching_squares()
     options = METHOD.options({"n_colors": 4})

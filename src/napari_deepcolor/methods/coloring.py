@@ -17,7 +17,8 @@ from skimage.measure import label as connected_label
 
 
 from .base import DecodeParameter, Instances, Method, PreviewLayer, memo, size_threshold
-from .boundary import BACKGROUND, BOUNDARY, INTERIOR, grown_cores, three_class_loss, three_class_target
+from .boundary import (BACKGROUND, BOUNDARY, FOREGROUND_THRESHOLD, INTERIOR, grown_cores, three_class_loss,
+                       three_class_target)
 from .components import class_distances, grow_into, merge_close_components, relabel_by_lookup
 
 COLOR_CHOICES = ("paper", "distinct")
@@ -376,6 +377,7 @@ class ColoringMethod(Method):
                              "colour (the paper's fusion); 0 = the colours are not used and the cores are grown "
                              "over the foreground, as the 3-class baseline decodes (for colours not yet learnt)",
                         tune_values=(0, 1)),
+        FOREGROUND_THRESHOLD,
     )
 
     def out_channels(self, options) -> int:
@@ -390,7 +392,8 @@ class ColoringMethod(Method):
     def parameters_used(self, options):
         if options is not None and options.semantic_head:
             return self.decode_parameters
-        return tuple(p for p in self.decode_parameters if p.name not in ("interior_threshold", "split_by_color"))
+        return tuple(p for p in self.decode_parameters
+                     if p.name not in ("interior_threshold", "split_by_color", "foreground_threshold"))
 
     def prepare_targets(self, labels, ignore, options):
         pixels, objects = object_halos(labels, options.halo_margin, ignore=ignore)
@@ -444,11 +447,11 @@ class ColoringMethod(Method):
         return torch.cat([raw[:, :options.n_colors].softmax(dim=1), raw[:, options.n_colors:].softmax(dim=1)], dim=1)
 
     def decode(self, output, *, cache=None, options=None, size_threshold=None, merge_radius=None,
-               interior_threshold=None, split_by_color=None) -> Instances:
+               interior_threshold=None, split_by_color=None, foreground_threshold=None) -> Instances:
         """Colour probabilities (C, H, W), and the semantic head's (3, H, W) if any, to instances.
 
         Stages, each remembered in ``cache`` so a slider re-runs only what follows it:
-        pieces of equal colour (no parameter; with a semantic head, of ``interior_threshold``) ->
+        pieces of equal colour (no parameter; with a semantic head, of ``interior_threshold`` and ``foreground_threshold``) ->
         merge same-colour pieces whose gap is <= ``merge_radius`` (rho) ->
         drop instances under ``size_threshold`` (tau) pixels and relabel 1..N. With a
         semantic head the first stage makes whole instances (:func:`_fuse`), so the size
@@ -478,18 +481,21 @@ class ColoringMethod(Method):
         """
         params = self.resolve_decode_parameters({"size_threshold": size_threshold, "merge_radius": merge_radius,
                                                  "interior_threshold": interior_threshold,
-                                                 "split_by_color": split_by_color})
+                                                 "split_by_color": split_by_color,
+                                                 "foreground_threshold": foreground_threshold})
         n_colors = options.n_colors if options is not None else output.shape[0]
         fused = output.shape[0] == n_colors + 3
-        key = (params["interior_threshold"], params["split_by_color"]) if fused else ()
-        color, components, sizes, prob_sums = memo(cache, "components", key, lambda: _color_components(
-            output, n_colors, params["interior_threshold"] if fused else None, bool(params["split_by_color"])))
+        key = (params["interior_threshold"], params["split_by_color"], params["foreground_threshold"]) if fused else ()
+        color, components, sizes, prob_sums, mergeable = memo(cache, "components", key, lambda: _color_components(
+            output, n_colors, params["interior_threshold"] if fused else None, bool(params["split_by_color"]),
+            params["foreground_threshold"]))
 
         def merge():
-            if params["merge_radius"] <= 0:
+            if params["merge_radius"] <= 0 or not mergeable.any():
                 return np.arange(sizes.size)
-            distances = memo(cache, "distances", key, lambda: class_distances(color))
-            return merge_close_components(components, color, params["merge_radius"], distances=distances)
+            merge_color = np.where(mergeable[components], color, 0)  # what the cores split stays split
+            distances = memo(cache, "distances", key, lambda: class_distances(merge_color))
+            return merge_close_components(components, merge_color, params["merge_radius"], distances=distances)
 
         group = memo(cache, "merge", key + (params["merge_radius"],), merge)
         group_sizes = np.bincount(group, weights=sizes)
@@ -511,7 +517,7 @@ class ColoringMethod(Method):
         return None
 
     def decode_blocks(self, output, ids, *, block, size_threshold, merge_radius=0, interior_threshold=None,
-                      split_by_color=1):
+                      split_by_color=1, foreground_threshold=None):
         from .blockwise import label_color_blocks, resolve_components
 
         table = label_color_blocks(output, ids, block=block, size_threshold=size_threshold)
@@ -547,14 +553,19 @@ def argmax_channels(output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _color_components(output: np.ndarray, n_colors: int | None = None, interior_threshold: float | None = None,
-                      split_by_color: bool = True):
-    """Pieces of equal colour (4-connected): ``(color, components, sizes, score_sums)``.
+                      split_by_color: bool = True, foreground_threshold: float = 0.5):
+    """Pieces of equal colour (4-connected): ``(color, components, sizes, score_sums, mergeable)``.
+
+    ``mergeable`` (n + 1,) bool says which components the same-colour merge may join: not the parts of
+    a piece that the fusion split among its cores (the cores said they are different objects), and
+    none when the colours are left out (``split_by_color`` False).
 
     Without ``interior_threshold``: components of the argmax over all colours
     (colour 0 = background), each pixel scored by its colour's probability.
     With it (semantic head fusion): components of the semantic interior
     ``p > interior_threshold``, split by the maximal object colour (1..C-1),
-    each pixel scored by p(colour) * p(object) (sec. 4.3); or, without
+    each pixel scored by p(colour) * p(object) (sec. 4.3), the foreground being
+    ``1 - p_background > foreground_threshold``; or, without
     ``split_by_color``, the interior's components grown over the foreground,
     the colours left out (the 3-class baseline's decode of the semantic head).
     """
@@ -567,19 +578,25 @@ def _color_components(output: np.ndarray, n_colors: int | None = None, interior_
         semantic = output[n_colors:]
         peak = peak * (1.0 - semantic[BACKGROUND])
         # the whole instance is made here: a size-threshold move then only relabels
-        components = _fuse(color, semantic[INTERIOR] > interior_threshold, semantic[BACKGROUND] < 0.5) \
-            if split_by_color else grown_cores(semantic, interior_threshold)
+        foreground = semantic[BACKGROUND] < 1.0 - foreground_threshold
+        if split_by_color:
+            components, split = _fuse(color, semantic[INTERIOR] > interior_threshold, foreground)
+        else:
+            components = grown_cores(semantic, interior_threshold, foreground_threshold)
+            split = np.ones(int(components.max(initial=0)) + 1, bool)
         color = np.where(components > 0, color, 0).astype(color.dtype)
     n = int(components.max(initial=0))
     flat = components.ravel()
     sizes = np.bincount(flat, minlength=n + 1).astype(np.float64)
     prob_sums = np.bincount(flat, weights=peak.ravel(), minlength=n + 1)
-    return color, components, sizes, prob_sums
+    mergeable = np.ones(n + 1, bool) if interior_threshold is None else ~split
+    mergeable[0] = False
+    return color, components, sizes, prob_sums, mergeable
 
 
-def _fuse(object_color: np.ndarray, interior: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+def _fuse(object_color: np.ndarray, interior: np.ndarray, foreground: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The fusion's instances (H, W), 1..N: pieces of the foreground of one maximal colour, each
-    split among the interior cores it holds.
+    split among the interior cores it holds; and (N + 1,) bool, True for the parts of a split piece.
 
     A piece (4-connected, of one colour ``object_color``, over ``foreground``) is an instance, as in
     the paper's fusion (sec. 4.3: components of the semantic mask split by the maximal colour). A
@@ -597,10 +614,11 @@ def _fuse(object_color: np.ndarray, interior: np.ndarray, foreground: np.ndarray
     shared = np.bincount(piece_of_core[1:].astype(np.int64), minlength=n_pieces + 1) >= 2  # to split among cores
     shared[0] = False
     if not shared.any():
-        return pieces
+        return pieces, np.zeros(n_pieces + 1, bool)
     in_shared = shared[pieces]
     split = grow_into(np.where(in_shared, cores, 0), in_shared, steps=None, regions=pieces)
     fused = np.where(in_shared, split + n_pieces, pieces)
     used = np.bincount(fused.ravel()) > 0
     used[0] = False
-    return (np.cumsum(used) * used)[fused]  # ids 1..N
+    new_id = np.cumsum(used) * used  # ids 1..N
+    return new_id[fused], np.arange(used.size)[used] > n_pieces

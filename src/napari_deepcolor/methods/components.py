@@ -41,7 +41,7 @@ def merge_close_components(components: np.ndarray, classes: np.ndarray, radius: 
     """Group same-class components whose gap is at most ``radius`` pixels.
 
     ``components`` (H, W) numbers connected regions of equal value in the
-    class image ``classes`` (H, W), 0 = background. The gap between two
+    class image ``classes`` (H, W), 0 = background (a component of class 0 is never merged). The gap between two
     components is the smallest distance between their pixel centres;
     grouping is single linkage (transitive). Computed per class by growing the
     class's pixels by ``radius / 2`` (a threshold on the class's distance
@@ -64,6 +64,8 @@ def merge_close_components(components: np.ndarray, classes: np.ndarray, radius: 
     component_class = classes.ravel()[any_pixel]
     offset = n + 1
     for value in np.unique(component_class[1:]):
+        if value <= 0:  # components left out of the merge (class 0) keep a group of their own
+            continue
         members = np.flatnonzero(component_class == value)
         members = members[members > 0]
         if members.size < 2:
