@@ -5,6 +5,7 @@ import pytest
 
 from napari_deepcolor import DeepColorError
 from napari_deepcolor.checkpoint import load_model, state_path
+from napari_deepcolor import training
 from napari_deepcolor.methods import get_method
 from napari_deepcolor.training import (CheckpointSaved, Finished, Started, Step, Training, TrainingConfig,
                                        TuningDecode, Validated, learning_rate_at, train)
@@ -34,6 +35,24 @@ def test_the_cosine_schedule_falls_from_the_learning_rate_to_zero_over_the_budge
     assert learning_rate_at(constant, 0.9) == 2e-3
     with pytest.raises(DeepColorError, match="lr_schedule"):
         config(lr_schedule="step")
+
+
+def test_the_warm_up_schedule_rises_then_falls_to_zero_at_the_end_of_the_budget():
+    warm = config(learning_rate=2e-3, lr_schedule="warmup_cosine")
+    share = training.WARMUP_SHARE
+    assert learning_rate_at(warm, share / 2) == pytest.approx(1e-3)  # halfway up the warm-up
+    assert learning_rate_at(warm, share) == pytest.approx(2e-3)  # the peak
+    assert learning_rate_at(warm, (1 + share) / 2) == pytest.approx(1e-3)  # halfway down the cosine
+    assert learning_rate_at(warm, 1.0) == pytest.approx(0.0)
+
+
+def test_a_timed_run_reaches_the_final_rate_as_its_budget_ends(nuclei_samples):
+    events = list(Training(config(iterations=None, minutes=0.1, learning_rate=2e-3, lr_schedule="warmup_cosine",
+                                  validation_fraction=0.0), nuclei_samples).run())
+    rates = [e.learning_rate for e in events if isinstance(e, Step)]
+    assert len(rates) >= 10
+    assert max(rates) > 1.5e-3  # it passed the peak ...
+    assert rates[-1] < 0.1 * 2e-3  # ... and was near the end of its fall when the time was up
 
 
 def test_events_come_in_order_and_the_model_is_saved(nuclei_samples, tmp_path):

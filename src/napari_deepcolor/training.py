@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 
 #: share of a budget in minutes kept for tuning the decode parameters after the loop (see Training._loop_end)
 POST_LOOP_SHARE = 0.1
-LR_SCHEDULES = ("cosine", "constant")
+LR_SCHEDULES = ("cosine", "constant", "warmup_cosine")
+#: share of the budget over which "warmup_cosine" rises linearly to its peak rate
+WARMUP_SHARE = 0.05
 
 
 #: Adam's step size from scratch, as in the paper
@@ -63,7 +65,9 @@ class TrainingConfig:
     #: starting from a model
     learning_rate: float | None = None
     #: "constant": the paper's fixed rate; "cosine": it falls from learning_rate to 0 over the budget
-    #: (steps or minutes). Cosine did not beat constant in 300 steps (docs/benchmarks.md, A/B)
+    #: (steps or minutes). Cosine did not beat constant in 300 steps (docs/benchmarks.md, A/B);
+    #: "warmup_cosine": a linear rise over the first WARMUP_SHARE of the budget, then the cosine fall,
+    #: so the schedule ends with the budget as Cellpose's does
     lr_schedule: str = "constant"
     iterations: int | None = None
     minutes: float | None = None
@@ -126,10 +130,16 @@ def default_batch_size(device) -> int:
 
 
 def learning_rate_at(config: TrainingConfig, progress: float) -> float:
-    """The step size at ``progress`` (0 to 1) of the budget: constant, or a half cosine down to 0."""
+    """The step size at ``progress`` (0 to 1) of the budget: constant, a half cosine down to 0, or a
+    linear warm-up over the first ``WARMUP_SHARE`` followed by that half cosine over the rest."""
+    progress = min(max(progress, 0.0), 1.0)
     if config.lr_schedule == "constant":
         return config.learning_rate
-    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    if config.lr_schedule == "warmup_cosine":
+        if progress < WARMUP_SHARE:
+            return config.learning_rate * max(progress / WARMUP_SHARE, 0.01)
+        progress = (progress - WARMUP_SHARE) / (1 - WARMUP_SHARE)
+    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,7 @@ class Step:
     elapsed_seconds: float
     eta_seconds: float
     fraction_done: float
+    learning_rate: float  # the step size this step took
 
 
 @dataclass(frozen=True)
@@ -306,8 +317,9 @@ class Training:
             loss.backward()
             progress = self._progress(iteration, elapsed_before + time.perf_counter() - t0,
                                       self._loop_end(deadline, validation_seconds), t0, elapsed_before)
+            learning_rate = learning_rate_at(config, progress)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate_at(config, progress)
+                group["lr"] = learning_rate
             optimizer.step()
             iteration += 1
             losses.append(loss.item())
@@ -316,7 +328,7 @@ class Training:
             rate = (iteration - start) * config.batch_size / max(time.perf_counter() - loop_started, 1e-9)
             eta = deadline - time.perf_counter() if deadline is not None else \
                 elapsed * (1 - done) / max(done, 1e-9) if done > 0 else math.inf
-            yield Step(iteration, losses[-1], rate, elapsed, eta, done)
+            yield Step(iteration, losses[-1], rate, elapsed, eta, done, learning_rate)
 
             loop_end = self._loop_end(deadline, validation_seconds)
             if self.validation and every and iteration % every == 0 and \
