@@ -9,7 +9,8 @@ net converges to), softened and with 2 % of pixels flipped to random colours
 * size threshold changed only (cache hit on the components stage): a slider move;
 * merge radius 8 px changed (cache hit on components);
 * the same with a semantic head (the paper's fusion decode, sec. 4.3), whose
-  3 classes are made from the colours: full, size threshold, interior threshold.
+  3 classes are made from the colours: full, size threshold, interior threshold;
+* the 3-class baseline on those 3 classes: full, size threshold, foreground threshold.
 
     python benchmarks/decode_speed.py [--repeats 20]
 """
@@ -80,6 +81,13 @@ def main():
     boundary = get_method("boundary")
     three = np.stack([output[0], output[1:].sum(0) * 0.9, output[1:].sum(0) * 0.1]).astype(np.float32)
     b_full = median_ms(lambda: boundary.decode(three, cache={}), args.repeats)
+    cache = {}
+    boundary.decode(three, cache=cache)
+    values = iter(np.tile([10, 30, 50, 70], args.repeats))
+    b_threshold = median_ms(lambda: boundary.decode(three, cache=cache, size_threshold=int(next(values))), args.repeats)
+    foregrounds = iter(np.tile([0.5, 0.7], args.repeats))
+    b_foreground = median_ms(lambda: boundary.decode(three, cache=cache, foreground_threshold=float(next(foregrounds))),
+                             args.repeats)
 
     options = method.options({"n_colors": output.shape[0], "semantic_head": True})
     fused = np.concatenate([output, three])
@@ -104,6 +112,8 @@ def main():
     print(f"| coloring + semantic head, size threshold changed | {f_threshold:.1f} |")
     print(f"| coloring + semantic head, interior threshold changed | {f_interior:.1f} |")
     print(f"| 3-class baseline, full | {b_full:.1f} |")
+    print(f"| 3-class baseline, size threshold changed | {b_threshold:.1f} |")
+    print(f"| 3-class baseline, foreground threshold 0.5 <-> 0.7 (the seeds grown again) | {b_foreground:.1f} |")
 
 
 if __name__ == "__main__":

@@ -65,7 +65,8 @@ def test_events_come_in_order_and_the_model_is_saved(nuclei_samples, tmp_path):
     assert any(isinstance(e, Validated) for e in events)
     model = load_model(out)
     assert model.provenance["iterations"] == 4
-    assert set(model.decode_defaults) == {"size_threshold", "merge_radius", "interior_threshold", "split_by_color"}  # tuned, stored
+    assert set(model.decode_defaults) == {"size_threshold", "merge_radius", "interior_threshold", "split_by_color",
+                                          "foreground_threshold"}  # tuned, stored
     assert state_path(out).is_file()
 
 

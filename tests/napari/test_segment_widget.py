@@ -171,7 +171,8 @@ def test_a_coloring_model_without_a_semantic_head_gets_no_interior_slider(make_n
     path = save_model(new_model("coloring", {"semantic_head": False}, {"depth": 2, "width": 8}, in_channels=1),
                       tmp_path / "plain.safetensors")
     widget = segment_sample(make_napari_viewer(), qtbot, path)
-    assert set(widget.sliders.sliders) == COLORING_DECODE - {"interior_threshold", "split_by_color"}
+    head_only = {"interior_threshold", "split_by_color", "foreground_threshold"}
+    assert set(widget.sliders.sliders) == COLORING_DECODE - head_only
 
 
 def test_crf_checkbox_refines_without_the_network_and_export_saves_the_refined_labels(segmented, qtbot,

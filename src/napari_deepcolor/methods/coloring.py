@@ -621,4 +621,4 @@ def _fuse(object_color: np.ndarray, interior: np.ndarray, foreground: np.ndarray
     used = np.bincount(fused.ravel()) > 0
     used[0] = False
     new_id = np.cumsum(used) * used  # ids 1..N
-    return new_id[fused], np.arange(used.size)[used] > n_pieces
+    return new_id[fused], np.concatenate([[False], np.flatnonzero(used) > n_pieces])
