@@ -140,6 +140,10 @@ def test_models_lists_every_starter_with_its_scores(capsys):
     for name in starter_names():
         assert f"{name}: " in out
     assert "AP" in out and "F1" in out
+    assert "?" not in out  # the cards store data_licence and licence_spdx, not "licence"
+    nuclei = next(line for line in out.splitlines() if line.startswith("nuclei: "))
+    assert "licence CC0 1.0" in nuclei and "weights licence CC0-1.0" in nuclei and "800 training steps" in nuclei
+    assert "test AP 0.68" in nuclei
 
 
 def test_an_unknown_model_name_is_one_error_that_lists_the_starters(tmp_path, capsys):
