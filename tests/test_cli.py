@@ -425,3 +425,47 @@ def test_flips_in_predict_and_batch_for_a_baseline_model_and_a_clear_error_other
         assert main([command, "--model", str(coloring), "--input", images, "--output", str(tmp_path / f"{command}-coloring"),
                      "--flips", "--device", "cpu"]) == 2
         assert "mirror image" in capsys.readouterr().err
+
+
+def _every_help_text(capsys, monkeypatch) -> dict[str, str]:
+    """The --help of the command, of each subcommand, and of train for each method, unwrapped."""
+    from napari_deepcolor.cli import build_parser
+    from napari_deepcolor.methods import method_names
+
+    monkeypatch.setenv("COLUMNS", "2000")  # one line per option: markup is not cut by the wrapping
+    commands = [[]] + [[name] for name in build_parser()._subparsers._group_actions[0].choices]
+    commands += [["train", "--method", name] for name in method_names()]
+    return {" ".join(argv) or "(top)": _help(argv, capsys) for argv in commands}
+
+
+def test_no_help_text_shows_markup(capsys, monkeypatch):
+    """Option help is read from numpydoc docstrings; Sphinx roles and ``literals`` are made plain words."""
+    from napari_deepcolor.plaintext import MARKUP
+
+    texts = _every_help_text(capsys, monkeypatch)
+    assert len(texts) > 8
+    shown = {argv: MARKUP.findall(text) for argv, text in texts.items() if MARKUP.search(text)}
+    assert not shown, shown
+    assert "IoU > good_seed_iou" in texts["train --method metric"]
+
+
+def test_no_error_or_warning_message_in_the_source_shows_markup():
+    """Every DeepColorError and logged warning, read from the source: its literal text has no Sphinx markup."""
+    import ast
+    from pathlib import Path
+
+    import napari_deepcolor
+    from napari_deepcolor.plaintext import MARKUP
+
+    found = []
+    for path in Path(napari_deepcolor.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            if name not in ("DeepColorError", "warning", "error", "info", "show_error", "show_warning", "show_info"):
+                continue
+            for part in ast.walk(node):
+                if isinstance(part, ast.Constant) and isinstance(part.value, str) and MARKUP.search(part.value):
+                    found.append(f"{path.name}:{part.lineno}: {part.value}")
+    assert not found, found

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import DeepColorError
+from .plaintext import plain_text
 
 log = logging.getLogger("napari_deepcolor")
 
@@ -79,7 +80,7 @@ def _add_decode_flags(parser: argparse.ArgumentParser, only: str | None = None) 
                                           "a flag is given.")
         for _, owners in flags:
             p = _most_common_help(owners)
-            text, symbol = _split_symbol(p.help)
+            text, symbol = _split_symbol(plain_text(p.help))
             unit = " px" if _in_pixels(text) else ""
             group.add_argument(p.flag, dest=p.name, type=int if p.integer else float, default=None,
                                metavar=_decode_metavar(p, unit), help=f"{_sentence(text)} (default {p.default:g}"
@@ -154,7 +155,7 @@ def option_help(options_class) -> dict[str, str]:
             lines[name].append(line.strip())
         elif line.strip():  # the next section
             break
-    return {name: _first_sentence(" ".join(text)) for name, text in lines.items()}
+    return {name: _first_sentence(plain_text(" ".join(text))) for name, text in lines.items()}
 
 
 def _first_sentence(text: str) -> str:

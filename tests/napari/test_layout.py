@@ -41,3 +41,30 @@ def test_options_and_sliders_are_plain_words_with_units_and_the_symbol_in_the_to
     region = train.region
     region.setCurrentIndex(1)
     assert region.currentText() in region.toolTip()  # a text shown truncated is readable in the tooltip
+
+
+def test_no_tooltip_shows_markup(make_napari_viewer):
+    """Every tooltip of the three widgets, for every method's options, and every method's sliders: plain words."""
+    from qtpy.QtWidgets import QWidget
+
+    from napari_deepcolor._napari.forms import DecodeSliders
+    from napari_deepcolor.methods import get_method, method_names
+    from napari_deepcolor.plaintext import MARKUP
+
+    viewer = make_napari_viewer()
+    widgets = [add_widget(viewer, name) for name in ("Train", "Segment", "Batch")]
+    train = widgets[0]
+    tips = {}
+    for name in method_names():
+        train.method.setCurrentIndex(train.method.findData(name))
+        for widget in widgets:
+            for child in widget.findChildren(QWidget):
+                if child.toolTip():
+                    tips[f"{name}: {child.objectName() or type(child).__name__}: {child.toolTip()[:40]}"] = \
+                        child.toolTip()
+    sliders = DecodeSliders([p for name in method_names() for p in get_method(name).decode_parameters])
+    tips.update({f"slider {s.name}": s.tooltip for s in sliders})
+    assert len(tips) > 30
+    assert any("good_seed_iou" in tip for tip in tips.values())  # the metric method's options were shown
+    shown = {where: MARKUP.findall(tip) for where, tip in tips.items() if MARKUP.search(tip)}
+    assert not shown, shown

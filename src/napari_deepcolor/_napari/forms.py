@@ -15,6 +15,8 @@ import re
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, FloatSpinBox, Slider, SpinBox
 
+from ..plaintext import plain_text
+
 GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "lambda": "λ", "mu": "μ", "rho": "ρ",
          "sigma": "σ", "tau": "τ", "psi": "ψ", "phi": "φ", "theta": "θ"}
 #: 'm, the halo width' / 'A of eq. (6)' / 'lambda of L = ...' in an option's description
@@ -29,7 +31,7 @@ _SYMBOL_IN_BRACKETS = re.compile(r"\[([A-Za-z]{1,6})[\],;]")
 
 
 def field_docs(cls) -> dict[str, str]:
-    """The numpydoc ``Attributes`` descriptions of a dataclass, by field name."""
+    """The numpydoc ``Attributes`` descriptions of a dataclass, by field name, in plain text (no markup)."""
     docs, name, lines = {}, None, []
     for line in inspect.cleandoc(cls.__doc__ or "").splitlines():
         match = re.match(r"^(\w+) : .+$", line)
@@ -46,7 +48,7 @@ def field_docs(cls) -> dict[str, str]:
             name, lines = None, []
     if name:
         docs[name] = " ".join(lines)
-    return docs
+    return {key: plain_text(text) for key, text in docs.items()}
 
 
 def field_choices(cls) -> dict[str, tuple[str, ...]]:
@@ -90,7 +92,7 @@ def plain_label(name: str, text: str = "") -> str:
 
 def tooltip(label: str, text: str, sym: str | None, extra: str) -> str:
     """The label, the paper's symbol, the description (what moving the value does), range and default."""
-    description = text
+    description = plain_text(text)
     if sym:
         description = re.sub(r"^[A-Za-z]{1,6}(?::\s|,\s)", "", description)
     head = f"<b>{label}</b>" + (f" (the paper's <i>{sym}</i>)" if sym else "")
