@@ -469,3 +469,82 @@ def test_no_error_or_warning_message_in_the_source_shows_markup():
                 if isinstance(part, ast.Constant) and isinstance(part.value, str) and MARKUP.search(part.value):
                     found.append(f"{path.name}:{part.lineno}: {part.value}")
     assert not found, found
+
+
+def test_resume_of_a_finished_training_says_so_and_changes_nothing(annotated_folder, tmp_path, capsys):
+    from napari_deepcolor.checkpoint import load_model, state_path
+
+    model = tmp_path / "m.safetensors"
+    assert main(_train_argv(annotated_folder, model, "--iterations", "2")) == 0
+    before = model.read_bytes(), state_path(model).read_bytes()
+    capsys.readouterr()
+    assert main(_train_argv(annotated_folder, model) + ["--resume"]) == 0  # the budget it started with: spent
+    out = capsys.readouterr().out
+    assert "finished its training already (2 iterations" in out and "nothing was trained or written" in out
+    assert (model.read_bytes(), state_path(model).read_bytes()) == before
+    assert main(_train_argv(annotated_folder, model, "--iterations", "3") + ["--resume"]) == 0  # one more asked
+    assert load_model(model).provenance["iterations"] == 3
+
+
+# -- labels that are masks --------------------------------------------------------------------------
+
+@pytest.fixture
+def mask_folder(tmp_path):
+    """Images with 0/255 masks of their nuclei: one value for every object, as a thresholding tool writes."""
+    images, labels = tmp_path / "mask_data" / "images", tmp_path / "mask_data" / "labels"
+    images.mkdir(parents=True)
+    labels.mkdir()
+    for i in range(3):
+        image, lab = synthetic.nuclei((128, 128), count=12, radius=(6, 9), seed=10 + i)
+        tifffile.imwrite(images / f"img{i}.tif", (image * 1000).astype(np.uint16))
+        tifffile.imwrite(labels / f"img{i}.tif", np.where(lab > 0, 255, 0).astype(np.uint8))
+    return tmp_path / "mask_data"
+
+
+def test_training_on_binary_masks_says_so_and_the_opt_in_trains_a_model_that_finds_the_objects(
+        mask_folder, tmp_path, capsys):
+    from napari_deepcolor.data.masks import label_pieces
+
+    model = tmp_path / "m.safetensors"
+    argv = ["train", "--method", "boundary", "--images", str(mask_folder / "images"), "--labels",
+            str(mask_folder / "labels"), "--output", str(model), "--iterations", "80", "--patch-size", "64",
+            "--batch-size", "4", "--depth", "2", "--width", "8", "--learning-rate", "3e-3",
+            "--net-object-diameter", "0", "--validation-fraction", "0", "--device", "cpu"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err
+    assert "the value 255 covers" in err and "binary mask" in err and "--labels-are-masks" in err
+    assert not model.exists()
+    assert main(argv + ["--labels-are-masks"]) == 0
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", str(model), "--input", str(mask_folder / "images" / "img0.tif"),
+                 "--output", str(out), "--device", "cpu"]) == 0
+    found = len(np.unique(tifffile.imread(out / "img0.tif"))) - 1
+    pieces = len(np.unique(label_pieces(tifffile.imread(mask_folder / "labels" / "img0.tif")))) - 1
+    assert found >= 0.6 * pieces > 4, (found, pieces)  # not the single merged blob of a model trained on the mask
+
+
+def test_an_rgb_image_into_a_grey_model_says_it_was_averaged_to_grey(tmp_path, capsys):
+    import csv
+
+    from napari_deepcolor.checkpoint import new_model, save_model
+
+    model = save_model(new_model("boundary", {}, {"depth": 2, "width": 8}, in_channels=1), tmp_path / "m.safetensors")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image, _ = synthetic.nuclei((64, 64), count=5, seed=1)
+    grey = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    tifffile.imwrite(folder / "rgb.tif", np.stack([grey] * 3, axis=-1), photometric="rgb")
+    tifffile.imwrite(folder / "grey.tif", grey)
+    assert main(["predict", "--model", str(model), "--input", str(folder), "--output", str(tmp_path / "p"),
+                 "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    rgb_line = next(line for line in err.splitlines() if line.startswith("rgb.tif:"))
+    grey_line = next(line for line in err.splitlines() if line.startswith("grey.tif:"))
+    assert "the RGB image's 3 channels were averaged to one grey channel" in rgb_line
+    assert "averaged" not in grey_line
+    assert main(["batch", "--model", str(model), "--input", str(folder), "--output", str(tmp_path / "b"),
+                 "--device", "cpu"]) == 0
+    with open(tmp_path / "b" / "batch_summary.csv", newline="") as f:
+        notes = {row["file"]: row["note"] for row in csv.DictReader(f)}
+    assert "averaged to one grey channel" in notes["rgb.tif"] and notes["grey.tif"] == ""

@@ -267,7 +267,7 @@ def _cmd_train(args) -> int:
         raise DeepColorError(f"{output} already exists; use --resume to continue training it, --overwrite to "
                              "replace it, or choose another --output.")
     if args.iterations is None and args.minutes is None:
-        args.minutes = 15.0
+        args.iterations, args.minutes = _earlier_budget(output) if args.resume else (None, 15.0)
     net = {k: v for k, v in (("depth", args.depth), ("width", args.width), ("norm", args.norm)) if v is not None}
     config = TrainingConfig(method=args.method, method_options=_method_options(args, method), net=net,
                             patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -276,10 +276,14 @@ def _cmd_train(args) -> int:
                             seed=args.seed, device=args.device, net_object_diameter=args.net_object_diameter or None,
                             fit_crf=args.fit_crf)
     print(describe_layout(args.images, args.labels), file=sys.stderr)
-    data = read_annotated_folder(args.images, args.labels, classes=args.classes)
+    data = read_annotated_folder(args.images, args.labels, classes=args.classes,
+                                 labels_are_masks=args.labels_are_masks)
     if data[0].has_classes:
         print(f"classes: {', '.join(data[0].class_names)}", file=sys.stderr)
     training = Training(config, data, output=output, init_from=args.fine_tune, resume=args.resume)
+    if training.finished_before:
+        print(training.finished_before)
+        return 0
     with _first_ctrl_c_stops(training):
         finished = _show_training(training.run(), f"training {args.method}")
     print("decode defaults: " + ", ".join(f"{k}={v:g}" for k, v in finished.decode_parameters.items()))
@@ -289,6 +293,19 @@ def _cmd_train(args) -> int:
         return EXIT_INTERRUPTED
     print(f"{finished.reason}: {finished.iteration} iterations; model saved to {finished.path}")
     return 0
+
+
+def _earlier_budget(model_path) -> tuple[int | None, float | None]:
+    """The budget (iterations, minutes) the training of ``model_path`` was started with; 15 minutes if unknown."""
+    from .checkpoint import read_model_config
+
+    try:
+        earlier = read_model_config(model_path).get("provenance", {}).get("training", {})
+    except DeepColorError:
+        earlier = {}
+    if earlier.get("iterations"):
+        return earlier["iterations"], None
+    return None, earlier.get("minutes") or 15.0
 
 
 #: exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
@@ -402,8 +419,9 @@ def _run_batch(config) -> int:
                 r = event.result
                 if r.status == DONE:
                     classes = f" ({', '.join(f'{n} {name}' for name, n in r.class_counts)})" if r.class_counts else ""
-                    bar.write(f"{r.file}: {r.objects} objects{classes} -> {r.output} ({r.seconds:.1f} s, {r.route})",
-                              file=sys.stderr)
+                    note = f"; {r.note}" if r.note else ""
+                    bar.write(f"{r.file}: {r.objects} objects{classes} -> {r.output} ({r.seconds:.1f} s, {r.route})"
+                              f"{note}", file=sys.stderr)
                 elif r.status == FAILED:
                     bar.write(f"{r.file}: FAILED: {r.error}", file=sys.stderr)
             elif isinstance(event, BatchFinished):
@@ -528,6 +546,10 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
                         "images, with the names in FOLDER/classes.json ({\"1\": \"alive\", \"2\": \"dead\"}), or "
                         "FOLDER/NAME.csv tables of label, class; found by itself as classes/ beside images/ and "
                         "labels/. The model then gives every object a class (predict writes NAME_classes.csv)")
+    p.add_argument("--labels-are-masks", action="store_true",
+                   help="the label images are masks (0/255, 0/1, or one value over many objects): each separate "
+                        "piece becomes an object of its own (objects that touch stay one). Without it such labels "
+                        "are refused with a message")
     p.add_argument("--output", required=True, help="model file to write, e.g. cells.safetensors")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, default=None, help="training time budget (default: 15 minutes)")
@@ -536,7 +558,9 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--fine-tune", metavar="MODEL", default=None,
                    help="start from this model instead of from scratch: a starter name (nuclei, cells, worms, "
                         "bacteria; see `napari-deepcolor models`) or a model file")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted training of --output")
+    p.add_argument("--resume", action="store_true", help="continue the training of --output to its budget (the one it started with, unless "
+                        "--minutes or --iterations give a larger total); a training that finished its budget is "
+                        "left as it is, with a message")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.add_argument("--patch-size", type=int, default=256, help="training patch size in pixels (default 256)")
     p.add_argument("--batch-size", type=int, default=None, help="patches per step (default 4 on a CPU, 8 on a GPU)")

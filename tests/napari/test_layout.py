@@ -68,3 +68,19 @@ def test_no_tooltip_shows_markup(make_napari_viewer):
     assert any("good_seed_iou" in tip for tip in tips.values())  # the metric method's options were shown
     shown = {where: MARKUP.findall(tip) for where, tip in tips.items() if MARKUP.search(tip)}
     assert not shown, shown
+
+
+def test_pixel_sliders_span_what_the_models_objects_make_useful(make_napari_viewer):
+    """The nuclei starter's objects are 28 px across (627 px in area): the size threshold slider ends at
+    700 px, not at the declared 5000, and in both the Segment and the Batch widget."""
+    viewer = make_napari_viewer()
+    segment = add_widget(viewer, "Segment")
+    assert segment.load_model("nuclei")
+    size = segment.sliders.sliders["size_threshold"]
+    assert (size.min, size.max) == (0, 700) and size.value == 63  # the starter's tuned value
+    assert "28 px across" in size.tooltip and "allowed 0 to 5000" in size.tooltip
+    segment.sliders.set_values({"size_threshold": 1200})  # a typed or tuned value past the end widens it
+    assert size.value == 1200 and size.max >= 1200
+    batch = add_widget(viewer, "Batch")
+    assert batch.load_model("nuclei")
+    assert batch.sliders.sliders["size_threshold"].max == 700

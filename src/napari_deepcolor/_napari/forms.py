@@ -154,17 +154,25 @@ def _decimals(step: float) -> int:
     return max(0, -int(f"{step:e}".split("e")[1]))
 
 
-def decode_slider(parameter):
-    """A magicgui slider (with a typed readout) for one declared decode parameter."""
+def decode_slider(parameter, object_diameter: float | None = None, value: float | None = None):
+    """A magicgui slider (with a typed readout) for one declared decode parameter.
+
+    A size in pixels spans the range its model's training objects make useful
+    (:meth:`DecodeParameter.useful_range`), not the whole declared range.
+    """
     p = parameter
     sym = symbol(p.help, _SYMBOL_IN_HELP)
     label = plain_label(p.name, p.help)
-    tip = tooltip(label, p.help, sym, f"range {p.minimum:g} to {p.maximum:g}, declared default {p.default:g}")
+    low, high = p.useful_range(object_diameter, value)
+    shown = f"slider {low:g} to {high:g}" + (f" (the model's objects are {object_diameter:.0f} px across)"
+                                             if object_diameter and high < p.maximum else "")
+    tip = tooltip(label, p.help, sym, f"{shown}; allowed {p.minimum:g} to {p.maximum:g} (type a value past the "
+                  f"slider's end in the box); declared default {p.default:g}")
+    start = min(max(p.default if value is None else value, low), high)
     if p.integer:
-        return Slider(name=p.name, label=label, tooltip=tip, min=int(p.minimum), max=int(p.maximum),
-                      step=int(p.step), value=int(p.default))
-    return FloatSlider(name=p.name, label=label, tooltip=tip, min=p.minimum, max=p.maximum, step=p.step,
-                       value=p.default)
+        return Slider(name=p.name, label=label, tooltip=tip, min=int(low), max=int(high), step=int(p.step),
+                      value=int(start))
+    return FloatSlider(name=p.name, label=label, tooltip=tip, min=low, max=high, step=p.step, value=start)
 
 
 class DecodeSliders(Container):
@@ -174,6 +182,7 @@ class DecodeSliders(Container):
         super().__init__(labels=True)
         self.margins = (0, 0, 0, 0)
         self.parameters: dict = {}
+        self.object_diameter: float | None = None
         self.set_parameters(parameters)
 
     @property
@@ -181,11 +190,13 @@ class DecodeSliders(Container):
         """The sliders by parameter name."""
         return {w.name: w for w in self}
 
-    def set_parameters(self, parameters) -> None:
-        """Rebuild for another method's declared parameters."""
+    def set_parameters(self, parameters, *, object_diameter: float | None = None, values: dict | None = None) -> None:
+        """Rebuild for another method's declared parameters (the pixel sizes' range from ``object_diameter``,
+        the median diameter of the model's training objects, and the model's ``values``)."""
         self.clear()
         self.parameters = {p.name: p for p in parameters}
-        self.extend([decode_slider(p) for p in parameters])
+        self.object_diameter = object_diameter
+        self.extend([decode_slider(p, object_diameter, (values or {}).get(p.name)) for p in parameters])
 
     def values(self) -> dict:
         """The sliders' values, integers for integer parameters, floats rounded to the step."""
@@ -198,6 +209,10 @@ class DecodeSliders(Container):
     def set_values(self, values: dict, *, emit: bool = False) -> None:
         """Move the sliders to ``values`` (unknown names ignored); ``changed`` fires only with ``emit``."""
         known = {k: v for k, v in values.items() if k in self.parameters}
+        for name, value in known.items():  # a value past the slider's end (typed, tuned) widens it
+            slider, declared = self.sliders[name], self.parameters[name]
+            if value > slider.max:
+                slider.max = min(declared.useful_range(self.object_diameter, value)[1], declared.maximum)
         if emit:
             self.update(known)
             return
