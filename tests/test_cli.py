@@ -133,7 +133,7 @@ def test_demo_starts_from_the_nuclei_starter_and_compares_with_otsu(tmp_path, ca
 
 
 def test_models_lists_every_starter_with_its_scores(capsys):
-    from napari_deepcolor.starters import starter_names
+    from napari_deepcolor.starters import starter_card, starter_names
 
     assert main(["models"]) == 0
     out = capsys.readouterr().out
@@ -142,8 +142,10 @@ def test_models_lists_every_starter_with_its_scores(capsys):
     assert "AP" in out and "F1" in out
     assert "?" not in out  # the cards store data_licence and licence_spdx, not "licence"
     nuclei = next(line for line in out.splitlines() if line.startswith("nuclei: "))
-    assert "licence CC0 1.0" in nuclei and "weights licence CC0-1.0" in nuclei and "800 training steps" in nuclei
-    assert "test AP 0.68" in nuclei
+    card = starter_card("nuclei")
+    assert f"licence {card['data_licence']}" in nuclei and f"weights licence {card['licence_spdx']}" in nuclei
+    assert f"{card['recipe']['iterations']} training steps" in nuclei
+    assert f"test AP {card['test_scores']['ap']:.3f}" in nuclei
 
 
 def test_an_unknown_model_name_is_one_error_that_lists_the_starters(tmp_path, capsys):
@@ -314,7 +316,15 @@ def test_evaluate_counts_a_missing_prediction_as_misses(tmp_path, capsys):
     header = [line for line in out.splitlines() if line.startswith("name")][0].split()
     assert float(mean.split()[header.index("f1")]) == pytest.approx(0.5)
     assert "1 of 2 ground-truth images have no prediction" in out and "img1" in out
+    assert "2 of 2 ground-truth images scored" in out and "--only-predicted" in out
     assert csv.read_text().count("missing") == 1
+    # a subset segmented on purpose: only the predicted images are scored, and the output says how many
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--only-predicted", "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    mean = [line for line in out.splitlines() if line.startswith("mean")][0]
+    assert float(mean.split()[header.index("f1")]) == pytest.approx(1.0)
+    assert "1 of 2 ground-truth images scored" in out and "left out of the mean" in out
+    assert "missing" not in csv.read_text() and csv.read_text().count("\n") == 3  # header, img0, mean
 
 
 def test_train_progress_says_iterations_patches_per_second_loss_and_time_left(annotated_folder, tmp_path, capsys):

@@ -220,15 +220,24 @@ def _cmd_evaluate(args) -> int:
         by_name = {row["name"]: row for row in evaluate_class_folders(args.pred, args.gt, args.classes)}
         rows = [{**row, **by_name.get(row["name"], {})} for row in rows]
     missing = [row["name"] for row in rows if row.get("prediction") == MISSING]
+    listed = f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})"
+    ground_truths = len(rows)
+    if args.only_predicted:
+        rows = [row for row in rows if row.get("prediction") != MISSING]
     mean = summarize(rows)
     if args.classes:  # over all matched objects, not the mean of the images' accuracies
         mean["class_accuracy"] = pooled_class_accuracy(rows)
+    scored = len(rows)
     rows.append(mean)
     print(format_table(rows))
-    if missing:
-        print(f"{len(missing)} of {len(rows) - 1} ground-truth images have no prediction in {args.pred} "
-              f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); each counts as all misses "
-              "(every object a false negative) in the mean.")
+    print(f"{scored} of {ground_truths} ground-truth images scored.")
+    if missing and args.only_predicted:
+        print(f"{len(missing)} ground-truth images have no prediction in {args.pred} {listed}; left out of the "
+              "mean (--only-predicted).")
+    elif missing:
+        print(f"{len(missing)} of {ground_truths} ground-truth images have no prediction in {args.pred} {listed}; "
+              "each counts as all misses (every object a false negative) in the mean. If you segmented only "
+              "some images on purpose, add --only-predicted to score those alone.")
     if args.csv:
         _write_csv(args.csv, rows)
     if args.json:
@@ -610,6 +619,9 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
                    help="the true classes of the ground truth (class images + classes.json, or NAME.csv tables of "
                         "label, class): adds per-class AP and F1 and the class accuracy of matched objects, the "
                         "predicted classes read from each prediction's NAME_classes.csv")
+    p.add_argument("--only-predicted", action="store_true",
+                   help="score only the ground-truth images that have a prediction (for a subset segmented on "
+                        "purpose); by default a missing prediction counts as all misses")
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     p.add_argument("--json", default=None, help="also write the table to this JSON file")
     p.set_defaults(run=_cmd_evaluate)

@@ -73,14 +73,21 @@ def test_no_tooltip_shows_markup(make_napari_viewer):
 def test_pixel_sliders_span_what_the_models_objects_make_useful(make_napari_viewer):
     """The nuclei starter's objects are 28 px across (627 px in area): the size threshold slider ends at
     700 px, not at the declared 5000, and in both the Segment and the Batch widget."""
+    import math
+
+    from napari_deepcolor.checkpoint import read_model_config
+
+    config = read_model_config("nuclei")
+    area = math.pi * config["object_scale"]["object_diameter"] ** 2 / 4
     viewer = make_napari_viewer()
     segment = add_widget(viewer, "Segment")
     assert segment.load_model("nuclei")
     size = segment.sliders.sliders["size_threshold"]
-    assert (size.min, size.max) == (0, 700) and size.value == 63  # the starter's tuned value
-    assert "28 px across" in size.tooltip and "allowed 0 to 5000" in size.tooltip
+    assert size.min == 0 and area <= size.max <= 1.5 * area < 5000  # 700 for 28 px nuclei
+    assert size.value == config["decode_defaults"]["size_threshold"]  # the starter's tuned value
+    assert "px across" in size.tooltip and "allowed 0 to 5000" in size.tooltip
     segment.sliders.set_values({"size_threshold": 1200})  # a typed or tuned value past the end widens it
     assert size.value == 1200 and size.max >= 1200
     batch = add_widget(viewer, "Batch")
     assert batch.load_model("nuclei")
-    assert batch.sliders.sliders["size_threshold"].max == 700
+    assert batch.sliders.sliders["size_threshold"].max == size.max
