@@ -21,12 +21,31 @@ def annotated_folder(tmp_path):
     return tmp_path
 
 
-def test_train_predict_evaluate_round_trip(annotated_folder, tmp_path, capsys):
+@pytest.fixture
+def decoded_with(monkeypatch):
+    """The decode parameters each prediction was decoded with (after the model's defaults were filled in)."""
+    from napari_deepcolor.inference import Prediction
+
+    seen, original = [], Prediction.decode
+
+    def decode(self, **parameters):
+        seen.append(self.model.decode_parameters(parameters))
+        return original(self, **parameters)
+
+    monkeypatch.setattr(Prediction, "decode", decode)
+    return seen
+
+
+def test_train_predict_evaluate_round_trip(annotated_folder, tmp_path, capsys, decoded_with):
+    from napari_deepcolor.checkpoint import load_model
+    from napari_deepcolor.inference import predict
+
     model = tmp_path / "m.safetensors"
     assert main(["train", "--images", str(annotated_folder / "images"), "--labels", str(annotated_folder / "labels"),
                  "--output", str(model), "--method", "coloring", "--iterations", "3", "--patch-size", "64",
                  "--batch-size", "2", "--depth", "2", "--width", "8", "--halo-margin", "5", "--device", "cpu"]) == 0
     assert model.is_file()
+    decoded_with.clear()  # the decodes of the training's tuning
     out = tmp_path / "pred"
     assert main(["predict", "--model", str(model), "--input", str(annotated_folder / "images"),
                  "--output", str(out), "--size-threshold", "5", "--device", "cpu"]) == 0
@@ -34,6 +53,11 @@ def test_train_predict_evaluate_round_trip(annotated_folder, tmp_path, capsys):
     assert written == ["img0.tif", "img1.tif", "img2.tif"]
     labels = tifffile.imread(out / "img0.tif")
     assert labels.shape == (96, 96) and labels.dtype.kind == "u"
+    assert [d["size_threshold"] for d in decoded_with] == [5, 5, 5]  # the flag reached every decode
+    assert load_model(model).decode_defaults.get("size_threshold", 20) != 5  # ... and is not the default
+    image = tifffile.imread(annotated_folder / "images" / "img0.tif")
+    expected = predict(load_model(model), image, device="cpu").decode(size_threshold=5).labels
+    assert np.array_equal(labels > 0, expected > 0)  # the labels are that decode's
     csv = tmp_path / "scores.csv"
     assert main(["evaluate", "--pred", str(out), "--gt", str(annotated_folder / "labels"), "--csv", str(csv)]) == 0
     table = capsys.readouterr().out
@@ -43,7 +67,8 @@ def test_train_predict_evaluate_round_trip(annotated_folder, tmp_path, capsys):
 
 @pytest.mark.parametrize("method, decode_flag, value", [
     ("semiconv", "--mask-threshold", "0.4"), ("dcme", "--assign-radius", "6"), ("metric", "--score-threshold", "0.3")])
-def test_embedding_methods_train_and_predict_end_to_end(annotated_folder, tmp_path, method, decode_flag, value):
+def test_embedding_methods_train_and_predict_end_to_end(annotated_folder, tmp_path, method, decode_flag, value,
+                                                        decoded_with):
     from napari_deepcolor.checkpoint import read_model_config
 
     model = tmp_path / f"{method}.safetensors"
@@ -51,11 +76,15 @@ def test_embedding_methods_train_and_predict_end_to_end(annotated_folder, tmp_pa
                  "--labels", str(annotated_folder / "labels"), "--output", str(model), "--iterations", "3",
                  "--patch-size", "64", "--batch-size", "2", "--depth", "2", "--width", "8", "--device", "cpu"]) == 0
     assert read_model_config(model)["method"] == method
+    decoded_with.clear()  # the decodes of the training's tuning
     out = tmp_path / "pred"
     assert main(["predict", "--model", str(model), "--input", str(annotated_folder / "images" / "img1.tif"),
                  "--output", str(out), decode_flag, value, "--device", "cpu"]) == 0
     labels = tifffile.imread(out / "img1.tif")
     assert labels.shape == (96, 96) and labels.dtype.kind == "u"
+    name = decode_flag[2:].replace("-", "_")
+    assert decoded_with and all(d[name] == pytest.approx(float(value)) for d in decoded_with)  # the flag's effect
+    assert read_model_config(model)["decode_defaults"].get(name) != pytest.approx(float(value))
 
 
 def test_predict_on_a_real_image_from_shared_data(shared_data, tmp_path):

@@ -62,7 +62,9 @@ def test_tiles_of_a_rescaled_image_join_without_seams():
     whole = predict(model, image, tile_size=1024).output
     tiled = predict(model, image, tile_size=96, margin=32).output
     assert whole.shape == tiled.shape == (12, 150, 170)
-    assert np.abs(whole - tiled).mean() < 2e-3
+    difference = np.abs(whole - tiled)  # row by row and column by column: a mean would hide one bad seam row
+    rows, columns = difference.max(axis=(0, 2)), difference.max(axis=(0, 1))
+    assert rows.max() < 2e-2 and columns.max() < 2e-2, (rows.argmax(), rows.max(), columns.argmax(), columns.max())
 
 
 def test_dcme_displacements_are_returned_in_the_image_pixels():
