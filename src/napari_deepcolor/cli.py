@@ -567,7 +567,8 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--fine-tune", metavar="MODEL", default=None,
                    help="start from this model instead of from scratch: a starter name (nuclei, cells, worms, "
                         "bacteria; see `napari-deepcolor models`) or a model file")
-    p.add_argument("--resume", action="store_true", help="continue the training of --output to its budget (the one it started with, unless "
+    p.add_argument("--resume", action="store_true",
+                   help="continue the training of --output to its budget (the one it started with, unless "
                         "--minutes or --iterations give a larger total); a training that finished its budget is "
                         "left as it is, with a message")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
