@@ -551,7 +551,7 @@ def test_training_on_binary_masks_says_so_and_the_opt_in_trains_a_model_that_fin
             "--net-object-diameter", "0", "--validation-fraction", "0", "--device", "cpu"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error:") and "Traceback" not in err
+    assert "\nerror: " in err and "Traceback" not in err  # after the line that describes the layout
     assert "the value 255 covers" in err and "binary mask" in err and "--labels-are-masks" in err
     assert not model.exists()
     assert main(argv + ["--labels-are-masks"]) == 0

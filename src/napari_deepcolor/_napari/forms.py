@@ -166,8 +166,8 @@ def decode_slider(parameter, object_diameter: float | None = None, value: float 
     low, high = p.useful_range(object_diameter, value)
     shown = f"slider {low:g} to {high:g}" + (f" (the model's objects are {object_diameter:.0f} px across)"
                                              if object_diameter and high < p.maximum else "")
-    tip = tooltip(label, p.help, sym, f"{shown}; allowed {p.minimum:g} to {p.maximum:g} (type a value past the "
-                  f"slider's end in the box); declared default {p.default:g}")
+    tip = tooltip(label, p.help, sym, f"{shown}; declared range {p.minimum:g} to {p.maximum:g} (the command "
+                  f"line's {p.flag} takes all of it), declared default {p.default:g}")
     start = min(max(p.default if value is None else value, low), high)
     if p.integer:
         return Slider(name=p.name, label=label, tooltip=tip, min=int(low), max=int(high), step=int(p.step),
@@ -209,7 +209,7 @@ class DecodeSliders(Container):
     def set_values(self, values: dict, *, emit: bool = False) -> None:
         """Move the sliders to ``values`` (unknown names ignored); ``changed`` fires only with ``emit``."""
         known = {k: v for k, v in values.items() if k in self.parameters}
-        for name, value in known.items():  # a value past the slider's end (typed, tuned) widens it
+        for name, value in known.items():  # a value past the slider's end (tuned, remembered) widens it
             slider, declared = self.sliders[name], self.parameters[name]
             if value > slider.max:
                 slider.max = min(declared.useful_range(self.object_diameter, value)[1], declared.maximum)
