@@ -116,11 +116,16 @@ def test_rerun_skips_finished_files_unless_overwrite(model_path, mixed_folder, t
     args = ["batch", "--model", model_path, "--input", str(mixed_folder), "--output", str(out)]
     main(args)
     before = {p: p.stat().st_mtime_ns for p in outputs(out)}
+    counted = {name: row["objects"] for name, row in read_summary(out).items() if name in GOOD}
+    assert all(n.isdigit() for n in counted.values())
     time.sleep(0.01)
     assert main(args) == 1
     assert {p: p.stat().st_mtime_ns for p in outputs(out)} == before
     rows = read_summary(out)
     assert all(rows[name]["status"] == "skipped-existing" for name in GOOD)
+    assert {name: rows[name]["objects"] for name in GOOD} == counted  # the earlier run's counts, kept
+    assert main(args) == 1  # and kept again from the summary that carried them over
+    assert {name: row["objects"] for name, row in read_summary(out).items() if name in GOOD} == counted
     assert main(args + ["--overwrite"]) == 1
     assert all(row["status"] == "done" for name, row in read_summary(out).items() if name in GOOD)
     assert all(p.stat().st_mtime_ns != before[p] for p in before)

@@ -21,12 +21,31 @@ def annotated_folder(tmp_path):
     return tmp_path
 
 
-def test_train_predict_evaluate_round_trip(annotated_folder, tmp_path, capsys):
+@pytest.fixture
+def decoded_with(monkeypatch):
+    """The decode parameters each prediction was decoded with (after the model's defaults were filled in)."""
+    from napari_deepcolor.inference import Prediction
+
+    seen, original = [], Prediction.decode
+
+    def decode(self, **parameters):
+        seen.append(self.model.decode_parameters(parameters))
+        return original(self, **parameters)
+
+    monkeypatch.setattr(Prediction, "decode", decode)
+    return seen
+
+
+def test_train_predict_evaluate_round_trip(annotated_folder, tmp_path, capsys, decoded_with):
+    from napari_deepcolor.checkpoint import load_model
+    from napari_deepcolor.inference import predict
+
     model = tmp_path / "m.safetensors"
     assert main(["train", "--images", str(annotated_folder / "images"), "--labels", str(annotated_folder / "labels"),
                  "--output", str(model), "--method", "coloring", "--iterations", "3", "--patch-size", "64",
                  "--batch-size", "2", "--depth", "2", "--width", "8", "--halo-margin", "5", "--device", "cpu"]) == 0
     assert model.is_file()
+    decoded_with.clear()  # the decodes of the training's tuning
     out = tmp_path / "pred"
     assert main(["predict", "--model", str(model), "--input", str(annotated_folder / "images"),
                  "--output", str(out), "--size-threshold", "5", "--device", "cpu"]) == 0
@@ -34,6 +53,11 @@ def test_train_predict_evaluate_round_trip(annotated_folder, tmp_path, capsys):
     assert written == ["img0.tif", "img1.tif", "img2.tif"]
     labels = tifffile.imread(out / "img0.tif")
     assert labels.shape == (96, 96) and labels.dtype.kind == "u"
+    assert [d["size_threshold"] for d in decoded_with] == [5, 5, 5]  # the flag reached every decode
+    assert load_model(model).decode_defaults.get("size_threshold", 20) != 5  # ... and is not the default
+    image = tifffile.imread(annotated_folder / "images" / "img0.tif")
+    expected = predict(load_model(model), image, device="cpu").decode(size_threshold=5).labels
+    assert np.array_equal(labels > 0, expected > 0)  # the labels are that decode's
     csv = tmp_path / "scores.csv"
     assert main(["evaluate", "--pred", str(out), "--gt", str(annotated_folder / "labels"), "--csv", str(csv)]) == 0
     table = capsys.readouterr().out
@@ -43,7 +67,8 @@ def test_train_predict_evaluate_round_trip(annotated_folder, tmp_path, capsys):
 
 @pytest.mark.parametrize("method, decode_flag, value", [
     ("semiconv", "--mask-threshold", "0.4"), ("dcme", "--assign-radius", "6"), ("metric", "--score-threshold", "0.3")])
-def test_embedding_methods_train_and_predict_end_to_end(annotated_folder, tmp_path, method, decode_flag, value):
+def test_embedding_methods_train_and_predict_end_to_end(annotated_folder, tmp_path, method, decode_flag, value,
+                                                        decoded_with):
     from napari_deepcolor.checkpoint import read_model_config
 
     model = tmp_path / f"{method}.safetensors"
@@ -51,11 +76,15 @@ def test_embedding_methods_train_and_predict_end_to_end(annotated_folder, tmp_pa
                  "--labels", str(annotated_folder / "labels"), "--output", str(model), "--iterations", "3",
                  "--patch-size", "64", "--batch-size", "2", "--depth", "2", "--width", "8", "--device", "cpu"]) == 0
     assert read_model_config(model)["method"] == method
+    decoded_with.clear()  # the decodes of the training's tuning
     out = tmp_path / "pred"
     assert main(["predict", "--model", str(model), "--input", str(annotated_folder / "images" / "img1.tif"),
                  "--output", str(out), decode_flag, value, "--device", "cpu"]) == 0
     labels = tifffile.imread(out / "img1.tif")
     assert labels.shape == (96, 96) and labels.dtype.kind == "u"
+    name = decode_flag[2:].replace("-", "_")
+    assert decoded_with and all(d[name] == pytest.approx(float(value)) for d in decoded_with)  # the flag's effect
+    assert read_model_config(model)["decode_defaults"].get(name) != pytest.approx(float(value))
 
 
 def test_predict_on_a_real_image_from_shared_data(shared_data, tmp_path):
@@ -133,13 +162,19 @@ def test_demo_starts_from_the_nuclei_starter_and_compares_with_otsu(tmp_path, ca
 
 
 def test_models_lists_every_starter_with_its_scores(capsys):
-    from napari_deepcolor.starters import starter_names
+    from napari_deepcolor.starters import starter_card, starter_names
 
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     for name in starter_names():
         assert f"{name}: " in out
     assert "AP" in out and "F1" in out
+    assert "?" not in out  # the cards store data_licence and licence_spdx, not "licence"
+    nuclei = next(line for line in out.splitlines() if line.startswith("nuclei: "))
+    card = starter_card("nuclei")
+    assert f"licence {card['data_licence']}" in nuclei and f"weights licence {card['licence_spdx']}" in nuclei
+    assert f"{card['recipe']['iterations']} training steps" in nuclei
+    assert f"test AP {card['test_scores']['ap']:.3f}" in nuclei
 
 
 def test_an_unknown_model_name_is_one_error_that_lists_the_starters(tmp_path, capsys):
@@ -310,7 +345,15 @@ def test_evaluate_counts_a_missing_prediction_as_misses(tmp_path, capsys):
     header = [line for line in out.splitlines() if line.startswith("name")][0].split()
     assert float(mean.split()[header.index("f1")]) == pytest.approx(0.5)
     assert "1 of 2 ground-truth images have no prediction" in out and "img1" in out
+    assert "2 of 2 ground-truth images scored" in out and "--only-predicted" in out
     assert csv.read_text().count("missing") == 1
+    # a subset segmented on purpose: only the predicted images are scored, and the output says how many
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--only-predicted", "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    mean = [line for line in out.splitlines() if line.startswith("mean")][0]
+    assert float(mean.split()[header.index("f1")]) == pytest.approx(1.0)
+    assert "1 of 2 ground-truth images scored" in out and "left out of the mean" in out
+    assert "missing" not in csv.read_text() and csv.read_text().count("\n") == 3  # header, img0, mean
 
 
 def test_train_progress_says_iterations_patches_per_second_loss_and_time_left(annotated_folder, tmp_path, capsys):
@@ -421,3 +464,126 @@ def test_flips_in_predict_and_batch_for_a_baseline_model_and_a_clear_error_other
         assert main([command, "--model", str(coloring), "--input", images, "--output", str(tmp_path / f"{command}-coloring"),
                      "--flips", "--device", "cpu"]) == 2
         assert "mirror image" in capsys.readouterr().err
+
+
+def _every_help_text(capsys, monkeypatch) -> dict[str, str]:
+    """The --help of the command, of each subcommand, and of train for each method, unwrapped."""
+    from napari_deepcolor.cli import build_parser
+    from napari_deepcolor.methods import method_names
+
+    monkeypatch.setenv("COLUMNS", "2000")  # one line per option: markup is not cut by the wrapping
+    commands = [[]] + [[name] for name in build_parser()._subparsers._group_actions[0].choices]
+    commands += [["train", "--method", name] for name in method_names()]
+    return {" ".join(argv) or "(top)": _help(argv, capsys) for argv in commands}
+
+
+def test_no_help_text_shows_markup(capsys, monkeypatch):
+    """Option help is read from numpydoc docstrings; Sphinx roles and ``literals`` are made plain words."""
+    from napari_deepcolor.plaintext import MARKUP
+
+    texts = _every_help_text(capsys, monkeypatch)
+    assert len(texts) > 8
+    shown = {argv: MARKUP.findall(text) for argv, text in texts.items() if MARKUP.search(text)}
+    assert not shown, shown
+    assert "IoU > good_seed_iou" in texts["train --method metric"]
+
+
+def test_no_error_or_warning_message_in_the_source_shows_markup():
+    """Every DeepColorError and logged warning, read from the source: its literal text has no Sphinx markup."""
+    import ast
+    from pathlib import Path
+
+    import napari_deepcolor
+    from napari_deepcolor.plaintext import MARKUP
+
+    found = []
+    for path in Path(napari_deepcolor.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            if name not in ("DeepColorError", "warning", "error", "info", "show_error", "show_warning", "show_info"):
+                continue
+            for part in ast.walk(node):
+                if isinstance(part, ast.Constant) and isinstance(part.value, str) and MARKUP.search(part.value):
+                    found.append(f"{path.name}:{part.lineno}: {part.value}")
+    assert not found, found
+
+
+def test_resume_of_a_finished_training_says_so_and_changes_nothing(annotated_folder, tmp_path, capsys):
+    from napari_deepcolor.checkpoint import load_model, state_path
+
+    model = tmp_path / "m.safetensors"
+    assert main(_train_argv(annotated_folder, model, "--iterations", "2")) == 0
+    before = model.read_bytes(), state_path(model).read_bytes()
+    capsys.readouterr()
+    assert main(_train_argv(annotated_folder, model) + ["--resume"]) == 0  # the budget it started with: spent
+    out = capsys.readouterr().out
+    assert "finished its training already (2 iterations" in out and "nothing was trained or written" in out
+    assert (model.read_bytes(), state_path(model).read_bytes()) == before
+    assert main(_train_argv(annotated_folder, model, "--iterations", "3") + ["--resume"]) == 0  # one more asked
+    assert load_model(model).provenance["iterations"] == 3
+
+
+# -- labels that are masks --------------------------------------------------------------------------
+
+@pytest.fixture
+def mask_folder(tmp_path):
+    """Images with 0/255 masks of their nuclei: one value for every object, as a thresholding tool writes."""
+    images, labels = tmp_path / "mask_data" / "images", tmp_path / "mask_data" / "labels"
+    images.mkdir(parents=True)
+    labels.mkdir()
+    for i in range(3):
+        image, lab = synthetic.nuclei((128, 128), count=12, radius=(6, 9), seed=10 + i)
+        tifffile.imwrite(images / f"img{i}.tif", (image * 1000).astype(np.uint16))
+        tifffile.imwrite(labels / f"img{i}.tif", np.where(lab > 0, 255, 0).astype(np.uint8))
+    return tmp_path / "mask_data"
+
+
+def test_training_on_binary_masks_says_so_and_the_opt_in_trains_a_model_that_finds_the_objects(
+        mask_folder, tmp_path, capsys):
+    from napari_deepcolor.data.masks import label_pieces
+
+    model = tmp_path / "m.safetensors"
+    argv = ["train", "--method", "boundary", "--images", str(mask_folder / "images"), "--labels",
+            str(mask_folder / "labels"), "--output", str(model), "--iterations", "80", "--patch-size", "64",
+            "--batch-size", "4", "--depth", "2", "--width", "8", "--learning-rate", "3e-3",
+            "--net-object-diameter", "0", "--validation-fraction", "0", "--device", "cpu"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "\nerror: " in err and "Traceback" not in err  # after the line that describes the layout
+    assert "the value 255 covers" in err and "binary mask" in err and "--labels-are-masks" in err
+    assert not model.exists()
+    assert main(argv + ["--labels-are-masks"]) == 0
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", str(model), "--input", str(mask_folder / "images" / "img0.tif"),
+                 "--output", str(out), "--device", "cpu"]) == 0
+    found = len(np.unique(tifffile.imread(out / "img0.tif"))) - 1
+    pieces = len(np.unique(label_pieces(tifffile.imread(mask_folder / "labels" / "img0.tif")))) - 1
+    assert found >= 0.6 * pieces > 4, (found, pieces)  # not the single merged blob of a model trained on the mask
+
+
+def test_an_rgb_image_into_a_grey_model_says_it_was_averaged_to_grey(tmp_path, capsys):
+    import csv
+
+    from napari_deepcolor.checkpoint import new_model, save_model
+
+    model = save_model(new_model("boundary", {}, {"depth": 2, "width": 8}, in_channels=1), tmp_path / "m.safetensors")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image, _ = synthetic.nuclei((64, 64), count=5, seed=1)
+    grey = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    tifffile.imwrite(folder / "rgb.tif", np.stack([grey] * 3, axis=-1), photometric="rgb")
+    tifffile.imwrite(folder / "grey.tif", grey)
+    assert main(["predict", "--model", str(model), "--input", str(folder), "--output", str(tmp_path / "p"),
+                 "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    rgb_line = next(line for line in err.splitlines() if line.startswith("rgb.tif:"))
+    grey_line = next(line for line in err.splitlines() if line.startswith("grey.tif:"))
+    assert "the RGB image's 3 channels were averaged to one grey channel" in rgb_line
+    assert "averaged" not in grey_line
+    assert main(["batch", "--model", str(model), "--input", str(folder), "--output", str(tmp_path / "b"),
+                 "--device", "cpu"]) == 0
+    with open(tmp_path / "b" / "batch_summary.csv", newline="") as f:
+        notes = {row["file"]: row["note"] for row in csv.DictReader(f)}
+    assert "averaged to one grey channel" in notes["rgb.tif"] and notes["grey.tif"] == ""

@@ -100,3 +100,17 @@ def test_readme_test_command_says_how_to_get_the_display_ci_uses():
     assert script in text and (ROOT / script).is_file() and os.access(ROOT / script, os.X_OK)
     assert script in (ROOT / ".ci" / "run").read_text()  # CI installs the display the README's way
     assert "NAPARI_DEEPCOLOR_DATA" in text
+
+
+def test_readme_says_what_a_newcomer_asks_at_install_and_after_training():
+    """Python versions, the CPU torch index and what to do without it, the pydantic pin of the bioimageio
+    extra, and the NAME.state.safetensors file beside each model (what, how big, deletable)."""
+    import tomllib
+
+    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    python = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert python in text and "Python 3.11 or newer" in text
+    assert "--index-url https://download.pytorch.org/whl/cpu" in text and "cannot be reached" in text
+    assert "[bioimageio]" in text and "pydantic below 2.12" in text
+    state = text[text.index("NAME.state.safetensors"):][:700]
+    assert "--resume" in state and "MB" in state and "deleted once the training is done" in state

@@ -31,8 +31,28 @@ def test_tiled_output_matches_the_whole_image_away_from_tile_seams(model):
     whole = predict_output(model, image, device="cpu", tile_size=512)
     tiled = predict_output(model, image, device="cpu", tile_size=96, margin=24)
     assert tiled.shape == whole.shape == (12, 200, 232)  # 9 colours + the semantic head's 3
-    # a margin of 24 px covers most of the tiny net's receptive field: nearly identical
-    assert np.abs(tiled - whole).mean() < 1e-3
+    # a margin of 24 px covers the tiny net's receptive field: every row and every column agrees (a mean
+    # over the image would hide one bad seam row among 200)
+    assert_no_seam(tiled, whole, tolerance=1e-4)
+
+
+def assert_no_seam(tiled, whole, *, tolerance):
+    """The worst difference of every row and every column is below ``tolerance``."""
+    difference = np.abs(tiled - whole)
+    rows, columns = difference.max(axis=(0, 2)), difference.max(axis=(0, 1))
+    assert rows.max() < tolerance and columns.max() < tolerance, \
+        (f"worst row {rows.argmax()}: {rows.max():.2e}, worst column {columns.argmax()}: {columns.max():.2e}")
+
+
+def test_the_seam_check_catches_one_bad_row(model):
+    """What the check above is for: one row off by 0.05 passes a mean (0.05 / 200 < 1e-3) but not it."""
+    rng = np.random.default_rng(0)
+    whole = predict_output(model, rng.random((200, 232)).astype(np.float32)[..., None], device="cpu")
+    seamed = whole.copy()
+    seamed[:, 96] += 0.05
+    assert np.abs(seamed - whole).mean() < 1e-3
+    with pytest.raises(AssertionError, match="worst row 96"):
+        assert_no_seam(seamed, whole, tolerance=1e-4)
 
 
 def test_output_is_a_probability_map(model):

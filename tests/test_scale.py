@@ -62,7 +62,12 @@ def test_tiles_of_a_rescaled_image_join_without_seams():
     whole = predict(model, image, tile_size=1024).output
     tiled = predict(model, image, tile_size=96, margin=32).output
     assert whole.shape == tiled.shape == (12, 150, 170)
-    assert np.abs(whole - tiled).mean() < 2e-3
+    # rescaling each tile moves every pixel a little (about 0.02 at most in any row); a seam would be a row
+    # or column far worse than the others, which a mean over the image hides
+    difference = np.abs(whole - tiled)
+    for profile in (difference.max(axis=(0, 2)), difference.max(axis=(0, 1))):  # per row, per column
+        assert profile.max() < 0.05 and profile.max() < 2 * np.median(profile) + 1e-3, \
+            (profile.argmax(), profile.max(), np.median(profile))
 
 
 def test_dcme_displacements_are_returned_in_the_image_pixels():

@@ -42,3 +42,25 @@ def test_no_test_names_an_absolute_data_path():
     absolute = re.compile(r"[\"']/(?:work|home|Users|data|mnt)/")  # a string literal that starts at the root
     for path in (ROOT / "tests").rglob("*.py"):
         assert not absolute.search(path.read_text(encoding="utf-8")), f"{path.name} hard-codes an absolute path"
+
+
+def test_bioimageio_tests_fail_in_ci_when_the_extra_is_missing(tmp_path):
+    """Like every other optional test: a skip outside CI, a failure in CI (importorskip would skip in CI too)."""
+    broken = tmp_path / "shadow" / "bioimageio"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('bioimageio hidden by the test')\n")
+    path = os.pathsep.join([str(tmp_path / "shadow"), os.environ.get("PYTHONPATH", "")])
+    test = "tests/test_bioimageio.py::test_a_zip_that_is_not_our_package_is_a_clear_error"
+    skipped = _pytest(test, tmp_path, PYTHONPATH=path)
+    assert skipped.returncode == 0 and "1 skipped" in skipped.stdout and "bioimageio extra is missing" in \
+        skipped.stdout, skipped.stdout + skipped.stderr
+    failed = _pytest(test, tmp_path, PYTHONPATH=path, CI="1")
+    assert failed.returncode == 1 and "CI must run every test" in failed.stdout, failed.stdout + failed.stderr
+
+
+def test_no_test_skips_an_optional_dependency_with_importorskip():
+    """importorskip skips in CI as well; optional tests go through conftest.skip_or_fail_in_ci."""
+    here = Path(__file__).name
+    for path in (ROOT / "tests").rglob("*.py"):
+        if path.name != here:
+            assert "importorskip(" not in path.read_text(encoding="utf-8"), f"{path.name} uses importorskip"

@@ -7,8 +7,8 @@ from napari_deepcolor import DeepColorError
 from napari_deepcolor.checkpoint import load_model, state_path
 from napari_deepcolor import training
 from napari_deepcolor.methods import get_method
-from napari_deepcolor.training import (CheckpointSaved, Finished, Started, Step, Training, TrainingConfig,
-                                       TuningDecode, Validated, learning_rate_at, train)
+from napari_deepcolor.training import (ALREADY_FINISHED, CheckpointSaved, Finished, Started, Step, Training,
+                                       TrainingConfig, TuningDecode, Validated, learning_rate_at, train)
 
 from .conftest import TINY_NET
 
@@ -96,6 +96,36 @@ def test_resume_continues_where_it_stopped(nuclei_samples, tmp_path):
     finished = train(config(iterations=5), nuclei_samples, output=out, resume=True)
     steps = finished.iteration
     assert steps == 5 and load_model(out).provenance["iterations"] == 5
+
+
+def _adam_steps(model_path) -> set:
+    """Adam's step count of each weight, read from the training state saved beside the model."""
+    from safetensors import safe_open
+
+    with safe_open(str(state_path(model_path)), framework="pt") as f:
+        return {int(f.get_tensor(k).item()) for k in f.keys() if k.endswith(".step")}
+
+
+def test_resume_restores_the_weights_and_the_optimizer_state(nuclei_samples, tmp_path):
+    """Not only the counter: the resumed loop starts from the saved weights and Adam's saved moments."""
+    out = tmp_path / "m.safetensors"
+    training = Training(config(iterations=1000), nuclei_samples, output=out)
+    for event in training.run():
+        if isinstance(event, Step) and event.iteration == 3:
+            training.stop()
+    saved = _weights(out)
+    assert _adam_steps(out) == {3}
+    resumed = Training(config(iterations=5), nuclei_samples, output=out, resume=True)
+    events = resumed.run()
+    assert isinstance(next(events), Started)
+    at_start = resumed.model.net.state_dict()
+    assert all(np.array_equal(at_start[k].numpy(), saved[k].numpy()) for k in saved)  # not a fresh init
+    fresh = Training(config(iterations=5), nuclei_samples)
+    next(fresh.run())
+    assert not all(np.array_equal(fresh.model.net.state_dict()[k].numpy(), saved[k].numpy()) for k in saved)
+    for _ in events:
+        pass
+    assert _adam_steps(out) == {5}  # Adam went on counting (a fresh optimizer would say 2)
 
 
 def test_fine_tune_starts_from_the_given_weights(nuclei_samples, tmp_path):
@@ -191,3 +221,38 @@ def test_batch_size_left_open_is_four_on_a_cpu_and_recorded(nuclei_samples):
     model = train(config(iterations=1, batch_size=None), nuclei_samples).model
     assert model.provenance["training"]["batch_size"] == 4 == default_batch_size("cpu")
     assert default_batch_size("cuda") == 8
+
+
+def _weights(path):
+    return {k: v.clone() for k, v in load_model(path).net.state_dict().items()}
+
+
+def test_resume_of_a_finished_training_changes_nothing_unless_more_is_asked(nuclei_samples, tmp_path):
+    out = tmp_path / "m.safetensors"
+    train(config(iterations=3), nuclei_samples, output=out)
+    model_bytes, state_bytes = out.read_bytes(), state_path(out).read_bytes()
+    training = Training(config(iterations=3), nuclei_samples, output=out, resume=True)
+    assert "finished its training already (3 iterations" in training.finished_before
+    events = list(training.run())
+    assert [type(e) for e in events] == [Finished] and events[0].reason == ALREADY_FINISHED
+    assert events[0].iteration == 3
+    assert out.read_bytes() == model_bytes and state_path(out).read_bytes() == state_bytes  # not re-validated
+    assert Training(config(iterations=5), nuclei_samples, output=out, resume=True).finished_before is None
+
+
+def test_resume_of_a_finished_minutes_budget_needs_more_minutes(nuclei_samples, tmp_path):
+    out = tmp_path / "m.safetensors"
+    train(config(iterations=None, minutes=0.02), nuclei_samples, output=out)
+    assert Training(config(iterations=None, minutes=0.02), nuclei_samples, output=out, resume=True).finished_before
+    assert Training(config(iterations=None, minutes=0.05), nuclei_samples, output=out,
+                    resume=True).finished_before is None
+
+
+def test_an_interrupted_training_resumes_to_its_budget(nuclei_samples, tmp_path):
+    out = tmp_path / "m.safetensors"
+    training = Training(config(iterations=1000), nuclei_samples, output=out)
+    for event in training.run():
+        if isinstance(event, Step) and event.iteration == 2:
+            training.stop()
+    assert Training(config(iterations=1000), nuclei_samples, output=out, resume=True).finished_before is None
+    assert Training(config(iterations=2), nuclei_samples, output=out, resume=True).finished_before  # spent already

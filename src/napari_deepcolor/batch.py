@@ -100,7 +100,7 @@ DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.zarr")
 FORMATS = ("tif", "zarr")
 DONE, SKIPPED, FAILED, CANCELLED = "done", "skipped-existing", "failed", "cancelled"
 SUMMARY_NAME = "batch_summary.csv"
-SUMMARY_FIELDS = ("file", "output", "status", "objects", "seconds", "route", "error")
+SUMMARY_FIELDS = ("file", "output", "status", "objects", "seconds", "route", "error", "note")
 #: models with classes add one summary column per class: ``objects_alive``, ``objects_dead``, ...
 CLASS_COUNT_PREFIX = "objects_"
 SCRATCH_PREFIX = ".batch-scratch-"
@@ -172,6 +172,8 @@ class FileResult:
     error: str = ""
     #: models with classes: ((class name, objects of that class), ...) in the model's class order
     class_counts: tuple = ()
+    #: an implicit conversion made, in one line (e.g. an RGB image averaged to grey for a grey model)
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -465,9 +467,9 @@ def segment_file(task: FileTask) -> FileResult:
     """Segment one file and write its labels atomically; never raises for a bad file: returns the row."""
     started = time.perf_counter()
     try:
-        objects, route, counts = _segment(task)
+        objects, route, counts, note = _segment(task)
         return FileResult(task.file, task.output, DONE, objects, round(time.perf_counter() - started, 3), route,
-                          class_counts=counts)
+                          class_counts=counts, note=note)
     except DeepColorError as exc:
         error = str(exc)
     except Exception as exc:  # an unforeseen problem with this file: report it, carry on with the others
@@ -476,7 +478,8 @@ def segment_file(task: FileTask) -> FileResult:
     return FileResult(task.file, task.output, FAILED, None, round(time.perf_counter() - started, 3), "", error)
 
 
-def _segment(task: FileTask) -> tuple[int, str, tuple]:
+def _segment(task: FileTask) -> tuple[int, str, tuple, str]:
+    """``(objects, route, class counts, note on a channel conversion)`` of one file."""
     from .device import resolve_device
 
     config = task.config
@@ -487,9 +490,13 @@ def _segment(task: FileTask) -> tuple[int, str, tuple]:
     with open_source(task.source) as source:
         array = source.array
         layout = plan_layout(source.axes, array.shape, array.dtype, model.net_config.in_channels, name=task.file)
+        from .inference import channel_conversion
+
+        channels = 1 if layout.channel_axis is None else layout.shape[layout.channel_axis]
+        note = channel_conversion(model.net_config.in_channels, channels) or ""
         if layout.height * layout.width > config.large_image_megapixels * 1e6:
-            return _segment_out_of_core(model, source, layout, parameters, task, tile, device), "out-of-core", ()
-        return _segment_in_memory(model, source, layout, parameters, task, tile, device)
+            return _segment_out_of_core(model, source, layout, parameters, task, tile, device), "out-of-core", (), note
+        return (*_segment_in_memory(model, source, layout, parameters, task, tile, device), note)
 
 
 def _tile_size(tile_size: int, divisor: int) -> int:
@@ -859,6 +866,7 @@ class Batch:
             raise DeepColorError(f"{source} holds no files matching {', '.join(config.patterns)}"
                                  f"{'' if config.recursive else ' (add --recursive to search sub-folders)'}.")
         jobs, claimed, inputs = [], {}, {os.path.realpath(path) for path in files}
+        earlier = {} if config.overwrite else earlier_counts(output)
         for path in files:
             relative = Path(path.name) if single else path.relative_to(source)
             target = output / relative.parent / output_name(relative.name, config.format)
@@ -872,8 +880,9 @@ class Batch:
             elif out_name in claimed:
                 jobs.append(FileResult(name, out_name, FAILED, error=f"its output {out_name} is also the output of "
                                        f"{claimed[out_name]}; rename one of the two inputs."))
-            elif target.exists() and not config.overwrite:
-                jobs.append(FileResult(name, out_name, SKIPPED))
+            elif target.exists() and not config.overwrite:  # the counts of the run that wrote it, if on record
+                objects, class_counts = earlier.get(out_name, (None, ()))
+                jobs.append(FileResult(name, out_name, SKIPPED, objects, class_counts=class_counts))
             else:
                 jobs.append(FileTask(config, str(Path(config.model).absolute()), stamp, str(path), str(target),
                                      name, out_name))
@@ -895,6 +904,23 @@ def _result(future, task: FileTask) -> FileResult:
 
 def _cancelled(job) -> FileResult:
     return job if isinstance(job, FileResult) else FileResult(job.file, job.output, CANCELLED)
+
+
+def earlier_counts(folder) -> dict[str, tuple[int, tuple]]:
+    """``{output: (objects, class counts)}`` from the summary of the last run into ``folder``, for the
+    outputs it wrote or carried over; {} when there is none (or it cannot be read)."""
+    path = Path(folder) / SUMMARY_NAME
+    counts = {}
+    try:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("status") in (DONE, SKIPPED) and (row.get("objects") or "").isdigit():
+                    classes = tuple((key[len(CLASS_COUNT_PREFIX):], int(value)) for key, value in row.items()
+                                    if key and key.startswith(CLASS_COUNT_PREFIX) and (value or "").isdigit())
+                    counts[row["output"]] = (int(row["objects"]), classes)
+    except (OSError, csv.Error, KeyError, ValueError):
+        return {}
+    return counts
 
 
 def write_summary(folder, rows) -> Path:

@@ -225,6 +225,18 @@ def save_training_state(model_path, optimizer: torch.optim.Optimizer, progress: 
                         overwrite=True)
 
 
+def read_training_progress(model_path) -> dict:
+    """The progress saved with a model's training state (iteration, elapsed seconds, whether the
+    training finished its budget), without loading the optimizer; {} when there is no state file."""
+    from safetensors import safe_open
+
+    path = state_path(model_path)
+    if not path.is_file():
+        return {}
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {}).get("progress", "{}"))
+
+
 def load_training_state(model_path, optimizer: torch.optim.Optimizer) -> dict:
     """Restore the optimizer from the state file beside ``model_path``; returns the progress dict."""
     from safetensors import safe_open

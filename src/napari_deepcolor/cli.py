@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import DeepColorError
+from .plaintext import plain_text
 
 log = logging.getLogger("napari_deepcolor")
 
@@ -79,7 +80,7 @@ def _add_decode_flags(parser: argparse.ArgumentParser, only: str | None = None) 
                                           "a flag is given.")
         for _, owners in flags:
             p = _most_common_help(owners)
-            text, symbol = _split_symbol(p.help)
+            text, symbol = _split_symbol(plain_text(p.help))
             unit = " px" if _in_pixels(text) else ""
             group.add_argument(p.flag, dest=p.name, type=int if p.integer else float, default=None,
                                metavar=_decode_metavar(p, unit), help=f"{_sentence(text)} (default {p.default:g}"
@@ -154,7 +155,7 @@ def option_help(options_class) -> dict[str, str]:
             lines[name].append(line.strip())
         elif line.strip():  # the next section
             break
-    return {name: _first_sentence(" ".join(text)) for name, text in lines.items()}
+    return {name: _first_sentence(plain_text(" ".join(text))) for name, text in lines.items()}
 
 
 def _first_sentence(text: str) -> str:
@@ -219,15 +220,24 @@ def _cmd_evaluate(args) -> int:
         by_name = {row["name"]: row for row in evaluate_class_folders(args.pred, args.gt, args.classes)}
         rows = [{**row, **by_name.get(row["name"], {})} for row in rows]
     missing = [row["name"] for row in rows if row.get("prediction") == MISSING]
+    listed = f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})"
+    ground_truths = len(rows)
+    if args.only_predicted:
+        rows = [row for row in rows if row.get("prediction") != MISSING]
     mean = summarize(rows)
     if args.classes:  # over all matched objects, not the mean of the images' accuracies
         mean["class_accuracy"] = pooled_class_accuracy(rows)
+    scored = len(rows)
     rows.append(mean)
     print(format_table(rows))
-    if missing:
-        print(f"{len(missing)} of {len(rows) - 1} ground-truth images have no prediction in {args.pred} "
-              f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); each counts as all misses "
-              "(every object a false negative) in the mean.")
+    print(f"{scored} of {ground_truths} ground-truth images scored.")
+    if missing and args.only_predicted:
+        print(f"{len(missing)} ground-truth images have no prediction in {args.pred} {listed}; left out of the "
+              "mean (--only-predicted).")
+    elif missing:
+        print(f"{len(missing)} of {ground_truths} ground-truth images have no prediction in {args.pred} {listed}; "
+              "each counts as all misses (every object a false negative) in the mean. If you segmented only "
+              "some images on purpose, add --only-predicted to score those alone.")
     if args.csv:
         _write_csv(args.csv, rows)
     if args.json:
@@ -266,7 +276,7 @@ def _cmd_train(args) -> int:
         raise DeepColorError(f"{output} already exists; use --resume to continue training it, --overwrite to "
                              "replace it, or choose another --output.")
     if args.iterations is None and args.minutes is None:
-        args.minutes = 15.0
+        args.iterations, args.minutes = _earlier_budget(output) if args.resume else (None, 15.0)
     net = {k: v for k, v in (("depth", args.depth), ("width", args.width), ("norm", args.norm)) if v is not None}
     config = TrainingConfig(method=args.method, method_options=_method_options(args, method), net=net,
                             patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -275,10 +285,14 @@ def _cmd_train(args) -> int:
                             seed=args.seed, device=args.device, net_object_diameter=args.net_object_diameter or None,
                             fit_crf=args.fit_crf)
     print(describe_layout(args.images, args.labels), file=sys.stderr)
-    data = read_annotated_folder(args.images, args.labels, classes=args.classes)
+    data = read_annotated_folder(args.images, args.labels, classes=args.classes,
+                                 labels_are_masks=args.labels_are_masks)
     if data[0].has_classes:
         print(f"classes: {', '.join(data[0].class_names)}", file=sys.stderr)
     training = Training(config, data, output=output, init_from=args.fine_tune, resume=args.resume)
+    if training.finished_before:
+        print(training.finished_before)
+        return 0
     with _first_ctrl_c_stops(training):
         finished = _show_training(training.run(), f"training {args.method}")
     print("decode defaults: " + ", ".join(f"{k}={v:g}" for k, v in finished.decode_parameters.items()))
@@ -288,6 +302,19 @@ def _cmd_train(args) -> int:
         return EXIT_INTERRUPTED
     print(f"{finished.reason}: {finished.iteration} iterations; model saved to {finished.path}")
     return 0
+
+
+def _earlier_budget(model_path) -> tuple[int | None, float | None]:
+    """The budget (iterations, minutes) the training of ``model_path`` was started with; 15 minutes if unknown."""
+    from .checkpoint import read_model_config
+
+    try:
+        earlier = read_model_config(model_path).get("provenance", {}).get("training", {})
+    except DeepColorError:
+        earlier = {}
+    if earlier.get("iterations"):
+        return earlier["iterations"], None
+    return None, earlier.get("minutes") or 15.0
 
 
 #: exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
@@ -401,8 +428,9 @@ def _run_batch(config) -> int:
                 r = event.result
                 if r.status == DONE:
                     classes = f" ({', '.join(f'{n} {name}' for name, n in r.class_counts)})" if r.class_counts else ""
-                    bar.write(f"{r.file}: {r.objects} objects{classes} -> {r.output} ({r.seconds:.1f} s, {r.route})",
-                              file=sys.stderr)
+                    note = f"; {r.note}" if r.note else ""
+                    bar.write(f"{r.file}: {r.objects} objects{classes} -> {r.output} ({r.seconds:.1f} s, {r.route})"
+                              f"{note}", file=sys.stderr)
                 elif r.status == FAILED:
                     bar.write(f"{r.file}: FAILED: {r.error}", file=sys.stderr)
             elif isinstance(event, BatchFinished):
@@ -527,6 +555,10 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
                         "images, with the names in FOLDER/classes.json ({\"1\": \"alive\", \"2\": \"dead\"}), or "
                         "FOLDER/NAME.csv tables of label, class; found by itself as classes/ beside images/ and "
                         "labels/. The model then gives every object a class (predict writes NAME_classes.csv)")
+    p.add_argument("--labels-are-masks", action="store_true",
+                   help="the label images are masks (0/255, 0/1, or one value over many objects): each separate "
+                        "piece becomes an object of its own (objects that touch stay one). Without it such labels "
+                        "are refused with a message")
     p.add_argument("--output", required=True, help="model file to write, e.g. cells.safetensors")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, default=None, help="training time budget (default: 15 minutes)")
@@ -535,7 +567,10 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--fine-tune", metavar="MODEL", default=None,
                    help="start from this model instead of from scratch: a starter name (nuclei, cells, worms, "
                         "bacteria; see `napari-deepcolor models`) or a model file")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted training of --output")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the training of --output to its budget (the one it started with, unless "
+                        "--minutes or --iterations give a larger total); a training that finished its budget is "
+                        "left as it is, with a message")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.add_argument("--patch-size", type=int, default=256, help="training patch size in pixels (default 256)")
     p.add_argument("--batch-size", type=int, default=None, help="patches per step (default 4 on a CPU, 8 on a GPU)")
@@ -585,6 +620,9 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
                    help="the true classes of the ground truth (class images + classes.json, or NAME.csv tables of "
                         "label, class): adds per-class AP and F1 and the class accuracy of matched objects, the "
                         "predicted classes read from each prediction's NAME_classes.csv")
+    p.add_argument("--only-predicted", action="store_true",
+                   help="score only the ground-truth images that have a prediction (for a subset segmented on "
+                        "purpose); by default a missing prediction counts as all misses")
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     p.add_argument("--json", default=None, help="also write the table to this JSON file")
     p.set_defaults(run=_cmd_evaluate)

@@ -58,15 +58,29 @@ def match_channels(model: Model, image: np.ndarray) -> np.ndarray:
     wanted, got = model.net_config.in_channels, image.shape[-1]
     if got != wanted:
         if wanted == 1:
-            log.info("model expects one channel; averaging the %d channels of the image", got)
+            log.debug("%s", channel_conversion(wanted, got))
             image = image.astype(np.float32).mean(axis=-1, keepdims=True)
         elif got == 1:
-            log.info("model expects %d channels; repeating the grey image", wanted)
+            log.debug("%s", channel_conversion(wanted, got))
             image = np.repeat(image, wanted, axis=-1)
         else:
             raise DeepColorError(f"the model was trained on images with {wanted} channels but this image "
                                  f"has {got}; use a model trained on images like this one.")
     return image
+
+
+def channel_conversion(model_channels: int, image_channels: int) -> str | None:
+    """One line saying how :func:`match_channels` converts an image of ``image_channels`` for a model of
+    ``model_channels`` (what callers show the user), or None when nothing is converted."""
+    if model_channels == image_channels:
+        return None
+    kind = {3: "RGB ", 4: "RGBA "}.get(image_channels, "")
+    if model_channels == 1:
+        return (f"the {kind}image's {image_channels} channels were averaged to one grey channel: the model "
+                "takes grey images")
+    if image_channels == 1:
+        return f"the grey image was repeated into the {model_channels} channels the model takes"
+    return None  # refused by match_channels
 
 
 def tile_windows(shape: tuple[int, int], tile_size: int, margin: int) -> Iterator[tuple[slice, slice, slice, slice]]:

@@ -23,7 +23,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import Model, load_model, load_training_state, new_model, save_model, save_training_state
+from .checkpoint import (Model, load_model, load_training_state, new_model, read_model_config, read_training_progress,
+                         save_model, save_training_state)
 from .data.augment import Augmentation
 from .data.sample import AnnotatedImage
 from .data.sampling import PatchSampler, split_train_validation
@@ -183,10 +184,14 @@ class TuningDecode:
     n_validation: int
 
 
+#: Finished.reason of a resume that found the model's training finished: nothing trained, nothing written
+ALREADY_FINISHED = "already finished"
+
+
 @dataclass(frozen=True)
 class Finished:
     iteration: int
-    reason: str  # "done" or "stopped"
+    reason: str  # "done", "stopped" or ALREADY_FINISHED
     path: Path | None
     decode_parameters: dict
     scores: dict
@@ -246,6 +251,8 @@ class Training:
         get_method(config.method).check_classes(get_method(config.method).options(config.method_options),
                                                 self.class_names)
         self.init_from, self.resume = init_from, resume
+        #: on resume, why there is nothing left to train (the budget given is spent already), else None
+        self.finished_before = finished_before(self.output, config) if resume else None
         self.model: Model | None = None
         self._stop = threading.Event()
         self._skip_tuning = threading.Event()
@@ -267,6 +274,12 @@ class Training:
                                                           and not self.resume),
             batch_size=self.config.batch_size or default_batch_size(device))
         method = get_method(config.method)
+        if self.finished_before:  # say so and change nothing, rather than one more step over the model
+            model = self.model = load_model(self.output, device="cpu")
+            log.info("%s", self.finished_before)
+            yield Finished(model.provenance.get("iterations", 0), ALREADY_FINISHED, self.output,
+                           model.decode_parameters(), model.provenance.get("validation_scores", {}), model)
+            return
         model = self.model = self._initial_model(device)
         options = model.method_options
         train_data = self._at_net_scale(model)
@@ -373,7 +386,7 @@ class Training:
                             "decode_tuning_skipped": self._skip_tuning.is_set(),
                             "torch": torch.__version__, **({"crf_fit": crf_fit} if crf_fit else {})}
         if self.output is not None:
-            self._save(model, optimizer, iteration, elapsed)
+            self._save(model, optimizer, iteration, elapsed, finished=reason == "done")
         yield Finished(iteration, reason, self.output, model.decode_parameters(), scores, model)
 
     # -- helpers -------------------------------------------------------------
@@ -458,9 +471,38 @@ class Training:
             return iteration / self.config.iterations
         return elapsed / (self.config.minutes * 60)
 
-    def _save(self, model: Model, optimizer, iteration: int, elapsed: float) -> None:
+    def _save(self, model: Model, optimizer, iteration: int, elapsed: float, *, finished: bool = False) -> None:
         save_model(model, self.output, overwrite=True)
-        save_training_state(self.output, optimizer, {"iteration": iteration, "elapsed_seconds": elapsed})
+        save_training_state(self.output, optimizer, {"iteration": iteration, "elapsed_seconds": elapsed,
+                                                     "finished": finished})
+
+
+def finished_before(model_path, config: TrainingConfig) -> str | None:
+    """Why resuming ``model_path`` under ``config`` has nothing to train, or None when budget is left.
+
+    Budget is left when the run was interrupted before its end, or when ``config`` asks for more
+    than the finished run had: more iterations than it did, or more minutes than its budget.
+    """
+    progress = read_training_progress(model_path)
+    if not progress:
+        return None
+    done, seconds = progress.get("iteration", 0), progress.get("elapsed_seconds", 0.0)
+    earlier = read_model_config(model_path).get("provenance", {}).get("training", {})
+    if config.iterations is not None:
+        if config.iterations > done:
+            return None
+        asked = f"--iterations {config.iterations}"
+    else:
+        finished = progress.get("finished", earlier.get("iterations") is not None
+                                and done >= earlier["iterations"])
+        budget = earlier.get("minutes") if finished else None
+        if config.minutes * 60 > (budget * 60 if budget else seconds):
+            return None
+        asked = f"--minutes {config.minutes:g}"
+    return (f"{Path(model_path).name} has finished its training already ({done} iterations, {seconds / 60:.1f} "
+            f"minutes) and {asked} asks for no more; nothing was trained or written. To train it further, give "
+            f"more: --minutes {math.ceil(max(seconds / 60, earlier.get('minutes') or 0)) + 5:g} or --iterations "
+            f"{done + 100} (totals, counted from its start).")
 
 
 def _check_crf_supported(method_name: str) -> None:

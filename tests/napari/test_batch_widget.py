@@ -60,3 +60,28 @@ def test_batch_takes_the_values_last_used_in_the_segment_widget(make_napari_view
     assert widget.from_segment.isEnabled()
     widget.from_segment.click()
     assert widget.sliders.values() == remembered
+
+
+def test_batch_offers_the_segment_widgets_model_chooser_and_runs_a_starter(make_napari_viewer, qtbot, tmp_path,
+                                                                           notifications):
+    from importlib.resources import files
+
+    source = tmp_path / "in"
+    source.mkdir()
+    tifffile.imwrite(source / "a.tif", tifffile.imread(  # a real BBBC039 image shipped with the package
+        files("napari_deepcolor") / "sample_data" / "bbbc039_A09_s1.tif")[:160, :160])
+    viewer = make_napari_viewer()
+    segment, widget = add_widget(viewer, "Segment"), add_widget(viewer, "Batch")
+    choices = [widget.model.combo.itemText(i) for i in range(widget.model.combo.count())]
+    assert choices == [segment.model_choice.itemText(i) for i in range(segment.model_choice.count())]
+    assert choices[0].startswith("nuclei (starter") and choices[-1] == "a model file…"
+    assert widget.model.starter == "nuclei" and not widget.model.path_edit.isEnabled()
+    assert "size_threshold" in widget.sliders.sliders  # the starter's sliders, before any file is given
+    assert ".zip" in widget.model.path_edit.line.placeholderText()
+    widget.input.set_path(str(source))
+    widget.output.set_path(str(tmp_path / "out"))
+    widget.device.setCurrentText("cpu")
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert not errors(notifications)
+    assert tifffile.imread(tmp_path / "out" / "a.tif").max() > 5  # the nuclei starter found nuclei

@@ -41,3 +41,54 @@ def test_options_and_sliders_are_plain_words_with_units_and_the_symbol_in_the_to
     region = train.region
     region.setCurrentIndex(1)
     assert region.currentText() in region.toolTip()  # a text shown truncated is readable in the tooltip
+
+
+def test_no_tooltip_shows_markup(make_napari_viewer):
+    """Every tooltip of the three widgets, for every method's options, and every method's sliders: plain words."""
+    from qtpy.QtWidgets import QWidget
+
+    from napari_deepcolor._napari.forms import DecodeSliders
+    from napari_deepcolor.methods import get_method, method_names
+    from napari_deepcolor.plaintext import MARKUP
+
+    viewer = make_napari_viewer()
+    widgets = [add_widget(viewer, name) for name in ("Train", "Segment", "Batch")]
+    train = widgets[0]
+    tips = {}
+    for name in method_names():
+        train.method.setCurrentIndex(train.method.findData(name))
+        for widget in widgets:
+            for child in widget.findChildren(QWidget):
+                if child.toolTip():
+                    tips[f"{name}: {child.objectName() or type(child).__name__}: {child.toolTip()[:40]}"] = \
+                        child.toolTip()
+    sliders = DecodeSliders([p for name in method_names() for p in get_method(name).decode_parameters])
+    tips.update({f"slider {s.name}": s.tooltip for s in sliders})
+    assert len(tips) > 30
+    assert any("good_seed_iou" in tip for tip in tips.values())  # the metric method's options were shown
+    shown = {where: MARKUP.findall(tip) for where, tip in tips.items() if MARKUP.search(tip)}
+    assert not shown, shown
+
+
+def test_pixel_sliders_span_what_the_models_objects_make_useful(make_napari_viewer):
+    """The nuclei starter's objects are 28 px across (627 px in area): the size threshold slider ends at
+    700 px, not at the declared 5000, and in both the Segment and the Batch widget."""
+    import math
+
+    from napari_deepcolor.checkpoint import read_model_config
+
+    config = read_model_config("nuclei")
+    area = math.pi * config["object_scale"]["object_diameter"] ** 2 / 4
+    viewer = make_napari_viewer()
+    segment = add_widget(viewer, "Segment")
+    assert segment.load_model("nuclei")
+    size = segment.sliders.sliders["size_threshold"]
+    assert size.min == 0 and area <= size.max <= 1.5 * area < 5000  # 700 for 28 px nuclei
+    assert size.value == config["decode_defaults"]["size_threshold"]  # the starter's tuned value
+    assert "px across" in size.tooltip and "declared range 0 to 5000" in size.tooltip
+    end = size.max
+    segment.sliders.set_values({"size_threshold": 1200})  # a tuned or remembered value past the end widens it
+    assert size.value == 1200 and size.max >= 1200
+    batch = add_widget(viewer, "Batch")
+    assert batch.load_model("nuclei")
+    assert batch.sliders.sliders["size_threshold"].max == end

@@ -58,9 +58,12 @@ def test_segment_adds_labels_and_sliders_redecode_without_the_network(segmented,
     qtbot.waitUntil(lambda: widget.decode_count > shown and not widget.decoding, timeout=10_000)
     assert not np.array_equal(layer.data, before)
 
-    for value in range(0, 400, 20):  # a drag: many values quickly, the last one is what shows
-        widget.sliders.sliders["size_threshold"].value = value
-    expected = reference.decode(size_threshold=380, merge_radius=widget.sliders.values()["merge_radius"]).labels
+    size = widget.sliders.sliders["size_threshold"]
+    drag = list(range(0, size.max + 1, max(size.max // 20, 1)))
+    for value in drag:  # a drag: many values quickly, the last one is what shows
+        size.value = value
+    expected = reference.decode(size_threshold=drag[-1],
+                                merge_radius=widget.sliders.values()["merge_radius"]).labels
     qtbot.waitUntil(lambda: np.array_equal(layer.data, expected), timeout=10_000)
     assert len(forward_calls) == runs  # the network never ran for a slider
 
@@ -75,12 +78,13 @@ def test_tune_from_a_partial_annotation_moves_the_sliders(segmented, qtbot, forw
     viewer.add_labels(np.zeros((10, 10), np.int32), name="elsewhere")  # another shape: not offered
     assert widget.truth_combo.choices == ("nuclei annotations",)  # not the segmentation either
     widget.truth_combo.value = "nuclei annotations"
-    widget.sliders.sliders["size_threshold"].value = 5000
+    size = widget.sliders.sliders["size_threshold"]
+    size.value = size.max  # a threshold that removes most objects: tuning must bring it down
     widget.tune_button.click()
     qtbot.waitUntil(lambda: widget.tune_worker is None and not widget.decoding, timeout=60_000)
     parameters, score = widget.last_tuning
     assert "AP" in widget.tune_result.text() and 0 <= score <= 1
-    assert widget.sliders.values() == parameters and parameters["size_threshold"] < 5000
+    assert widget.sliders.values() == parameters and parameters["size_threshold"] < size.max
     assert len(forward_calls) == runs
 
 

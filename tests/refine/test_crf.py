@@ -145,6 +145,41 @@ def test_a_method_without_foreground_says_it_cannot_be_refined():
         assert q.shape == (8, 8)
 
 
+#: which channel of the cached output each method's foreground reads, and how (a channel's value v)
+FOREGROUND_CHANNEL = {"coloring": (5, 0, lambda v: 1 - v), "boundary": (3, 0, lambda v: 1 - v),
+                      "dcme": (3, 2, lambda v: v), "semiconv": (7, 5, lambda v: v)}
+
+
+@pytest.mark.parametrize("name", sorted(FOREGROUND_CHANNEL))
+def test_each_method_builds_the_crf_foreground_from_its_own_channel(name):
+    """Every channel holds another value, so a foreground read from a wrong channel cannot pass."""
+    from napari_deepcolor.methods import get_method
+
+    channels, index, expected = FOREGROUND_CHANNEL[name]
+    output = np.stack([np.full((8, 8), (k + 1) / (channels + 2), np.float32) for k in range(channels)])
+    q = get_method(name).foreground(output)
+    assert np.allclose(q, expected(output[index]))
+    assert len({round(float(expected(v)), 4) for v in output[:, 0, 0]}) == channels  # each channel tells
+
+
+def test_a_coloring_model_with_a_semantic_head_is_refined_on_the_heads_background():
+    """With its semantic head (C colours + 3) the CRF's Q is 1 - p(background) of the head, not of colour 0:
+    where the head says background the refined instance is cut back, though the colours call it object."""
+    from napari_deepcolor.refine import crf_foreground
+
+    model = new_model("coloring", {"n_colors": 5, "halo_margin": 3}, {"depth": 2, "width": 8}, in_channels=1)
+    assert model.method_options.semantic_head and model.method_channels == 8
+    output = np.zeros((8, 32, 32), np.float32)
+    output[0], output[1] = 0.05, 0.95  # colours: object (colour 1) everywhere
+    output[5, :, :16], output[6, :, :16] = 0.05, 0.95  # head: interior on the left ...
+    output[5, :, 16:], output[6, :, 16:] = 0.95, 0.05  # ... background on the right
+    q = crf_foreground(model, output)
+    assert np.allclose(q[:, :16], 0.95) and np.allclose(q[:, 16:], 0.05)
+    whole = Instances(np.ones((32, 32), np.uint8), np.array([0.9], np.float32))
+    refined = refine_instances(whole, q, np.where(q > 0.5, 0.8, 0.1).astype(np.float32))
+    assert (refined.labels[:, :12] == 1).all() and not refined.labels[:, 20:].any()
+
+
 def test_training_with_fit_crf_stores_fitted_weights_in_the_model_file(nuclei_samples, tmp_path):
     from napari_deepcolor.checkpoint import read_model_config
     from napari_deepcolor.training import TrainingConfig, train

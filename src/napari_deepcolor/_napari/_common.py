@@ -266,6 +266,60 @@ def starter_choices() -> list[tuple[str, str]]:
     return choices
 
 
+class ModelChooser(QWidget):
+    """The model of the Segment and Batch widgets: a starter by name (they segment out of the box), or a
+    model file of one's own. ``changed`` fires with the chosen source: a starter name or a file path."""
+
+    changed = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.combo = QComboBox()
+        for label, name in starter_choices():
+            self.combo.addItem(label, name)
+        self.combo.addItem("a model file…", None)
+        compact_combo(self.combo, "A starter model shipped with the plugin (see docs/models.md), or a model file "
+                                  "of your own")
+        self.path_edit = PathEdit("open", filter=MODEL_FILTER, placeholder="model file (.safetensors or .zip)",
+                                  tooltip="A model trained with the Train widget or the napari-deepcolor train "
+                                          "command, or a bioimage.io package exported by napari-deepcolor")
+        self.path_edit.setEnabled(self.starter is None)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.combo)
+        layout.addWidget(self.path_edit)
+        self.combo.currentIndexChanged.connect(self._choice_changed)
+        self.path_edit.changed.connect(self._file_chosen)
+
+    @property
+    def starter(self) -> str | None:
+        """The starter chosen, or None when a model file is."""
+        return self.combo.currentData()
+
+    @property
+    def source(self) -> str:
+        """The starter's name, or the model file's path ('' when none is given)."""
+        return self.starter or self.path_edit.path
+
+    def set_path(self, path) -> None:
+        """Choose a model file (as if typed or browsed)."""
+        self.path_edit.set_path(path)
+
+    def _choice_changed(self, *_) -> None:
+        self.path_edit.setEnabled(self.starter is None)
+        if self.source:
+            self.changed.emit(self.source)
+
+    def _file_chosen(self, path: str) -> None:
+        """A file given in the field (typed, browsed, or offered after training) is the model to use."""
+        self.combo.blockSignals(True)
+        self.combo.setCurrentIndex(self.combo.count() - 1)
+        self.combo.blockSignals(False)
+        self.path_edit.setEnabled(True)
+        if path:
+            self.changed.emit(path)
+
+
 def device_choices() -> list[str]:
     """'auto' first, then what this machine has (cpu, cuda[:N], mps)."""
     choices = ["auto", "cpu"]

@@ -13,7 +13,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxL
                             QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from ..errors import DeepColorError
-from ._common import (MODEL_FILTER, Failed, PathEdit, compact_combo, device_combo, format_seconds, report,
+from ._common import (Failed, ModelChooser, PathEdit, compact_combo, device_combo, format_seconds, report,
                       scrolling_body, show_info, show_warning, start_generator)
 from ._session import session
 from .forms import DecodeSliders
@@ -56,7 +56,7 @@ class BatchWidget(QWidget):
         self.overwrite.setToolTip("Unchecked: files whose output exists are skipped, so an interrupted batch "
                                   "resumes where it stopped")
         form.addRow("", self.overwrite)
-        self.model = PathEdit("open", filter=MODEL_FILTER, placeholder="model file (.safetensors)")
+        self.model = ModelChooser()  # the Segment widget's chooser: a starter, or a model file
         self.model.changed.connect(self.load_model)
         form.addRow("Model", self.model)
         self.device = device_combo()
@@ -105,20 +105,21 @@ class BatchWidget(QWidget):
         layout.addStretch(1)
         session.model_saved.connect(self._offer_model)
         session.decode_values_changed.connect(self._update_from_segment)
+        self.load_model()  # the starter chosen at first: its sliders (reads the file's settings, not its weights)
         self._update_from_segment()
         self._set_running(False)
 
     def _update_from_segment(self, *_) -> None:
-        known = session.decode_values(self.model.path) is not None
+        known = session.decode_values(self.model.source) is not None
         self.from_segment.setEnabled(self.model_method is not None and known)
 
     def use_segment_values(self) -> None:
-        values = session.decode_values(self.model.path)
+        values = session.decode_values(self.model.source)
         if values:
             self.sliders.set_values(values)
 
     def _offer_model(self, path: str) -> None:
-        if not self.model.path:
+        if not self.model.path_edit.path:
             self.model.set_path(path)
 
     def load_model(self, path: str | None = None) -> bool:
@@ -126,7 +127,7 @@ class BatchWidget(QWidget):
         from ..checkpoint import read_model_config
         from ..methods import get_method
 
-        path = path if path is not None else self.model.path
+        path = path if path is not None else self.model.source
         if not path:
             return False
         try:
@@ -139,8 +140,9 @@ class BatchWidget(QWidget):
             self.model_method = None
             self._update_from_segment()
             return False
-        if self.model_parameters != parameters:
-            self.sliders.set_parameters(parameters)
+        diameter = config.get("object_scale", {}).get("object_diameter")
+        if self.model_parameters != parameters or self.sliders.object_diameter != diameter:
+            self.sliders.set_parameters(parameters, object_diameter=diameter, values=values)
         self.model_method, self.model_parameters = method.name, parameters
         self.sliders.set_values(values)
         self._update_from_segment()
@@ -153,12 +155,12 @@ class BatchWidget(QWidget):
             raise DeepColorError("choose the input folder with the images to segment.")
         if not self.output.path:
             raise DeepColorError("choose an output folder for the label images.")
-        if not self.model.path:
-            raise DeepColorError("choose a model file (train one with the Train widget).")
+        if not self.model.source:
+            raise DeepColorError("choose a starter model or a model file (train one with the Train widget).")
         if self.model_method is None and not self.load_model():
-            raise DeepColorError(f"{self.model.path} could not be read as a model; choose another file.")
+            raise DeepColorError(f"{self.model.source} could not be read as a model; choose another.")
         patterns = tuple(p.strip() for p in self.patterns.text().replace(";", ",").split(",") if p.strip())
-        return BatchConfig(model=self.model.path, input=self.input.path, output=self.output.path, patterns=patterns,
+        return BatchConfig(model=self.model.source, input=self.input.path, output=self.output.path, patterns=patterns,
                            recursive=self.recursive.isChecked(), format=self.format.currentData(),
                            decode=self.sliders.values(), workers=self.workers.value() or None,
                            overwrite=self.overwrite.isChecked(), device=self.device.currentText())
@@ -219,7 +221,7 @@ class BatchWidget(QWidget):
                 self.summary.appendPlainText(f"✗ {result.file}: {error}")
             elif result.status == "done":
                 self.summary.appendPlainText(f"✓ {result.file} → {result.output} ({result.objects} objects, "
-                                             f"{result.seconds:.1f} s)")
+                                             f"{result.seconds:.1f} s){'; ' + result.note if result.note else ''}")
             else:
                 self.summary.appendPlainText(f"– {result.file}: {result.status.replace('-', ' ')}")
         elif isinstance(event, BatchFinished):

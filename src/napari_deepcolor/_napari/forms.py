@@ -15,6 +15,8 @@ import re
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, FloatSpinBox, Slider, SpinBox
 
+from ..plaintext import plain_text
+
 GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "lambda": "λ", "mu": "μ", "rho": "ρ",
          "sigma": "σ", "tau": "τ", "psi": "ψ", "phi": "φ", "theta": "θ"}
 #: 'm, the halo width' / 'A of eq. (6)' / 'lambda of L = ...' in an option's description
@@ -29,7 +31,7 @@ _SYMBOL_IN_BRACKETS = re.compile(r"\[([A-Za-z]{1,6})[\],;]")
 
 
 def field_docs(cls) -> dict[str, str]:
-    """The numpydoc ``Attributes`` descriptions of a dataclass, by field name."""
+    """The numpydoc ``Attributes`` descriptions of a dataclass, by field name, in plain text (no markup)."""
     docs, name, lines = {}, None, []
     for line in inspect.cleandoc(cls.__doc__ or "").splitlines():
         match = re.match(r"^(\w+) : .+$", line)
@@ -46,7 +48,7 @@ def field_docs(cls) -> dict[str, str]:
             name, lines = None, []
     if name:
         docs[name] = " ".join(lines)
-    return docs
+    return {key: plain_text(text) for key, text in docs.items()}
 
 
 def field_choices(cls) -> dict[str, tuple[str, ...]]:
@@ -90,7 +92,7 @@ def plain_label(name: str, text: str = "") -> str:
 
 def tooltip(label: str, text: str, sym: str | None, extra: str) -> str:
     """The label, the paper's symbol, the description (what moving the value does), range and default."""
-    description = text
+    description = plain_text(text)
     if sym:
         description = re.sub(r"^[A-Za-z]{1,6}(?::\s|,\s)", "", description)
     head = f"<b>{label}</b>" + (f" (the paper's <i>{sym}</i>)" if sym else "")
@@ -152,17 +154,25 @@ def _decimals(step: float) -> int:
     return max(0, -int(f"{step:e}".split("e")[1]))
 
 
-def decode_slider(parameter):
-    """A magicgui slider (with a typed readout) for one declared decode parameter."""
+def decode_slider(parameter, object_diameter: float | None = None, value: float | None = None):
+    """A magicgui slider (with a typed readout) for one declared decode parameter.
+
+    A size in pixels spans the range its model's training objects make useful
+    (:meth:`DecodeParameter.useful_range`), not the whole declared range.
+    """
     p = parameter
     sym = symbol(p.help, _SYMBOL_IN_HELP)
     label = plain_label(p.name, p.help)
-    tip = tooltip(label, p.help, sym, f"range {p.minimum:g} to {p.maximum:g}, declared default {p.default:g}")
+    low, high = p.useful_range(object_diameter, value)
+    shown = f"slider {low:g} to {high:g}" + (f" (the model's objects are {object_diameter:.0f} px across)"
+                                             if object_diameter and high < p.maximum else "")
+    tip = tooltip(label, p.help, sym, f"{shown}; declared range {p.minimum:g} to {p.maximum:g} (the command "
+                  f"line's {p.flag} takes all of it), declared default {p.default:g}")
+    start = min(max(p.default if value is None else value, low), high)
     if p.integer:
-        return Slider(name=p.name, label=label, tooltip=tip, min=int(p.minimum), max=int(p.maximum),
-                      step=int(p.step), value=int(p.default))
-    return FloatSlider(name=p.name, label=label, tooltip=tip, min=p.minimum, max=p.maximum, step=p.step,
-                       value=p.default)
+        return Slider(name=p.name, label=label, tooltip=tip, min=int(low), max=int(high), step=int(p.step),
+                      value=int(start))
+    return FloatSlider(name=p.name, label=label, tooltip=tip, min=low, max=high, step=p.step, value=start)
 
 
 class DecodeSliders(Container):
@@ -172,6 +182,7 @@ class DecodeSliders(Container):
         super().__init__(labels=True)
         self.margins = (0, 0, 0, 0)
         self.parameters: dict = {}
+        self.object_diameter: float | None = None
         self.set_parameters(parameters)
 
     @property
@@ -179,11 +190,13 @@ class DecodeSliders(Container):
         """The sliders by parameter name."""
         return {w.name: w for w in self}
 
-    def set_parameters(self, parameters) -> None:
-        """Rebuild for another method's declared parameters."""
+    def set_parameters(self, parameters, *, object_diameter: float | None = None, values: dict | None = None) -> None:
+        """Rebuild for another method's declared parameters (the pixel sizes' range from ``object_diameter``,
+        the median diameter of the model's training objects, and the model's ``values``)."""
         self.clear()
         self.parameters = {p.name: p for p in parameters}
-        self.extend([decode_slider(p) for p in parameters])
+        self.object_diameter = object_diameter
+        self.extend([decode_slider(p, object_diameter, (values or {}).get(p.name)) for p in parameters])
 
     def values(self) -> dict:
         """The sliders' values, integers for integer parameters, floats rounded to the step."""
@@ -196,6 +209,10 @@ class DecodeSliders(Container):
     def set_values(self, values: dict, *, emit: bool = False) -> None:
         """Move the sliders to ``values`` (unknown names ignored); ``changed`` fires only with ``emit``."""
         known = {k: v for k, v in values.items() if k in self.parameters}
+        for name, value in known.items():  # a value past the slider's end (tuned, remembered) widens it
+            slider, declared = self.sliders[name], self.parameters[name]
+            if value > slider.max:
+                slider.max = min(declared.useful_range(self.object_diameter, value)[1], declared.maximum)
         if emit:
             self.update(known)
             return

@@ -174,11 +174,14 @@ def _class_image(labels: np.ndarray, classes: LayerClasses, names: tuple[str, ..
     return remap[np.asarray(classes.image).astype(np.int64)]
 
 
-def training_samples(pairs: list[tuple], region: str = REGION_BOX) -> list[AnnotatedImage]:
+def training_samples(pairs: list[tuple], region: str = REGION_BOX, *,
+                     labels_are_masks: bool = False) -> list[AnnotatedImage]:
     """Training samples from (image, labels, labels name[, LayerClasses or None]) layer pairs; runs in a worker.
 
     Each image is normalised as a whole (as prediction will normalise it), then,
-    with ``region="box"``, cropped to the box around its labels.
+    with ``region="box"``, cropped to the box around its labels. A labels layer
+    painted with one label over many objects is refused, unless ``labels_are_masks``
+    makes each separate piece an object.
     """
     if region not in REGION_CHOICES:
         raise DeepColorError(f"unknown annotated region '{region}'; choose one of: {', '.join(REGION_CHOICES)}.")
@@ -191,8 +194,10 @@ def training_samples(pairs: list[tuple], region: str = REGION_BOX) -> list[Annot
     for image, labels, labels_name, classes in pairs:
         labels = check_labels_match(image, labels, labels_name)
         class_image = None if classes is None else _class_image(labels, classes, names, labels_name)
-        samples += from_arrays(image.data, labels, names=image.name, skip_empty_planes=True, classes=class_image,
-                               class_names=names if class_image is not None else ()) \
+        samples += from_arrays(image.data, labels, names=image.name,
+                               skip_empty_planes=True, classes=class_image,
+                               class_names=names if class_image is not None else (),
+                               labels_are_masks=labels_are_masks) \
             if labels.any() else []
     if not samples:
         raise DeepColorError("the labels layers are empty: paint at least one object (label > 0) before training.")

@@ -22,15 +22,15 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+from qtpy.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                             QProgressBar, QPushButton, QVBoxLayout, QWidget)
 from superqt.utils import qthrottled
 
 from ..errors import DeepColorError
 from . import layers as L
-from ._common import (MODEL_FILTER, OUTPUT_KEY, Failed, LatestOnly, PathEdit, chosen_layer, compact_combo,
-                      device_combo, error_message, format_scores, is_output, layer_chooser, report, scrolling_body,
-                      show_info, start_function, starter_choices)
+from ._common import (OUTPUT_KEY, Failed, LatestOnly, ModelChooser, chosen_layer, device_combo,
+                      error_message, format_scores, is_output, layer_chooser, report, scrolling_body, show_info,
+                      start_function)
 from ._session import session
 from .forms import DecodeSliders
 from .io import EXPORT_FILTER, export_labels
@@ -96,25 +96,15 @@ class SegmentWidget(QWidget):
 
         layout = scrolling_body(self)
         form = QFormLayout()
-        # starters first (they segment out of the box), then a file of one's own
-        self.model_choice = QComboBox()
-        for label, name in starter_choices():
-            self.model_choice.addItem(label, name)
-        self.model_choice.addItem("a model file…", None)
-        compact_combo(self.model_choice, "A starter model shipped with the plugin (see docs/models.md), or a "
-                                         "model file of your own")
-        self.model_choice.currentIndexChanged.connect(self._model_choice_changed)
-        form.addRow("Model", self.model_choice)
-        self.model_edit = PathEdit("open", filter=MODEL_FILTER, placeholder="model file (.safetensors or .zip)",
-                                   tooltip="A model trained with the Train widget or `napari-deepcolor train`, "
-                                           "or a bioimage.io package exported by napari-deepcolor")
-        self.model_edit.changed.connect(self._model_file_chosen)
-        form.addRow("", self.model_edit)
+        # starters first (they segment out of the box), then a file of one's own: the Batch widget's chooser too
+        self.model_chooser = ModelChooser()
+        self.model_choice, self.model_edit = self.model_chooser.combo, self.model_chooser.path_edit
+        self.model_chooser.changed.connect(self.load_model)
+        form.addRow("Model", self.model_chooser)
         self.model_info = QLabel("no model loaded" if self.chosen_starter is None else
                                  f"starter '{self.chosen_starter}' chosen: Segment loads and runs it")
         self.model_info.setWordWrap(True)
         form.addRow(self.model_info)
-        self.model_edit.setEnabled(self.chosen_starter is None)
         self.image_combo = layer_chooser(self.viewer, "image", accept=lambda layer: not is_output(layer),
                                          tooltip="The image to segment: 2D, RGB, or a 3D stack (each plane is "
                                                  "segmented on its own)")
@@ -218,22 +208,7 @@ class SegmentWidget(QWidget):
     @property
     def chosen_starter(self) -> str | None:
         """The starter chosen in the model chooser, or None when a model file is."""
-        return self.model_choice.currentData()
-
-    def _model_choice_changed(self, *_) -> None:
-        self.model_edit.setEnabled(self.chosen_starter is None)
-        if self.chosen_starter is not None:
-            self.load_model(self.chosen_starter)
-        elif self.model_edit.path:
-            self.load_model(self.model_edit.path)
-
-    def _model_file_chosen(self, path: str) -> None:
-        """A file given in the field (typed, browsed, or offered after training) is the model to use."""
-        self.model_choice.blockSignals(True)
-        self.model_choice.setCurrentIndex(self.model_choice.count() - 1)
-        self.model_choice.blockSignals(False)
-        self.model_edit.setEnabled(True)
-        self.load_model(path)
+        return self.model_chooser.starter
 
     def load_model(self, path: str | None = None) -> bool:
         """Load a model (a file, or a starter name; by default the one chosen); False, with a
@@ -257,12 +232,13 @@ class SegmentWidget(QWidget):
         if path != self.chosen_starter and self.model_edit.path != path:
             self.model_edit.line.setText(path)
         parameters = model.method.parameters_used(model.method_options)  # e.g. no interior slider without a head
-        same_sliders = self.model is not None and \
+        diameter = model.object_scale.get("object_diameter")  # the pixel sizes' sliders span what suits it
+        same_sliders = self.model is not None and diameter == self.sliders.object_diameter and \
             self.model.method.parameters_used(self.model.method_options) == parameters
         self.model, self.model_path = model, path
         self.prediction = None  # a prediction belongs to the model that made it
         if not same_sliders:
-            self.sliders.set_parameters(parameters)
+            self.sliders.set_parameters(parameters, object_diameter=diameter, values=model.decode_parameters())
         self.sliders.set_values(model.decode_parameters())
         self.model_info.setText(_describe_model(model, path))
         from ..inference import supports_flips
@@ -356,8 +332,13 @@ class SegmentWidget(QWidget):
         self._show_labels(labels, seconds)
         self.progress.setValue(1000)
         self.progress.setFormat("done")
-        self.status.setText(f"{self._count(labels)} objects in '{source.name}'. Move the sliders to refine; "
-                            "the net does not run again.")
+        from ..inference import channel_conversion
+
+        note = channel_conversion(model.net_config.in_channels, source.data.shape[-1] if source.rgb else 1)
+        self.status.setText(f"{self._count(labels)} objects in '{source.name}'{' (' + note + ')' if note else ''}. "
+                            "Move the sliders to refine; the net does not run again.")
+        if note:
+            show_info(f"'{source.name}': {note}.")
         if self.show_preview.isChecked():
             self._add_preview_layers()
 

@@ -367,6 +367,12 @@ class TrainWidget(QWidget):
         self.source_pages.addWidget(folder_page)
         self.source.currentIndexChanged.connect(self.source_pages.setCurrentIndex)
         form.addRow(self.source_pages)
+        self.labels_are_masks = QCheckBox("Labels are masks")
+        self.labels_are_masks.setToolTip(
+            "Tick when one label (or a 0/255 mask) covers many objects: each separate piece then becomes an object "
+            "of its own; objects that touch stay one. Unticked, such labels are refused with a message, since a "
+            "model trained on them learns that all those objects are one.")
+        form.addRow(self.labels_are_masks)
         return box
 
     def _method_box(self) -> QGroupBox:
@@ -611,9 +617,10 @@ class TrainWidget(QWidget):
             if not folder:
                 raise DeepColorError("choose the folder with the annotated images (or train on layers instead).")
             describe_layout(folder, labels)  # file names only: a wrong folder is reported before anything starts
-            return lambda: read_annotated_folder(folder, labels)
-        pairs, region = self.pairs.pairs(), self.region.currentData()
-        return lambda: L.training_samples(pairs, region)
+            masks = self.labels_are_masks.isChecked()
+            return lambda: read_annotated_folder(folder, labels, labels_are_masks=masks)
+        pairs, region, masks = self.pairs.pairs(), self.region.currentData(), self.labels_are_masks.isChecked()
+        return lambda: L.training_samples(pairs, region, labels_are_masks=masks)
 
     def start(self) -> None:
         if self.job is not None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..errors import DeepColorError
+from .masks import label_pieces, mask_like_labels
 from .classes import (CLASS_NAMES_FILE, class_image_from_table, find_class_file, read_class_names,
                       read_class_table)
 from .io import as_label_image, read_image, read_labels, read_object_masks
@@ -93,6 +94,7 @@ def from_arrays(
     skip_empty_planes: bool = True,
     classes=None,
     class_names=(),
+    labels_are_masks: bool = False,
 ) -> list[AnnotatedImage]:
     """Build training samples from in-memory arrays, such as napari layer data.
 
@@ -125,6 +127,10 @@ def from_arrays(
         instance, the labels' shape (``(H, W)`` for (K, H, W) object masks). All images or none.
     class_names : sequence of str
         The names of class ids 1..K; needed with ``classes``.
+    labels_are_masks : bool
+        The labels are masks (0/255, 0/1, or one label painted over many objects): each
+        connected piece becomes an object of its own (:func:`~napari_deepcolor.data.masks.label_pieces`;
+        objects that touch stay merged). Without it such labels are refused.
 
     Returns
     -------
@@ -134,8 +140,10 @@ def from_arrays(
     Raises
     ------
     DeepColorError
-        On mismatched shapes, non-integer labels, mixed channel counts, or when
-        no object is annotated anywhere.
+        On mismatched shapes, non-integer labels, mixed channel counts, when
+        no object is annotated anywhere, or when a label image looks like a mask
+        (:func:`~napari_deepcolor.data.masks.mask_like_labels`) and
+        ``labels_are_masks`` is not set.
     """
     _check_overlap(overlap)
     single = not isinstance(images, (list, tuple))
@@ -159,6 +167,7 @@ def from_arrays(
         samples += _samples_from_pair(
             np.asarray(image), label, ign, str(name), overlap=overlap, percentiles=percentiles,
             skip_empty_planes=skip_empty_planes, classes=cls, class_names=tuple(class_names),
+            labels_are_masks=labels_are_masks,
         )
     _check_dataset(samples, where="the given labels")
     return samples
@@ -174,6 +183,7 @@ def read_annotated_folder(
     skip_empty_planes: bool = True,
     progress: Callable[[int, int], None] | None = None,
     classes: str | os.PathLike | None = None,
+    labels_are_masks: bool = False,
 ) -> list[AnnotatedImage]:
     """Read an annotated dataset from disk, detecting its layout.
 
@@ -201,6 +211,8 @@ def read_annotated_folder(
         images named like the label images with their names in ``classes.json``, or ``NAME.csv``
         tables of instance id and class name. Found by itself when a ``classes/`` folder sits
         beside ``images/`` and ``labels/``. Every image must then have one.
+    labels_are_masks : bool
+        See :func:`from_arrays`: each connected piece of the label images becomes an object.
 
     Returns
     -------
@@ -212,8 +224,9 @@ def read_annotated_folder(
     DeepColorError
         If the folder is missing or empty, a label file has no image, a file is
         unreadable, shapes or channel counts disagree, labels are not integer,
-        or no object is annotated anywhere. Images without labels are skipped
-        with a logged warning.
+        no object is annotated anywhere, or a label image looks like a mask and
+        ``labels_are_masks`` is not set. Images without labels are skipped with a
+        logged warning.
     """
     _check_overlap(overlap)
     layout = detect_layout(path, labels)
@@ -223,7 +236,7 @@ def read_annotated_folder(
     for done, pair in enumerate(pairs, start=1):
         samples += _read_pair(pair, overlap=overlap, percentiles=percentiles,
                               skip_empty_planes=skip_empty_planes, class_file=class_files.get(pair.name),
-                              class_names=class_names)
+                              class_names=class_names, labels_are_masks=labels_are_masks)
         if progress is not None:
             progress(done, len(pairs))
     _check_dataset(samples, where=str(path))
@@ -325,7 +338,7 @@ def _read_pair(pair: AnnotatedPair, *, class_file=None, class_names=(), **option
 
 def _samples_from_pair(image, labels, ignore, name, *, overlap, percentiles, skip_empty_planes,
                        image_name=None, label_name=None, classes=None, class_names=(),
-                       class_name=None) -> list[AnnotatedImage]:
+                       class_name=None, labels_are_masks=False) -> list[AnnotatedImage]:
     image_name = image_name or "the image"
     label_name = label_name or "the labels"
     labels = as_label_image(labels, what=label_name)
@@ -364,9 +377,27 @@ def _samples_from_pair(image, labels, ignore, name, *, overlap, percentiles, ski
         ):
             logger.info("%s: no annotation, skipped", plane_name)
             continue
+        plane_labels = _one_id_per_object(plane_labels, labels_are_masks, f"{plane_name}: {label_name}")
         samples.append(_sample(plane_image, plane_labels, plane_ignore, plane_name, percentiles, image_name,
                                label_name, plane_class, class_names if plane_class is not None else ()))
     return samples
+
+
+def _one_id_per_object(labels: np.ndarray, labels_are_masks: bool, where: str) -> np.ndarray:
+    """``labels`` with each connected piece an object (``labels_are_masks``), else as they are, refused if
+    they look like a mask."""
+    if labels_are_masks:
+        return label_pieces(labels)
+    seen = mask_like_labels(labels)
+    if seen:
+        raise DeepColorError(
+            f"{where}: {seen}. These labels look like a mask (one value painted over many objects), not one id "
+            "per object: a model trained on them learns that all those objects are one. Give every object its "
+            "own id (in napari, a new label per object), or have each separate piece taken as an object: "
+            "train --labels-are-masks, or tick 'Labels are masks' in the Train widget (objects that touch then "
+            "stay one)."
+        )
+    return labels
 
 
 def _match_classes(classes: np.ndarray, labels: np.ndarray, where: str) -> np.ndarray:

@@ -16,6 +16,7 @@ flags, napari sliders and the auto-tuner are generated from that declaration.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -55,6 +56,32 @@ class DecodeParameter:
                 f"{self.name}={value:g} is outside its range [{self.minimum:g}, {self.maximum:g}]: {self.help}"
             )
         return int(round(value)) if self.integer else value
+
+    @property
+    def in_pixels(self) -> bool:
+        """Whether the value is a size in pixels (an area, a radius, a distance)."""
+        return self.tune_unit != "pixels" or bool(re.search(r"\b(many pixels|in pixels|pixels (apart|away))\b",
+                                                           self.help))
+
+    def useful_range(self, object_diameter: float | None = None, value: float | None = None) -> tuple[float, float]:
+        """The range a slider offers: for a size in pixels, what the model's training objects make useful.
+
+        A size threshold past the median object's area (or a radius past one and a half of its
+        diameter) removes or merges most objects, so a slider over the whole declared range (0 to
+        5000 px) would leave the useful 20-200 px to its first few steps. The range ends at the
+        median object's area (diameter x 1.5 for radii and distances), rounded up to 1, 1.5, 2, 3, 5 or 7 x 10^k,
+        never past the declared maximum and never below ``value`` (the model's own). Without an
+        object size, sizes in pixels end at 500 px (areas) or 50 px; other values keep the declared range.
+        """
+        if not self.in_pixels:
+            return self.minimum, self.maximum
+        if object_diameter:
+            upper = np.pi * object_diameter ** 2 / 4 if self.tune_unit == "area" else 1.5 * object_diameter
+        else:
+            upper = 500.0 if self.tune_unit == "area" else 50.0
+        upper = max(upper, 2 * self.default, value or 0)
+        nice = next(m * 10 ** k for k in range(0, 12) for m in (1, 1.5, 2, 3, 5, 7) if m * 10 ** k >= upper)
+        return self.minimum, float(min(max(nice, self.minimum + self.step), self.maximum))
 
     def candidates(self, object_area: float | None = None) -> tuple[float, ...]:
         """The values the auto-tuner tries; ``object_area`` (median, pixels) scales relative ones."""

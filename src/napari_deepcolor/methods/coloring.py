@@ -85,9 +85,9 @@ class ColoringOptions:
     class_colors : bool
         Models trained on class annotations only: each class owns a subset of the colours and an
         object may only take one of its class's colours (the paper's "coloring with class-specific
-        colors", Cityscapes section; :func:`~napari_deepcolor.methods.classes.class_color_owners`
-        says how the colours are divided). False: all classes share all colours and only the class
-        head tells them apart.
+        colors", Cityscapes section), the object colours cut into one block of nearly equal size per
+        class (:func:`~napari_deepcolor.methods.classes.class_color_owners`). False: all classes share
+        all colours and only the class head tells them apart.
     """
 
     n_colors: int = 9

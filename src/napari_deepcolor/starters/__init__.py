@@ -63,8 +63,14 @@ def starter_card(name: str) -> dict:
 
 
 def describe_starter(name: str) -> str:
-    """One line: name, what it segments, the data, its test-split scores."""
+    """One line: name, what it segments, the data and its licence, the weights' licence, the training steps
+    and the test-split scores (a card without an entry says "not recorded", never a bare "?")."""
     card = starter_card(name)
+    unknown = "not recorded"
     scores = card.get("test_scores", {})
-    score = f"; test split AP {scores['ap']:.3f}, F1 {scores['f1']:.3f}" if {"ap", "f1"} <= set(scores) else ""
-    return f"{name}: {card.get('kind_of_data', '?')} ({card.get('dataset', '?')}, {card.get('licence', '?')}){score}"
+    score = f"; test AP {scores['ap']:.3f}, F1 {scores['f1']:.3f}" if {"ap", "f1"} <= set(scores) else \
+        "; test scores not recorded"
+    steps = card.get("recipe", {}).get("iterations")
+    return (f"{name}: {card.get('kind_of_data', unknown)}; data {card.get('dataset', unknown)}, licence "
+            f"{card.get('data_licence', unknown)}; weights licence {card.get('licence_spdx', unknown)}; "
+            f"{f'{steps} training steps' if steps else 'training steps not recorded'}{score}")
