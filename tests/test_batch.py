@@ -322,8 +322,18 @@ def test_output_folder_must_differ_from_input(model_path, mixed_folder, capsys):
 
 def test_channels_are_fed_together_only_when_the_model_takes_them():
     assert plan_layout("YXS", (8, 9, 3), np.uint8, 1).channel_axis == 2  # RGB: channels (averaged for grey)
-    grey = plan_layout("CYX", (2, 8, 9), np.uint16, 1)
-    assert grey.channel_axis is None and grey.out_axes == "CYX"  # each channel segmented as a plane
+    with pytest.raises(DeepColorError, match=r"2 channels \(0: DAPI, 1: GFP\).*--channel \(0 to 1\)"):
+        plan_layout("CYX", (2, 8, 9), np.uint16, 1, channel_names=("DAPI", "GFP"))  # never a silent split
+    grey = plan_layout("ZCYX", (3, 2, 8, 9), np.uint16, 1, channel=1)
+    assert grey.out_axes == "ZYX" and grey.n_planes == 3
+    assert grey.selection(2) == (2, 1, slice(None), slice(None))  # plane 2, channel 1
+    assert grey.arrange(np.zeros((8, 9))).shape == (8, 9)
+    with pytest.raises(DeepColorError, match=r"no channel 2; .* has 2 channels \(0, 1\)"):
+        plan_layout("CYX", (2, 8, 9), np.uint16, 1, channel=2)
+    with pytest.raises(DeepColorError, match="model takes 2 channels; leave out --channel"):
+        plan_layout("CYX", (2, 8, 9), np.uint16, 2, channel=0)
+    with pytest.raises(DeepColorError, match="trained on 3"):
+        plan_layout("CYX", (2, 8, 9), np.uint16, 3)
     two = plan_layout("CYX", (2, 8, 9), np.uint16, 2)
     assert two.channel_axis == 0 and two.out_axes == "YX"
     stack = plan_layout("TZYXS", (2, 3, 8, 9, 3), np.uint8, 3)
