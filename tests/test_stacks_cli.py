@@ -95,7 +95,7 @@ def test_every_label_file_has_its_measurements(stack_runs, nuclei):
     rows = read_csv(stack_runs / "zout" / "stack_objects.csv")
     assert len(rows) == labels.max()  # one row per object of the volume
     assert {"label", "centroid_z", "centroid_y", "centroid_x", "bbox_z0", "bbox_z1", "volume",
-            "mean_intensity_0", "integrated_intensity_0", "score"} <= set(rows[0])
+            "mean_intensity_0", "integrated_intensity_0", "instance_score"} <= set(rows[0])
     row = rows[0]
     mask = labels == int(row["label"])
     assert int(row["volume"]) == mask.sum()

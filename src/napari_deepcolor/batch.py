@@ -690,15 +690,13 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device):
 def _linked(instances, layout: Layout, config: BatchConfig):
     """Instances whose ids follow the objects through Z and T (if the labels have those axes) and the
     divisions found, ``{daughter: mother}``."""
-    from .stacks import link_labels, relabel_instances
+    from .methods.base import Instances
+    from .stacks import link_instances
 
-    axes = layout.out_axes
-    if not ("T" in axes or "Z" in axes) or not instances.count:
-        return instances, {}
-    linked = link_labels(instances.labels.reshape(layout.out_shape), axes, stitch_threshold=config.stitch_threshold,
-                         track_threshold=config.track_threshold)
-    labels = linked.labels.astype(smallest_label_dtype(linked.count)).reshape(instances.labels.shape)
-    return relabel_instances(instances, linked.lookup, labels), linked.parents
+    shaped = Instances(instances.labels.reshape(layout.out_shape), instances.scores, instances.classes,
+                       instances.class_scores)
+    return link_instances(shaped, layout.out_axes, stitch_threshold=config.stitch_threshold,
+                          track_threshold=config.track_threshold)
 
 
 def _is_constant(image: np.ndarray) -> bool:

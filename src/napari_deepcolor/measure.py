@@ -9,8 +9,9 @@ volume for z-stacks, so ``volume`` replaces ``area``):
 ``bbox_y1``, ``bbox_x1`` (end exclusive, as NumPy slices), ``area`` or
 ``volume`` (pixels or voxels), for each channel of the image
 ``mean_intensity_<channel>`` and ``integrated_intensity_<channel>`` (the sum
-over the object), ``score`` (the decoder's confidence) and, for models with
-classes, ``class`` and ``class_score``. Coordinates are in pixels of the
+over the object), ``instance_score`` (the decoder's confidence in the object)
+and, for models with classes, ``class`` and ``class_score`` (the class head's
+confidence, the ``score`` of ``NAME_classes.csv``). Coordinates are in pixels of the
 image (multiply by the pixel size for microns).
 
 The same table is the labels layer's ``features`` in napari; written as CSV
@@ -59,7 +60,7 @@ def measure_objects(labels: np.ndarray, axes: str, *, image: np.ndarray | None =
     image : ndarray, optional
         The intensities: ``labels``' shape plus a last channel axis (C >= 1).
     instances : Instances, optional
-        Where ``score`` (and ``class``, ``class_score``) come from: entry
+        Where ``instance_score`` (and ``class``, ``class_score``) come from: entry
         ``i - 1`` belongs to label ``i``.
     class_names : sequence of str
         Names of class ids 1..K (models with classes).
@@ -137,7 +138,7 @@ def _add_instance_columns(columns: dict, instances, class_names) -> None:
     scores = np.asarray(instances.scores)
     if scores.size and ids.size and ids.max() >= scores.size:
         raise DeepColorError(f"the labels hold id {ids.max() + 1} but only {scores.size} objects were decoded.")
-    columns["score"] = [round(float(scores[i]), 4) for i in ids] if scores.size else [""] * ids.size
+    columns["instance_score"] = [round(float(scores[i]), 4) for i in ids] if scores.size else [""] * ids.size
     if instances.classes is not None and class_names:
         columns["class"] = [class_names[int(instances.classes[i]) - 1] for i in ids]
         columns["class_score"] = [round(float(instances.class_scores[i]), 4) for i in ids]

@@ -42,7 +42,7 @@ from .errors import DeepColorError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LinkedLabels", "axes_note", "link_labels", "match_objects", "relabel_instances", "resolve_axes",
+__all__ = ["LinkedLabels", "axes_note", "link_instances", "link_labels", "match_objects", "relabel_instances", "resolve_axes",
            "stitch_planes", "track_frames", "tracks_table"]
 
 #: axis letters a user may give: time, depth, channel, rows, columns, RGB samples
@@ -447,6 +447,24 @@ def relabel_instances(instances, lookup: np.ndarray, labels: np.ndarray):
             best_area[n], largest[n] = area, old
     pick = largest[1:] - 1
     return Instances(labels, scores, np.asarray(instances.classes)[pick], np.asarray(instances.class_scores)[pick])
+
+
+def link_instances(instances, axes: str, *, stitch_threshold: float = STITCH_THRESHOLD,
+                   track_threshold: float = TRACK_THRESHOLD):
+    """Per-plane instances of a stack linked through Z and T; ``(instances, {daughter: mother})``.
+
+    ``instances.labels`` has ``axes`` (ids unique across the planes, as
+    :func:`~napari_deepcolor.inference.stack_instances` gives them); labels
+    without a Z or T axis come back as they are.
+    """
+    from .data.io import smallest_label_dtype
+
+    axes = axes.upper()
+    if not ("T" in axes or "Z" in axes) or not instances.count:
+        return instances, {}
+    linked = link_labels(instances.labels, axes, stitch_threshold=stitch_threshold, track_threshold=track_threshold)
+    labels = linked.labels.astype(smallest_label_dtype(linked.count))
+    return relabel_instances(instances, linked.lookup, labels), linked.parents
 
 
 # -- the tracks table --------------------------------------------------------------------------
