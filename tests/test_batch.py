@@ -266,10 +266,10 @@ def test_zarr_inputs_plain_and_ome(model_path, tmp_path):
                                            "datasets": [{"path": "0"}]}]}
     out = tmp_path / "labels"
     assert main(["batch", "--model", model_path, "--input", str(folder), "--output", str(out),
-                 "--format", "zarr"]) == 0
-    for name, axes in (("plain", "TYX"), ("ome", "CYX")):  # a grey model segments each channel as a plane
+                 "--format", "zarr", "--channel", "1"]) == 0  # a grey model sees channel 1 of the OME image
+    for name, axes, shape in (("plain", "TYX", (2, 40, 50)), ("ome", "YX", (40, 50))):
         labels = zarr.open(str(out / f"{name}.zarr"), mode="r")
-        assert labels.shape == (2, 40, 50) and labels.attrs["axes"] == axes and labels.dtype == np.uint8
+        assert labels.shape == shape and labels.attrs["axes"] == axes and labels.dtype == np.uint8
 
 
 def test_recursive_inputs_are_mirrored_and_outputs_never_escape(model_path, tmp_path):

@@ -197,8 +197,9 @@ def match_objects(previous: np.ndarray, current: np.ndarray, threshold: float) -
     graph = coo_matrix((np.ones(ids_a.size), (a_index, rows.size + b_index)), shape=(n, n))
     _, group = connected_components(graph, directed=False)
     matches = {}
-    for g in np.unique(group[a_index]):
-        sel = group[a_index] == g
+    pair_group = group[a_index]
+    order = np.argsort(pair_group, kind="stable")
+    for sel in np.split(order, np.flatnonzero(np.diff(pair_group[order])) + 1):
         r, r_inv = np.unique(a_index[sel], return_inverse=True)
         c, c_inv = np.unique(b_index[sel], return_inverse=True)
         if r.size == 1 and c.size == 1:

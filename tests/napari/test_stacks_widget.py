@@ -20,7 +20,7 @@ def segment_stack(viewer, qtbot):
     widget.show_preview.setChecked(False)
     assert widget.stack_choice.currentData() == "Z"  # a 3D image is a z-stack unless told otherwise
     widget.run_button.click()
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.worker is None and widget.measured_count > 0, timeout=60_000)
     return widget
 
 
@@ -54,7 +54,9 @@ def test_a_time_lapse_gets_ids_that_follow_the_objects_and_a_tracks_layer(make_n
     by_z = widget.labels_layer().data.copy()
     shown = widget.decode_count
     widget.stack_choice.setCurrentIndex(1)  # time-lapse: decoded again from the cache
-    qtbot.waitUntil(lambda: widget.decode_count > shown and not widget.decoding, timeout=20_000)
+    measured = widget.measured_count
+    qtbot.waitUntil(lambda: widget.decode_count > shown and not widget.decoding and widget.measured_count > measured,
+                    timeout=20_000)
     assert np.array_equal(widget.labels_layer().data, by_z)  # shifted a pixel a frame: the same ids
     tracks = widget.tracks_layer()
     assert tracks is not None and tracks.data.shape[1] == 4  # track id, t, y, x

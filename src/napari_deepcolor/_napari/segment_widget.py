@@ -86,7 +86,9 @@ class SegmentWidget(QWidget):
         self.model = None
         self.model_path: str | None = None
         self.prediction = None
-        self.decoded: _Decoded | None = None  # the labels shown, their axes, divisions and measurements
+        self.decoded: _Decoded | None = None  # the labels shown, their axes and divisions
+        self._tables: dict = {}  # measurements of the decoded labels, by id of the _Decoded
+        self.measured_count = 0  # measurement tables given to the labels layer (tests read it)
         self.source: L.LayerInput | None = None
         self.labels_layer_name: str | None = None
         self.preview_layer_names: list[str] = []
@@ -410,13 +412,33 @@ class SegmentWidget(QWidget):
                                            metadata={OUTPUT_KEY: "segmentation"})
         else:
             layer.data = labels
-        features = L.class_features(self.prediction, labels) or {}  # napari colours and lists objects by class
-        layer.features = L.measurement_features(decoded.table, features)
+        features = L.class_features(self.prediction, labels)
+        if features is not None:  # napari's own tools then colour and list the objects by class
+            layer.features = features
+        self._measure_later(decoded, features)
         self._show_tracks(decoded)
         self.decode_count += 1
         self.last_decode_seconds = seconds
         if self.model_path:
             session.remember_decode_values(self.model_path, self.sliders.values())
+
+    def _measure_later(self, decoded: "_Decoded", class_columns: dict | None) -> None:
+        """Measure the objects in a worker (the labels are shown first: sliders stay quick), then give the
+        labels layer the table as its features."""
+        source = self.source
+
+        def shown(table) -> None:
+            if isinstance(table, Failed):
+                report(table.exception)
+                return
+            self._tables[id(decoded)] = table
+            layer = self.labels_layer()
+            if self.decoded is decoded and layer is not None:
+                layer.features = L.measurement_features(table, class_columns)
+                self.measured_count += 1
+
+        self._tables = {k: v for k, v in self._tables.items() if k == id(self.decoded)}
+        start_function(lambda: _measure(decoded, source), on_result=shown)
 
     def _show_tracks(self, decoded: "_Decoded") -> None:
         """A time-lapse's tracks as a Tracks layer (removed when the image is not one)."""
@@ -635,7 +657,9 @@ class SegmentWidget(QWidget):
         labels = np.asarray(layer.data if labels is None and layer is not None else
                             decoded.labels if labels is None else labels)
         if np.array_equal(labels, decoded.labels):
-            return decoded.table
+            if id(decoded) not in self._tables:
+                self._tables[id(decoded)] = _measure(decoded, self.source)
+            return self._tables[id(decoded)]
         image = np.asarray(self.source.data)  # edited by hand: measured again, without the decoder's scores
         return measure_objects(labels, decoded.axes, image=image if self.source.rgb else image[..., None])
 
@@ -667,35 +691,39 @@ class SegmentWidget(QWidget):
         self.tune_button.setEnabled(self.tune_worker is None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Decoded:
-    """What one decode shows: the labels (linked through z or t), their axes, divisions and measurements."""
+    """What one decode shows: the labels (linked through z or t), their axes and divisions."""
 
     labels: np.ndarray
     instances: object
     axes: str
     parents: dict
-    table: dict
+    class_names: tuple = ()
 
 
 def _decode(prediction, parameters: dict, source, refine: bool, stack_axis: str = "Z") -> _Decoded:
-    """The labels shown and exported: the decode, the instance CRF if ``refine``, a stack's objects
-    linked through its first axis (``stack_axis`` Z or T; Q: planes apart), and their measurements."""
-    from ..measure import measure_objects
+    """The labels shown and exported: the decode, the instance CRF if ``refine``, and a stack's objects
+    linked through its first axis (``stack_axis`` Z or T; Q: planes apart)."""
     from ..stacks import link_instances
 
-    image = np.asarray(source.data)
     instances = prediction.decode(**parameters)
     if refine:
         from ..refine import refine_prediction
 
-        instances = refine_prediction(prediction, image, instances)
+        instances = refine_prediction(prediction, np.asarray(source.data), instances)
     axes = (stack_axis if prediction.is_stack else "") + "YX"
     instances, parents = link_instances(instances, axes)
-    intensities = image if source.rgb else image[..., None]
-    table = measure_objects(instances.labels, axes, image=intensities, instances=instances,
-                            class_names=prediction.model.class_names or ())
-    return _Decoded(instances.labels, instances, axes, parents, table)
+    return _Decoded(instances.labels, instances, axes, parents, tuple(prediction.model.class_names or ()))
+
+
+def _measure(decoded: _Decoded, source) -> dict:
+    """The measurements table of decoded labels (napari_deepcolor.measure), intensities from ``source``."""
+    from ..measure import measure_objects
+
+    image = np.asarray(source.data)
+    return measure_objects(decoded.labels, decoded.axes, image=image if source.rgb else image[..., None],
+                           instances=decoded.instances, class_names=decoded.class_names)
 
 
 def _stack_vectors(data: np.ndarray) -> np.ndarray:
