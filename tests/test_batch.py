@@ -330,6 +330,7 @@ def test_channels_are_fed_together_only_when_the_model_takes_them():
     assert grey.arrange(np.zeros((8, 9))).shape == (8, 9)
     with pytest.raises(DeepColorError, match=r"no channel 2; .* has 2 channels \(0, 1\)"):
         plan_layout("CYX", (2, 8, 9), np.uint16, 1, channel=2)
+    assert plan_layout("TYX", (2, 8, 9), np.uint16, 1, channel=1).out_axes == "TYX"  # no channels: as it is
     with pytest.raises(DeepColorError, match="model takes 2 channels; leave out --channel"):
         plan_layout("CYX", (2, 8, 9), np.uint16, 2, channel=0)
     with pytest.raises(DeepColorError, match="trained on 3"):

@@ -139,7 +139,7 @@ def test_channel_picks_the_channel_and_a_two_channel_image_without_it_is_a_clear
 
 
 def test_progress_is_reported_per_plane(nuclei, tmp_path):
-    tifffile.imwrite(tmp_path / "in.tif", shifted(nuclei[0][:64, :64])[:3])
+    tifffile.imwrite(tmp_path / "in.tif", shifted(nuclei[0][:64, :64])[:3], photometric="minisblack")
     events = list(Batch(BatchConfig(model="nuclei", input=str(tmp_path / "in.tif"), output=str(tmp_path / "out"),
                                     device="cpu")).run())
     planes = [(e.plane, e.planes) for e in events if isinstance(e, PlaneDone)]

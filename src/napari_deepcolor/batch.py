@@ -374,7 +374,7 @@ def plan_layout(axes: str, shape, dtype, in_channels: int, *, name: str = "image
     """Check an image's axes, shape and dtype and decide planes and channels (see the module notes).
 
     ``channel`` picks the one channel (of a ``C`` or ``S`` axis) a one-channel
-    model sees; ``channel_names`` (e.g. from OME metadata) make the errors name them.
+    model sees (images without a channel axis ignore it); ``channel_names`` (e.g. from OME metadata) make the errors name them.
     """
     axes, shape = axes.upper(), tuple(int(n) for n in shape)
     if len(axes) != len(shape):
@@ -407,14 +407,14 @@ def describe_channels(count: int, names=()) -> str:
 def _pick_channel(axes, shape, channel_axis, in_channels, channel, name, names) -> int | None:
     """The channel index ``--channel`` picks, or None to feed the channel axis (if any) as it is."""
     count = shape[channel_axis] if channel_axis is not None else 1
-    if channel is not None:
+    if channel is not None and channel_axis is not None:  # images without channels are used as they are
         if in_channels != 1:
             raise DeepColorError(f"{name}: --channel picks the one channel a one-channel model sees, but this "
                                  f"model takes {in_channels} channels; leave out --channel.")
         if not 0 <= channel < count:
             raise DeepColorError(f"{name}: there is no channel {channel}; the image (axes {axes}, shape {shape}) "
                                  f"has {describe_channels(count, names)}.")
-        return channel if channel_axis is not None else None
+        return channel
     if channel_axis is None or axes[channel_axis] == "S" or count in (1, in_channels):
         return None  # fed as it is: RGB to a grey model is averaged, grey to a colour model repeated
     if in_channels == 1:
