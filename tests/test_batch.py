@@ -198,7 +198,7 @@ def test_out_of_core_route_equals_in_memory_route(model_path, tmp_path, monkeypa
     tifffile.imwrite(folder / "rgbt.tif", np.stack([rgb, rgb[::-1]]), photometric="rgb", metadata={"axes": "TYXS"})
     monkeypatch.setattr(batch, "MARGIN", 16)  # small tiles keep the test fast: cores of 32 px
     monkeypatch.setattr(batch, "DECODE_BLOCK", 100)  # decode blocks of 96 px, not a divisor of the image
-    common = dict(model=model_path, input=str(folder), tile_size=64)
+    common = dict(model=model_path, input=str(folder), tile_size=64, track_threshold=0.0)  # out of core: no tracks
     results = {}
     for name, megapixels, fmt in [("memory", 100.0, "tif"), ("tiled", 1e-4, "tif"), ("tiled-zarr", 1e-4, "zarr")]:
         events = list(Batch(BatchConfig(output=str(tmp_path / name), large_image_megapixels=megapixels,
