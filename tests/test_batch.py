@@ -203,7 +203,7 @@ def test_out_of_core_route_equals_in_memory_route(model_path, tmp_path, monkeypa
     tifffile.imwrite(folder / "rgbt.tif", np.stack([rgb, rgb[::-1]]), photometric="rgb", metadata={"axes": "TYXS"})
     monkeypatch.setattr(batch, "MARGIN", 16)  # small tiles keep the test fast: cores of 32 px
     monkeypatch.setattr(batch, "DECODE_BLOCK", 100)  # decode blocks of 96 px, not a divisor of the image
-    common = dict(model=model_path, input=str(folder), tile_size=64)
+    common = dict(model=model_path, input=str(folder), tile_size=64, track_threshold=0.0)  # out of core: no tracks
     results = {}
     for name, megapixels, fmt in [("memory", 100.0, "tif"), ("tiled", 1e-4, "tif"), ("tiled-zarr", 1e-4, "zarr")]:
         events = list(Batch(BatchConfig(output=str(tmp_path / name), large_image_megapixels=megapixels,
@@ -271,10 +271,10 @@ def test_zarr_inputs_plain_and_ome(model_path, tmp_path):
                                            "datasets": [{"path": "0"}]}]}
     out = tmp_path / "labels"
     assert main(["batch", "--model", model_path, "--input", str(folder), "--output", str(out),
-                 "--format", "zarr"]) == 0
-    for name, axes in (("plain", "TYX"), ("ome", "CYX")):  # a grey model segments each channel as a plane
+                 "--format", "zarr", "--channel", "1"]) == 0  # a grey model sees channel 1 of the OME image
+    for name, axes, shape in (("plain", "TYX", (2, 40, 50)), ("ome", "YX", (40, 50))):
         labels = zarr.open(str(out / f"{name}.zarr"), mode="r")
-        assert labels.shape == (2, 40, 50) and labels.attrs["axes"] == axes and labels.dtype == np.uint8
+        assert labels.shape == shape and labels.attrs["axes"] == axes and labels.dtype == np.uint8
 
 
 def test_recursive_inputs_are_mirrored_and_outputs_never_escape(model_path, tmp_path):
@@ -327,8 +327,19 @@ def test_output_folder_must_differ_from_input(model_path, mixed_folder, capsys):
 
 def test_channels_are_fed_together_only_when_the_model_takes_them():
     assert plan_layout("YXS", (8, 9, 3), np.uint8, 1).channel_axis == 2  # RGB: channels (averaged for grey)
-    grey = plan_layout("CYX", (2, 8, 9), np.uint16, 1)
-    assert grey.channel_axis is None and grey.out_axes == "CYX"  # each channel segmented as a plane
+    with pytest.raises(DeepColorError, match=r"2 channels \(0: DAPI, 1: GFP\).*--channel \(0 to 1\)"):
+        plan_layout("CYX", (2, 8, 9), np.uint16, 1, channel_names=("DAPI", "GFP"))  # never a silent split
+    grey = plan_layout("ZCYX", (3, 2, 8, 9), np.uint16, 1, channel=1)
+    assert grey.out_axes == "ZYX" and grey.n_planes == 3
+    assert grey.selection(2) == (2, 1, slice(None), slice(None))  # plane 2, channel 1
+    assert grey.arrange(np.zeros((8, 9))).shape == (8, 9)
+    with pytest.raises(DeepColorError, match=r"no channel 2; .* has 2 channels \(0, 1\)"):
+        plan_layout("CYX", (2, 8, 9), np.uint16, 1, channel=2)
+    assert plan_layout("TYX", (2, 8, 9), np.uint16, 1, channel=1).out_axes == "TYX"  # no channels: as it is
+    with pytest.raises(DeepColorError, match="model takes 2 channels; leave out --channel"):
+        plan_layout("CYX", (2, 8, 9), np.uint16, 2, channel=0)
+    with pytest.raises(DeepColorError, match="trained on 3"):
+        plan_layout("CYX", (2, 8, 9), np.uint16, 3)
     two = plan_layout("CYX", (2, 8, 9), np.uint16, 2)
     assert two.channel_axis == 0 and two.out_axes == "YX"
     stack = plan_layout("TZYXS", (2, 3, 8, 9, 3), np.uint8, 3)

@@ -3,7 +3,7 @@
 :class:`Batch` runs a trained model over every image of a folder and writes one
 label image per input into an output folder, mirroring sub-folders. It is a
 generator of events (:class:`BatchStarted`, :class:`FileStarted`,
-:class:`FileDone`, :class:`FileFailed`, :class:`BatchFinished`) that the CLI
+:class:`PlaneDone`, :class:`FileDone`, :class:`FileFailed`, :class:`BatchFinished`) that the CLI
 shows with tqdm and the napari widget listens to; :meth:`Batch.stop` asks it to
 stop between files.
 
@@ -13,17 +13,24 @@ Decisions, in the order a file meets them:
   ``*.zarr``, case-insensitive); hidden names are ignored, ``.zarr`` folders are
   inputs and never searched, symbolic links to folders are not followed and,
   when the output folder lies inside the input folder, it is not searched.
-* **Axes** come from the file: tifffile's ``series.axes`` for TIFF; OME-zarr
-  multiscale metadata (level 0), zarr v3 ``dimension_names`` or an ``axes``
-  attribute for zarr, else a guess (``YX``, ``...YXS`` when the last axis has 3
-  or 4 entries). ``S`` (samples: RGB) is always fed to the net as channels. A
-  ``C`` axis is fed as channels only when the model takes that many channels
-  (a 3-channel model and a ``CYX`` image with 3 channels); otherwise, e.g. for
-  a grey model and a 2-channel fluorescence image, each channel is segmented
-  on its own like a ``Z`` or ``T`` plane. Every other axis enumerates planes;
-  each plane is segmented with the 2D model and the labels are written as one
-  stack with the input's axes minus the channel axis (ids unique across the
-  stack, as :func:`~napari_deepcolor.inference.stack_instances` makes them).
+* **Axes** come from the file: tifffile's ``series.axes`` for TIFF (ImageJ and
+  OME-TIFF metadata); OME-zarr multiscale metadata (level 0), zarr v3
+  ``dimension_names`` or an ``axes`` attribute for zarr. Axes the file does not
+  name (tifffile's ``Q`` and ``I``, untagged zarr) are guessed by
+  :func:`~napari_deepcolor.stacks.resolve_axes` (one unnamed leading axis is Z,
+  two are TZ) and the guess is reported (``FileResult.note``, printed by the
+  CLI); ``axes`` (``--axes TYX``) overrides them for every image with that many
+  axes. ``S`` (samples: RGB) is fed to the net as channels (averaged for a grey
+  model). A ``C`` axis is fed as channels when the model takes that many; a
+  one-channel model sees the channel ``channel`` (``--channel N``) picks, and
+  without it a multi-channel image is an error that names the channels (never a
+  silent split). Every other axis enumerates planes; each plane is segmented
+  with the 2D model, objects are linked through Z (stitching) and T (tracking)
+  by :func:`~napari_deepcolor.stacks.link_labels`, and the labels are written as
+  one stack with the input's axes minus the channel axis. Beside each label
+  file: ``NAME_objects.csv``, one row per object and frame
+  (:mod:`napari_deepcolor.measure`), and for time-lapses ``NAME_tracks.csv``.
+  In-process runs report each plane (:class:`PlaneDone`).
 * **Failures**: a file that is not an image, is truncated or corrupt, has a
   zero-length axis ("empty"), has no Y and X axes, or holds no real numbers is
   reported (status ``failed`` with the reason) and the batch carries on; the
@@ -93,6 +100,7 @@ import numpy as np
 
 from .data.io import atomic_write, atomic_write_folder, smallest_label_dtype
 from .errors import DeepColorError
+from .stacks import STITCH_THRESHOLD, TRACK_THRESHOLD, check_axes
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +108,7 @@ DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.zarr")
 FORMATS = ("tif", "zarr")
 DONE, SKIPPED, FAILED, CANCELLED = "done", "skipped-existing", "failed", "cancelled"
 SUMMARY_NAME = "batch_summary.csv"
-SUMMARY_FIELDS = ("file", "output", "status", "objects", "seconds", "route", "error", "note")
+SUMMARY_FIELDS = ("file", "output", "status", "objects", "seconds", "route", "error", "axes", "planes", "note")
 #: models with classes add one summary column per class: ``objects_alive``, ``objects_dead``, ...
 CLASS_COUNT_PREFIX = "objects_"
 SCRATCH_PREFIX = ".batch-scratch-"
@@ -140,8 +148,23 @@ class BatchConfig:
     summary: bool = True  # write the summary CSV into the output folder
     refine: str = "none"  # "crf": the instance CRF (napari_deepcolor.refine) after decoding, in memory only
     flips: bool = False  # average the net's output over the four flips (napari_deepcolor.inference.FLIPS)
+    #: axes of images with this many axes (e.g. "TYX"), overriding the file's or the guess (None: the file's)
+    axes: str | None = None
+    #: the channel a one-channel model sees in a multi-channel image (None: the image must match the model)
+    channel: int | None = None
+    #: least IoU linking an object to its continuation in the next z plane / time frame (0: no linking)
+    stitch_threshold: float = STITCH_THRESHOLD
+    track_threshold: float = TRACK_THRESHOLD
+    measure: bool = True  # write NAME_objects.csv (napari_deepcolor.measure) beside every label file
 
     def __post_init__(self):
+        if self.axes is not None:
+            object.__setattr__(self, "axes", check_axes(self.axes))
+        if self.channel is not None and self.channel < 0:
+            raise DeepColorError(f"--channel counts from 0 (got {self.channel}).")
+        for what, value in (("stitch", self.stitch_threshold), ("track", self.track_threshold)):
+            if not 0 <= value <= 1:
+                raise DeepColorError(f"the {what} threshold is an IoU between 0 and 1 (got {value}); 0 links nothing.")
         if self.format not in FORMATS:
             raise DeepColorError(f"unknown output format '{self.format}'; choose one of: {', '.join(FORMATS)}.")
         if self.workers is not None and self.scheduler is not None:
@@ -172,8 +195,20 @@ class FileResult:
     error: str = ""
     #: models with classes: ((class name, objects of that class), ...) in the model's class order
     class_counts: tuple = ()
-    #: an implicit conversion made, in one line (e.g. an RGB image averaged to grey for a grey model)
+    axes: str = ""  # the axes used, with "(guessed)" or "(given)" when they did not come from the file
+    planes: int | None = None  # 2D planes segmented
+    #: what the user should know, in one line: axes that were guessed, an implicit conversion made (e.g.
+    #: an RGB image averaged to grey for a grey model)
     note: str = ""
+
+
+@dataclass(frozen=True)
+class PlaneDone:
+    """A plane of a file was segmented (in-process runs only: dask workers report whole files)."""
+
+    file: str
+    plane: int
+    planes: int
 
 
 @dataclass(frozen=True)
@@ -288,6 +323,8 @@ class Layout:
     shape: tuple[int, ...]
     plane_axes: tuple[int, ...]
     channel_axis: int | None
+    #: the one channel of ``channel_axis`` the model sees (``--channel``), or None: all of them
+    channel_pick: int | None = None
 
     @property
     def height(self) -> int:
@@ -300,6 +337,10 @@ class Layout:
     @property
     def plane_shape(self) -> tuple[int, ...]:
         return tuple(self.shape[a] for a in self.plane_axes)
+
+    @property
+    def _picked_axis(self) -> int | None:
+        return self.channel_axis if self.channel_pick is not None else None
 
     @property
     def n_planes(self) -> int:
@@ -316,44 +357,80 @@ class Layout:
     def selection(self, plane: int, rows=slice(None), cols=slice(None)) -> tuple:
         """Index of plane number ``plane`` (C order over the plane axes), rows and columns."""
         index = dict(zip(self.plane_axes, np.unravel_index(plane, self.plane_shape) if self.plane_axes else ()))
+        if self.channel_pick is not None:
+            index[self.channel_axis] = self.channel_pick
         spans = {self.axes.index("Y"): rows, self.axes.index("X"): cols}
         return tuple(int(index[a]) if a in index else spans.get(a, slice(None)) for a in range(len(self.axes)))
 
     def arrange(self, block: np.ndarray) -> np.ndarray:
         """A block read with :meth:`selection` as (h, w) or (h, w, C)."""
-        kept = [a for a in range(len(self.axes)) if a not in self.plane_axes]
+        kept = [a for a in range(len(self.axes)) if a not in self.plane_axes and a != self._picked_axis]
         order = [kept.index(self.axes.index("Y")), kept.index(self.axes.index("X"))]
-        if self.channel_axis is not None:
+        if self.channel_axis is not None and self.channel_pick is None:
             order.append(kept.index(self.channel_axis))
         return np.transpose(block, order)
 
 
-def plan_layout(axes: str, shape, dtype, in_channels: int, *, name: str = "image") -> Layout:
-    """Check an image's axes, shape and dtype and decide planes and channels (see the module notes)."""
+def plan_layout(axes: str, shape, dtype, in_channels: int, *, name: str = "image", channel: int | None = None,
+                channel_names=()) -> Layout:
+    """Check an image's axes, shape and dtype and decide planes and channels (see the module notes).
+
+    ``channel`` picks the one channel (of a ``C`` or ``S`` axis) a one-channel
+    model sees (images without a channel axis ignore it); ``channel_names`` (e.g. from OME metadata) make the errors name them.
+    """
     axes, shape = axes.upper(), tuple(int(n) for n in shape)
     if len(axes) != len(shape):
-        raise DeepColorError(f"{name}: axes '{axes}' do not match the shape {shape}; fix the file's metadata.")
+        raise DeepColorError(f"{name}: axes '{axes}' do not match the shape {shape}; fix the file's metadata "
+                             "or give --axes with one letter per axis.")
     if any(n == 0 for n in shape):
         raise DeepColorError(f"{name}: the image is empty (shape {shape}, axes {axes}, has a zero-length axis); "
                              "there is nothing to segment.")
-    if axes.count("Y") != 1 or axes.count("X") != 1 or axes.count("S") > 1:
+    if axes.count("Y") != 1 or axes.count("X") != 1 or axes.count("S") > 1 or axes.count("C") > 1 \
+            or ("S" in axes and "C" in axes):
         raise DeepColorError(f"{name}: unsupported shape {shape} with axes {axes}: an image needs one Y and one X "
-                             "axis (2D planes, optionally stacked along Z, T, C... and with RGB samples S).")
+                             "axis (2D planes, optionally stacked along Z, T... with at most one channel axis C or "
+                             "RGB samples S).")
     dtype = np.dtype(dtype)
     if not (dtype == bool or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise DeepColorError(f"{name}: unsupported pixel type {dtype}; images must hold real numbers.")
-    channel = axes.index("S") if "S" in axes else None
-    if channel is None and axes.count("C") == 1 and in_channels > 1 and shape[axes.index("C")] == in_channels:
-        channel = axes.index("C")
-    planes = tuple(a for a, letter in enumerate(axes) if letter not in "YX" and a != channel)
-    return Layout(axes, shape, planes, channel)
+    channel_axis = axes.index("S") if "S" in axes else axes.index("C") if "C" in axes else None
+    pick = _pick_channel(axes, shape, channel_axis, in_channels, channel, name, tuple(channel_names))
+    planes = tuple(a for a, letter in enumerate(axes) if letter not in "YX" and a != channel_axis)
+    return Layout(axes, shape, planes, channel_axis, pick)
+
+
+def describe_channels(count: int, names=()) -> str:
+    """``"2 channels (0: DAPI, 1: GFP)"`` or ``"2 channels (0, 1)"``."""
+    names = tuple(names) if len(tuple(names)) == count else ()
+    listed = ", ".join(f"{i}: {n}" for i, n in enumerate(names)) if names else ", ".join(map(str, range(count)))
+    return f"{count} channel{'s' if count != 1 else ''} ({listed})"
+
+
+def _pick_channel(axes, shape, channel_axis, in_channels, channel, name, names) -> int | None:
+    """The channel index ``--channel`` picks, or None to feed the channel axis (if any) as it is."""
+    count = shape[channel_axis] if channel_axis is not None else 1
+    if channel is not None and channel_axis is not None:  # images without channels are used as they are
+        if in_channels != 1:
+            raise DeepColorError(f"{name}: --channel picks the one channel a one-channel model sees, but this "
+                                 f"model takes {in_channels} channels; leave out --channel.")
+        if not 0 <= channel < count:
+            raise DeepColorError(f"{name}: there is no channel {channel}; the image (axes {axes}, shape {shape}) "
+                                 f"has {describe_channels(count, names)}.")
+        return channel
+    if channel_axis is None or axes[channel_axis] == "S" or count in (1, in_channels):
+        return None  # fed as it is: RGB to a grey model is averaged, grey to a colour model repeated
+    if in_channels == 1:
+        raise DeepColorError(f"{name}: the image has {describe_channels(count, names)} but the model takes one; "
+                             f"say which channel holds the objects with --channel (0 to {count - 1}).")
+    raise DeepColorError(f"{name}: the image has {describe_channels(count, names)} but the model was trained on "
+                         f"{in_channels}; use a model trained on images with these channels.")
 
 
 class Source:
     """A lazily read image (a zarr array) with its axes; :meth:`read` turns read errors into ours."""
 
-    def __init__(self, array, axes: str, name: str):
-        self.array, self.axes, self.name = array, axes, name
+    def __init__(self, array, axes: str, name: str, channel_names=()):
+        self.array, self.axes, self.name, self.channel_names = array, axes, name, tuple(channel_names)
 
     def read(self, layout: Layout, plane: int, rows=slice(None), cols=slice(None)) -> np.ndarray:
         try:
@@ -362,6 +439,19 @@ class Source:
             raise DeepColorError(f"{self.name}: reading failed ({type(exc).__name__}: {exc}); the file is "
                                  "probably truncated or corrupt: copy it again.") from exc
         return layout.arrange(block)
+
+    def read_channels(self, layout: Layout) -> np.ndarray:
+        """The whole image as (planes..., H, W, C) with every channel (C = 1 without a channel axis), in
+        the order of the labels' axes (for measuring intensities)."""
+        try:
+            block = np.asarray(self.array[...])
+        except Exception as exc:
+            raise DeepColorError(f"{self.name}: reading failed ({type(exc).__name__}: {exc}); the file is "
+                                 "probably truncated or corrupt: copy it again.") from exc
+        order = list(layout.plane_axes) + [layout.axes.index("Y"), layout.axes.index("X")]
+        if layout.channel_axis is None:
+            return np.transpose(block, order)[..., None]
+        return np.transpose(block, order + [layout.channel_axis])
 
 
 @contextmanager
@@ -386,13 +476,32 @@ def open_source(path) -> Iterator[Source]:
     try:
         try:
             series = tif.series[0]
-            source = Source(zarr.open(series.aszarr(level=0), mode="r"), series.axes, path.name)
+            source = Source(zarr.open(series.aszarr(level=0), mode="r"), series.axes, path.name,
+                            _ome_channel_names(tif))
         except Exception as exc:
             raise DeepColorError(f"{path.name}: the TIFF holds no readable image "
                                  f"({type(exc).__name__}: {exc}).") from exc
         yield source
     finally:
         tif.close()
+
+
+def _ome_channel_names(tif) -> tuple[str, ...]:
+    """The channel names of an OME-TIFF's first image (``<Channel Name="DAPI">``), or ()."""
+    if not tif.is_ome:
+        return ()
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(tif.ome_metadata)
+    except (ET.ParseError, TypeError):
+        return ()
+    image = next((e for e in root.iter() if e.tag.endswith("}Pixels") or e.tag == "Pixels"), None)
+    if image is None:
+        return ()
+    channels = [e for e in image if e.tag.endswith("Channel")]
+    names = tuple(c.get("Name") or "" for c in channels)
+    return names if all(names) else ()
 
 
 def _open_plain(path: Path) -> Source:
@@ -465,22 +574,36 @@ def _cached_model(path: str, stamp: tuple, device: str):
 
 def segment_file(task: FileTask) -> FileResult:
     """Segment one file and write its labels atomically; never raises for a bad file: returns the row."""
-    started = time.perf_counter()
+    steps = segment_file_steps(task)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            return finished.value
+
+
+def segment_file_steps(task: FileTask):
+    """:func:`segment_file` as a generator: yields ``(planes done, planes)`` after each plane and
+    returns the row."""
+    started, facts = time.perf_counter(), {}
     try:
-        objects, route, counts, note = _segment(task)
+        objects, route, counts = yield from _segment(task, facts)
         return FileResult(task.file, task.output, DONE, objects, round(time.perf_counter() - started, 3), route,
-                          class_counts=counts, note=note)
+                          class_counts=counts, **facts)
     except DeepColorError as exc:
         error = str(exc)
     except Exception as exc:  # an unforeseen problem with this file: report it, carry on with the others
         log.exception("%s: unexpected error", task.file)
         error = f"unexpected error ({type(exc).__name__}: {exc}); please report it."
-    return FileResult(task.file, task.output, FAILED, None, round(time.perf_counter() - started, 3), "", error)
+    return FileResult(task.file, task.output, FAILED, None, round(time.perf_counter() - started, 3), "", error,
+                      **facts)
 
 
-def _segment(task: FileTask) -> tuple[int, str, tuple, str]:
-    """``(objects, route, class counts, note on a channel conversion)`` of one file."""
+def _segment(task: FileTask, facts: dict):
+    """Segment one file, yielding per plane; ``(objects, route, class counts)``. ``facts`` gets the axes, the
+    planes and the note (axes guessed, a channel conversion made)."""
     from .device import resolve_device
+    from .stacks import axes_note, resolve_axes
 
     config = task.config
     device = str(resolve_device(config.device))
@@ -489,14 +612,24 @@ def _segment(task: FileTask) -> tuple[int, str, tuple, str]:
     tile = _tile_size(config.tile_size, model.net_config.divisor)
     with open_source(task.source) as source:
         array = source.array
-        layout = plan_layout(source.axes, array.shape, array.dtype, model.net_config.in_channels, name=task.file)
+        try:
+            axes, decided = resolve_axes(source.axes, array.shape, config.axes)
+        except DeepColorError as exc:
+            raise DeepColorError(f"{task.file}: {exc}") from None
+        layout = plan_layout(axes, array.shape, array.dtype, model.net_config.in_channels, name=task.file,
+                             channel=config.channel, channel_names=source.channel_names)
         from .inference import channel_conversion
 
-        channels = 1 if layout.channel_axis is None else layout.shape[layout.channel_axis]
-        note = channel_conversion(model.net_config.in_channels, channels) or ""
+        channels = 1 if layout.channel_axis is None or layout.channel_pick is not None else \
+            layout.shape[layout.channel_axis]
+        notes = (axes_note(axes, decided, array.shape) if decided != "file" else "",
+                 channel_conversion(model.net_config.in_channels, channels))
+        facts.update(axes=axes + ("" if decided == "file" else f" ({decided})"), planes=layout.n_planes,
+                     note="; ".join(n for n in notes if n))
         if layout.height * layout.width > config.large_image_megapixels * 1e6:
-            return _segment_out_of_core(model, source, layout, parameters, task, tile, device), "out-of-core", (), note
-        return (*_segment_in_memory(model, source, layout, parameters, task, tile, device), note)
+            objects = yield from _segment_out_of_core(model, source, layout, parameters, task, tile, device)
+            return objects, "out-of-core", ()
+        return (yield from _segment_in_memory(model, source, layout, parameters, task, tile, device))
 
 
 def _tile_size(tile_size: int, divisor: int) -> int:
@@ -509,8 +642,14 @@ def _tile_size(tile_size: int, divisor: int) -> int:
     return -(-(tile_size - 2 * MARGIN) // multiple) * multiple + 2 * MARGIN
 
 
-def _segment_in_memory(model, source, layout, parameters, task, tile, device) -> tuple[int, str, tuple]:
-    """Segment a file whose planes fit in memory; ``(objects, route, class counts)``."""
+def _segment_in_memory(model, source, layout, parameters, task, tile, device):
+    """Segment a file whose planes fit in memory, yielding per plane; ``(objects, route, class counts)``.
+
+    Planes are segmented one by one, then objects are linked through Z and T
+    (:func:`~napari_deepcolor.stacks.link_labels`); the class table, the tracks
+    table (time-lapses) and the measurements are written before the labels, so
+    that a finished label file always has them.
+    """
     from .inference import match_channels, predict, stack_instances
     from .methods.base import Instances
 
@@ -530,17 +669,42 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device) ->
 
                 instances = refine_prediction(prediction, image, instances)
             planes.append(instances)
-    instances = stack_instances(planes)
+        yield plane + 1, layout.n_planes
+    instances, parents = _linked(stack_instances(planes), layout, task.config)
+    labels = instances.labels.reshape(layout.out_shape)
     counts = ()
+    overwrite = task.config.overwrite
     if model.class_names:  # written first: a finished label file then always has its class table
         from .data.classes import class_counts, class_table_path, write_class_table
 
-        write_class_table(class_table_path(task.target), instances, model.class_names,
-                          overwrite=task.config.overwrite)
+        write_class_table(class_table_path(task.target), instances, model.class_names, overwrite=overwrite)
         counts = tuple(class_counts(instances, model.class_names).items())
-    _write_output(task, layout, instances.labels.dtype, tile - 2 * MARGIN,
-                  labels=instances.labels.reshape(layout.out_shape))
+    if "T" in layout.out_axes:
+        from .measure import tracks_path, write_table
+        from .stacks import TRACK_FIELDS, tracks_table
+
+        write_table(tracks_path(task.target), tracks_table(labels, layout.out_axes, parents), TRACK_FIELDS,
+                    overwrite=True)  # our own companion of a label file that is not there yet
+    if task.config.measure:
+        from .measure import measure_objects, measurements_path, write_table
+
+        table = measure_objects(labels, layout.out_axes, image=source.read_channels(layout), instances=instances,
+                                class_names=model.class_names, channel_names=source.channel_names)
+        write_table(measurements_path(task.target), table, overwrite=True)
+    _write_output(task, layout, labels.dtype, tile - 2 * MARGIN, labels=labels)
     return instances.count, "in-memory", counts
+
+
+def _linked(instances, layout: Layout, config: BatchConfig):
+    """Instances whose ids follow the objects through Z and T (if the labels have those axes) and the
+    divisions found, ``{daughter: mother}``."""
+    from .methods.base import Instances
+    from .stacks import link_instances
+
+    shaped = Instances(instances.labels.reshape(layout.out_shape), instances.scores, instances.classes,
+                       instances.class_scores)
+    return link_instances(shaped, layout.out_axes, stitch_threshold=config.stitch_threshold,
+                          track_threshold=config.track_threshold)
 
 
 def _is_constant(image: np.ndarray) -> bool:
@@ -608,8 +772,16 @@ def _scan_plane(model, source, layout, plane, block: int):
     return lo.astype(np.float32), scale.astype(np.float32)
 
 
-def _segment_out_of_core(model, source, layout, parameters, task, tile, device) -> int:
+def _segment_out_of_core(model, source, layout, parameters, task, tile, device):
+    """Segment planes larger than memory allows, yielding per plane; returns the number of objects.
+
+    Objects are not linked through Z or T here (ids are unique across the
+    planes), and no measurements table is written.
+    """
     method, threshold = model.method, f"{task.config.large_image_megapixels:g} MP"
+    if layout.n_planes > 1 and ("T" in layout.out_axes or "Z" in layout.out_axes):
+        log.warning("%s: planes over %s are segmented out of core, where objects are not linked through Z or T "
+                    "(each plane's objects get their own ids)", task.file, threshold)
     if task.config.refine != "none":
         raise DeepColorError(f"{task.file}: planes over {threshold} are segmented out of core, where the "
                              f"'{task.config.refine}' refinement is not available (it needs the whole plane in "
@@ -631,6 +803,7 @@ def _segment_out_of_core(model, source, layout, parameters, task, tile, device) 
                                                           device, task.config.object_diameter, task.config.flips)
             planes.append((ids, np.where(lookup > 0, lookup.astype(np.int64) + total, 0)))
             total += count
+            yield plane + 1, layout.n_planes
         dtype = smallest_label_dtype(total)
         planes = [(ids, lookup.astype(dtype)) for ids, lookup in planes]
 
@@ -719,11 +892,20 @@ def _write_output(task: FileTask, layout: Layout, dtype, tile: int, *, labels=No
 # -- executors: the same task here or on dask ---------------------------------------------
 
 class _Deferred:
+    """A task run here when asked: :meth:`steps` runs it plane by plane (yielding progress), :meth:`result`
+    gives its row (running it whole if the steps were not taken)."""
+
+    _unset = object()
+
     def __init__(self, fn, args):
-        self.fn, self.args = fn, args
+        self.fn, self.args, self._value = fn, args, self._unset
+
+    def steps(self):
+        if self.fn is segment_file:
+            self._value = yield from segment_file_steps(*self.args)
 
     def result(self):
-        return self.fn(*self.args)
+        return self.fn(*self.args) if self._value is self._unset else self._value
 
 
 class _InProcess:
@@ -795,7 +977,7 @@ class Batch:
         """Finish the files being segmented, start no more (safe from another thread)."""
         self._stop.set()
 
-    def run(self) -> Iterator[BatchStarted | FileStarted | FileDone | FileFailed | BatchFinished]:
+    def run(self) -> Iterator[BatchStarted | FileStarted | PlaneDone | FileDone | FileFailed | BatchFinished]:
         from .checkpoint import model_file
 
         # a starter name or an exported .zip becomes the model file itself, which workers load by path
@@ -826,6 +1008,9 @@ class Batch:
                     continue
                 for future in executor.wait_first(pending):
                     index = pending.pop(future)
+                    if isinstance(future, _Deferred):
+                        for done, planes in future.steps():
+                            yield PlaneDone(jobs[index].file, done, planes)
                     results[index] = _result(future, jobs[index])
                     yield _event(results[index], len(results), total)
         finally:

@@ -126,6 +126,32 @@ def _add_refine_flag(parser: argparse.ArgumentParser) -> None:
                              "times the net's work; 3-class baseline models only)")
 
 
+def _add_stack_flags(parser: argparse.ArgumentParser) -> None:
+    from .stacks import STITCH_THRESHOLD, TRACK_THRESHOLD
+
+    group = parser.add_argument_group("stacks, time-lapses and channels")
+    group.add_argument("--axes", default=None, metavar="AXES",
+                       help="what the axes of the images are, one letter each of T (time), Z (depth), C (channel), "
+                            "Y, X, e.g. ZYX, TYX, CYX, TZCYX; used for images with that many axes instead of the "
+                            "file's own or the guess (untagged stacks: one leading axis is taken as Z, two as TZ, "
+                            "and the guess is printed)")
+    group.add_argument("--channel", type=int, default=None, metavar="N",
+                       help="the channel (0, 1, ...) holding the objects, for a one-channel model and a "
+                            "multi-channel image (without it such an image is an error)")
+    group.add_argument("--stitch-threshold", type=float, default=STITCH_THRESHOLD, metavar="IOU",
+                       help="z-stacks: an object in one plane continues one in the plane before when their overlap "
+                            f"(IoU) is at least this; 0 keeps the planes apart (default {STITCH_THRESHOLD:g})")
+    group.add_argument("--track-threshold", type=float, default=TRACK_THRESHOLD, metavar="IOU",
+                       help="time-lapses: an object in one frame is the same as one in the frame before when their "
+                            f"overlap (IoU) is at least this; 0 links nothing (default {TRACK_THRESHOLD:g}); a "
+                            "NAME_tracks.csv table lists the tracks")
+
+
+def _stack_options(args) -> dict:
+    return dict(axes=args.axes, channel=args.channel, stitch_threshold=args.stitch_threshold,
+                track_threshold=args.track_threshold)
+
+
 def _decode_overrides(args, method) -> dict:
     names = {p.name for p in method.decode_parameters}
     given = {name: getattr(args, name) for name in dict.fromkeys(getattr(args, "_decode_names", []))
@@ -393,7 +419,8 @@ def _cmd_predict(args) -> int:
                          patterns=tuple(f"*{suffix}" for suffix in IMAGE_SUFFIXES) + ("*.zarr",),
                          decode=_decode_overrides(args, method), overwrite=args.overwrite, device=args.device,
                          tile_size=args.tile_size, summary=False,
-                         object_diameter=args.object_diameter, refine=args.refine, flips=args.flips)
+                         object_diameter=args.object_diameter, refine=args.refine, flips=args.flips,
+                         **_stack_options(args))
     return _run_batch(config)
 
 
@@ -408,7 +435,7 @@ def _cmd_batch(args) -> int:
                          decode=_decode_overrides(args, method), workers=args.workers, scheduler=args.scheduler,
                          overwrite=args.overwrite, device=args.device, tile_size=args.tile_size,
                          large_image_megapixels=args.large_image_mp, object_diameter=args.object_diameter, refine=args.refine,
-                         flips=args.flips)
+                         flips=args.flips, **_stack_options(args))
     return _run_batch(config)
 
 
@@ -416,15 +443,18 @@ def _run_batch(config) -> int:
     """Run the batch engine with a progress bar; exit status 1 if a file failed."""
     from tqdm import tqdm
 
-    from .batch import DONE, FAILED, SKIPPED, Batch, BatchFinished, BatchStarted, FileDone, FileFailed
+    from .batch import DONE, FAILED, SKIPPED, Batch, BatchFinished, BatchStarted, FileDone, FileFailed, PlaneDone
 
     bar, finished = None, None
     try:
         for event in Batch(config).run():
             if isinstance(event, BatchStarted):
                 bar = tqdm(total=event.total, unit="file", desc="segmenting", file=sys.stderr, dynamic_ncols=True)
+            elif isinstance(event, PlaneDone):
+                bar.set_postfix_str(f"{event.file}: plane {event.plane}/{event.planes}" if event.planes > 1 else "")
             elif isinstance(event, (FileDone, FileFailed)):
                 bar.update(1)
+                bar.set_postfix_str("")
                 r = event.result
                 if r.status == DONE:
                     classes = f" ({', '.join(f'{n} {name}' for name, n in r.class_counts)})" if r.class_counts else ""
@@ -596,7 +626,10 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
                        description="Segment one image or every image in a folder (TIFF, PNG, JPEG, BMP, zarr); "
                        "writes one label TIFF per input, named by its stem, into OUTPUT. Labels that exist already "
                        "are kept (an interrupted run resumes; --overwrite redoes them), and an input image is "
-                       "never written over. Exit status 1 if an image failed.")
+                       "never written over. Stacks keep their Z and T axes: objects are followed through the planes "
+                       "and frames. Beside each label file: NAME_objects.csv (one row per object: position, size, "
+                       "intensity per channel) and, for time-lapses, NAME_tracks.csv. Exit status 1 if an image "
+                       "failed.")
     p.add_argument("--model", required=True, help="a starter name (nuclei, cells, worms, bacteria; see "
                    "`napari-deepcolor models`), a model file written by `train`, or an exported bioimage.io .zip")
     p.add_argument("--input", required=True, help="an image file or a folder of images")
@@ -607,6 +640,7 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--object-diameter", type=float, default=None, metavar="PX",
                    help="typical object diameter in these images, in pixels, if it differs from the training "
                         "images' (the model rescales the images to the size it was trained at)")
+    _add_stack_flags(p)
     _add_refine_flag(p)
     _add_decode_flags(p, only_method)
     p.set_defaults(run=_cmd_predict)
@@ -653,6 +687,7 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--object-diameter", type=float, default=None, metavar="PX",
                    help="typical object diameter in these images, in pixels, if it differs from the training "
                         "images' (the model rescales the images to the size it was trained at)")
+    _add_stack_flags(p)
     _add_refine_flag(p)
     _add_decode_flags(p, only_method)
     p.set_defaults(run=_cmd_batch)

@@ -20,6 +20,9 @@ from .forms import DecodeSliders
 
 log = logging.getLogger(__name__)
 
+#: axes offered for untagged stacks (the CLI's --axes takes any)
+AXES_CHOICES = ("ZYX", "TYX", "CYX", "TZYX", "ZCYX", "TCYX", "TZCYX")
+
 
 class BatchWidget(QWidget):
     """Segment a folder of TIFF/zarr images into a folder of label images."""
@@ -67,6 +70,22 @@ class BatchWidget(QWidget):
         self.workers.setToolTip("0: segment the files one after the other here (no start-up cost). N: a local "
                                 "dask cluster of N processes, for many files on a machine with many cores.")
         form.addRow("Workers", self.workers)
+        self.axes = QComboBox()
+        self.axes.addItem("as the files say (untagged stacks: guessed)", None)
+        for axes in AXES_CHOICES:
+            self.axes.addItem(axes, axes)
+        compact_combo(self.axes, "What the axes of the stacks are: T time, Z depth, C channel. Used for the images "
+                                 "with that many axes; others keep the axes their file names (or the guess: one "
+                                 "leading axis is Z, two are TZ). Objects are stitched through Z and tracked "
+                                 "through T.")
+        form.addRow("Axes", self.axes)
+        self.channel = QSpinBox()
+        self.channel.setRange(-1, 63)
+        self.channel.setSpecialValueText("all (as the model takes)")
+        self.channel.setValue(-1)
+        self.channel.setToolTip("For a one-channel model and multi-channel images: the channel (0, 1, ...) that "
+                                "holds the objects")
+        form.addRow("Channel", self.channel)
         layout.addLayout(form)
 
         decode_box = QGroupBox("Decode parameters")
@@ -163,7 +182,9 @@ class BatchWidget(QWidget):
         return BatchConfig(model=self.model.source, input=self.input.path, output=self.output.path, patterns=patterns,
                            recursive=self.recursive.isChecked(), format=self.format.currentData(),
                            decode=self.sliders.values(), workers=self.workers.value() or None,
-                           overwrite=self.overwrite.isChecked(), device=self.device.currentText())
+                           overwrite=self.overwrite.isChecked(), device=self.device.currentText(),
+                           axes=self.axes.currentData(), channel=None if self.channel.value() < 0 else
+                           self.channel.value())
 
     def run(self) -> None:
         from ..batch import Batch
@@ -201,7 +222,7 @@ class BatchWidget(QWidget):
             self.progress.setValue(0)
 
     def _on_event(self, event) -> None:
-        from ..batch import BatchFinished, BatchStarted, FileDone, FileFailed, FileStarted
+        from ..batch import BatchFinished, BatchStarted, FileDone, FileFailed, FileStarted, PlaneDone
 
         self.events_seen.append(event)
         if isinstance(event, BatchStarted):
@@ -211,6 +232,9 @@ class BatchWidget(QWidget):
             self.status.setText(f"{event.total} file(s) to segment into {event.output}")
         elif isinstance(event, FileStarted):
             self.status.setText(f"segmenting {event.file} ({event.index + 1} of {event.total})…")
+        elif isinstance(event, PlaneDone):
+            if event.planes > 1:
+                self.status.setText(f"segmenting {event.file}: plane {event.plane} of {event.planes}…")
         elif isinstance(event, (FileDone, FileFailed)):
             result = event.result
             self.progress.setValue(event.completed)

@@ -259,3 +259,26 @@ def class_features(prediction, labels: np.ndarray) -> dict | None:
     return {"index": np.array([r["label"] for r in rows], np.int64),
             "class": np.array([r["class"] for r in rows], dtype=object),
             "score": np.array([r["score"] for r in rows], np.float32)}
+
+
+def measurement_features(table: dict, extra: dict | None = None) -> dict:
+    """A labels layer's ``features`` from a measurements table (:func:`napari_deepcolor.measure.measure_objects`):
+    one row per object, ``index`` its label. A time-lapse's rows (one per object and frame) are reduced to each
+    track's first frame, with ``frames``: how many frames it spans. ``extra`` columns (indexed by ``index``,
+    e.g. :func:`class_features`) are kept and win over the table's own."""
+    labels = np.asarray(table.get("label", []), np.int64)
+    ids, first, counts = np.unique(labels, return_index=True, return_counts=True)
+    features = {"index": ids}
+    for name, values in table.items():
+        if name != "label":
+            features[name] = np.asarray(values, dtype=object if values and isinstance(values[0], str) else None)[first]
+    if "frame" in table:
+        features["frames"] = counts
+    if extra:
+        order = {int(i): k for k, i in enumerate(extra["index"])}
+        rows = [order.get(int(i)) for i in ids]
+        if all(r is not None for r in rows):
+            for name, values in extra.items():
+                if name != "index":
+                    features[name] = np.asarray(values)[rows]
+    return features

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,12 @@ log = logging.getLogger(__name__)
 THROTTLE_MS = 30
 #: a parameter whose last decode was faster than this is decoded in the GUI thread (no thread hops)
 INLINE_DECODE_SECONDS = 0.025
+
+
+#: what the first axis of a 3D image is: (chooser text, axis letter)
+STACK_CHOICES = (("z-stack: one id per object through the planes", "Z"),
+                 ("time-lapse: objects followed frame to frame", "T"),
+                 ("planes on their own", "Q"))
 
 
 class _Cancelled(Exception):
@@ -79,6 +86,9 @@ class SegmentWidget(QWidget):
         self.model = None
         self.model_path: str | None = None
         self.prediction = None
+        self.decoded: _Decoded | None = None  # the labels shown, their axes and divisions
+        self._tables: dict = {}  # measurements of the decoded labels, by id of the _Decoded
+        self.measured_count = 0  # measurement tables given to the labels layer (tests read it)
         self.source: L.LayerInput | None = None
         self.labels_layer_name: str | None = None
         self.preview_layer_names: list[str] = []
@@ -107,9 +117,18 @@ class SegmentWidget(QWidget):
         form.addRow(self.model_info)
         self.image_combo = layer_chooser(self.viewer, "image", accept=lambda layer: not is_output(layer),
                                          tooltip="The image to segment: 2D, RGB, or a 3D stack (each plane is "
-                                                 "segmented on its own)")
+                                                 "segmented, then the objects are linked as chosen below)")
         self.image_combo.changed.connect(lambda *_: self.truth_combo.reset_choices())
         form.addRow("Image", self.image_combo.native)
+        self.stack_choice = QComboBox()
+        for text, axis in STACK_CHOICES:
+            self.stack_choice.addItem(text, axis)
+        compact_combo(self.stack_choice, "For a 3D image: z-stack = objects stitched through the planes by "
+                                         "overlap (one id per nucleus in every plane it spans); time-lapse = "
+                                         "objects followed from frame to frame, with a Tracks layer; or each "
+                                         "plane on its own")
+        self.stack_choice.currentIndexChanged.connect(lambda *_: self.request_decode())
+        form.addRow("3D image is", self.stack_choice)
         self.device = device_combo()
         form.addRow("Device", self.device)
         layout.addLayout(form)
@@ -180,7 +199,15 @@ class SegmentWidget(QWidget):
         self.export_button.setToolTip("Save the labels layer: TIFF (smallest integer type, pixel size kept), "
                                       "PNG (2D) or zarr")
         self.export_button.clicked.connect(lambda: self.export_labels())
-        layout.addWidget(self.export_button)
+        self.export_table_button = QPushButton("Export table…")
+        self.export_table_button.setToolTip("Save the objects' measurements as CSV: id, frame, centroid, bounding "
+                                            "box, area or volume, intensity per channel, score and class (the "
+                                            "labels layer's features; per frame for a time-lapse)")
+        self.export_table_button.clicked.connect(lambda: self.export_table())
+        row = QHBoxLayout()
+        row.addWidget(self.export_button)
+        row.addWidget(self.export_table_button)
+        layout.addLayout(row)
         self.status = QLabel("Choose a model file and an image, then press Segment.")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
@@ -275,6 +302,7 @@ class SegmentWidget(QWidget):
             return
         model, device, cancel, progress = self.model, self.device.currentText(), threading.Event(), self._progress
         refine, flips = self.refine_check.isChecked(), self.flips_check.isChecked()
+        stack_axis = self.stack_choice.currentData()
         self._cancel = cancel
         self.destroyed.connect(cancel.set)  # a closed widget stops its prediction
 
@@ -292,8 +320,8 @@ class SegmentWidget(QWidget):
             except _Cancelled:
                 return None
             started = time.perf_counter()
-            labels = _decode(prediction, parameters, source.data, refine)
-            return prediction, labels, time.perf_counter() - started, parameters
+            decoded = _decode(prediction, parameters, source, refine, stack_axis)
+            return prediction, decoded, time.perf_counter() - started, parameters
 
         self.progress.setValue(0)
         self.progress.setFormat("segmenting…")
@@ -323,20 +351,21 @@ class SegmentWidget(QWidget):
             self.status.setText("cancelled")
             self.progress.setFormat("cancelled")
             return
-        prediction, labels, seconds, parameters = result
+        prediction, decoded, seconds, parameters = result
         if model is not self.model:  # the model changed meanwhile: this result is stale
             return
         self.prediction, self.source = prediction, source
         self._shown_parameters, self._decode_seconds = dict(parameters), {}
         self.labels_layer_name = f"{source.name} segmentation"
-        self._show_labels(labels, seconds)
+        self._show_labels(decoded, seconds)
         self.progress.setValue(1000)
         self.progress.setFormat("done")
         from ..inference import channel_conversion
 
         note = channel_conversion(model.net_config.in_channels, source.data.shape[-1] if source.rgb else 1)
-        self.status.setText(f"{self._count(labels)} objects in '{source.name}'{' (' + note + ')' if note else ''}. "
-                            "Move the sliders to refine; the net does not run again.")
+        self.status.setText(f"{self._count(decoded.labels)} objects in '{source.name}'"
+                            f"{' (' + note + ')' if note else ''}. Move the sliders to refine; the net does not "
+                            "run again.")
         if note:
             show_info(f"'{source.name}': {note}.")
         if self.show_preview.isChecked():
@@ -351,7 +380,13 @@ class SegmentWidget(QWidget):
         name = self.labels_layer_name
         return self.viewer.layers[name] if name and name in self.viewer.layers else None
 
-    def _show_labels(self, labels: np.ndarray, seconds: float = float("nan")) -> None:
+    def tracks_layer(self):
+        name = f"{self.source.name} tracks" if self.source is not None else None
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def _show_labels(self, decoded: "_Decoded", seconds: float = float("nan")) -> None:
+        labels = decoded.labels
+        self.decoded = decoded
         layer = self.labels_layer()
         if layer is None:
             layer = self.viewer.add_labels(labels, name=self.labels_layer_name, scale=self._spatial(self.source.scale),
@@ -362,10 +397,47 @@ class SegmentWidget(QWidget):
         features = L.class_features(self.prediction, labels)
         if features is not None:  # napari's own tools then colour and list the objects by class
             layer.features = features
+        self._measure_later(decoded, features)
+        self._show_tracks(decoded)
         self.decode_count += 1
         self.last_decode_seconds = seconds
         if self.model_path:
             session.remember_decode_values(self.model_path, self.sliders.values())
+
+    def _measure_later(self, decoded: "_Decoded", class_columns: dict | None) -> None:
+        """Measure the objects in a worker (the labels are shown first: sliders stay quick), then give the
+        labels layer the table as its features."""
+        source = self.source
+
+        def shown(table) -> None:
+            if isinstance(table, Failed):
+                report(table.exception)
+                return
+            self._tables[id(decoded)] = table
+            layer = self.labels_layer()
+            if self.decoded is decoded and layer is not None:
+                layer.features = L.measurement_features(table, class_columns)
+                self.measured_count += 1
+
+        self._tables = {k: v for k, v in self._tables.items() if k == id(self.decoded)}
+        start_function(lambda: _measure(decoded, source), on_result=shown)
+
+    def _show_tracks(self, decoded: "_Decoded") -> None:
+        """A time-lapse's tracks as a Tracks layer (removed when the image is not one)."""
+        from ..stacks import napari_tracks, tracks_table
+
+        existing = self.tracks_layer()
+        rows = tracks_table(decoded.labels, decoded.axes, decoded.parents) if "T" in decoded.axes else []
+        if not rows:
+            if existing is not None:
+                self.viewer.layers.remove(existing)
+            return
+        data, graph = napari_tracks(rows)
+        if existing is not None:
+            self.viewer.layers.remove(existing)  # Tracks layers do not take new data and graph together
+        self.viewer.add_tracks(data, graph=graph, name=f"{self.source.name} tracks",
+                               scale=self._spatial(self.source.scale), translate=self._spatial(self.source.translate),
+                               metadata={OUTPUT_KEY: "tracks"})
 
     def _spatial(self, values: tuple) -> tuple:
         ndim = len(self.source.spatial_shape)
@@ -388,12 +460,12 @@ class SegmentWidget(QWidget):
             return
 
         changed = {k for k, v in parameters.items() if self._shown_parameters.get(k) != v}
-        refine, image = self.refine_check.isChecked(), self.source.data
+        refine, source, stack_axis = self.refine_check.isChecked(), self.source, self.stack_choice.currentData()
 
         def decode():
             started = time.perf_counter()
-            labels = _decode(prediction, parameters, image, refine)
-            return prediction, labels, time.perf_counter() - started, parameters, changed
+            decoded = _decode(prediction, parameters, source, refine, stack_axis)
+            return prediction, decoded, time.perf_counter() - started, parameters, changed
 
         quick = not refine and bool(changed) and all(self._decode_seconds.get(k, 1.0) < INLINE_DECODE_SECONDS for k in changed)
         if quick and not self._decoder.busy:
@@ -409,14 +481,14 @@ class SegmentWidget(QWidget):
         if isinstance(result, Failed):
             report(result.exception)
             return
-        prediction, labels, seconds, parameters, changed = result
+        prediction, decoded, seconds, parameters, changed = result
         if prediction is not self.prediction:
             return
         for name in changed:
             self._decode_seconds[name] = seconds
         self._shown_parameters = dict(parameters)
-        self._show_labels(labels, seconds)
-        self.status.setText(f"{self._count(labels)} objects · decoded in {1000 * seconds:.0f} ms")
+        self._show_labels(decoded, seconds)
+        self.status.setText(f"{self._count(decoded.labels)} objects · decoded in {1000 * seconds:.0f} ms")
 
     @property
     def decoding(self) -> bool:
@@ -544,12 +616,54 @@ class SegmentWidget(QWidget):
             if not Path(path).suffix:
                 path += ".zarr" if "zarr" in chosen_filter else ".png" if "PNG" in chosen_filter else ".tif"
         try:
-            written = export_labels(path, np.asarray(layer.data), scale=tuple(layer.scale))
+            from ..measure import measurements_path, write_table
+
+            data = np.asarray(layer.data)
+            write_table(measurements_path(path), self.measurements(data), overwrite=True)  # first: a label
+            written = export_labels(path, data, scale=tuple(layer.scale))  # file always has its table
         except Exception as exc:  # noqa: BLE001
             report(exc)
             return None
-        self.status.setText(f"labels written to {written}")
+        self.status.setText(f"labels written to {written}, measurements to {measurements_path(written).name}")
         show_info(f"Labels written to {written}")
+        return written
+
+    def measurements(self, labels: np.ndarray | None = None) -> dict:
+        """The measurements of ``labels`` (default: the labels layer as it is now, hand edits included)."""
+        from ..measure import measure_objects
+
+        decoded = self.decoded
+        if decoded is None:
+            raise DeepColorError("there are no labels to measure yet: segment an image first.")
+        layer = self.labels_layer()
+        labels = np.asarray(layer.data if labels is None and layer is not None else
+                            decoded.labels if labels is None else labels)
+        if np.array_equal(labels, decoded.labels):
+            if id(decoded) not in self._tables:
+                self._tables[id(decoded)] = _measure(decoded, self.source)
+            return self._tables[id(decoded)]
+        image = np.asarray(self.source.data)  # edited by hand: measured again, without the decoder's scores
+        return measure_objects(labels, decoded.axes, image=image if self.source.rgb else image[..., None])
+
+    def export_table(self, path: str | None = None) -> Path | None:
+        """Write the objects' measurements as CSV to ``path`` (asks when None)."""
+        from ..measure import write_table
+
+        layer = self.labels_layer()
+        if layer is None or self.decoded is None:
+            report(DeepColorError("there is no table to export yet: segment an image first."))
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export table", f"{layer.name}_objects.csv", "CSV (*.csv)")
+            if not path:
+                return None
+        try:
+            written = write_table(path, self.measurements(), overwrite=True)
+        except Exception as exc:  # noqa: BLE001
+            report(exc)
+            return None
+        self.status.setText(f"measurements written to {written}")
+        show_info(f"Measurements written to {written}")
         return written
 
     def _update_buttons(self) -> None:
@@ -559,14 +673,39 @@ class SegmentWidget(QWidget):
         self.tune_button.setEnabled(self.tune_worker is None)
 
 
-def _decode(prediction, parameters: dict, image, refine: bool) -> np.ndarray:
-    """The labels shown and exported: the decode, then the instance CRF if ``refine``."""
+@dataclass(frozen=True, eq=False)
+class _Decoded:
+    """What one decode shows: the labels (linked through z or t), their axes and divisions."""
+
+    labels: np.ndarray
+    instances: object
+    axes: str
+    parents: dict
+    class_names: tuple = ()
+
+
+def _decode(prediction, parameters: dict, source, refine: bool, stack_axis: str = "Z") -> _Decoded:
+    """The labels shown and exported: the decode, the instance CRF if ``refine``, and a stack's objects
+    linked through its first axis (``stack_axis`` Z or T; Q: planes apart)."""
+    from ..stacks import link_instances
+
     instances = prediction.decode(**parameters)
     if refine:
         from ..refine import refine_prediction
 
-        instances = refine_prediction(prediction, np.asarray(image), instances)
-    return instances.labels
+        instances = refine_prediction(prediction, np.asarray(source.data), instances)
+    axes = (stack_axis if prediction.is_stack else "") + "YX"
+    instances, parents = link_instances(instances, axes)
+    return _Decoded(instances.labels, instances, axes, parents, tuple(prediction.model.class_names or ()))
+
+
+def _measure(decoded: _Decoded, source) -> dict:
+    """The measurements table of decoded labels (napari_deepcolor.measure), intensities from ``source``."""
+    from ..measure import measure_objects
+
+    image = np.asarray(source.data)
+    return measure_objects(decoded.labels, decoded.axes, image=image if source.rgb else image[..., None],
+                           instances=decoded.instances, class_names=decoded.class_names)
 
 
 def _stack_vectors(data: np.ndarray) -> np.ndarray:

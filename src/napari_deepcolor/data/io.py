@@ -171,7 +171,7 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool
         kwargs = {}
         if scale is not None and len(scale) >= 2 and all(s > 0 for s in scale[-2:]):
             kwargs["resolution"] = (1.0 / scale[-1], 1.0 / scale[-2])
-        tifffile.imwrite(tmp, labels, compression="zlib", **kwargs)
+        tifffile.imwrite(tmp, labels, compression="zlib", photometric="minisblack", **kwargs)  # 3 planes: not RGB
 
     return atomic_write(path, write, overwrite=overwrite)
 

@@ -1,0 +1,67 @@
+"""The Segment widget on a 3D image: objects linked through z or time, a Tracks layer, measurements."""
+
+import csv
+
+import numpy as np
+
+from .conftest import PLUGIN, add_widget, errors
+
+PLANES = 4
+
+
+def segment_stack(viewer, qtbot):
+    viewer.open_sample(PLUGIN, "synthetic-nuclei")
+    plane = viewer.layers["nuclei (synthetic)"].data[:192, :192]
+    viewer.add_image(np.stack([np.roll(plane, z, axis=1) for z in range(PLANES)]), name="stack")
+    widget = add_widget(viewer, "Segment")
+    widget.model_choice.setCurrentIndex(0)  # the nuclei starter
+    widget.image_combo.value = "stack"
+    widget.device.setCurrentText("cpu")
+    widget.show_preview.setChecked(False)
+    assert widget.stack_choice.currentData() == "Z"  # a 3D image is a z-stack unless told otherwise
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None and widget.measured_count > 0, timeout=60_000)
+    return widget
+
+
+def test_a_3d_image_gets_one_id_per_object_through_the_planes(make_napari_viewer, qtbot, notifications, tmp_path):
+    viewer = make_napari_viewer()
+    widget = segment_stack(viewer, qtbot)
+    assert not errors(notifications)
+    labels = widget.labels_layer().data
+    assert labels.shape == (PLANES, 192, 192)
+    first = set(np.unique(labels[0])) - {0}
+    assert len(first) >= 5
+    kept = [i for i in first if all(i in np.unique(labels[z]) for z in range(PLANES))]
+    assert len(kept) >= 0.9 * len(first)  # the same ids in every plane: linked, not counted up
+    assert labels.max() < 1.5 * len(first)
+    features = widget.labels_layer().features
+    assert list(features["index"]) == sorted(np.unique(labels[labels > 0]))
+    assert {"volume", "centroid_z", "mean_intensity_0"} <= set(features.columns)
+
+    written = widget.export_labels(str(tmp_path / "stack.tif"))
+    assert written is not None and (tmp_path / "stack_objects.csv").is_file()
+    table = widget.export_table(str(tmp_path / "table.csv"))
+    with open(table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(features) and "volume" in rows[0]
+
+
+def test_a_time_lapse_gets_ids_that_follow_the_objects_and_a_tracks_layer(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = segment_stack(viewer, qtbot)
+    assert widget.tracks_layer() is None  # a z-stack has no tracks
+    by_z = widget.labels_layer().data.copy()
+    shown = widget.decode_count
+    widget.stack_choice.setCurrentIndex(1)  # time-lapse: decoded again from the cache
+    measured = widget.measured_count
+    qtbot.waitUntil(lambda: widget.decode_count > shown and not widget.decoding and widget.measured_count > measured,
+                    timeout=20_000)
+    assert np.array_equal(widget.labels_layer().data, by_z)  # shifted a pixel a frame: the same ids
+    tracks = widget.tracks_layer()
+    assert tracks is not None and tracks.data.shape[1] == 4  # track id, t, y, x
+    assert set(np.unique(tracks.data[:, 0]).astype(int)) == set(np.unique(by_z[by_z > 0]))
+    assert "frames" in widget.labels_layer().features.columns
+    widget.stack_choice.setCurrentIndex(2)  # planes on their own: ids count up, no tracks
+    qtbot.waitUntil(lambda: widget.tracks_layer() is None and not widget.decoding, timeout=20_000)
+    assert widget.labels_layer().data.max() > by_z.max()
