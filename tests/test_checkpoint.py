@@ -17,7 +17,7 @@ def test_round_trip_keeps_weights_and_configuration(tmp_path):
     assert loaded.method_options.n_colors == 6 and loaded.method_options.halo_margin == 9
     assert loaded.net_config == model.net_config
     assert loaded.decode_parameters() == {"size_threshold": 33, "merge_radius": 0, "interior_threshold": 0.5,
-                                         "split_by_color": 1}
+                                         "split_by_color": 1, "foreground_threshold": 0.5}
     for k, v in model.net.state_dict().items():
         assert torch.equal(v, loaded.net.state_dict()[k])
 

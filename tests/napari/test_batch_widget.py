@@ -55,7 +55,8 @@ def test_batch_takes_the_values_last_used_in_the_segment_widget(make_napari_view
     widget = add_widget(viewer, "Batch")
     widget.model.set_path(str(tiny_model_path))
     assert not widget.from_segment.isEnabled()
-    remembered = {"size_threshold": 77, "merge_radius": 3.0, "interior_threshold": 0.35, "split_by_color": 0}
+    remembered = {"size_threshold": 77, "merge_radius": 3.0, "interior_threshold": 0.35, "split_by_color": 0,
+                  "foreground_threshold": 0.65}
     session.remember_decode_values(tiny_model_path, remembered)
     assert widget.from_segment.isEnabled()
     widget.from_segment.click()
