@@ -29,7 +29,7 @@ from superqt.utils import qthrottled
 
 from ..errors import DeepColorError
 from . import layers as L
-from ._common import (OUTPUT_KEY, Failed, LatestOnly, ModelChooser, chosen_layer, device_combo,
+from ._common import (OUTPUT_KEY, Failed, LatestOnly, ModelChooser, chosen_layer, compact_combo, device_combo,
                       error_message, format_scores, is_output, layer_chooser, report, scrolling_body, show_info,
                       start_function)
 from ._session import session
