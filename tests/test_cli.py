@@ -251,7 +251,8 @@ def test_predict_into_a_folder_with_results_skips_them_and_resumes(annotated_fol
     tifffile.imwrite(out / "img1.tif", np.full((96, 96), 7, np.uint16))  # finished by an interrupted run
     assert main(["predict", "--model", str(model), "--input", str(annotated_folder / "images"), "--output", str(out),
                  "--device", "cpu"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["img0.tif", "img1.tif", "img2.tif"]
+    assert sorted(p.name for p in out.iterdir()) == ["img0.tif", "img0_objects.csv", "img1.tif", "img2.tif",
+                                                     "img2_objects.csv"]  # img1 was kept, untouched
     assert (tifffile.imread(out / "img1.tif") == 7).all()
     captured = capsys.readouterr()
     assert "FAILED" not in captured.err and "2 segmented, 1 skipped" in captured.out
