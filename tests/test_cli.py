@@ -546,9 +546,10 @@ def test_training_on_binary_masks_says_so_and_the_opt_in_trains_a_model_that_fin
     from napari_deepcolor.data.masks import label_pieces
 
     model = tmp_path / "m.safetensors"
-    argv = ["train", "--method", "boundary", "--images", str(mask_folder / "images"), "--labels",
-            str(mask_folder / "labels"), "--output", str(model), "--iterations", "80", "--patch-size", "64",
-            "--batch-size", "4", "--depth", "2", "--width", "8", "--learning-rate", "3e-3",
+    # deep coloring: the tiny net finds objects after tens of steps (the 3-class baseline takes hundreds)
+    argv = ["train", "--method", "coloring", "--halo-margin", "5", "--images", str(mask_folder / "images"),
+            "--labels", str(mask_folder / "labels"), "--output", str(model), "--iterations", "80",
+            "--patch-size", "64", "--batch-size", "4", "--depth", "2", "--width", "8", "--learning-rate", "3e-3",
             "--net-object-diameter", "0", "--validation-fraction", "0", "--device", "cpu"]
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -561,7 +562,7 @@ def test_training_on_binary_masks_says_so_and_the_opt_in_trains_a_model_that_fin
                  "--output", str(out), "--device", "cpu"]) == 0
     found = len(np.unique(tifffile.imread(out / "img0.tif"))) - 1
     pieces = len(np.unique(label_pieces(tifffile.imread(mask_folder / "labels" / "img0.tif")))) - 1
-    assert found >= 0.6 * pieces > 4, (found, pieces)  # not the single merged blob of a model trained on the mask
+    assert found >= 0.5 * pieces > 4, (found, pieces)  # not the few merged blobs of a model trained on the mask
 
 
 def test_an_rgb_image_into_a_grey_model_says_it_was_averaged_to_grey(tmp_path, capsys):

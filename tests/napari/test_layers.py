@@ -48,3 +48,12 @@ def test_tuning_scores_only_the_annotated_box():
     assert len(pairs) == 1 and pairs[0][0].shape == (9, 10, 15) and pairs[0][1].shape == (10, 15)
     with pytest.raises(DeepColorError, match="shape"):
         tuning_pairs(output, truth[0])
+
+
+def test_a_labels_layer_painted_with_one_label_is_refused_unless_its_pieces_are_objects():
+    image, labels = synthetic.nuclei((120, 150), count=15, seed=1)
+    painted = (labels > 0).astype(np.int32)  # every nucleus painted with label 1
+    with pytest.raises(DeepColorError, match=r"the value 1 covers \d+ separate pieces.*Labels are masks"):
+        training_samples([(layer(image), painted, "l")], "whole")
+    sample, = training_samples([(layer(image), painted, "l")], "whole", labels_are_masks=True)
+    assert sample.num_objects > 8

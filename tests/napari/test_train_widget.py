@@ -198,3 +198,23 @@ def test_export_button_writes_a_bioimageio_package_of_the_trained_model(make_nap
     package = widget.export_bioimageio(str(tmp_path / "trained.zip"))
     assert package is not None and package.is_file(), widget.status.text()
     assert load_model(package).method_name == "coloring"
+
+
+def test_labels_painted_with_one_label_are_a_notification_and_the_masks_box_trains_on_their_pieces(
+        make_napari_viewer, qtbot, tmp_path, notifications):
+    viewer = make_napari_viewer()
+    image, labels = nuclei_layers(viewer)
+    labels.data = (labels.data > 0).astype(np.int32)  # one label over every nucleus
+    widget = add_widget(viewer, "Train")
+    tiny_settings(widget, iterations=1)
+    widget.output.set_path(str(tmp_path / "m.safetensors"))
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.job is None, timeout=30_000)
+    assert any("the value 1 covers" in e and "Labels are masks" in e for e in errors(notifications))
+    assert widget.train_button.isEnabled()
+    notifications.clear()
+    widget.labels_are_masks.setChecked(True)
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.job is None, timeout=60_000)
+    assert not errors(notifications) and widget.finished.reason == "done"
+    assert load_model(tmp_path / "m.safetensors").provenance["iterations"] == 1
