@@ -361,7 +361,11 @@ def main(argv=None) -> int:
               "split": {**split, "n_train_ours": "the same non-test images, 15 % of them kept for decode tuning",
                         "note": "Cellpose trains on every non-test image: it has no decode tuning step"},
               "sides": sides, "failed": failed}
-    result = portable(result, {str(HERE.parent) + os.sep: "", sys.executable: "python", str(work): "WORK",
+    # folders named in our runs' extra arguments (e.g. --model-out) and the reused Cellpose run's own work folder
+    named = {str(Path(a).parent): "OUT" for _, _, extra in args.runs for a in extra if os.path.isabs(a)}
+    if args.cellpose_from is not None:
+        named[str(args.cellpose_from.resolve().parent)] = "CELLPOSE_WORK"
+    result = portable(result, {**named, str(HERE.parent) + os.sep: "", sys.executable: "python", str(work): "WORK",
                                str(args.cellpose_python): "CELLPOSE_PYTHON",
                                **({str(args.cellpose_from): "CELLPOSE_FROM"} if args.cellpose_from else {})})
     args.out.parent.mkdir(parents=True, exist_ok=True)
