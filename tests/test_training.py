@@ -80,12 +80,18 @@ def test_on_a_cpu_validation_runs_only_at_the_end_unless_asked(nuclei_samples):
     assert validated_at(validate_every=0) == [(4, True)]
 
 
+def _stopped_at(iteration: int, samples, out):
+    """The last event of a long training stopped (as the Stop button does) after ``iteration`` steps."""
+    training = Training(config(iterations=1000), samples, output=out)
+    for event in training.run():
+        if isinstance(event, Step) and event.iteration == iteration:
+            training.stop()
+    return event
+
+
 def test_stop_keeps_a_usable_model(nuclei_samples, tmp_path):
     out = tmp_path / "m.safetensors"
-    training = Training(config(iterations=1000), nuclei_samples, output=out)
-    for event in training.run():
-        if isinstance(event, Step) and event.iteration == 3:
-            training.stop()
+    event = _stopped_at(3, nuclei_samples, out)
     assert isinstance(event, Finished) and event.reason == "stopped" and event.iteration == 3
     assert load_model(out).provenance["iterations"] == 3
 
@@ -109,10 +115,7 @@ def _adam_steps(model_path) -> set:
 def test_resume_restores_the_weights_and_the_optimizer_state(nuclei_samples, tmp_path):
     """Not only the counter: the resumed loop starts from the saved weights and Adam's saved moments."""
     out = tmp_path / "m.safetensors"
-    training = Training(config(iterations=1000), nuclei_samples, output=out)
-    for event in training.run():
-        if isinstance(event, Step) and event.iteration == 3:
-            training.stop()
+    _stopped_at(3, nuclei_samples, out)
     saved = _weights(out)
     assert _adam_steps(out) == {3}
     resumed = Training(config(iterations=5), nuclei_samples, output=out, resume=True)
