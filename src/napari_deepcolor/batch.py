@@ -657,7 +657,7 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device):
     for plane in range(layout.n_planes):
         image = source.read(layout, plane)
         if _is_constant(match_channels(model, image)):
-            nothing = np.zeros(0, np.int32) if model.class_names else None
+            nothing = np.zeros(0, np.int32) if model.output_class_names else None
             planes.append(Instances(np.zeros(image.shape[:2], np.uint8), np.zeros(0, np.float32), nothing,
                                     None if nothing is None else np.zeros(0, np.float32)))
         else:
@@ -674,11 +674,12 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device):
     labels = instances.labels.reshape(layout.out_shape)
     counts = ()
     overwrite = task.config.overwrite
-    if model.class_names:  # written first: a finished label file then always has its class table
+    if model.output_class_names:  # written first: a finished label file then always has its class table
         from .data.classes import class_counts, class_table_path, write_class_table
 
-        write_class_table(class_table_path(task.target), instances, model.class_names, overwrite=overwrite)
-        counts = tuple(class_counts(instances, model.class_names).items())
+        write_class_table(class_table_path(task.target), instances, model.output_class_names,
+                          overwrite=overwrite)
+        counts = tuple(class_counts(instances, model.output_class_names).items())
     if "T" in layout.out_axes:
         from .measure import tracks_path, write_table
         from .stacks import TRACK_FIELDS, tracks_table
@@ -689,7 +690,7 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device):
         from .measure import measure_objects, measurements_path, write_table
 
         table = measure_objects(labels, layout.out_axes, image=source.read_channels(layout), instances=instances,
-                                class_names=model.class_names, channel_names=source.channel_names)
+                                class_names=model.output_class_names, channel_names=source.channel_names)
         write_table(measurements_path(task.target), table, overwrite=True)
     _write_output(task, layout, labels.dtype, tile - 2 * MARGIN, labels=labels)
     return instances.count, "in-memory", counts
@@ -788,7 +789,7 @@ def _segment_out_of_core(model, source, layout, parameters, task, tile, device):
                              "memory); segment without --refine, or raise the large-image threshold "
                              "(CLI: --large-image-mp) if the image fits in memory.")
     limitation = method.blockwise_limitation(parameters, model.method_options)
-    if model.class_names:
+    if model.output_class_names:
         limitation = "is not implemented for models with classes (the class of each object needs the whole plane)"
     if limitation:
         raise DeepColorError(f"{task.file}: planes over {threshold} are decoded out of core, which {limitation}; "

@@ -45,6 +45,9 @@ class Model:
     class_names: tuple = ()
     #: the model card of a starter model (data, licence, citation, recipe, test-split scores); {} otherwise
     card: dict = field(default_factory=dict)
+    #: a random forest on whole objects' shape and intensity (:class:`~napari_deepcolor.object_classes.
+    #: ObjectClassifier`), stored as arrays beside the weights; None = none
+    object_classifier: object | None = None
 
     def __post_init__(self):
         self.class_names = tuple(self.class_names or ())
@@ -61,6 +64,17 @@ class Model:
     def method_channels(self) -> int:
         """The output channels of the method itself; a class head, if any, follows them."""
         return self.method.out_channels(self.method_options)
+
+    @property
+    def uses_object_classifier(self) -> bool:
+        """Whether objects get their class from the object classifier rather than the pixel class head."""
+        return self.object_classifier is not None and self.object_classifier.use == "object"
+
+    @property
+    def output_class_names(self) -> tuple:
+        """The names of the classes 1..K objects are given: the object classifier's when it classifies,
+        else the class head's; () for a model whose objects have no class."""
+        return tuple(self.object_classifier.class_names) if self.uses_object_classifier else self.class_names
 
     def class_name(self, class_id: int) -> str:
         """The name of class id 1..K."""
@@ -86,6 +100,7 @@ class Model:
             "provenance": self.provenance, "object_scale": self.object_scale, "crf": self.crf,
             **({"class_names": list(self.class_names)} if self.class_names else {}),
             **({"card": self.card} if self.card else {}),
+            **({"object_classifier": self.object_classifier.config()} if self.object_classifier else {}),
         }
 
 
@@ -111,6 +126,8 @@ def save_model(model: Model, path, *, overwrite: bool = True, half: bool = False
     state = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    if model.object_classifier is not None:  # arrays only: loading them runs no code
+        state.update(model.object_classifier.to_tensors())
     metadata = {"napari_deepcolor": json.dumps(model.config())}
     return atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata), overwrite=overwrite)
 
@@ -167,8 +184,15 @@ def load_model(path, *, device: str | torch.device = "cpu") -> Model:
                       provenance=config.get("provenance", {}), object_scale=config.get("object_scale", {}),
                       crf=config.get("crf"), class_names=tuple(config.get("class_names") or ()),
                       card=config.get("card", {}))
+    tensors = load_file(str(path), device="cpu")
+    if config.get("object_classifier"):
+        from .object_classes import TENSOR_PREFIX, ObjectClassifier
+
+        model.object_classifier = ObjectClassifier.from_file_parts(config["object_classifier"], tensors,
+                                                                   where=str(path))
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(TENSOR_PREFIX)}
     try:
-        model.net.load_state_dict(load_file(str(path), device=str(device)))
+        model.net.load_state_dict(tensors)
     except RuntimeError as exc:
         raise DeepColorError(f"{path}: the weights do not fit the configuration stored with them ({exc}). "
                              "The file is damaged; use another copy.") from exc

@@ -229,14 +229,17 @@ class Prediction:
     output: np.ndarray  # (C, H, W) or (Z, C, H, W)
     _caches: dict = field(default_factory=dict, repr=False)
     class_output: np.ndarray | None = None  # (K + 1, H, W) or (Z, K + 1, H, W)
+    #: the image as the net saw it (:func:`prepare_image`), (H, W, C) or (Z, H, W, C): what an object
+    #: classifier measures intensities on; None when not kept
+    image: np.ndarray | None = None
 
     @classmethod
-    def from_output(cls, model: Model, output: np.ndarray) -> "Prediction":
+    def from_output(cls, model: Model, output: np.ndarray, image: np.ndarray | None = None) -> "Prediction":
         """A prediction from the whole activated net output, the class head split off."""
         if not model.class_names:
-            return cls(model, output)
+            return cls(model, output, image=image)
         m = model.method_channels
-        return cls(model, output[..., :m, :, :], class_output=output[..., m:, :, :])
+        return cls(model, output[..., :m, :, :], class_output=output[..., m:, :, :], image=image)
 
     @property
     def is_stack(self) -> bool:
@@ -258,7 +261,14 @@ class Prediction:
         return stack_instances(planes)
 
     def with_classes(self, instances: Instances, plane: int | None = None) -> Instances:
-        """``instances`` of this image (or of ``plane`` of a stack) with the class of each from the class head."""
+        """``instances`` of this image (or of ``plane`` of a stack) with the class of each from the class head,
+        or from the model's object classifier where it measured better (:mod:`napari_deepcolor.object_classes`)."""
+        if self.model.uses_object_classifier and self.image is not None:
+            from .object_classes import classify_objects
+
+            image = self.image if plane is None else self.image[plane]
+            classes, scores = classify_objects(self.model.object_classifier, instances.labels, image, instances.count)
+            return replace(instances, classes=classes, class_scores=scores)
         if self.class_output is None:
             return instances
         from .methods.classes import classify_instances
@@ -325,10 +335,12 @@ def predict(model: Model, image: np.ndarray, *, stack: bool | None = None, devic
     if stack is None:
         stack = image.ndim == 4 or (image.ndim == 3 and image.shape[-1] > 4)
     planes = image if stack else image[None]
-    outputs = []
+    outputs, prepared = [], []
     for z, plane in enumerate(planes):
         report = None if progress is None else (lambda d, t, z=z: progress(z * t + d, len(planes) * t))
-        outputs.append(predict_output(model, prepare_image(model, plane), device=device, tile_size=tile_size,
+        prepared.append(prepare_image(model, plane))
+        outputs.append(predict_output(model, prepared[-1], device=device, tile_size=tile_size,
                                       margin=margin, object_diameter=object_diameter, flips=flips,
                                       progress=report))
-    return Prediction.from_output(model, np.stack(outputs) if stack else outputs[0])
+    return Prediction.from_output(model, np.stack(outputs) if stack else outputs[0],
+                                  image=np.stack(prepared) if stack else prepared[0])

@@ -239,15 +239,22 @@ def tuning_pairs(output: np.ndarray, ground_truth: np.ndarray) -> list[tuple[np.
     return pairs
 
 
-def class_features(prediction, labels: np.ndarray) -> dict | None:
+def class_features(prediction, labels: np.ndarray, instances=None) -> dict | None:
     """The ``features`` table of a labels layer decoded from ``prediction``: one row per object with
     ``index`` (its label), ``class`` (the class name) and ``score`` (the class head's confidence);
     None for a model without classes. The same classes as ``NAME_classes.csv`` of ``predict``.
+    A model whose object classifier classifies takes the classes of the decoded ``instances`` (ids as
+    ``labels``').
     """
     from ..data.classes import class_table_rows
     from ..methods.base import Instances
     from ..methods.classes import classify_instances
 
+    if prediction is not None and prediction.model.uses_object_classifier:
+        if instances is None or instances.classes is None:
+            return None
+        rows = class_table_rows(instances, prediction.model.output_class_names)
+        return _class_columns(rows)
     if prediction is None or prediction.class_output is None:
         return None
     labels = np.asarray(labels)
@@ -255,7 +262,10 @@ def class_features(prediction, labels: np.ndarray) -> dict | None:
     n = int(labels.max(initial=0))
     classes, scores = classify_instances(labels, probabilities, n)
     instances = Instances(labels, np.zeros(n, np.float32), classes, scores)
-    rows = class_table_rows(instances, prediction.model.class_names)
+    return _class_columns(class_table_rows(instances, prediction.model.class_names))
+
+
+def _class_columns(rows: list[dict]) -> dict:
     return {"index": np.array([r["label"] for r in rows], np.int64),
             "class": np.array([r["class"] for r in rows], dtype=object),
             "score": np.array([r["score"] for r in rows], np.float32)}

@@ -394,7 +394,7 @@ class SegmentWidget(QWidget):
                                            metadata={OUTPUT_KEY: "segmentation"})
         else:
             layer.data = labels
-        features = L.class_features(self.prediction, labels)
+        features = L.class_features(self.prediction, labels, decoded.instances)
         if features is not None:  # napari's own tools then colour and list the objects by class
             layer.features = features
         self._measure_later(decoded, features)
@@ -696,7 +696,7 @@ def _decode(prediction, parameters: dict, source, refine: bool, stack_axis: str 
         instances = refine_prediction(prediction, np.asarray(source.data), instances)
     axes = (stack_axis if prediction.is_stack else "") + "YX"
     instances, parents = link_instances(instances, axes)
-    return _Decoded(instances.labels, instances, axes, parents, tuple(prediction.model.class_names or ()))
+    return _Decoded(instances.labels, instances, axes, parents, tuple(prediction.model.output_class_names))
 
 
 def _measure(decoded: _Decoded, source) -> dict:
