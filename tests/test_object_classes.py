@@ -182,3 +182,21 @@ def test_batch_counts_the_objects_of_each_class_of_the_object_classifier(tmp_pat
     assert int(summary["objects"]) == len(rows)
     for name in NAMES:
         assert int(summary[f"objects_{name}"]) == sum(r["class"] == name for r in rows)
+
+
+def test_the_cli_trains_object_classes_from_a_classes_folder_into_a_new_model(tmp_path, capsys):
+    from napari_deepcolor.cli import main
+
+    from .test_classes import write_dataset
+
+    root = write_dataset(tmp_path / "data", n=3, form="csv")
+    save_model(new_model("boundary", {}, TINY_NET, 1), tmp_path / "m.safetensors")
+    arguments = ["train-classes", "--model", str(tmp_path / "m.safetensors"), "--images", str(root / "images"),
+                 "--labels", str(root / "labels"), "--output", str(tmp_path / "classes.safetensors"), "--trees", "20",
+                 "--device", "cpu"]
+    assert main(arguments) == 0
+    model = load_model(tmp_path / "classes.safetensors")
+    assert model.output_class_names == NAMES and model.object_classifier.scores["n_objects"] == 18
+    assert "model saved to" in capsys.readouterr().out
+    assert main(arguments) != 0  # an existing model file is not replaced without --overwrite
+    assert "already exists" in capsys.readouterr().err

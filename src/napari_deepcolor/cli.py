@@ -407,6 +407,36 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def _cmd_train_classes(args) -> int:
+    """Fit the object classifier of a model on annotated objects with classes; the net is not retrained."""
+    from .checkpoint import load_model, save_model
+    from .data import read_annotated_folder
+    from .data.sampling import split_train_validation
+    from .object_classes import annotated_objects, train_object_classifier
+
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise DeepColorError(f"{output} already exists; use --overwrite to replace it, or choose another --output.")
+    model = load_model(args.model)
+    data = read_annotated_folder(args.images, args.labels, classes=args.classes,
+                                 labels_are_masks=args.labels_are_masks)
+    if not data[0].has_classes:
+        raise DeepColorError("the annotations have no classes: give --classes FOLDER (classes.json and NAME.csv "
+                             "tables of label, class, or class images), or put a classes/ folder beside images/.")
+    train, validation = split_train_validation(data, validation_fraction=args.validation_fraction, seed=args.seed) \
+        if model.class_names and args.validation_fraction > 0 else (data, [])
+    device = args.device
+    classifier = train_object_classifier(model, annotated_objects(model, train, device=device),
+                                         validation=annotated_objects(model, validation, device=device),
+                                         class_names=data[0].class_names, n_trees=args.trees, seed=args.seed)
+    model.object_classifier = classifier
+    save_model(model, output, overwrite=args.overwrite)
+    scores = ", ".join(f"{k} {v}" for k, v in classifier.scores.items())
+    print(f"object classes {', '.join(classifier.class_names)} ({scores}); classes come from the "
+          f"{'object classifier' if classifier.use == 'object' else 'pixel class head'}; model saved to {output}")
+    return 0
+
+
 def _cmd_predict(args) -> int:
     """``batch`` with predict's defaults: every image of a folder (TIFF, PNG, JPEG, BMP, zarr), no summary CSV."""
     from .batch import BatchConfig
@@ -621,6 +651,26 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
                         "across (default 30, as Cellpose); 0 trains at the images' own resolution")
     _add_method_option_flags(p, only_method)
     p.set_defaults(run=_cmd_train)
+
+    p = sub.add_parser("train-classes", help="learn object classes from the shape of whole objects, in seconds",
+                       description="Fit a random forest on the annotated objects' shape and intensity (length, "
+                       "curvature, solidity, ...) and store it in a copy of the model; the net is not retrained. "
+                       "predict and batch then give every object a class (NAME_classes.csv, objects_<class> "
+                       "counts in the batch summary). For a model with a class head, the validation images keep "
+                       "whichever of the two classifies better.")
+    p.add_argument("--model", required=True, help="the segmentation model (file, starter name or .zip)")
+    p.add_argument("--images", required=True, help="folder of annotated images (as for train)")
+    p.add_argument("--labels", default=None, help="folder of instance labels (as for train)")
+    p.add_argument("--classes", default=None, metavar="FOLDER", help="class of each object (as for train)")
+    p.add_argument("--labels-are-masks", action="store_true", help="LABELS holds one binary mask per object")
+    p.add_argument("--output", required=True, help="the new model file (.safetensors)")
+    p.add_argument("--validation-fraction", type=float, default=0.15,
+                   help="share of the images that choose between the forest and a class head (models with one)")
+    p.add_argument("--trees", type=int, default=200, help="trees of the forest")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.set_defaults(run=_cmd_train_classes)
 
     p = sub.add_parser("predict", help="segment images with a trained model",
                        description="Segment one image or every image in a folder (TIFF, PNG, JPEG, BMP, zarr); "

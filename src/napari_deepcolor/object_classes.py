@@ -26,7 +26,8 @@ import numpy as np
 
 from .errors import DeepColorError
 
-__all__ = ["AnnotatedObjects", "ObjectClassifier", "TENSOR_PREFIX", "choose_classes_source", "classify_objects",
+__all__ = ["AnnotatedObjects", "ObjectClassifier", "TENSOR_PREFIX", "annotated_objects", "choose_classes_source",
+           "classify_objects",
            "fit_object_classifier", "objects_from_points", "train_object_classifier"]
 
 #: the model file's tensors of the object classifier are named ``object_classifier.<array>``
@@ -347,3 +348,20 @@ def objects_from_points(labels: np.ndarray, points: np.ndarray, point_classes) -
                                  "remove one of them.")
         found[label] = name
     return found
+
+
+def annotated_objects(model, samples, *, device=None) -> list[AnnotatedObjects]:
+    """:class:`AnnotatedObjects` of annotated images with classes (:class:`~napari_deepcolor.data.AnnotatedImage`
+    with ``object_classes``): each image predicted once, its annotated objects with their classes."""
+    from .inference import predict
+
+    examples = []
+    for sample in samples:
+        if not sample.has_classes:
+            raise DeepColorError(f"{sample.name} has no class annotation; give a classes folder (classes.json "
+                                 "and NAME.csv or class images) for every image.")
+        names = sample.class_names
+        classes = {k: names[int(c) - 1] for k, c in enumerate(sample.object_classes) if k > 0 and c > 0}
+        examples.append(AnnotatedObjects(predict(model, sample.image, stack=False, device=device),
+                                         np.asarray(sample.labels), classes))
+    return examples

@@ -13,9 +13,15 @@ length along its body), ``endpoint_distance`` (the straight distance between tha
 ``tortuosity`` (skeleton length over endpoint distance: 1 for a straight rod, more for a curved
 one), ``bend`` (the farthest the path strays from the straight line between its ends, over its
 length), ``thickness`` (area over skeleton length), ``skeleton_share`` (skeleton pixels over the
-path's pixels: above 1 for a branched skeleton), and per channel of the image ``mean_<c>``,
+path's pixels: above 1 for a branched skeleton), ``turning`` (the path's total absolute change of
+direction, radians, over its length in units of ``TURN_STEP`` px: its mean curvature),
+``max_turn`` (the sharpest change of direction between two steps), ``turn_sign_changes`` (how
+often the path turns from left to right and back: a wave), ``width_mean`` and ``width_spread``
+(the object's half width along the path, from the distance transform, and its coefficient of
+variation: high for two objects merged into one), and per channel of the image ``mean_<c>``,
 ``std_<c>``, ``p10_<c>`` and ``p90_<c>`` (mean, spread and 10th / 90th percentile of the
-intensity inside the object).
+intensity inside the object), ``edges_<c>`` (the mean gradient magnitude inside it: texture) and
+``spine_<c>`` (the mean intensity along the path).
 
 Intensities are those of the image as the net saw it (normalised by the model's percentiles, see
 :func:`napari_deepcolor.inference.prepare_image`), so that training and prediction measure alike.
@@ -31,8 +37,11 @@ __all__ = ["SHAPE_FEATURES", "feature_names", "object_features"]
 
 SHAPE_FEATURES = ("area", "perimeter", "eccentricity", "solidity", "extent", "major_axis", "minor_axis",
                   "elongation", "feret_diameter", "skeleton_length", "endpoint_distance", "tortuosity", "bend",
-                  "thickness", "skeleton_share")
-INTENSITY_FEATURES = ("mean", "std", "p10", "p90")
+                  "thickness", "skeleton_share", "turning", "max_turn", "turn_sign_changes", "width_mean",
+                  "width_spread")
+INTENSITY_FEATURES = ("mean", "std", "p10", "p90", "edges", "spine")
+#: the step (px along the skeleton path) over which the path's turning is measured
+TURN_STEP = 6
 
 
 def feature_names(channels: int) -> tuple[str, ...]:
@@ -81,34 +90,63 @@ def object_features(labels: np.ndarray, image: np.ndarray | None = None, *, ids=
     ids = np.arange(1, int(labels.max(initial=0)) + 1) if ids is None else np.asarray(ids, np.int64)
     rows = np.full((ids.size, len(feature_names(channels))), np.nan)
     where = {int(i): k for k, i in enumerate(ids)}
+    edges = None if image is None else _gradient_magnitude(image)
     for region in regionprops(labels.astype(np.int64, copy=False)):
         k = where.get(region.label)
         if k is not None:
-            pixels = None if image is None else image[region.slice][region.image]
-            rows[k] = _row(region, pixels)
+            rows[k] = _row(region, None if image is None else image[region.slice],
+                           None if edges is None else edges[region.slice])
     return rows
 
 
-def _row(region, pixels: np.ndarray | None) -> list[float]:
+def _gradient_magnitude(image: np.ndarray) -> np.ndarray:
+    from skimage.filters import sobel
+
+    return np.stack([sobel(image[..., c]) for c in range(image.shape[-1])], axis=-1)
+
+
+def _row(region, crop: np.ndarray | None, edges: np.ndarray | None) -> list[float]:
+    from scipy import ndimage as ndi
+
     mask = region.image
-    length, ends, bend, path_pixels, skeleton_pixels = _skeleton_path(mask)
+    length, ends, bend, path, skeleton_pixels = _skeleton_path(mask)
+    turning, max_turn, sign_changes = _turning(path, length)
+    half_width = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1][tuple(path.T)]
     area = float(region.area)
     major, minor = float(region.axis_major_length), float(region.axis_minor_length)
     row = [area, float(region.perimeter), float(region.eccentricity), float(region.solidity),
            float(region.extent), major, minor, minor / major if major > 0 else 1.0,
            float(region.feret_diameter_max), length, ends, length / max(ends, 1.0), bend / max(length, 1.0),
-           area / max(length, 1.0), skeleton_pixels / max(path_pixels, 1)]
-    if pixels is not None:
+           area / max(length, 1.0), skeleton_pixels / max(len(path), 1), turning, max_turn, sign_changes,
+           float(half_width.mean()), float(half_width.std() / max(half_width.mean(), 1e-6))]
+    if crop is not None:
+        pixels, edge_pixels, spine = crop[mask], edges[mask], crop[tuple(path.T)]
         for c in range(pixels.shape[-1]):
             values = pixels[:, c]
             p10, p90 = np.percentile(values, [10, 90])
-            row += [float(values.mean()), float(values.std()), float(p10), float(p90)]
+            row += [float(values.mean()), float(values.std()), float(p10), float(p90),
+                    float(edge_pixels[:, c].mean()), float(spine[:, c].mean())]
     return row
 
 
-def _skeleton_path(mask: np.ndarray) -> tuple[float, float, float, int, int]:
+def _turning(path: np.ndarray, length: float) -> tuple[float, float, float]:
+    """``(total absolute turning per TURN_STEP px of path, sharpest turn, sign changes of the turning)``
+    of an ordered path of pixels, its direction taken every ``TURN_STEP`` pixels."""
+    points = path[::TURN_STEP].astype(np.float64)
+    if len(points) < 3:
+        return 0.0, 0.0, 0.0
+    steps = np.diff(points, axis=0)
+    angles = np.arctan2(steps[:, 0], steps[:, 1])
+    turns = (np.diff(angles) + np.pi) % (2 * np.pi) - np.pi
+    signs = np.sign(turns[np.abs(turns) > 0.05])
+    changes = float(np.sum(signs[1:] != signs[:-1])) if signs.size > 1 else 0.0
+    return float(np.abs(turns).sum() / max(length / TURN_STEP, 1.0)), float(np.abs(turns).max()), changes
+
+
+def _skeleton_path(mask: np.ndarray) -> tuple[float, float, float, np.ndarray, int]:
     """The longest path through the skeleton of a binary mask: ``(length, distance between its ends, farthest
-    distance of the path from the straight line between its ends, pixels on the path, skeleton pixels)``.
+    distance of the path from the straight line between its ends, the path's pixels (P, 2) in order in the
+    mask's coordinates, skeleton pixels)``.
 
     The skeleton's pixels are a graph (8-neighbours, diagonal steps sqrt 2); its longest shortest path is found
     from the farthest pixel of the farthest pixel (two Dijkstra sweeps: exact on a tree, close on a skeleton
@@ -121,7 +159,9 @@ def _skeleton_path(mask: np.ndarray) -> tuple[float, float, float, int, int]:
     skeleton = skeletonize(np.pad(mask, 1))
     points = np.argwhere(skeleton)
     if len(points) < 2:
-        return 1.0, 1.0, 0.0, 1, max(len(points), 1)
+        inside = np.argwhere(mask)
+        centre = inside[len(inside) // 2:len(inside) // 2 + 1] if len(inside) else np.zeros((1, 2), np.int64)
+        return 1.0, 1.0, 0.0, centre, max(len(points), 1)
     index = np.full(skeleton.shape, -1, np.int64)
     index[tuple(points.T)] = np.arange(len(points))
     rows, cols, weights = [], [], []
@@ -149,4 +189,4 @@ def _skeleton_path(mask: np.ndarray) -> tuple[float, float, float, int, int]:
         bend = float(np.max(np.abs(offsets[:, 0] * chord[1] - offsets[:, 1] * chord[0])) / ends)
     else:
         bend = 0.0
-    return float(distances[end]) + 1.0, ends + 1.0, bend, len(path), len(points)
+    return float(distances[end]) + 1.0, ends + 1.0, bend, points[path] - 1, len(points)

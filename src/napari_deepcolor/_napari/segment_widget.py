@@ -194,6 +194,10 @@ class SegmentWidget(QWidget):
         self.tune_result.setWordWrap(True)
         tune_form.addRow(self.tune_result)
         layout.addWidget(tune_box)
+        from .object_classes_box import ObjectClassesBox
+
+        self.object_classes = ObjectClassesBox(self)
+        layout.addWidget(self.object_classes)
 
         self.export_button = QPushButton("Export labels…")
         self.export_button.setToolTip("Save the labels layer: TIFF (smallest integer type, pixel size kept), "
@@ -363,7 +367,7 @@ class SegmentWidget(QWidget):
         from ..inference import channel_conversion
 
         note = channel_conversion(model.net_config.in_channels, source.data.shape[-1] if source.rgb else 1)
-        self.status.setText(f"{self._count(decoded.labels)} objects in '{source.name}'"
+        self.status.setText(f"{self._count(decoded.labels)} objects{_class_counts(decoded)} in '{source.name}'"
                             f"{' (' + note + ')' if note else ''}. Move the sliders to refine; the net does not "
                             "run again.")
         if note:
@@ -488,7 +492,8 @@ class SegmentWidget(QWidget):
             self._decode_seconds[name] = seconds
         self._shown_parameters = dict(parameters)
         self._show_labels(decoded, seconds)
-        self.status.setText(f"{self._count(decoded.labels)} objects · decoded in {1000 * seconds:.0f} ms")
+        self.status.setText(f"{self._count(decoded.labels)} objects{_class_counts(decoded)} · decoded in "
+                            f"{1000 * seconds:.0f} ms")
 
     @property
     def decoding(self) -> bool:
@@ -682,6 +687,16 @@ class _Decoded:
     axes: str
     parents: dict
     class_names: tuple = ()
+
+
+def _class_counts(decoded: _Decoded) -> str:
+    """`` (alive 12, dead 3)``: the objects of each class, for a model with classes; '' otherwise."""
+    from ..data.classes import class_counts
+
+    if not decoded.class_names or decoded.instances.classes is None:
+        return ""
+    counts = class_counts(decoded.instances, decoded.class_names)
+    return " (" + ", ".join(f"{name} {n}" for name, n in counts.items()) + ")"
 
 
 def _decode(prediction, parameters: dict, source, refine: bool, stack_axis: str = "Z") -> _Decoded:
