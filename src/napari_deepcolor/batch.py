@@ -146,8 +146,11 @@ class BatchConfig:
     #: the objects' diameter in these images (px) if it differs from the training images' (None: the same)
     object_diameter: float | None = None
     summary: bool = True  # write the summary CSV into the output folder
-    refine: str = "none"  # "crf": the instance CRF (napari_deepcolor.refine) after decoding, in memory only
-    flips: bool = False  # average the net's output over the four flips (napari_deepcolor.inference.FLIPS)
+    #: "crf": the instance CRF (napari_deepcolor.refine) after decoding, in memory only; "none"; None: what
+    #: the model chose on its validation images (Model.refinement)
+    refine: str | None = None
+    #: average the net's output over the four flips (napari_deepcolor.inference.FLIPS); None: the model's choice
+    flips: bool | None = None
     #: axes of images with this many axes (e.g. "TYX"), overriding the file's or the guess (None: the file's)
     axes: str | None = None
     #: the channel a one-channel model sees in a multi-channel image (None: the image must match the model)
@@ -179,7 +182,8 @@ class BatchConfig:
             raise DeepColorError("give at least one file name pattern, e.g. '*.tif'.")
         from .refine import check_refinement
 
-        check_refinement(self.refine)
+        if self.refine is not None:
+            check_refinement(self.refine)
 
 
 @dataclass(frozen=True)
@@ -653,7 +657,7 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device):
     from .inference import match_channels, predict, stack_instances
     from .methods.base import Instances
 
-    planes = []
+    planes, (refine, flips) = [], model.refinement(task.config.refine, task.config.flips)
     for plane in range(layout.n_planes):
         image = source.read(layout, plane)
         if _is_constant(match_channels(model, image)):
@@ -662,9 +666,9 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device):
                                     None if nothing is None else np.zeros(0, np.float32)))
         else:
             prediction = predict(model, image, stack=False, device=device, tile_size=tile, margin=MARGIN,
-                                 object_diameter=task.config.object_diameter, flips=task.config.flips)
+                                 object_diameter=task.config.object_diameter, flips=flips)
             instances = prediction.decode(**parameters)
-            if task.config.refine == "crf":
+            if refine == "crf":
                 from .refine import refine_prediction
 
                 instances = refine_prediction(prediction, image, instances)
@@ -783,7 +787,7 @@ def _segment_out_of_core(model, source, layout, parameters, task, tile, device):
     if layout.n_planes > 1 and ("T" in layout.out_axes or "Z" in layout.out_axes):
         log.warning("%s: planes over %s are segmented out of core, where objects are not linked through Z or T "
                     "(each plane's objects get their own ids)", task.file, threshold)
-    if task.config.refine != "none":
+    if task.config.refine not in (None, "none"):  # the model's own choice of the CRF is left out here
         raise DeepColorError(f"{task.file}: planes over {threshold} are segmented out of core, where the "
                              f"'{task.config.refine}' refinement is not available (it needs the whole plane in "
                              "memory); segment without --refine, or raise the large-image threshold "
@@ -801,7 +805,8 @@ def _segment_out_of_core(model, source, layout, parameters, task, tile, device):
         planes, total = [], 0
         for plane in range(layout.n_planes):
             ids, lookup, count = _label_plane_out_of_core(model, source, layout, plane, parameters, scratch, tile,
-                                                          device, task.config.object_diameter, task.config.flips)
+                                                          device, task.config.object_diameter,
+                                                          model.refinement(flips=task.config.flips)[1])
             planes.append((ids, np.where(lookup > 0, lookup.astype(np.int64) + total, 0)))
             total += count
             yield plane + 1, layout.n_planes

@@ -229,17 +229,21 @@ class Prediction:
     output: np.ndarray  # (C, H, W) or (Z, C, H, W)
     _caches: dict = field(default_factory=dict, repr=False)
     class_output: np.ndarray | None = None  # (K + 1, H, W) or (Z, K + 1, H, W)
+    #: how much the image was enlarged for the net (:meth:`Model.scale_factor`): net pixels per image pixel
+    scale_factor: float = 1.0
     #: the image as the net saw it (:func:`prepare_image`), (H, W, C) or (Z, H, W, C): what an object
     #: classifier measures intensities on; None when not kept
     image: np.ndarray | None = None
 
     @classmethod
-    def from_output(cls, model: Model, output: np.ndarray, image: np.ndarray | None = None) -> "Prediction":
+    def from_output(cls, model: Model, output: np.ndarray, scale_factor: float = 1.0,
+                    image: np.ndarray | None = None) -> "Prediction":
         """A prediction from the whole activated net output, the class head split off."""
         if not model.class_names:
-            return cls(model, output, image=image)
+            return cls(model, output, scale_factor=scale_factor, image=image)
         m = model.method_channels
-        return cls(model, output[..., :m, :, :], class_output=output[..., m:, :, :], image=image)
+        return cls(model, output[..., :m, :, :], class_output=output[..., m:, :, :], scale_factor=scale_factor,
+                   image=image)
 
     @property
     def is_stack(self) -> bool:
@@ -343,4 +347,5 @@ def predict(model: Model, image: np.ndarray, *, stack: bool | None = None, devic
                                       margin=margin, object_diameter=object_diameter, flips=flips,
                                       progress=report))
     return Prediction.from_output(model, np.stack(outputs) if stack else outputs[0],
+                                  model.scale_factor(object_diameter),
                                   image=np.stack(prepared) if stack else prepared[0])
