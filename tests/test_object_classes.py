@@ -192,7 +192,7 @@ def test_the_cli_trains_object_classes_from_a_classes_folder_into_a_new_model(tm
     root = write_dataset(tmp_path / "data", n=3, form="csv")
     save_model(new_model("boundary", {}, TINY_NET, 1), tmp_path / "m.safetensors")
     arguments = ["train-classes", "--model", str(tmp_path / "m.safetensors"), "--images", str(root / "images"),
-                 "--labels", str(root / "labels"), "--output", str(tmp_path / "classes.safetensors"), "--trees", "20",
+                 "--labels", str(root / "labels"), "--classes", str(root / "classes"), "--output", str(tmp_path / "classes.safetensors"), "--trees", "20",
                  "--device", "cpu"]
     assert main(arguments) == 0
     model = load_model(tmp_path / "classes.safetensors")

@@ -72,8 +72,8 @@ def object_features(labels: np.ndarray, image: np.ndarray | None = None, *, ids=
     >>> labels = np.zeros((20, 40), int); labels[8:12, 5:35] = 1
     >>> row = object_features(labels)[0]
     >>> names = feature_names(0)
-    >>> round(row[names.index("tortuosity")], 2), round(row[names.index("elongation")], 2)
-    (1.0, 0.13)
+    >>> float(round(row[names.index("tortuosity")], 2)), float(round(row[names.index("elongation")], 2))
+    (1.01, 0.13)
     """
     from skimage.measure import regionprops
 
