@@ -1,4 +1,4 @@
-"""bioimage.io model packages: export a model, and read an exported package back.
+"""bioimage.io model packages: export a model (reading one back: :mod:`.bioimageio_import`).
 
 The package (``rdf.yaml`` of format 0.5, a zip) holds TorchScript weights of the net followed by
 the method's activation: its output is the activated network output that our decoders turn into
@@ -12,28 +12,26 @@ Python source as the architecture, which bioimage.io.core then imports and runs;
 anywhere bioimage.io.core runs, offline, without this package.
 
 Reading a package back never executes its contents: the package also carries our own model file
-(safetensors + JSON) as an attachment, and :func:`model_file_in_package` reads that. The TorchScript
+(safetensors + JSON) as an attachment, and
+:func:`~napari_deepcolor.models.bioimageio_import.model_file_in_package` reads that. The TorchScript
 file is never loaded by us.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import DeepColorError
+from ..errors import DeepColorError
+from .bioimageio_import import MODEL_ATTACHMENT
 
 log = logging.getLogger(__name__)
 
-#: name of our model file inside the package (an attachment)
-MODEL_ATTACHMENT = "napari_deepcolor_model.safetensors"
 #: the edge (net pixels) of the test input written into the package
 TEST_SIZE = 256
 PACKAGE_CITATION = {"text": "Kulikov V, Yurchenko V, Lempitsky V. Instance Segmentation by Deep Coloring. "
@@ -63,11 +61,11 @@ class _ActivatedNet(torch.nn.Module):
 
 def _test_input(model, image: np.ndarray | None) -> np.ndarray:
     """A (1, C, H, W) float32 test input at the net's scale, H and W multiples of the net's divisor."""
-    from .inference import match_channels
-    from .scale import resize, scaled_shape
+    from ..inference import match_channels
+    from ..scale import resize, scaled_shape
 
     if image is None:
-        from .synthetic import nuclei
+        from ..synthetic import nuclei
 
         image = nuclei((TEST_SIZE, TEST_SIZE), count=30, seed=0)[0]
     image = match_channels(model, np.asarray(image)).astype(np.float32)  # (H, W, C), raw intensities
@@ -151,7 +149,8 @@ def export_bioimageio(model_source, output, *, name: str | None = None, test_ima
     from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.model import v0_5 as spec
 
-    from .checkpoint import load_model, model_file, save_model
+    from .files import save_model
+    from .sources import load_model, model_file
 
     output = Path(output)
     if output.suffix.lower() != ".zip":
@@ -223,7 +222,7 @@ def export_bioimageio(model_source, output, *, name: str | None = None, test_ima
                 "decode_parameters": model.decode_parameters(), "object_scale": model.object_scale,
                 "normalization": model.normalization, "test_input_scale": "net (objects of net_object_diameter px)"}},
         )
-        from .data.io import atomic_write
+        from ..data.io import atomic_write
 
         atomic_write(output, lambda tmp: save_bioimageio_package(description, output_path=tmp), overwrite=overwrite)
     return output
@@ -238,36 +237,3 @@ def validate_package(path) -> None:
     description = load_description(str(path))
     if isinstance(description, InvalidDescr):
         raise DeepColorError(f"{path} is not a valid bioimage.io package:\n{description.validation_summary}")
-
-
-def is_our_package(path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return MODEL_ATTACHMENT in archive.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return False
-
-
-def model_file_in_package(path) -> Path:
-    """The napari-deepcolor model file inside an exported bioimage.io package, copied out to a
-    cache folder (keyed by the package's content). Reads only the zip; nothing in it runs."""
-    path = Path(path)
-    if not path.is_file():
-        raise DeepColorError(f"model package {path} does not exist; check the path.")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if MODEL_ATTACHMENT not in archive.namelist():
-                raise DeepColorError(f"{path} is a zip but not a bioimage.io package exported by napari-deepcolor "
-                                     f"(it has no {MODEL_ATTACHMENT}); other bioimage.io models cannot be decoded "
-                                     "into instances by this plugin.")
-            data = archive.read(MODEL_ATTACHMENT)
-    except zipfile.BadZipFile as exc:
-        raise DeepColorError(f"{path} is not a readable zip file ({exc}).") from exc
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    target = Path(tempfile.gettempdir()) / "napari-deepcolor-packages" / f"{path.stem}-{digest}.safetensors"
-    if not target.is_file():
-        from .data.io import atomic_write
-
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, lambda tmp: tmp.write_bytes(data), overwrite=True)
-    return target

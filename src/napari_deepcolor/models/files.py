@@ -5,6 +5,10 @@ training options, net shape, normalisation, tuned decode defaults and
 provenance. Loading reads tensors and JSON only; no pickle, so a file from a
 stranger cannot run code. The optional training state (optimizer, iteration)
 used to resume lives beside it in ``NAME.state.safetensors`` (:func:`state_path`).
+
+This module reads and writes files given by their path and knows nothing of
+starter names or bioimage.io packages: :mod:`napari_deepcolor.models.sources`
+turns any model argument into such a file (:func:`~napari_deepcolor.models.load_model`).
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from .data.io import atomic_write
-from .errors import DeepColorError
-from .methods import get_method
-from .nets import NetConfig, build_net
+from ..data.io import atomic_write
+from ..errors import DeepColorError
+from ..methods import get_method
+from ..nets import NetConfig, build_net
 
 FORMAT = "napari-deepcolor-model"
 FORMAT_VERSION = 1
@@ -73,7 +77,7 @@ class Model:
     def scale_factor(self, object_diameter: float | None = None) -> float:
         """How much images are enlarged for the net: objects of ``object_diameter`` px (default: the
         training objects' diameter) are brought to the diameter the net was trained at."""
-        from .scale import scale_factor
+        from ..scale import scale_factor
 
         diameter = object_diameter or self.object_scale.get("object_diameter")
         return scale_factor(diameter, self.object_scale.get("net_object_diameter"))
@@ -92,7 +96,7 @@ class Model:
 def new_model(method_name: str, method_options: dict | None, net: dict | None, in_channels: int, *,
               class_names=(), **extra) -> Model:
     """A freshly initialised model; ``class_names`` (K names) adds a class head of K + 1 channels."""
-    from .methods.classes import class_head_channels
+    from ..methods.classes import class_head_channels
 
     method = get_method(method_name)
     options = method.options(method_options)
@@ -115,25 +119,11 @@ def save_model(model: Model, path, *, overwrite: bool = True, half: bool = False
     return atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata), overwrite=overwrite)
 
 
-def model_file(source) -> Path:
-    """The safetensors file behind a model argument, which may be a file, a starter name
-    (``nuclei``, see :mod:`napari_deepcolor.starters`) or a bioimage.io ``.zip`` written by
-    :func:`napari_deepcolor.bioimageio.export_bioimageio` (its model file is read from the package)."""
-    from .starters import resolve_model_source
-
-    path = resolve_model_source(source)
-    if path.suffix.lower() == ".zip":
-        from .bioimageio import model_file_in_package
-
-        return model_file_in_package(path)
-    return path
-
-
-def read_model_config(path) -> dict:
-    """The JSON configuration of a model file (or starter name, or exported .zip), without loading weights."""
+def read_model_file_config(path) -> dict:
+    """The JSON configuration of the model file at ``path``, without loading weights."""
     from safetensors import safe_open
 
-    path = model_file(path)
+    path = Path(path)
     if not path.is_file():
         raise DeepColorError(f"model file {path} does not exist; train one with `napari-deepcolor train` "
                              "or check the path.")
@@ -154,13 +144,12 @@ def read_model_config(path) -> dict:
     return config
 
 
-def load_model(path, *, device: str | torch.device = "cpu") -> Model:
-    """Load a model file, starter name or exported bioimage.io .zip (weights and configuration);
-    never executes code from the file."""
+def load_model_file(path, *, device: str | torch.device = "cpu") -> Model:
+    """Load the model file at ``path`` (weights and configuration); never executes code from the file."""
     from safetensors.torch import load_file
 
-    path = model_file(path)
-    config = read_model_config(path)
+    path = Path(path)
+    config = read_model_file_config(path)
     _check_output_channels(path, config)
     model = new_model(config["method"], config["method_options"], config["net"], config["net"]["in_channels"],
                       normalization=config.get("normalization", {}), decode_defaults=config.get("decode_defaults", {}),
@@ -178,7 +167,7 @@ def load_model(path, *, device: str | torch.device = "cpu") -> Model:
 
 def _check_output_channels(path, config: dict) -> None:
     """Refuse, with what to do, a model whose method has since changed its number of output channels."""
-    from .methods.classes import class_head_channels
+    from ..methods.classes import class_head_channels
 
     method = get_method(config["method"])
     stored = config.get("net", {}).get("out_channels")
