@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .checkpoint import Model
+from .models.files import Model
 from .data.normalize import as_channels_last, normalize_percentile
 from .device import autocast, resolve_device
 from .errors import DeepColorError

@@ -23,8 +23,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import (Model, load_model, load_training_state, new_model, read_model_config, read_training_progress,
-                         save_model, save_training_state)
+from .models import (Model, load_model, load_training_state, new_model, read_model_config, read_training_progress,
+                     save_model, save_training_state)
 from .data.augment import Augmentation
 from .data.sample import AnnotatedImage
 from .data.sampling import PatchSampler, split_train_validation
@@ -48,7 +48,7 @@ WARMUP_SHARE = 0.05
 LEARNING_RATE = 1e-3
 #: ... and when fine-tuning a model: a hundredth. Adam's first steps move every weight by about the
 #: rate whatever the gradient, which undid a converged starter (demo image: AP 0.673 -> 0.518 after 16
-#: steps at 1e-4, 0.612 at 3e-5, 0.686 at 1e-5; benchmarks/fine_tune_lr.py)
+#: steps at 1e-4, 0.612 at 3e-5, 0.686 at 1e-5; benchmarks/probes/fine_tune_lr.py)
 FINE_TUNE_LEARNING_RATE = 1e-5
 
 @dataclass(frozen=True)

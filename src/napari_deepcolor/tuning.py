@@ -12,8 +12,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .checkpoint import Model
 from .inference import Prediction, predict
+from .models.files import Model
+from .scale import median_object_area
 
 
 def score_parameters(predictions: Sequence[Prediction], ground_truths: Sequence[np.ndarray], parameters: dict,
@@ -68,21 +69,6 @@ def tune_predictions(predictions: Sequence[Prediction], ground_truths: Sequence[
         if not improved:
             break
     return best, best_score[0]
-
-
-def median_object_area(ground_truths: Sequence[np.ndarray]) -> float:
-    """Median pixel count of the objects in label images (H, W) or per-object mask stacks (K, H, W)."""
-    areas = []
-    for truth in ground_truths:
-        truth = np.asarray(truth)
-        if truth.ndim == 3:
-            areas.append(truth.reshape(truth.shape[0], -1).astype(bool).sum(axis=1))
-        else:
-            counts = np.bincount(truth[truth > 0].ravel().astype(np.int64))
-            areas.append(counts[counts > 0])
-    areas = np.concatenate(areas) if areas else np.zeros(0)
-    areas = areas[areas > 0]
-    return float(np.median(areas)) if areas.size else 0.0
 
 
 def _better(score: tuple[float, float], best: tuple[float, float], tolerance: float = 1e-9) -> bool:
