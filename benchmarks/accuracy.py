@@ -24,11 +24,11 @@ import torch
 from napari_deepcolor.checkpoint import load_model, save_model
 from napari_deepcolor.data import detect_layout, read_annotated_folder
 from napari_deepcolor.data.io import read_labels, read_object_masks
-from napari_deepcolor.inference import predict
+from napari_deepcolor.segment import segment
 from napari_deepcolor.metrics import evaluate, summarize
 from napari_deepcolor.data.sampling import split_train_validation
 from napari_deepcolor.training import LEARNING_RATE, LR_SCHEDULES, Finished, Training, TrainingConfig, validation_scores
-from napari_deepcolor.tuning import tune_decode_parameters
+from napari_deepcolor.tuning import choose_refinement, tune_decode_parameters
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # where the images and labels are; every method runs with its defaults (one recipe for all data: the
@@ -79,6 +79,8 @@ def retune(path: Path, config: TrainingConfig, validation):
         raise SystemExit(f"{path} is a '{model.method_name}' model, not '{config.method}'")
     decode, best = tune_decode_parameters(model, validation, device="cpu")
     model.decode_defaults = decode
+    if config.choose_refinement:
+        model.provenance = {**model.provenance, "refinement_choice": choose_refinement(model, validation)}
     provenance = model.provenance
     scores = {**validation_scores(model, validation, device="cpu"), "tuned_ap": best}
     finished = Finished(provenance["iterations"], "done", None, model.decode_parameters(), scores, model)
@@ -147,14 +149,19 @@ def main():
         args.model_out.parent.mkdir(parents=True, exist_ok=True)
         save_model(finished.model, args.model_out)
 
-    rows, predict_seconds = [], []
+    rows, plain_rows, predict_seconds = [], [], []
+    model = finished.model
     for pair in data.test_pairs:
-        sample = data.test[pair.name]
+        sample, truth = data.test[pair.name], ground_truth(pair)
         t = time.perf_counter()
-        labels_pred = predict(finished.model, sample.image, stack=False, device="cpu").decode().labels
+        labels_pred = segment(model, sample.image, stack=False, device="cpu").labels  # as predict/batch do
         predict_seconds.append(time.perf_counter() - t)
-        rows.append({"name": pair.name, **evaluate(ground_truth(pair), labels_pred)})
+        rows.append({"name": pair.name, **evaluate(truth, labels_pred)})
+        if model.inference_defaults:  # what the model's refinement choice changed
+            plain = segment(model, sample.image, refine="none", flips=False, stack=False, device="cpu").labels
+            plain_rows.append({"name": pair.name, **evaluate(truth, plain)})
     summary = summarize(rows)
+    means = ("sbd", "abs_dic", "ap", "ap50", "f1", "matching_iou")
     result = {"dataset": args.dataset, "method": args.method, "options": options,
               "object_scale": finished.model.object_scale, "minutes": args.minutes,
               "budget_iterations": args.iterations, "threads": args.threads, "seed": args.seed,
@@ -162,7 +169,11 @@ def main():
               "iterations": finished.iteration, "train_seconds": round(train_seconds, 1),
               "n_train_images": len(data.train), "n_test_images": len(rows),
               "decode_parameters": finished.decode_parameters, "validation": finished.scores,
-              "test_mean": {k: summary[k] for k in ("sbd", "abs_dic", "ap", "ap50", "f1", "matching_iou")},
+              "refinement": {**model.inference_defaults,
+                             "validation": model.provenance.get("refinement_choice"),
+                             **({"test_mean_plain": {k: summarize(plain_rows)[k] for k in means}}
+                                if plain_rows else {})},
+              "test_mean": {k: summary[k] for k in means},
               "median_predict_seconds": float(np.median(predict_seconds)), "per_image": rows,
               "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
                          f"{args.threads} thread(s)"}

@@ -290,7 +290,8 @@ def read_ours(name: str, method: str, extra: list, path: Path, test_names: list)
             "epochs": None, "train_seconds": result["train_seconds"], "n_train_images": result["n_train_images"],
             "n_test_images": result["n_test_images"], "test_mean": {k: result["test_mean"][k] for k in METRICS},
             "decode_parameters": result["decode_parameters"], "options": result.get("options"),
-            "object_scale": result.get("object_scale"), "per_image": result["per_image"]}
+            "object_scale": result.get("object_scale"), "per_image": result["per_image"],
+            **({"refinement": result["refinement"]} if result.get("refinement") else {})}
 
 
 def ratio(ours: float, peer: float) -> float | None:

@@ -32,7 +32,7 @@ from accuracy import DATASETS, ground_truth, split
 from napari_deepcolor.checkpoint import load_model
 from napari_deepcolor.inference import predict, prepare_image
 from napari_deepcolor.metrics import average_precision, matching_iou
-from napari_deepcolor.refine import crf_foreground, fit_model_crf
+from napari_deepcolor.refine import crf_foreground, crf_parameters, fit_model_crf
 from napari_deepcolor.refine.crf import CrfParameters, refine_instances
 
 RESULTS = Path(__file__).parent / "results"
@@ -88,7 +88,8 @@ def main():
     t0 = time.process_time()
     fit_report = fit_model_crf(model, validation, device="cpu", steps=args.fit_steps)
     fit_seconds = time.process_time() - t0
-    fitted, default = CrfParameters.from_dict(model.crf), CrfParameters()
+    # in the test images' pixels (predict's default scale); the defaults are in net pixels, as stored ones
+    fitted, default = crf_parameters(model), CrfParameters().rescaled(1 / model.scale_factor())
 
     rows, ms_per_mp = [], []
     for pair in data.test_pairs:

@@ -19,6 +19,13 @@ prints the seeds table instead: for each dataset with runs of other seeds (``pee
 from ``peer.py --cellpose-args "--seed N" --run NAME=METHOD:"--seed N"``), per side the scores of every seed
 and their medians, and the median of the per-seed ratios ours / peer. A Cellpose run reused by a later run
 (``--cellpose-from``) counts once, and a side run in some seeds only has fewer.
+
+    python benchmarks/report_peer.py --ab [--write]
+
+prints the recipe A/B table: per dataset, our seed-0 run of ``peer_<dataset>.json`` and every variant run
+against that same Cellpose training (``benchmarks/results/ab/peer15_<variant>_<dataset>.json``, from
+``peer.py --cellpose-from``), with steps, scores, the ratios to Cellpose, and the refinement the model chose
+on its validation images with the test AP it had without it.
 """
 
 import json
@@ -130,11 +137,49 @@ def seeds_table(results_dir: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+AB_HEADER = ("| dataset | run | steps | AP 0.5:0.95 | F1@0.5 | AP / peer | F1 / peer | Cellpose AP / F1 | "
+             "refinement chosen | AP without it |\n" + "|---" * 10 + "|")
+
+
+def _refinement(side: dict) -> tuple[str, str]:
+    """(what the model chose to apply, the test AP of the plain decode) of a run that made the choice."""
+    chosen = side.get("refinement")
+    if not chosen:
+        return "", ""
+    applied = " + ".join(name for name, on in (("CRF", chosen.get("refine") == "crf"), ("flips", chosen.get("flips")))
+                         if on) or "none"
+    plain = chosen.get("test_mean_plain", {}).get("ap")
+    return applied, "" if plain is None else f"{plain:.3f}"
+
+
+def ab_table(results_dir: Path = RESULTS) -> str:
+    """Our seed-0 run and its recipe variants, each against the same Cellpose run."""
+    lines = [AB_HEADER]
+    variants: dict[str, list[dict]] = {}
+    for path in sorted((results_dir / "ab").glob("peer15_*.json")):
+        result = json.loads(path.read_text())
+        variants.setdefault(result["dataset"], []).append(result)
+    for dataset, by_seed in sorted(_seed_runs(results_dir).items()):
+        if 0 not in by_seed or dataset not in variants:
+            continue
+        for result in [by_seed[0], *variants[dataset]]:
+            peer = next((s for s in result["sides"] if s["side"] == "peer"), None)
+            cellpose = "" if peer is None else f"{peer['test_mean']['ap']:.3f} / {peer['test_mean']['f1']:.3f}"
+            for side in (s for s in result["sides"] if s["side"] == "ours"):
+                t = side["test_mean"]
+                lines.append(f"| {dataset} | {_run(side)} | {_steps(side)} | {t['ap']:.3f} | {t['f1']:.3f} | "
+                             f"{_ratio(side, 'ap')} | {_ratio(side, 'f1')} | {cellpose} | "
+                             + " | ".join(_refinement(side)) + " |")
+    if len(lines) == 1:
+        lines.append("| not yet run |" + " |" * 9)
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
-    seeds, starved = "--seeds" in sys.argv[1:], "--starved" in sys.argv[1:]
+    seeds, starved, ab = ("--seeds" in sys.argv[1:], "--starved" in sys.argv[1:], "--ab" in sys.argv[1:])
     folder = STARVED if starved else RESULTS
-    text = seeds_table(folder) if seeds else table(folder)
-    marker = ("starved-" if starved else "") + ("peer-seeds-table" if seeds else "peer-table")
+    text = ab_table(folder) if ab else seeds_table(folder) if seeds else table(folder)
+    marker = "peer-ab-table" if ab else ("starved-" if starved else "") + ("peer-seeds-table" if seeds else "peer-table")
     print(text, end="")
     if "--write" in sys.argv[1:]:
         write_between(PAGE, f"<!-- {marker}", f"<!-- /{marker} -->", text)

@@ -1,6 +1,7 @@
 """The command line as users call it: train, predict, evaluate on real folders; clear errors."""
 
 
+from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
@@ -430,6 +431,31 @@ def test_refine_crf_in_predict_and_batch_on_a_real_folder(shared_data, tmp_path)
         assert np.array_equal(written, expected)
         assert not np.array_equal(written, tifffile.imread(plain / (image_path.stem + ".tif")))
         assert np.array_equal(tifffile.imread(batched / (image_path.stem + ".tif")), expected)
+
+
+def test_predict_applies_the_models_refinement_choice_unless_told_otherwise(shared_data, tmp_path):
+    import shutil
+
+    from napari_deepcolor.checkpoint import load_model, new_model, save_model
+    from napari_deepcolor.data.io import read_image
+    from napari_deepcolor.inference import predict
+    from napari_deepcolor.refine import refine_prediction
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image_path = Path(shutil.copy(sorted((shared_data / "bbbc039" / "images").glob("*.tif"))[0], folder))
+    model = new_model("coloring", {"semantic_head": False}, {"depth": 2, "width": 8}, in_channels=1)
+    model.inference_defaults = {"refine": "crf", "flips": False}  # as if its validation images chose the CRF
+    path = save_model(model, tmp_path / "m.safetensors")
+    chosen, plain = tmp_path / "chosen", tmp_path / "plain"
+    assert main(["predict", "--model", str(path), "--input", str(folder), "--output", str(chosen), "--device", "cpu"]) == 0
+    assert main(["predict", "--model", str(path), "--input", str(folder), "--output", str(plain), "--device", "cpu",
+                 "--refine", "none"]) == 0
+    image = read_image(image_path)
+    prediction = predict(load_model(path), image, device="cpu")
+    name = image_path.stem + ".tif"
+    assert np.array_equal(tifffile.imread(chosen / name), refine_prediction(prediction, image, prediction.decode()).labels)
+    assert np.array_equal(tifffile.imread(plain / name), prediction.decode().labels)
 
 
 def test_refine_crf_on_the_out_of_core_route_is_a_clear_failure(shared_data, tmp_path, capsys):

@@ -50,6 +50,8 @@ GENERATED_TABLES = [
     ("accuracy-table", ["report_accuracy.py"], "python benchmarks/report_accuracy.py"),
     ("peer-table", ["report_peer.py"], "python benchmarks/report_peer.py --write"),
     ("peer-seeds-table", ["report_peer.py", "--seeds"], "python benchmarks/report_peer.py --seeds --write"),
+    ("peer-ab-table", ["report_peer.py", "--ab"], "python benchmarks/report_peer.py --ab --write"),
+    ("refine-choice-table", ["report_refine_choice.py"], "python benchmarks/report_refine_choice.py --write"),
     ("starved-peer-table", ["report_peer.py", "--starved"], "python benchmarks/report_peer.py --starved --write"),
     ("starved-peer-seeds-table", ["report_peer.py", "--starved", "--seeds"],
      "python benchmarks/report_peer.py --starved --seeds --write"),

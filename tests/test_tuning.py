@@ -71,3 +71,50 @@ def test_a_stop_request_ends_tuning_with_the_best_setting_found_so_far():
     assert best["size_threshold"] < 5000 and ap == 1.0  # the first candidates (0 px, ...) already fix it
     never, ap_never = tune_predictions([Prediction(model, output)], [truth], start=start, stop=lambda: True)
     assert never == model.decode_parameters(start) and ap_never == 0.0
+
+
+def test_the_refinement_that_pays_on_the_samples_is_chosen_and_stored_in_the_model(nuclei_samples, monkeypatch,
+                                                                                      tmp_path):
+    """A CRF that returns the annotations beats the plain decode; with flips it is no better, so the
+    cheaper choice, the CRF alone, is taken, written to the model file and applied unless overridden."""
+    import napari_deepcolor.refine as refine
+    from napari_deepcolor.checkpoint import load_model, save_model
+    from napari_deepcolor.methods.base import Instances
+    from napari_deepcolor.tuning import choose_refinement
+
+    truth_of = {id(s.image): s.labels for s in nuclei_samples}
+    monkeypatch.setattr(refine, "refine_prediction", lambda prediction, image, instances:
+                        Instances(truth_of[id(image)], np.ones(int(truth_of[id(image)].max()), np.float32)))
+    model = new_model("boundary", {}, TINY_NET, 1)
+    scores = choose_refinement(model, nuclei_samples)
+    assert set(scores) == {"none", "crf", "none+flips", "crf+flips", "chosen"}
+    assert scores["crf"] == scores["crf+flips"] == 1.0 > scores["none"]
+    assert scores["chosen"] == "crf" and model.refinement() == ("crf", False)
+    reloaded = load_model(save_model(model, tmp_path / "m.safetensors"))
+    assert reloaded.refinement() == ("crf", False)
+    assert reloaded.refinement(refine="none", flips=True) == ("none", True)  # what the user gives wins
+
+
+def test_no_refinement_is_tried_past_the_deadline_and_the_plain_decode_stays(nuclei_samples):
+    import time
+
+    from napari_deepcolor.tuning import choose_refinement
+
+    model = new_model("boundary", {}, TINY_NET, 1)
+    scores = choose_refinement(model, nuclei_samples, deadline=time.perf_counter() - 1)
+    assert set(scores) == {"none", "chosen"} and model.refinement() == ("none", False)
+
+
+def test_training_stores_the_refinement_choice_made_on_its_validation_images(nuclei_samples, tmp_path):
+    from napari_deepcolor.checkpoint import read_model_config
+    from napari_deepcolor.training import TrainingConfig, train
+
+    config = TrainingConfig(method="boundary", net=TINY_NET, patch_size=64, batch_size=2, iterations=5,
+                            device="cpu", validation_fraction=0.34, augment=False)
+    finished = train(config, nuclei_samples, output=tmp_path / "m.safetensors")
+    stored = read_model_config(tmp_path / "m.safetensors")
+    assert stored["inference_defaults"] == finished.model.inference_defaults
+    assert set(stored["inference_defaults"]) == {"refine", "flips"}
+    assert stored["provenance"]["refinement_choice"]["chosen"] in stored["provenance"]["refinement_choice"]
+    without = train(TrainingConfig(**{**config.to_dict(), "choose_refinement": False}), nuclei_samples)
+    assert without.model.inference_defaults == {}

@@ -123,12 +123,13 @@ def _sentence(text: str) -> str:
 def _add_refine_flag(parser: argparse.ArgumentParser) -> None:
     from .refine import REFINEMENTS
 
-    parser.add_argument("--refine", default="none", choices=REFINEMENTS,
+    parser.add_argument("--refine", default=None, choices=REFINEMENTS,
                         help="refine the decoded instances: crf = the instance CRF of Arnab and Torr (2017), "
-                             "with the weights fitted at training (default: none)")
-    parser.add_argument("--flips", action="store_true",
+                             "with the weights fitted at training; none = the decode as it is (default: what the "
+                             "model chose on its validation images when it was trained; `models` shows it)")
+    parser.add_argument("--flips", action=argparse.BooleanOptionalAction, default=None,
                         help="average the net's output over the image's four flips (test-time augmentation; four "
-                             "times the net's work; 3-class baseline models only)")
+                             "times the net's work; 3-class baseline models only; default: the model's choice)")
 
 
 def _add_stack_flags(parser: argparse.ArgumentParser) -> None:
@@ -314,7 +315,8 @@ def _cmd_train(args) -> int:
                             iterations=args.iterations, minutes=args.minutes,
                             validation_fraction=args.validation_fraction, validate_every=args.validate_every,
                             seed=args.seed, device=args.device, net_object_diameter=args.net_object_diameter or None,
-                            fit_crf=args.fit_crf)
+                            fit_crf=args.fit_crf, choose_refinement=args.choose_refinement,
+                            **({"lr_schedule": args.lr_schedule} if args.lr_schedule else {}))
     print(describe_layout(args.images, args.labels), file=sys.stderr)
     data = read_annotated_folder(args.images, args.labels, classes=args.classes,
                                  labels_are_masks=args.labels_are_masks)
@@ -327,12 +329,23 @@ def _cmd_train(args) -> int:
     with _first_ctrl_c_stops(training):
         finished = _show_training(training.run(), f"training {args.method}")
     print("decode defaults: " + ", ".join(f"{k}={v:g}" for k, v in finished.decode_parameters.items()))
+    if finished.model.inference_defaults:
+        print(f"applied by default: {_refinement_text(finished.model)}")
     if finished.reason == "stopped":
         print(f"stopped by Ctrl-C after {finished.iteration} iterations; model saved to {finished.path}. "
               "Continue it with the same command plus --resume.")
         return EXIT_INTERRUPTED
     print(f"{finished.reason}: {finished.iteration} iterations; model saved to {finished.path}")
     return 0
+
+
+def _refinement_text(model) -> str:
+    """What segmenting applies by default, and the validation scores the choice was made on."""
+    refine, flips = model.refinement()
+    scores = model.provenance.get("refinement_choice", {})
+    chosen = " and ".join(part for part, on in (("the instance CRF", refine == "crf"), ("flips", flips)) if on)
+    tried = ", ".join(f"{name} {value:.3f}" for name, value in scores.items() if name != "chosen")
+    return f"{chosen or 'the plain decode'}" + (f" (validation AP: {tried})" if tried else "")
 
 
 def _earlier_budget(model_path) -> tuple[int | None, float | None]:
@@ -567,6 +580,7 @@ def _cmd_demo(args) -> int:
 def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     """The parser; ``only_method`` limits the method options and decode flags to one method (for --help)."""
     from .methods import method_names
+    from .training import LR_SCHEDULES, TrainingConfig
 
     parser = argparse.ArgumentParser(prog="napari-deepcolor", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -621,6 +635,11 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data order)")
     p.add_argument("--fit-crf", action="store_true",
                    help="after training, fit the instance CRF's weights on the validation images (for --refine crf)")
+    p.add_argument("--choose-refinement", action=argparse.BooleanOptionalAction, default=True,
+                   help="after training, let the validation images decide whether the instance CRF and test-time "
+                        "flips are applied by default when segmenting with this model (default: on)")
+    p.add_argument("--lr-schedule", default=None, choices=LR_SCHEDULES,
+                   help=f"the learning rate over the budget (default: {TrainingConfig.lr_schedule})")
     p.add_argument("--net-object-diameter", type=float, default=30.0, metavar="PX",
                    help="the net sees the images rescaled so that the median annotated object is this many pixels "
                         "across (default 30, as Cellpose); 0 trains at the images' own resolution")

@@ -229,14 +229,16 @@ class Prediction:
     output: np.ndarray  # (C, H, W) or (Z, C, H, W)
     _caches: dict = field(default_factory=dict, repr=False)
     class_output: np.ndarray | None = None  # (K + 1, H, W) or (Z, K + 1, H, W)
+    #: how much the image was enlarged for the net (:meth:`Model.scale_factor`): net pixels per image pixel
+    scale_factor: float = 1.0
 
     @classmethod
-    def from_output(cls, model: Model, output: np.ndarray) -> "Prediction":
+    def from_output(cls, model: Model, output: np.ndarray, scale_factor: float = 1.0) -> "Prediction":
         """A prediction from the whole activated net output, the class head split off."""
         if not model.class_names:
-            return cls(model, output)
+            return cls(model, output, scale_factor=scale_factor)
         m = model.method_channels
-        return cls(model, output[..., :m, :, :], class_output=output[..., m:, :, :])
+        return cls(model, output[..., :m, :, :], class_output=output[..., m:, :, :], scale_factor=scale_factor)
 
     @property
     def is_stack(self) -> bool:
@@ -331,4 +333,5 @@ def predict(model: Model, image: np.ndarray, *, stack: bool | None = None, devic
         outputs.append(predict_output(model, prepare_image(model, plane), device=device, tile_size=tile_size,
                                       margin=margin, object_diameter=object_diameter, flips=flips,
                                       progress=report))
-    return Prediction.from_output(model, np.stack(outputs) if stack else outputs[0])
+    return Prediction.from_output(model, np.stack(outputs) if stack else outputs[0],
+                                  model.scale_factor(object_diameter))

@@ -83,6 +83,9 @@ class TrainingConfig:
     tune_decode: bool = True
     #: after training, fit the instance CRF's weights on the validation images (napari_deepcolor.refine)
     fit_crf: bool = False
+    #: after tuning, let the validation images decide whether the instance CRF and test-time flips pay,
+    #: and store the choice in the model (napari_deepcolor.tuning.choose_refinement)
+    choose_refinement: bool = True
     workers: int | None = None  # data-loading processes; None: 0 on CPU, 4 on GPU
     #: the object diameter (px) the net is trained and run at: images are rescaled so that the median
     #: annotated object has it (see napari_deepcolor.scale); None trains at the images' own resolution
@@ -356,20 +359,23 @@ class Training:
                 yield CheckpointSaved(iteration, self.output)
 
         elapsed = elapsed_before + time.perf_counter() - t0
-        decode = dict(model.decode_defaults)
+        decode, predictions = dict(model.decode_defaults), None
+        choosing = bool(self.validation) and config.choose_refinement and iteration > start
         if self.validation and config.tune_decode and iteration > start:
             from .inference import predict
-            from .tuning import tune_predictions
+            from .tuning import refinement_seconds, tune_predictions
 
             yield TuningDecode(iteration, len(self.validation))
             # the net runs once; tuning and the final scores decode its cached output
-            predictions = []
+            predictions, pass_started = [], time.perf_counter()
             for sample in self.validation:
                 if self._skip_tuning.is_set() and predictions:
                     break
                 predictions.append(predict(model, sample.image, stack=False, device=device))
+            reserve = refinement_seconds(model, self.validation, time.perf_counter() - pass_started) if choosing else 0
             decode, best = tune_predictions(predictions, [s.labels for s in self.validation[:len(predictions)]],
-                                            deadline=deadline, stop=self._skip_tuning.is_set)
+                                            deadline=None if deadline is None else deadline - reserve,
+                                            stop=self._skip_tuning.is_set)
             model.decode_defaults = decode
             if not self._skip_tuning.is_set():  # skipped: no second look at the validation images
                 scores = validation_scores(model, self.validation, device, predictions=predictions)
@@ -380,11 +386,19 @@ class Training:
             from .refine import fit_model_crf
 
             crf_fit = fit_model_crf(model, self.validation, device=device)
+        refinement = None
+        if choosing and not self._skip_tuning.is_set():
+            from .tuning import choose_refinement
+
+            refinement = choose_refinement(model, self.validation, predictions if predictions and
+                                           len(predictions) == len(self.validation) else None,
+                                           device=device, deadline=deadline, stop=self._skip_tuning.is_set)
         model.provenance = {**model.provenance, "iterations": iteration, "train_seconds": round(elapsed, 1),
                             "training": config.to_dict(), "n_train_images": len(self.train_data),
                             "n_validation_images": len(self.validation), "validation_scores": scores,
                             "decode_tuning_skipped": self._skip_tuning.is_set(),
-                            "torch": torch.__version__, **({"crf_fit": crf_fit} if crf_fit else {})}
+                            "torch": torch.__version__, **({"crf_fit": crf_fit} if crf_fit else {}),
+                            **({"refinement_choice": refinement} if refinement else {})}
         if self.output is not None:
             self._save(model, optimizer, iteration, elapsed, finished=reason == "done")
         yield Finished(iteration, reason, self.output, model.decode_parameters(), scores, model)
@@ -506,9 +520,9 @@ def finished_before(model_path, config: TrainingConfig) -> str | None:
 
 
 def _check_crf_supported(method_name: str) -> None:
-    from .methods.base import Method
+    from .refine import supports_crf
 
-    if type(get_method(method_name)).foreground is Method.foreground:
+    if not supports_crf(get_method(method_name)):
         raise DeepColorError(f"fit_crf needs a method with a foreground output to refine; '{method_name}' has "
                              "none. Turn fit_crf off or choose coloring, boundary, dcme or semiconv.")
 

@@ -89,3 +89,85 @@ def tune_decode_parameters(model: Model, samples, *, device=None, metric: str = 
         predictions.append(predict(model, sample.image, stack=False, device=device))
     return tune_predictions(predictions, [s.labels for s in samples[:len(predictions)]], metric=metric,
                             deadline=deadline, stop=stop)
+
+
+#: validation AP that the instance CRF or test-time flips must add to be applied by default: each costs
+#: time on every image (the CRF seconds a megapixel, the flips four times the net's work)
+REFINEMENT_GAIN = 0.005
+#: what the CRF costs, for planning within a deadline (benchmarks/results/crf_speed.json: 3.1-4.6 s, one core)
+CRF_SECONDS_PER_MEGAPIXEL = 5.0
+
+
+def refinement_seconds(model: Model, samples, pass_seconds: float) -> float:
+    """About how long :func:`choose_refinement` takes on ``samples``, given the seconds of one plain
+    prediction pass over them."""
+    from .inference import supports_flips
+    from .refine import supports_crf
+
+    flips = supports_flips(model.method)
+    megapixels = sum(np.asarray(s.labels).size for s in samples) / 1e6
+    crf = (1 + bool(model.crf)) * CRF_SECONDS_PER_MEGAPIXEL * megapixels if supports_crf(model.method) else 0.0
+    return (4 * pass_seconds + 2 * crf) if flips else crf
+
+
+def choose_refinement(model: Model, samples, predictions: Sequence[Prediction] | None = None, *, device=None,
+                      metric: str = "ap", deadline: float | None = None,
+                      stop: Callable[[], bool] | None = None) -> dict:
+    """Whether the instance CRF and test-time flips pay for ``model`` on annotated samples, and which CRF.
+
+    Every combination the method allows is scored on the samples with the
+    model's (tuned) decode parameters: no refinement, the CRF with the model's
+    weights and, where those were fitted, with the default weights; each
+    without and with flips. The best is chosen where it beats the plain decode
+    by :data:`REFINEMENT_GAIN`; choosing the default CRF weights drops the
+    fitted ones from the model. The choice is stored in
+    ``model.inference_defaults``, which segmenting applies unless told
+    otherwise. ``predictions``: the samples' plain predictions, if made
+    already. A combination that would end after ``deadline`` is not tried,
+    nor any once ``stop()`` answers True. Returns ``{combination: mean
+    metric}``, the chosen one under ``"chosen"``.
+    """
+    from .inference import predict, supports_flips
+    from .metrics import evaluate
+    from .refine import refine_prediction, supports_crf
+
+    fitted = model.crf
+    weights = {"crf": fitted, **({"crf_default_weights": None} if fitted else {})}
+    refinements = ["none", *weights] if supports_crf(model.method) else ["none"]
+    megapixels = sum(np.asarray(s.labels).size for s in samples) / 1e6
+
+    def fits(seconds: float) -> bool:
+        return not (stop is not None and stop()) and (deadline is None or time.perf_counter() + seconds <= deadline)
+
+    def score(predictions, refine: str) -> float:
+        model.crf = weights.get(refine, fitted)
+        rows = []
+        for prediction, sample in zip(predictions, samples):
+            instances = prediction.decode()
+            if refine != "none":
+                instances = refine_prediction(prediction, sample.image, instances)
+            rows.append(evaluate(sample.labels, instances.labels)[metric])
+        model.crf = fitted
+        return float(np.mean(rows))
+
+    if predictions is None:
+        predictions = [predict(model, s.image, stack=False, device=device) for s in samples]
+    scores = {"none": score(predictions, "none")}
+    for flips in (False, True) if supports_flips(model.method) else (False,):
+        if flips:
+            started = time.perf_counter()
+            predictions = [predict(model, samples[0].image, stack=False, device=device, flips=True)]
+            if not fits((time.perf_counter() - started) * (len(samples) - 1)):
+                break
+            predictions += [predict(model, s.image, stack=False, device=device, flips=True) for s in samples[1:]]
+        for refine in refinements:
+            name = f"{refine}+flips" if flips else refine
+            if name not in scores and fits(CRF_SECONDS_PER_MEGAPIXEL * megapixels if refine != "none" else 0):
+                scores[name] = score(predictions, refine)
+    worth_it = {k: v for k, v in scores.items() if k == "none" or v >= scores["none"] + REFINEMENT_GAIN}
+    chosen = max(worth_it, key=worth_it.get)
+    refine, _, flips = chosen.partition("+")
+    if refine == "crf_default_weights":
+        model.crf = None
+    model.inference_defaults = {"refine": "none" if refine == "none" else "crf", "flips": bool(flips)}
+    return {**scores, "chosen": chosen}

@@ -8,6 +8,8 @@ from scipy import ndimage as ndi
 from napari_deepcolor.checkpoint import load_model, new_model, save_model
 from napari_deepcolor.errors import DeepColorError
 from napari_deepcolor.methods.base import Instances
+from napari_deepcolor.refine import (LENGTHS_KEY, NET_PIXELS, crf_parameters, net_crf_parameters,
+                                   store_crf_parameters)
 from napari_deepcolor.refine.crf import CrfParameters, assign_slots, build_problem, refine_instances
 from napari_deepcolor.refine.fit import CrfExample, fit_crf, match_instances, matched_loss
 
@@ -190,8 +192,8 @@ def test_training_with_fit_crf_stores_fitted_weights_in_the_model_file(nuclei_sa
     finished = train(config, nuclei_samples, output=tmp_path / "m.safetensors")
     stored = read_model_config(tmp_path / "m.safetensors")
     assert stored["provenance"]["crf_fit"]["loss_after"] <= stored["provenance"]["crf_fit"]["loss_before"]
-    assert CrfParameters.from_dict(stored["crf"]) == CrfParameters.from_dict(finished.model.crf)
-    assert stored["crf"] != CrfParameters().to_dict()  # fitted, not the defaults
+    assert stored["crf"] == finished.model.crf and stored["crf"][LENGTHS_KEY] == NET_PIXELS
+    assert net_crf_parameters(finished.model) != CrfParameters()  # fitted, not the defaults
 
 
 def test_fit_crf_is_refused_for_a_method_without_foreground():
@@ -234,3 +236,37 @@ def test_the_crf_calls_object_where_the_decode_does_its_foreground_threshold_map
     baseline = new_model("boundary", {}, {"depth": 2, "width": 8}, in_channels=1)
     probabilities = np.full((3, 4, 4), 1 / 3, np.float32)
     assert np.allclose(crf_foreground(baseline, probabilities), 2 / 3)  # no threshold: Q as it is
+
+
+def test_crf_lengths_scale_with_the_image_and_its_weights_do_not():
+    crf = CrfParameters(spatial_sigma=2.0, bilateral_sigma_xy=4.0, bilateral_weight=2.0, window=3, reach=6,
+                        box_margin=2, shape_softness=1.5)
+    half = crf.rescaled(0.5)
+    assert (half.spatial_sigma, half.bilateral_sigma_xy, half.shape_softness) == (1.0, 2.0, 0.75)
+    assert (half.reach, half.box_margin, half.window) == (3, 1, 2)
+    assert half.bilateral_weight == 2.0 and half.bilateral_sigma_intensity == crf.bilateral_sigma_intensity
+    assert crf.rescaled(10).window == 10 and crf.rescaled(0.01).window == 1  # the window stays within 1..10
+
+
+def test_fitted_crf_lengths_are_kept_in_net_pixels_and_follow_the_scale_of_each_image(tmp_path):
+    """Objects of 15 px, enlarged twice for a net trained at 30 px: a bandwidth fitted as 1 px of the
+    training images is 2 net pixels, and 0.5 px of images whose objects are half as large."""
+    model = new_model("boundary", {}, {"depth": 2, "width": 8}, 1,
+                      object_scale={"object_diameter": 15.0, "net_object_diameter": 30.0})
+    store_crf_parameters(model, CrfParameters(spatial_sigma=1.0, bilateral_sigma_xy=3.0, bilateral_weight=2.5),
+                         model.scale_factor())
+    net = net_crf_parameters(model)
+    assert (net.spatial_sigma, net.bilateral_sigma_xy, net.bilateral_weight) == (2.0, 6.0, 2.5)
+    like_training = crf_parameters(model)
+    assert (like_training.spatial_sigma, like_training.bilateral_sigma_xy) == (1.0, 3.0)
+    assert crf_parameters(model, scale_factor=4.0).spatial_sigma == 0.5
+    reloaded = load_model(save_model(model, tmp_path / "m.safetensors"))
+    assert crf_parameters(reloaded) == like_training
+
+
+def test_crf_weights_of_a_file_from_before_net_pixels_are_read_in_its_training_images_pixels():
+    model = new_model("boundary", {}, {"depth": 2, "width": 8}, 1,
+                      object_scale={"object_diameter": 15.0, "net_object_diameter": 30.0})
+    model.crf = CrfParameters(spatial_sigma=1.0).to_dict()  # as older files stored it: no unit
+    assert crf_parameters(model).spatial_sigma == 1.0
+    assert net_crf_parameters(model).spatial_sigma == 2.0

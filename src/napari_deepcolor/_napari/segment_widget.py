@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QSignalBlocker, Signal
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                             QProgressBar, QPushButton, QVBoxLayout, QWidget)
 from superqt.utils import qthrottled
@@ -78,6 +78,10 @@ def _describe_model(model, path) -> str:
     scores = provenance.get("validation_scores") or {}
     if scores:
         parts.append(f"validation {format_scores({k: v for k, v in scores.items() if k in ('ap', 'tuned_ap')})}")
+    refine, flips = model.refinement()
+    applied = [name for name, on in (("the instance CRF", refine == "crf"), ("flips", flips)) if on]
+    if applied:
+        parts.append(f"applies {' and '.join(applied)} (chosen on its validation images)")
     return " · ".join(parts)
 
 
@@ -160,7 +164,8 @@ class SegmentWidget(QWidget):
         self.flips_check = QCheckBox("Average over flips (4x the net's work)")
         self.flips_check.setToolTip("Test-time augmentation: the net also sees the image mirrored left-right, "
                                     "upside down and both, and the four outputs are averaged. For 3-class "
-                                    "baseline models (their outputs are per-pixel probabilities).")
+                                    "baseline models (their outputs are per-pixel probabilities). Checked when a "
+                                    "model is loaded if its validation images showed that it pays.")
         self.flips_check.setEnabled(False)
         layout.addWidget(self.flips_check)
 
@@ -173,7 +178,8 @@ class SegmentWidget(QWidget):
         self.refine_check = QCheckBox("Refine with the instance CRF")
         self.refine_check.setToolTip("Arnab and Torr's instance CRF after decoding: boundaries follow the image, "
                                      "weak instances drop out (weights fitted at training, if enabled); a second "
-                                     "or so per megapixel. Export saves the refined labels.")
+                                     "or so per megapixel. Export saves the refined labels. Checked when a model is "
+                                     "loaded if its validation images showed that it pays.")
         self.refine_check.toggled.connect(lambda _checked: self.request_decode())
         decode_layout.addWidget(self.refine_check)
         self.reset_button = QPushButton("Reset to the model's values")
@@ -274,9 +280,11 @@ class SegmentWidget(QWidget):
         self.model_info.setText(_describe_model(model, path))
         from ..inference import supports_flips
 
+        refine, flips = model.refinement()  # what the model chose on its validation images
         self.flips_check.setEnabled(supports_flips(model.method))
-        if not self.flips_check.isEnabled():
-            self.flips_check.setChecked(False)
+        self.flips_check.setChecked(flips and self.flips_check.isEnabled())
+        with QSignalBlocker(self.refine_check):  # nothing to decode yet: the prediction was dropped
+            self.refine_check.setChecked(refine == "crf")
         self._update_buttons()
         return True
 

@@ -33,8 +33,11 @@ class BatchConfig:
     #: the objects' diameter in these images (px) if it differs from the training images' (None: the same)
     object_diameter: float | None = None
     summary: bool = True  # write the summary CSV into the output folder
-    refine: str = "none"  # "crf": the instance CRF (napari_deepcolor.refine) after decoding, in memory only
-    flips: bool = False  # average the net's output over the four flips (napari_deepcolor.inference.FLIPS)
+    #: "crf": the instance CRF (napari_deepcolor.refine) after decoding, in memory only; "none"; None: what
+    #: the model chose on its validation images (Model.refinement)
+    refine: str | None = None
+    #: average the net's output over the four flips (napari_deepcolor.inference.FLIPS); None: the model's choice
+    flips: bool | None = None
     #: axes of images with this many axes (e.g. "TYX"), overriding the file's or the guess (None: the file's)
     axes: str | None = None
     #: the channel a one-channel model sees in a multi-channel image (None: the image must match the model)
@@ -66,7 +69,8 @@ class BatchConfig:
             raise DeepColorError("give at least one file name pattern, e.g. '*.tif'.")
         from ..refine import check_refinement
 
-        check_refinement(self.refine)
+        if self.refine is not None:
+            check_refinement(self.refine)
 
 
 @dataclass(frozen=True)

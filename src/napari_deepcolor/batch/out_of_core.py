@@ -97,7 +97,7 @@ def _segment_out_of_core(model, source, layout, parameters, task, tile, device):
     if layout.n_planes > 1 and ("T" in layout.out_axes or "Z" in layout.out_axes):
         log.warning("%s: planes over %s are segmented out of core, where objects are not linked through Z or T "
                     "(each plane's objects get their own ids)", task.file, threshold)
-    if task.config.refine != "none":
+    if task.config.refine not in (None, "none"):  # the model's own choice of the CRF is left out here
         raise DeepColorError(f"{task.file}: planes over {threshold} are segmented out of core, where the "
                              f"'{task.config.refine}' refinement is not available (it needs the whole plane in "
                              "memory); segment without --refine, or raise the large-image threshold "
@@ -115,7 +115,8 @@ def _segment_out_of_core(model, source, layout, parameters, task, tile, device):
         planes, total = [], 0
         for plane in range(layout.n_planes):
             ids, lookup, count = _label_plane_out_of_core(model, source, layout, plane, parameters, scratch, tile,
-                                                          device, task.config.object_diameter, task.config.flips)
+                                                          device, task.config.object_diameter,
+                                                          model.refinement(flips=task.config.flips)[1])
             planes.append((ids, np.where(lookup > 0, lookup.astype(np.int64) + total, 0)))
             total += count
             yield plane + 1, layout.n_planes

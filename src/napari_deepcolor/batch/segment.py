@@ -100,7 +100,7 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device):
     from ..inference import match_channels, predict, stack_instances
     from ..methods.base import Instances
 
-    planes = []
+    planes, (refine, flips) = [], model.refinement(task.config.refine, task.config.flips)
     for plane in range(layout.n_planes):
         image = source.read(layout, plane)
         if _is_constant(match_channels(model, image)):
@@ -109,9 +109,9 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device):
                                     None if nothing is None else np.zeros(0, np.float32)))
         else:
             prediction = predict(model, image, stack=False, device=device, tile_size=tile, margin=tiling.MARGIN,
-                                 object_diameter=task.config.object_diameter, flips=task.config.flips)
+                                 object_diameter=task.config.object_diameter, flips=flips)
             instances = prediction.decode(**parameters)
-            if task.config.refine == "crf":
+            if refine == "crf":
                 from ..refine import refine_prediction
 
                 instances = refine_prediction(prediction, image, instances)

@@ -42,8 +42,12 @@ class Model:
     #: object-size normalisation (see :mod:`napari_deepcolor.scale`): ``object_diameter``, the median
     #: diameter (px) of the training objects, and ``net_object_diameter``, the one the net saw; {} = none
     object_scale: dict = field(default_factory=dict)
-    #: fitted instance-CRF parameters (:class:`~napari_deepcolor.refine.crf.CrfParameters` as a dict), or None
+    #: fitted instance-CRF parameters (:class:`~napari_deepcolor.refine.crf.CrfParameters` as a dict, their
+    #: lengths in the net's pixels: :func:`~napari_deepcolor.refine.crf_parameters`), or None
     crf: dict | None = None
+    #: what segmenting applies unless told otherwise, chosen on the validation images after training
+    #: (:func:`~napari_deepcolor.tuning.choose_refinement`): ``{"refine": "none" | "crf", "flips": bool}``
+    inference_defaults: dict = field(default_factory=dict)
     #: names of the object classes 1..K of a model trained on class annotations; () = one class.
     #: Such a model has a class head of K + 1 channels after its method's (:mod:`.methods.classes`)
     class_names: tuple = ()
@@ -74,6 +78,12 @@ class Model:
         """Declared defaults, then the tuned ones stored in the file, then ``overrides``."""
         return self.method.resolve_decode_parameters(overrides, self.decode_defaults)
 
+    def refinement(self, refine: str | None = None, flips: bool | None = None) -> tuple[str, bool]:
+        """``(refine, flips)`` for a segmentation: what is given, else the model's stored choice, else none."""
+        chosen = self.inference_defaults
+        return (chosen.get("refine", "none") if refine is None else refine,
+                bool(chosen.get("flips", False)) if flips is None else flips)
+
     def scale_factor(self, object_diameter: float | None = None) -> float:
         """How much images are enlarged for the net: objects of ``object_diameter`` px (default: the
         training objects' diameter) are brought to the diameter the net was trained at."""
@@ -88,6 +98,7 @@ class Model:
             "method_options": dataclasses.asdict(self.method_options), "net": self.net_config.to_dict(),
             "normalization": self.normalization, "decode_defaults": self.decode_defaults,
             "provenance": self.provenance, "object_scale": self.object_scale, "crf": self.crf,
+            **({"inference_defaults": self.inference_defaults} if self.inference_defaults else {}),
             **({"class_names": list(self.class_names)} if self.class_names else {}),
             **({"card": self.card} if self.card else {}),
         }
@@ -154,7 +165,8 @@ def load_model_file(path, *, device: str | torch.device = "cpu") -> Model:
     model = new_model(config["method"], config["method_options"], config["net"], config["net"]["in_channels"],
                       normalization=config.get("normalization", {}), decode_defaults=config.get("decode_defaults", {}),
                       provenance=config.get("provenance", {}), object_scale=config.get("object_scale", {}),
-                      crf=config.get("crf"), class_names=tuple(config.get("class_names") or ()),
+                      crf=config.get("crf"), inference_defaults=config.get("inference_defaults", {}),
+                      class_names=tuple(config.get("class_names") or ()),
                       card=config.get("card", {}))
     try:
         model.net.load_state_dict(load_file(str(path), device=str(device)))

@@ -20,6 +20,13 @@ log = logging.getLogger(__name__)
 REFINEMENTS = ("none", "crf")
 
 
+def supports_crf(method) -> bool:
+    """Whether ``method`` has a foreground output for the CRF's unaries (:meth:`Method.foreground`)."""
+    from ..methods.base import Method
+
+    return type(method).foreground is not Method.foreground
+
+
 def check_refinement(name: str) -> str:
     """``name`` if it is a known refinement; otherwise an error that lists them."""
     if name not in REFINEMENTS:
@@ -27,16 +34,49 @@ def check_refinement(name: str) -> str:
     return name
 
 
-def crf_parameters(model, *, quiet: bool = False):
-    """The model's fitted CRF parameters, or the defaults (with a log message) for a model without."""
+#: the key of a model's ``crf`` dict that says its lengths are in the net's pixels (files before it: in
+#: the pixels of the training images)
+LENGTHS_KEY = "lengths_in"
+NET_PIXELS = "net pixels"
+
+
+def crf_parameters(model, scale_factor: float | None = None, *, quiet: bool = False):
+    """The model's fitted CRF parameters, or the defaults (with a log message) for a model without, with
+    their lengths in the pixels of an image the net saw enlarged ``scale_factor`` times (default: the
+    training images' factor, :meth:`Model.scale_factor`).
+
+    The window, reach and bandwidths are lengths: stored in the net's pixels (objects of the net's
+    object diameter), they carry over to images of any resolution. The defaults are in net pixels too.
+    """
+    in_net_pixels = net_crf_parameters(model, quiet=quiet)
+    factor = model.scale_factor() if scale_factor is None else scale_factor
+    return in_net_pixels.rescaled(1 / factor)
+
+
+def net_crf_parameters(model, *, quiet: bool = False):
+    """The model's CRF parameters with their lengths in the net's pixels."""
     from .crf import CrfParameters
 
     if not model.crf:
         if not quiet:
-                log.info("this model has no fitted CRF weights; refining with the defaults (train with the CRF fit "
+            log.info("this model has no fitted CRF weights; refining with the defaults (train with the CRF fit "
                      "enabled to fit them on your annotations)")
         return CrfParameters()
-    return CrfParameters.from_dict(model.crf)
+    stored = dict(model.crf)
+    if stored.pop(LENGTHS_KEY, None) == NET_PIXELS:
+        return CrfParameters.from_dict(stored)
+    return CrfParameters.from_dict(stored).rescaled(model.scale_factor())  # fitted on the training images
+
+
+def store_crf_parameters(model, parameters, scale_factor: float) -> None:
+    """Store fitted ``parameters`` (lengths in the pixels of images enlarged ``scale_factor`` times) in the
+    model, their fitted lengths converted to the net's pixels; the fixed settings stay as they were."""
+    import dataclasses
+
+    start = net_crf_parameters(model, quiet=True)
+    fitted = {name: getattr(parameters, name) * (scale_factor if name in parameters.LENGTHS else 1.0)
+              for name in parameters.FITTED}
+    model.crf = {**dataclasses.replace(start, **fitted).to_dict(), LENGTHS_KEY: NET_PIXELS}
 
 
 def crf_foreground(model, output: np.ndarray) -> np.ndarray:
@@ -76,7 +116,7 @@ def refine_prediction(prediction, image: np.ndarray, instances=None, *, paramete
 
     model = prediction.model
     instances = prediction.decode() if instances is None else instances
-    parameters = parameters or crf_parameters(model)
+    parameters = parameters or crf_parameters(model, prediction.scale_factor)
     if not prediction.is_stack:  # the refined instances take their class from the class head again
         return prediction.with_classes(refine_instances(instances, crf_foreground(model, prediction.output),
                                                         prepare_image(model, image), parameters))
@@ -102,16 +142,16 @@ def fit_model_crf(model, samples: Sequence, *, device=None, steps: int = 40) -> 
     from ..inference import predict, prepare_image
     from .fit import CrfExample, fit_crf
 
-    examples = []
+    examples, factor = [], model.scale_factor()  # predict's default: the training images' scale
     for sample in samples:
         prediction = predict(model, sample.image, stack=False, device=device)
         examples.append(CrfExample(prediction.decode(), crf_foreground(model, prediction.output),
                                    prepare_image(model, sample.image), np.asarray(sample.labels), sample.ignore))
     try:
-        parameters, report = fit_crf(examples, start=crf_parameters(model, quiet=True), steps=steps)
+        parameters, report = fit_crf(examples, start=crf_parameters(model, factor, quiet=True), steps=steps)
     except DeepColorError as exc:  # e.g. a young model that finds no object yet: keep what the model had
         log.warning("the CRF was not fitted: %s", exc)
         return {"skipped": str(exc)}
-    model.crf = parameters.to_dict()
+    store_crf_parameters(model, parameters, factor)
     return report
 

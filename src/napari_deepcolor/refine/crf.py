@@ -66,6 +66,8 @@ class CrfParameters:
 
     FITTED = ("box_weight", "global_weight", "shape_weight", "spatial_weight", "bilateral_weight",
               "spatial_sigma", "bilateral_sigma_xy", "bilateral_sigma_intensity")
+    #: the lengths, in pixels: they scale with the image (:meth:`rescaled`); the rest are weights and counts
+    LENGTHS = ("spatial_sigma", "bilateral_sigma_xy", "shape_softness", "box_margin", "reach", "window")
 
     def __post_init__(self):
         for name in self.FITTED:
@@ -81,6 +83,14 @@ class CrfParameters:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def rescaled(self, factor: float) -> "CrfParameters":
+        """The same CRF for an image enlarged ``factor`` times: every length times ``factor`` (the integer
+        ones rounded, the window kept within 1..10 pixels, the reach within 200)."""
+        lengths = {name: getattr(self, name) * factor for name in self.LENGTHS}
+        for name, low, high in (("box_margin", 0, 100), ("reach", 0, 200), ("window", 1, 10)):
+            lengths[name] = int(min(max(round(lengths[name]), low), high))
+        return dataclasses.replace(self, **lengths)
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "CrfParameters":
