@@ -363,19 +363,17 @@ class Training:
         choosing = bool(self.validation) and config.choose_refinement and iteration > start
         if self.validation and config.tune_decode and iteration > start:
             from .inference import predict
-            from .tuning import refinement_seconds, tune_predictions
+            from .tuning import tune_predictions
 
             yield TuningDecode(iteration, len(self.validation))
             # the net runs once; tuning and the final scores decode its cached output
-            predictions, pass_started = [], time.perf_counter()
+            predictions = []
             for sample in self.validation:
                 if self._skip_tuning.is_set() and predictions:
                     break
                 predictions.append(predict(model, sample.image, stack=False, device=device))
-            reserve = refinement_seconds(model, self.validation, time.perf_counter() - pass_started) if choosing else 0
             decode, best = tune_predictions(predictions, [s.labels for s in self.validation[:len(predictions)]],
-                                            deadline=None if deadline is None else deadline - reserve,
-                                            stop=self._skip_tuning.is_set)
+                                            deadline=deadline, stop=self._skip_tuning.is_set)
             model.decode_defaults = decode
             if not self._skip_tuning.is_set():  # skipped: no second look at the validation images
                 scores = validation_scores(model, self.validation, device, predictions=predictions)
@@ -387,7 +385,7 @@ class Training:
 
             crf_fit = fit_model_crf(model, self.validation, device=device)
         refinement = None
-        if choosing and not self._skip_tuning.is_set():
+        if choosing and not self._skip_tuning.is_set():  # in the time the tuning left: it matters more
             from .tuning import choose_refinement
 
             refinement = choose_refinement(model, self.validation, predictions if predictions and

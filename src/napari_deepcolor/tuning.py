@@ -98,18 +98,6 @@ REFINEMENT_GAIN = 0.005
 CRF_SECONDS_PER_MEGAPIXEL = 5.0
 
 
-def refinement_seconds(model: Model, samples, pass_seconds: float) -> float:
-    """About how long :func:`choose_refinement` takes on ``samples``, given the seconds of one plain
-    prediction pass over them."""
-    from .inference import supports_flips
-    from .refine import supports_crf
-
-    flips = supports_flips(model.method)
-    megapixels = sum(np.asarray(s.labels).size for s in samples) / 1e6
-    crf = (1 + bool(model.crf)) * CRF_SECONDS_PER_MEGAPIXEL * megapixels if supports_crf(model.method) else 0.0
-    return (4 * pass_seconds + 2 * crf) if flips else crf
-
-
 def choose_refinement(model: Model, samples, predictions: Sequence[Prediction] | None = None, *, device=None,
                       metric: str = "ap", deadline: float | None = None,
                       stop: Callable[[], bool] | None = None) -> dict:
@@ -124,8 +112,9 @@ def choose_refinement(model: Model, samples, predictions: Sequence[Prediction] |
     ``model.inference_defaults``, which segmenting applies unless told
     otherwise. ``predictions``: the samples' plain predictions, if made
     already. A combination that would end after ``deadline`` is not tried,
-    nor any once ``stop()`` answers True. Returns ``{combination: mean
-    metric}``, the chosen one under ``"chosen"``.
+    nor any once ``stop()`` answers True (past the deadline already, nothing
+    is tried or stored). Returns ``{combination: mean metric}``, the chosen
+    one under ``"chosen"``.
     """
     from .inference import predict, supports_flips
     from .metrics import evaluate
@@ -150,6 +139,8 @@ def choose_refinement(model: Model, samples, predictions: Sequence[Prediction] |
         model.crf = fitted
         return float(np.mean(rows))
 
+    if not fits(0):
+        return {"skipped": "no time was left in the budget"}  # the model keeps what it had
     if predictions is None:
         predictions = [predict(model, s.image, stack=False, device=device) for s in samples]
     scores = {"none": score(predictions, "none")}
