@@ -37,7 +37,8 @@ import accuracy  # noqa: E402  (the split and the ground truth every benchmark h
 from napari_deepcolor.checkpoint import load_model, model_file  # noqa: E402
 from napari_deepcolor.inference import Prediction, predict  # noqa: E402
 from napari_deepcolor.methods.boundary import BACKGROUND, BOUNDARY, INTERIOR  # noqa: E402
-from napari_deepcolor.metrics import _matched_pairs, evaluate, iou_matrix, summarize  # noqa: E402
+from napari_deepcolor.metrics import evaluate, iou_matrix, summarize  # noqa: E402
+from napari_deepcolor.metrics.instances import _matched_pairs  # noqa: E402
 
 FOREGROUND_THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
 

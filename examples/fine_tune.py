@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 
 from napari_deepcolor import synthetic
-from napari_deepcolor.checkpoint import load_model
 from napari_deepcolor.data import from_arrays, read_annotated_folder
 from napari_deepcolor.inference import predict
 from napari_deepcolor.metrics import evaluate, format_table, summarize
+from napari_deepcolor.models import load_model
 from napari_deepcolor.training import TrainingConfig, train
 
 BUNDLED = files("napari_deepcolor") / "sample_data"

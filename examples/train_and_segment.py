@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from napari_deepcolor.checkpoint import load_model
 from napari_deepcolor.data import read_annotated_folder, read_image, write_labels
 from napari_deepcolor.inference import predict
 from napari_deepcolor.metrics import evaluate, format_table, summarize
+from napari_deepcolor.models import load_model
 from napari_deepcolor.training import Finished, Step, Training, TrainingConfig, Validated
 
 BUNDLED = files("napari_deepcolor") / "sample_data"

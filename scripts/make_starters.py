@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STARTERS = ROOT / "src" / "napari_deepcolor" / "starters"
+STARTERS = ROOT / "src" / "napari_deepcolor" / "models" / "starters"
 PAGE = ROOT / "docs" / "models.md"
 RESULTS = ROOT / "benchmarks" / "results"
 #: a starter file bigger than this (bytes) is reported: package data should stay small

@@ -16,7 +16,7 @@ import zarr
 from scipy import ndimage as ndi
 
 from napari_deepcolor import batch
-from napari_deepcolor.batch import Batch, BatchConfig, FileDone, plan_layout
+from napari_deepcolor.batch import Batch, BatchConfig, FileDone, plan_layout, tiling
 from napari_deepcolor.checkpoint import new_model, save_model
 from napari_deepcolor.cli import main
 from napari_deepcolor.errors import DeepColorError
@@ -201,8 +201,8 @@ def test_out_of_core_route_equals_in_memory_route(model_path, tmp_path, monkeypa
     tifffile.imwrite(folder / "wide.tif", blobs((200, 270), 5, sigma=5, scale=60000), tile=(64, 64))
     rgb = (np.stack([blobs((90, 140), 6)] * 3, -1) // 8).astype(np.uint8)
     tifffile.imwrite(folder / "rgbt.tif", np.stack([rgb, rgb[::-1]]), photometric="rgb", metadata={"axes": "TYXS"})
-    monkeypatch.setattr(batch, "MARGIN", 16)  # small tiles keep the test fast: cores of 32 px
-    monkeypatch.setattr(batch, "DECODE_BLOCK", 100)  # decode blocks of 96 px, not a divisor of the image
+    monkeypatch.setattr(tiling, "MARGIN", 16)  # small tiles keep the test fast: cores of 32 px
+    monkeypatch.setattr(tiling, "DECODE_BLOCK", 100)  # decode blocks of 96 px, not a divisor of the image
     common = dict(model=model_path, input=str(folder), tile_size=64, track_threshold=0.0)  # out of core: no tracks
     results = {}
     for name, megapixels, fmt in [("memory", 100.0, "tif"), ("tiled", 1e-4, "tif"), ("tiled-zarr", 1e-4, "zarr")]:

@@ -12,8 +12,8 @@ from napari_deepcolor import DeepColorError, synthetic
 from napari_deepcolor.checkpoint import load_model, new_model, read_model_config, save_model
 from napari_deepcolor.inference import Prediction, prepare_image
 from napari_deepcolor.methods.base import Instances
-from napari_deepcolor.object_classes import (AnnotatedObjects, _from_forest, classify_objects,
-                                             fit_object_classifier, objects_from_points, train_object_classifier)
+from napari_deepcolor.object_classes import AnnotatedObjects, objects_from_points, train_object_classifier
+from napari_deepcolor.object_classifier import _from_forest, classify_objects, fit_object_classifier
 from napari_deepcolor.object_features import feature_names, object_features
 
 from .conftest import TINY_NET

@@ -95,14 +95,18 @@ def test_the_refinement_that_pays_on_the_samples_is_chosen_and_stored_in_the_mod
     assert reloaded.refinement(refine="none", flips=True) == ("none", True)  # what the user gives wins
 
 
-def test_no_refinement_is_tried_past_the_deadline_and_the_plain_decode_stays(nuclei_samples):
+def test_nothing_is_tried_past_the_deadline_and_no_more_than_fits_before_it(nuclei_samples, monkeypatch):
     import time
 
+    import napari_deepcolor.tuning as tuning
     from napari_deepcolor.tuning import choose_refinement
 
     model = new_model("boundary", {}, TINY_NET, 1)
-    scores = choose_refinement(model, nuclei_samples, deadline=time.perf_counter() - 1)
-    assert set(scores) == {"none", "chosen"} and model.refinement() == ("none", False)
+    assert set(choose_refinement(model, nuclei_samples, deadline=time.perf_counter() - 1)) == {"skipped"}
+    assert model.inference_defaults == {} and model.refinement() == ("none", False)
+    monkeypatch.setattr(tuning, "CRF_SECONDS_PER_MEGAPIXEL", 1e6)  # the CRF never fits in the minute left
+    scores = choose_refinement(model, nuclei_samples, deadline=time.perf_counter() + 60)
+    assert set(scores) == {"none", "none+flips", "chosen"}
 
 
 def test_training_stores_the_refinement_choice_made_on_its_validation_images(nuclei_samples, tmp_path):

@@ -2,6 +2,11 @@
 
 Every error a user can cause is a :class:`DeepColorError`; it is printed as
 one line and the command exits with status 2, without a traceback.
+
+Long on purpose: the parser (:func:`build_parser`, which ``scripts/cli_reference.py``
+turns into docs/cli.md) and the thin functions behind its subcommands read best
+side by side, one flag next to the line that uses it; each command's work is in
+the library.
 """
 
 from __future__ import annotations
@@ -294,7 +299,7 @@ def _cmd_train(args) -> int:
     from .training import Training, TrainingConfig
 
     if args.method is None:  # fine-tuning continues the model's own method
-        from .checkpoint import read_model_config
+        from .models import read_model_config
 
         args.method = read_model_config(args.fine_tune)["method"] if args.fine_tune else TrainingConfig.method
     method = get_method(args.method)
@@ -345,7 +350,7 @@ def _refinement_text(model) -> str:
 
 def _earlier_budget(model_path) -> tuple[int | None, float | None]:
     """The budget (iterations, minutes) the training of ``model_path`` was started with; 15 minutes if unknown."""
-    from .checkpoint import read_model_config
+    from .models import read_model_config
 
     try:
         earlier = read_model_config(model_path).get("provenance", {}).get("training", {})
@@ -453,7 +458,7 @@ def _cmd_train_classes(args) -> int:
 def _cmd_predict(args) -> int:
     """``batch`` with predict's defaults: every image of a folder (TIFF, PNG, JPEG, BMP, zarr), no summary CSV."""
     from .batch import BatchConfig
-    from .checkpoint import read_model_config
+    from .models import read_model_config
     from .data.io import IMAGE_SUFFIXES
     from .methods import get_method
 
@@ -469,7 +474,7 @@ def _cmd_predict(args) -> int:
 
 def _cmd_batch(args) -> int:
     from .batch import DEFAULT_PATTERNS, BatchConfig
-    from .checkpoint import read_model_config
+    from .models import read_model_config
     from .methods import get_method
 
     method = get_method(read_model_config(args.model)["method"])
@@ -519,7 +524,7 @@ def _run_batch(config) -> int:
 
 def _cmd_models(args) -> int:
     """One line per starter model: name, data, licence, test-split scores."""
-    from .starters import describe_starter, starter_names
+    from .models import describe_starter, starter_names
 
     names = starter_names()
     if not names:
@@ -533,7 +538,7 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from .bioimageio import export_bioimageio
+    from .models import export_bioimageio
 
     test_image = None
     if args.test_image:
@@ -556,7 +561,7 @@ def _cmd_demo(args) -> int:
     from importlib.resources import files
 
     from .baseline import otsu_watershed
-    from .checkpoint import load_model, state_path
+    from .models import load_model, state_path
     from .data import read_annotated_folder
     from .data.io import read_image, read_labels, write_labels
     from .inference import predict
@@ -813,7 +818,7 @@ def _method_asked_for_help(argv: list[str]) -> str | None:
     if values.get("--method") in method_names():
         return values["--method"]
     if "--model" in values:
-        from .checkpoint import read_model_config
+        from .models import read_model_config
 
         try:
             return read_model_config(values["--model"])["method"]

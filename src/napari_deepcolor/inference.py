@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .checkpoint import Model
+from .models.files import Model
 from .data.normalize import as_channels_last, normalize_percentile
 from .device import autocast, resolve_device
 from .errors import DeepColorError
@@ -268,7 +268,7 @@ class Prediction:
         """``instances`` of this image (or of ``plane`` of a stack) with the class of each from the class head,
         or from the model's object classifier where it measured better (:mod:`napari_deepcolor.object_classes`)."""
         if self.model.uses_object_classifier and self.image is not None:
-            from .object_classes import classify_objects
+            from .object_classifier import classify_objects
 
             image = self.image if plane is None else self.image[plane]
             classes, scores = classify_objects(self.model.object_classifier, instances.labels, image, instances.count)

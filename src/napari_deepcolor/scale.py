@@ -44,10 +44,23 @@ def object_diameter(label_images: Sequence[np.ndarray]) -> float:
     float
         0.0 when no object is annotated.
     """
-    from .tuning import median_object_area
-
     area = median_object_area(label_images)
     return 2.0 * math.sqrt(area / math.pi) if area > 0 else 0.0
+
+
+def median_object_area(ground_truths: Sequence[np.ndarray]) -> float:
+    """Median pixel count of the objects in label images (H, W) or per-object mask stacks (K, H, W)."""
+    areas = []
+    for truth in ground_truths:
+        truth = np.asarray(truth)
+        if truth.ndim == 3:
+            areas.append(truth.reshape(truth.shape[0], -1).astype(bool).sum(axis=1))
+        else:
+            counts = np.bincount(truth[truth > 0].ravel().astype(np.int64))
+            areas.append(counts[counts > 0])
+    areas = np.concatenate(areas) if areas else np.zeros(0)
+    areas = areas[areas > 0]
+    return float(np.median(areas)) if areas.size else 0.0
 
 
 def scale_factor(object_diameter: float | None, net_object_diameter: float | None) -> float:

@@ -1,7 +1,7 @@
 """Segmenting one image the way a user gets it: the net, the decode, and the refinement the model chose.
 
 The model file says whether the instance CRF and test-time flips are applied
-(:meth:`~napari_deepcolor.checkpoint.Model.refinement`, chosen on its
+(:meth:`~napari_deepcolor.models.Model.refinement`, chosen on its
 validation images by :func:`~napari_deepcolor.tuning.choose_refinement`);
 what the caller gives overrides it.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checkpoint import Model
 from .inference import predict
 from .methods.base import Instances
+from .models.files import Model
 
 
 def segment(model: Model, image: np.ndarray, *, decode: dict | None = None, refine: str | None = None,

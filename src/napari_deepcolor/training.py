@@ -23,8 +23,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import (Model, load_model, load_training_state, new_model, read_model_config, read_training_progress,
-                         save_model, save_training_state)
+from .models import (Model, load_model, load_training_state, new_model, read_model_config, read_training_progress,
+                     save_model, save_training_state)
 from .data.augment import Augmentation
 from .data.sample import AnnotatedImage
 from .data.sampling import PatchSampler, split_train_validation
@@ -48,7 +48,7 @@ WARMUP_SHARE = 0.05
 LEARNING_RATE = 1e-3
 #: ... and when fine-tuning a model: a hundredth. Adam's first steps move every weight by about the
 #: rate whatever the gradient, which undid a converged starter (demo image: AP 0.673 -> 0.518 after 16
-#: steps at 1e-4, 0.612 at 3e-5, 0.686 at 1e-5; benchmarks/fine_tune_lr.py)
+#: steps at 1e-4, 0.612 at 3e-5, 0.686 at 1e-5; benchmarks/probes/fine_tune_lr.py)
 FINE_TUNE_LEARNING_RATE = 1e-5
 
 @dataclass(frozen=True)
@@ -363,19 +363,17 @@ class Training:
         choosing = bool(self.validation) and config.choose_refinement and iteration > start
         if self.validation and config.tune_decode and iteration > start:
             from .inference import predict
-            from .tuning import refinement_seconds, tune_predictions
+            from .tuning import tune_predictions
 
             yield TuningDecode(iteration, len(self.validation))
             # the net runs once; tuning and the final scores decode its cached output
-            predictions, pass_started = [], time.perf_counter()
+            predictions = []
             for sample in self.validation:
                 if self._skip_tuning.is_set() and predictions:
                     break
                 predictions.append(predict(model, sample.image, stack=False, device=device))
-            reserve = refinement_seconds(model, self.validation, time.perf_counter() - pass_started) if choosing else 0
             decode, best = tune_predictions(predictions, [s.labels for s in self.validation[:len(predictions)]],
-                                            deadline=None if deadline is None else deadline - reserve,
-                                            stop=self._skip_tuning.is_set)
+                                            deadline=deadline, stop=self._skip_tuning.is_set)
             model.decode_defaults = decode
             if not self._skip_tuning.is_set():  # skipped: no second look at the validation images
                 scores = validation_scores(model, self.validation, device, predictions=predictions)
@@ -387,7 +385,7 @@ class Training:
 
             crf_fit = fit_model_crf(model, self.validation, device=device)
         refinement = None
-        if choosing and not self._skip_tuning.is_set():
+        if choosing and not self._skip_tuning.is_set():  # in the time the tuning left: it matters more
             from .tuning import choose_refinement
 
             refinement = choose_refinement(model, self.validation, predictions if predictions and

@@ -12,8 +12,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .checkpoint import Model
 from .inference import Prediction, predict
+from .models.files import Model
+from .scale import median_object_area
 
 
 def score_parameters(predictions: Sequence[Prediction], ground_truths: Sequence[np.ndarray], parameters: dict,
@@ -70,21 +71,6 @@ def tune_predictions(predictions: Sequence[Prediction], ground_truths: Sequence[
     return best, best_score[0]
 
 
-def median_object_area(ground_truths: Sequence[np.ndarray]) -> float:
-    """Median pixel count of the objects in label images (H, W) or per-object mask stacks (K, H, W)."""
-    areas = []
-    for truth in ground_truths:
-        truth = np.asarray(truth)
-        if truth.ndim == 3:
-            areas.append(truth.reshape(truth.shape[0], -1).astype(bool).sum(axis=1))
-        else:
-            counts = np.bincount(truth[truth > 0].ravel().astype(np.int64))
-            areas.append(counts[counts > 0])
-    areas = np.concatenate(areas) if areas else np.zeros(0)
-    areas = areas[areas > 0]
-    return float(np.median(areas)) if areas.size else 0.0
-
-
 def _better(score: tuple[float, float], best: tuple[float, float], tolerance: float = 1e-9) -> bool:
     if abs(score[0] - best[0]) > tolerance:
         return score[0] > best[0]
@@ -112,18 +98,6 @@ REFINEMENT_GAIN = 0.005
 CRF_SECONDS_PER_MEGAPIXEL = 5.0
 
 
-def refinement_seconds(model: Model, samples, pass_seconds: float) -> float:
-    """About how long :func:`choose_refinement` takes on ``samples``, given the seconds of one plain
-    prediction pass over them."""
-    from .inference import supports_flips
-    from .refine import supports_crf
-
-    flips = supports_flips(model.method)
-    megapixels = sum(np.asarray(s.labels).size for s in samples) / 1e6
-    crf = (1 + bool(model.crf)) * CRF_SECONDS_PER_MEGAPIXEL * megapixels if supports_crf(model.method) else 0.0
-    return (4 * pass_seconds + 2 * crf) if flips else crf
-
-
 def choose_refinement(model: Model, samples, predictions: Sequence[Prediction] | None = None, *, device=None,
                       metric: str = "ap", deadline: float | None = None,
                       stop: Callable[[], bool] | None = None) -> dict:
@@ -138,8 +112,9 @@ def choose_refinement(model: Model, samples, predictions: Sequence[Prediction] |
     ``model.inference_defaults``, which segmenting applies unless told
     otherwise. ``predictions``: the samples' plain predictions, if made
     already. A combination that would end after ``deadline`` is not tried,
-    nor any once ``stop()`` answers True. Returns ``{combination: mean
-    metric}``, the chosen one under ``"chosen"``.
+    nor any once ``stop()`` answers True (past the deadline already, nothing
+    is tried or stored). Returns ``{combination: mean metric}``, the chosen
+    one under ``"chosen"``.
     """
     from .inference import predict, supports_flips
     from .metrics import evaluate
@@ -164,6 +139,8 @@ def choose_refinement(model: Model, samples, predictions: Sequence[Prediction] |
         model.crf = fitted
         return float(np.mean(rows))
 
+    if not fits(0):
+        return {"skipped": "no time was left in the budget"}  # the model keeps what it had
     if predictions is None:
         predictions = [predict(model, s.image, stack=False, device=device) for s in samples]
     scores = {"none": score(predictions, "none")}

@@ -254,7 +254,7 @@ MODEL_FILTER = "napari-deepcolor models (*.safetensors *.zip);;All files (*)"
 
 def starter_choices() -> list[tuple[str, str]]:
     """(label, name) of each bundled starter model, in the order they are offered."""
-    from ..starters import starter_card, starter_names
+    from ..models import starter_card, starter_names
 
     choices = []
     for name in starter_names():

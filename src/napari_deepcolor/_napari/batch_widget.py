@@ -143,7 +143,7 @@ class BatchWidget(QWidget):
 
     def load_model(self, path: str | None = None) -> bool:
         """Read the model's method and decode values (no weights) to build the sliders."""
-        from ..checkpoint import read_model_config
+        from ..models import read_model_config
         from ..methods import get_method
 
         path = path if path is not None else self.model.source

@@ -191,7 +191,7 @@ class ObjectClassesBox(QGroupBox):
     # -- saving ----------------------------------------------------------------------------
     def save_model(self, path: str | None = None) -> Path | None:
         """Write the model with its object classifier to a new file (asks where when ``path`` is None)."""
-        from ..checkpoint import save_model
+        from ..models import save_model
 
         model = self.segment.model
         if model is None or model.object_classifier is None:

@@ -11,6 +11,10 @@ a lookup table over cached components) is decoded right away in the GUI
 thread instead, saving the two thread hops, which cost tens of milliseconds on
 a busy machine; never while a worker decode is running (the cache is not
 shared between threads).
+
+Long on purpose: running, the live decode, the preview layers, tuning and
+export all act on the one cached prediction this widget holds, and read best
+together; the work itself is in the library (inference, methods, tuning, measure).
 """
 
 from __future__ import annotations
@@ -250,7 +254,7 @@ class SegmentWidget(QWidget):
     def load_model(self, path: str | None = None) -> bool:
         """Load a model (a file, or a starter name; by default the one chosen); False, with a
         notification, if it fails."""
-        from ..checkpoint import load_model
+        from ..models import load_model
 
         if path is None:
             path = self.chosen_starter or self.model_edit.path

@@ -6,15 +6,17 @@ events: progress with ETA, the loss curve, validation scores and, every so
 often, the current model's labels on the part of the image in view. The
 preview runs in the worker between two training steps, when the loop is
 suspended, so it never reads weights that are being updated.
+
+This module is the form and its reactions; the run in the worker (and the
+preview it segments) is :mod:`.training_job`, the rows of image and labels
+layers to train on are :mod:`.layer_pairs`.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,250 +29,22 @@ from ..errors import DeepColorError
 from ..methods import DEFAULT_METHOD
 from . import layers as L
 from ._common import (MODEL_FILTER, OUTPUT_KEY, Failed, PathEdit, Status, chosen_layer, compact_combo, device_combo,
-                      format_scores, format_seconds, is_output, layer_chooser, report, scrolling_body, show_info,
-                      start_generator, starter_choices)
+                      format_scores, format_seconds, is_output, report, scrolling_body, show_info, start_generator,
+                      starter_choices)
 from ._session import session
 from .forms import OptionsForm
+from .layer_pairs import LayerPairs
 from .lossplot import LossPlot
+from .training_job import PREVIEW_KIND, PREVIEW_SIZE, PreviewReady, TrainingJob, preview_crop
 
 log = logging.getLogger(__name__)
 
-#: side in pixels of the region around the centre of the view that the live preview segments
-PREVIEW_SIZE = 384
-#: pixels of image around that region the net also sees, so the region's border looks as it will in use
-PREVIEW_CONTEXT = 32
 SOURCE_LAYERS, SOURCE_FOLDER = "layers", "folder"
-#: the ``OUTPUT_KEY`` metadata of the training preview layer
-PREVIEW_KIND = "training preview"
 #: "Start from" choices besides the starters (whose item data is the starter's name)
 START_NEW, START_FILE = "__new__", "__file__"
 STOP_HELP = "End training after the current step and keep the model trained so far"
 SKIP_HELP = ("Stop tuning the decode parameters now: the model is saved with the best values found so far "
              "(tune them later from an annotation in the Segment widget)")
-
-
-@dataclass(frozen=True)
-class PreviewReady:
-    """The current model's labels on a crop of the image in view."""
-
-    labels: np.ndarray
-    offset: tuple[int, int]
-    iteration: int
-
-
-class TrainingJob:
-    """One run, driven from a worker thread; :meth:`stop` and :meth:`request_preview` are thread-safe."""
-
-    def __init__(self, config, load_samples, *, output, init_from=None):
-        self.config, self.load_samples, self.output, self.init_from = config, load_samples, output, init_from
-        self.training = None
-        self._stopped, self._skip_tuning = threading.Event(), threading.Event()
-        self._lock = threading.Lock()
-        self._preview = None
-
-    def stop(self) -> None:
-        self._stopped.set()
-        training = self.training
-        if training is not None:
-            training.stop()
-
-    def skip_tuning(self) -> None:
-        """Cut the decode tuning after the loop short (it keeps the best values found so far)."""
-        self._skip_tuning.set()
-        training = self.training
-        if training is not None:
-            training.skip_tuning()
-
-    def request_preview(self, image: np.ndarray, offset: tuple[int, int], inner=(slice(None), slice(None))) -> None:
-        """Segment ``image`` (a 2D crop, raw values) with the current model after the next step.
-
-        ``inner`` is the part of the crop to show (the rest is context for the net);
-        ``offset`` the position of that part in the image.
-        """
-        with self._lock:
-            self._preview = (image, offset, inner)
-
-    def _take_preview(self):
-        with self._lock:
-            request, self._preview = self._preview, None
-        return request
-
-    def events(self):
-        """The worker: read the data, then relay the training's events (and previews)."""
-        from ..training import Started, Step, Training
-
-        yield Status("reading the training data…")
-        samples = self.load_samples()
-        sizes = ", ".join(f"{s.shape[0]}x{s.shape[1]}" for s in samples[:3]) + (" …" if len(samples) > 3 else "")
-        yield Status(f"{len(samples)} annotated image(s) ({sizes} px), {sum(s.num_objects for s in samples)} "
-                     "objects; starting…")
-        self.training = Training(self.config, samples, output=self.output, init_from=self.init_from)
-        if self._stopped.is_set():
-            self.training.stop()
-        if self._skip_tuning.is_set():
-            self.training.skip_tuning()
-        device, iteration = None, 0
-        for event in self.training.run():
-            yield event
-            if isinstance(event, Started):
-                device = event.device
-            elif isinstance(event, Step):
-                iteration = event.iteration
-                request = self._take_preview()
-                if request is not None:
-                    yield self._preview_labels(request, device, iteration)
-
-    def _preview_labels(self, request, device, iteration) -> PreviewReady:
-        from ..inference import predict
-
-        image, offset, inner = request
-        labels = predict(self.training.model, image, stack=False, device=device).decode().labels
-        return PreviewReady(np.ascontiguousarray(labels[inner]), offset, iteration)
-
-
-#: the class-layer chooser's entry for "no class layer" (classes may still come from the labels' features)
-NO_CLASS_LAYER = "(no class layer)"
-
-
-def _training_labels_of(viewer, image_combo):
-    """``accept`` for a labels chooser: labels of the chosen image's shape, never a preview."""
-    def accept(layer) -> bool:
-        image = chosen_layer(viewer, image_combo)
-        if image is None or layer.metadata.get(OUTPUT_KEY) in (PREVIEW_KIND, "preview"):
-            return False
-        return L.spatial_shape(layer) == L.spatial_shape(image)
-
-    return accept
-
-
-class PairRow(QWidget):
-    """One image layer and the labels layer annotated on it (only labels of the image's shape are offered)."""
-
-    def __init__(self, viewer, on_remove, parent=None):
-        super().__init__(parent)
-        self.viewer = viewer
-        self.image = layer_chooser(viewer, "image", accept=lambda layer: not is_output(layer),
-                                   tooltip="An image layer with annotations")
-        self.labels = layer_chooser(viewer, "labels", accept=_training_labels_of(viewer, self.image), tooltip=(
-            "The Labels layer with the objects annotated on that image (one id per object). Only Labels layers "
-            "of the image's shape are offered, your own annotations first."))
-        self.classes = layer_chooser(viewer, "labels", accept=self._class_layer_candidate, none_choice=NO_CLASS_LAYER,
-                                     tooltip=(
-            "Optional: a second Labels layer painting the class of each object (class id 1, 2, ... per pixel), "
-            "e.g. live and dead worms. Classes can also come from the annotation layer's features table (a "
-            "'class' column). The model then gives every object it finds a class."))
-        self.image.changed.connect(self._image_changed)
-        remove = QPushButton("✕")
-        remove.setFixedWidth(26)
-        remove.setToolTip("Remove this pair")
-        remove.clicked.connect(lambda: on_remove(self))
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.image.native, 1)
-        layout.addWidget(QLabel("+"))
-        layout.addWidget(self.labels.native, 1)
-        layout.addWidget(self.classes.native, 1)
-        layout.addWidget(remove)
-        self._image_changed()
-
-    def reset_choices(self, *_) -> None:
-        self.image.reset_choices()
-        self.labels.reset_choices()
-        self.classes.reset_choices()
-
-    def _class_layer_candidate(self, layer) -> bool:
-        return layer.name != self.labels.value and _training_labels_of(self.viewer, self.image)(layer)
-
-    def class_annotation(self, labels_layer) -> L.LayerClasses | None:
-        """The classes of this pair: a class-id layer if one is chosen, else the labels' ``class`` feature."""
-        class_layer = chosen_layer(self.viewer, self.classes)
-        if class_layer is not None and class_layer is not labels_layer:
-            names = L.classes_from_features(class_layer.features, class_layer.name) \
-                if "class" in class_layer.features.columns else None
-            return L.LayerClasses(class_layer.name, image=np.array(class_layer.data, copy=True), names=names)
-        table = L.classes_from_features(labels_layer.features, labels_layer.name)
-        return None if table is None else L.LayerClasses(labels_layer.name, table=table)
-
-    def _image_changed(self, *_) -> None:
-        """Offer the labels of the new image's shape; prefer one named like the image."""
-        self.labels.reset_choices()
-        self.classes.reset_choices()
-        image = chosen_layer(self.viewer, self.image)
-        if image is not None:
-            stem = image.name.split(" ")[0]
-            named = [n for n in self.labels.choices if n.startswith(stem)
-                     and not is_output(self.viewer.layers[n])]
-            if named and self.labels.value not in named:
-                self.labels.value = named[0]
-
-
-class LayerPairs(QWidget):
-    """A list of (image layer, labels layer) pairs that follows the viewer's layers."""
-
-    def __init__(self, viewer, parent=None):
-        super().__init__(parent)
-        self.viewer = viewer
-        self.rows: list[PairRow] = []
-        self.rows_box = QVBoxLayout()
-        self.rows_box.setContentsMargins(0, 0, 0, 0)
-        add = QPushButton("Add a pair")
-        add.setToolTip("Train on several images at once: one row per image and its labels")
-        add.clicked.connect(lambda: self.add_row())
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(self.rows_box)
-        layout.addWidget(add, 0, Qt.AlignmentFlag.AlignLeft)
-        self.add_row()
-
-    def add_row(self) -> PairRow:
-        used = {r.image.value for r in self.rows}
-        row = PairRow(self.viewer, self.remove_row)
-        free = [n for n in reversed(row.image.choices) if n not in used]  # the bottom-most unused image
-        if free:
-            row.image.value = free[0]
-        self.rows.append(row)
-        self.rows_box.addWidget(row)
-        return row
-
-    def remove_row(self, row: PairRow) -> None:
-        if len(self.rows) == 1:
-            return
-        self.rows.remove(row)
-        row.setParent(None)
-        row.deleteLater()
-
-    def reset_choices(self, *_) -> None:
-        for row in self.rows:
-            row.reset_choices()
-
-    def pairs(self) -> list[tuple[L.LayerInput, np.ndarray, str]]:
-        """The chosen layers' data (read in the GUI thread); a clear error when a choice is missing."""
-        out = []
-        for row in self.rows:
-            image_layer = chosen_layer(self.viewer, row.image)
-            if image_layer is None:
-                raise DeepColorError("choose an image layer and its Labels layer for every pair (open an image and "
-                                     "add a Labels layer with your annotations, or try File > Open Sample).")
-            labels_layer = chosen_layer(self.viewer, row.labels)
-            if labels_layer is None:
-                raise DeepColorError(self._no_labels_for(image_layer))
-            image = L.image_input(image_layer)
-            labels = np.array(labels_layer.data, copy=True)
-            out.append((image, L.check_labels_match(image, labels, labels_layer.name), labels_layer.name,
-                        row.class_annotation(labels_layer)))
-        return out
-
-    def _no_labels_for(self, image_layer) -> str:
-        """What to do when no Labels layer has the image's shape (saying which ones have another)."""
-        from napari.layers import Labels
-
-        shape = L.spatial_shape(image_layer)
-        message = (f"no Labels layer has the shape {shape} of image layer '{image_layer.name}': add a Labels layer "
-                   "on that image (layer list > new labels) and paint the objects.")
-        others = [f"'{layer.name}' has shape {tuple(layer.data.shape)}"
-                  + (" (it looks transposed)" if tuple(layer.data.shape) == shape[::-1] else "")
-                  for layer in self.viewer.layers if isinstance(layer, Labels) and not is_output(layer)]
-        return message + (" Of the Labels layers, " + "; ".join(others) + "." if others else "")
 
 
 def _method_choices() -> list[tuple[str, object]]:
@@ -567,7 +341,7 @@ class TrainWidget(QWidget):
         """Show the method and options stored in the model to fine-tune."""
         if not path or self.start_from.currentData() == START_NEW:
             return
-        from ..checkpoint import read_model_config
+        from ..models import read_model_config
 
         try:
             config = read_model_config(path)
@@ -730,7 +504,7 @@ class TrainWidget(QWidget):
 
     def save_model(self, path: str | None = None) -> Path | None:
         """Write the last trained model to ``path`` (asks with a file dialog when None)."""
-        from ..checkpoint import save_model
+        from ..models import save_model
 
         if self.finished is None:
             report(DeepColorError("there is no trained model yet: train first."))
@@ -751,7 +525,7 @@ class TrainWidget(QWidget):
 
     def export_bioimageio(self, path: str | None = None) -> Path | None:
         """Export the last trained model as a bioimage.io package (asks where with a dialog when None)."""
-        from ..bioimageio import export_bioimageio
+        from ..models import export_bioimageio
 
         if self.finished is None or self.model_path is None:
             report(DeepColorError("there is no trained model yet: train first, then export it."))
@@ -799,19 +573,12 @@ class TrainWidget(QWidget):
             world[displayed] = np.asarray(camera.center)[-2:]
             point = np.asarray(layer.world_to_data(world), dtype=float)
             plane = L.plane_of(image, int(round(point[0])) if image.is_stack else None)
-            height, width = plane.shape[:2]
-            size_y, size_x = min(PREVIEW_SIZE, height), min(PREVIEW_SIZE, width)
-            y0 = int(np.clip(round(point[-2] - size_y / 2), 0, height - size_y))
-            x0 = int(np.clip(round(point[-1] - size_x / 2), 0, width - size_x))
-            cy0, cx0 = max(y0 - PREVIEW_CONTEXT, 0), max(x0 - PREVIEW_CONTEXT, 0)
-            cy1, cx1 = min(y0 + size_y + PREVIEW_CONTEXT, height), min(x0 + size_x + PREVIEW_CONTEXT, width)
-            crop = np.array(plane[cy0:cy1, cx0:cx1], copy=True)
-            inner = (slice(y0 - cy0, y0 - cy0 + size_y), slice(x0 - cx0, x0 - cx0 + size_x))
+            crop, offset, inner = preview_crop(plane, point[-2], point[-1])
         except Exception as exc:  # noqa: BLE001 - a preview must never disturb training
             log.warning("no training preview: %s", exc)
             return False
         self._preview_source = layer
-        self.job.request_preview(crop, (y0, x0), inner)
+        self.job.request_preview(crop, offset, inner)
         return True
 
     def _show_preview(self, event: PreviewReady) -> None:

@@ -42,7 +42,7 @@ def label_color_blocks(output, ids, *, block: int, size_threshold: int = 0) -> C
     """
     from skimage.measure import label as connected_label
 
-    from .coloring import argmax_channels
+    from .components import argmax_channels
 
     _, height, width = output.shape
     sizes, offset, links = [np.zeros(1, np.int64)], 0, []

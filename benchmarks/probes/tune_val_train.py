@@ -1,6 +1,6 @@
 """Decode tuned on the validation images (as training does) against validation + training images: test AP.
 
-    python benchmarks/tune_val_train.py DATASET SEED MODEL [MODEL ...]
+    python benchmarks/probes/tune_val_train.py DATASET SEED MODEL [MODEL ...]
 
 MODELs saved by ``accuracy.py --seed SEED --model-out``; SEED picks the same validation carve. Prints one
 JSON line per model: the decode each tuning chose and its mean AP on the held-out test images.
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/
 
 from accuracy import ground_truth, split  # noqa: E402  (benchmarks/accuracy.py)
 from napari_deepcolor.checkpoint import load_model  # noqa: E402

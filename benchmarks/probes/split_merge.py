@@ -1,6 +1,6 @@
 """Why a method loses: how many objects it splits and how many it merges, on the held-out test images.
 
-    python benchmarks/split_merge.py --dataset usiigaci --methods boundary,coloring,semiconv
+    python benchmarks/probes/split_merge.py --dataset usiigaci --methods boundary,coloring,semiconv
 
 A ground-truth object is *split* when two predictions each cover at least 20 % of it; a prediction
 *merges* when it covers at least 20 % of each of two ground-truth objects. Uses the models kept by
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from napari_deepcolor.checkpoint import load_model
 from napari_deepcolor.data import detect_layout, read_annotated_folder
 from napari_deepcolor.inference import predict
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: accuracy.py and friends
 from accuracy import DATASETS, held_out  # noqa: E402  (run from benchmarks/ or with it on the path)
 
 SHARE = 0.2

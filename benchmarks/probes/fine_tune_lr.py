@@ -1,6 +1,6 @@
 """The learning rate of fine-tuning, on the demo's case: the nuclei starter, a few steps on one annotated image.
 
-    python benchmarks/fine_tune_lr.py --steps 16 --rates 1e-5 3e-5 1e-4
+    python benchmarks/probes/fine_tune_lr.py --steps 16 --rates 1e-5 3e-5 1e-4
 
 The starter is fine-tuned from the same seed for ``--steps`` steps (batch 4, 256 px) on the bundled
 ``bbbc039_A09_s1`` (one of the starter's training images: the user's "own annotated image") at each

@@ -1,23 +1,25 @@
 """Do the colours help? A coloring model with a semantic head, decoded with and without the colour split.
 
-    python benchmarks/colour_split.py --dataset usiigaci --model m.safetensors
+    python benchmarks/probes/colour_split.py --dataset usiigaci --model m.safetensors
 
 The fusion decode (sec. 4.3) splits each component of the semantic interior by its pixels' maximal
 colour. Decoding the same cached output without that split is the 3-class baseline's decode of the
 head's three channels. Both use the model's tuned size and interior thresholds, on the held-out test
 images of benchmarks/accuracy.py; the gap between the rows is what the colours add (or cost). Also
-prints the objects split and merged (benchmarks/split_merge.py's rule) per decode.
+prints the objects split and merged (benchmarks/probes/split_merge.py's rule) per decode.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: accuracy.py and friends
 from accuracy import DATASETS, ground_truth, held_out
 from napari_deepcolor.checkpoint import load_model
 from napari_deepcolor.data import detect_layout, read_image

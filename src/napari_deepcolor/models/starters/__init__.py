@@ -3,6 +3,7 @@
 Each starter is an ordinary model file (safetensors, fp16 weights, JSON configuration) in this
 folder; its model card (data, licence, citation, recipe, test-split scores) is the ``card`` entry of
 that configuration. The files are written by ``scripts/make_starters.py``; nothing here trains.
+A model argument that is a bare name is looked up here by :mod:`napari_deepcolor.models.sources`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from ..errors import DeepColorError
+from ...errors import DeepColorError
 
 #: the order starters are offered in (any other bundled file comes after these, by name)
 PREFERRED_ORDER = ("nuclei", "cells", "worms", "bacteria")
@@ -44,22 +45,11 @@ def unknown_model_message(name: str) -> str:
             "file or of a bioimage.io .zip exported by napari-deepcolor.")
 
 
-def looks_like_name(source) -> bool:
-    """A bare word such as ``nuclei`` (no folder, no suffix) that is not a file here: a starter name."""
-    text = str(source)
-    return not Path(text).exists() and "/" not in text and "\\" not in text and Path(text).suffix == ""
-
-
-def resolve_model_source(source) -> Path:
-    """The file behind a model argument: a starter's file for a starter name, else the path itself."""
-    return starter_path(str(source)) if looks_like_name(source) else Path(source)
-
-
 def starter_card(name: str) -> dict:
     """The model card stored in starter ``name``'s file."""
-    from ..checkpoint import read_model_config
+    from ..files import read_model_file_config
 
-    return read_model_config(starter_path(name)).get("card", {})
+    return read_model_file_config(starter_path(name)).get("card", {})
 
 
 def describe_starter(name: str) -> str:

@@ -1,6 +1,6 @@
 """How a deep coloring model uses its colours on the held-out images of a dataset.
 
-    python benchmarks/color_usage.py --dataset usiigaci --model m1.safetensors [m2.safetensors ...]
+    python benchmarks/probes/color_usage.py --dataset usiigaci --model m1.safetensors [m2.safetensors ...]
 
 For each model: the share of annotated object pixels whose maximal object colour (1..C-1) is each
 colour, how many colours hold at least 5 % of them, and the share of touching annotated pairs
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 from PIL import Image
 from scipy import ndimage as ndi
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: accuracy.py and friends
 from accuracy import DATASETS, ground_truth, held_out, split
 from qualitative import centre_window, grey, overlay
 from napari_deepcolor.checkpoint import load_model

@@ -1,6 +1,6 @@
 """How much each term of coloring's loss pulls on the shared layers of a trained model.
 
-    python benchmarks/loss_gradients.py --dataset ecoli_synth --model coloring.safetensors
+    python benchmarks/probes/loss_gradients.py --dataset ecoli_synth --model coloring.safetensors
 
 For a coloring model with a semantic head, on ``--batches`` batches of 4 training patches (accuracy.py's
 split, at the model's scale): the colour loss (eqs. 2-3) and the semantic head's cross-entropy, the norms
@@ -12,11 +12,13 @@ the batches.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: accuracy.py and friends
 import accuracy  # noqa: E402  (run from benchmarks/ or with it on the path)
 from napari_deepcolor.checkpoint import load_model, new_model
 from napari_deepcolor.data.sampling import PatchSampler

@@ -9,7 +9,7 @@ embedding gives identical dots identical embeddings (away from the borders,
 where zero padding leaks position), so its kernel masks merge dots; the
 semi-convolutional one separates them.
 
-    python benchmarks/semiconv_dots.py [--iterations 300] [--out docs/benchmarks/semiconv_dots.json]
+    python benchmarks/probes/semiconv_dots.py [--iterations 300] [--out docs/benchmarks/semiconv_dots.json]
 """
 
 from __future__ import annotations
