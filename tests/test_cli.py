@@ -615,3 +615,25 @@ def test_an_rgb_image_into_a_grey_model_says_it_was_averaged_to_grey(tmp_path, c
     with open(tmp_path / "b" / "batch_summary.csv", newline="") as f:
         notes = {row["file"]: row["note"] for row in csv.DictReader(f)}
     assert "averaged to one grey channel" in notes["rgb.tif"] and notes["grey.tif"] == ""
+
+
+def test_the_learning_rate_schedules_offered_are_the_trainings():
+    from napari_deepcolor.cli import build_parser
+    from napari_deepcolor.training import LR_SCHEDULES
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    offered = next(a for a in train._actions if a.dest == "lr_schedule").choices
+    assert sorted(offered) == sorted(LR_SCHEDULES)
+
+
+def test_train_says_what_is_applied_by_default_even_when_the_choice_had_no_time():
+    from napari_deepcolor.checkpoint import new_model
+    from napari_deepcolor.cli import _refinement_text
+
+    model = new_model("boundary", {}, {"depth": 2, "width": 8}, in_channels=1)
+    assert _refinement_text(model) == "the plain decode"
+    model.inference_defaults = {"refine": "none", "flips": True}  # kept from the model it was fine-tuned from
+    model.provenance = {"refinement_choice": {"skipped": "no time was left in the budget"}}
+    assert _refinement_text(model) == "flips"
+    model.provenance = {"refinement_choice": {"none": 0.5, "none+flips": 0.52, "chosen": "none+flips"}}
+    assert _refinement_text(model) == "flips (validation AP: none 0.500, none+flips 0.520)"

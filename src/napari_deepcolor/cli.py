@@ -341,11 +341,10 @@ def _cmd_train(args) -> int:
 
 def _refinement_text(model) -> str:
     """What segmenting applies by default, and the validation scores the choice was made on."""
-    refine, flips = model.refinement()
-    scores = model.provenance.get("refinement_choice", {})
-    chosen = " and ".join(part for part, on in (("the instance CRF", refine == "crf"), ("flips", flips)) if on)
-    tried = ", ".join(f"{name} {value:.3f}" for name, value in scores.items() if name != "chosen")
-    return f"{chosen or 'the plain decode'}" + (f" (validation AP: {tried})" if tried else "")
+    scores = model.provenance.get("refinement_choice", {})  # {"skipped": why} when no time was left
+    tried = ", ".join(f"{name} {value:.3f}" for name, value in scores.items() if isinstance(value, float))
+    return f"{' and '.join(model.refinement_names()) or 'the plain decode'}" + \
+        (f" (validation AP: {tried})" if tried else "")
 
 
 def _earlier_budget(model_path) -> tuple[int | None, float | None]:
@@ -610,7 +609,6 @@ def _cmd_demo(args) -> int:
 def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     """The parser; ``only_method`` limits the method options and decode flags to one method (for --help)."""
     from .methods import method_names
-    from .training import LR_SCHEDULES, TrainingConfig
 
     parser = argparse.ArgumentParser(prog="napari-deepcolor", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -668,8 +666,10 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--choose-refinement", action=argparse.BooleanOptionalAction, default=True,
                    help="after training, let the validation images decide whether the instance CRF and test-time "
                         "flips are applied by default when segmenting with this model (default: on)")
-    p.add_argument("--lr-schedule", default=None, choices=LR_SCHEDULES,
-                   help=f"the learning rate over the budget (default: {TrainingConfig.lr_schedule})")
+    # spelt out, not imported: importing training (torch) would slow every command's start by seconds;
+    # tests/test_cli.py checks them against training.LR_SCHEDULES
+    p.add_argument("--lr-schedule", default=None, choices=("cosine", "constant", "warmup_cosine"),
+                   help="the learning rate over the budget (default: constant, the paper's)")
     p.add_argument("--net-object-diameter", type=float, default=30.0, metavar="PX",
                    help="the net sees the images rescaled so that the median annotated object is this many pixels "
                         "across (default 30, as Cellpose); 0 trains at the images' own resolution")

@@ -23,12 +23,15 @@ def segment(model: Model, image: np.ndarray, *, decode: dict | None = None, refi
     ``flips``: None for the model's choice; ``predict_options``: passed to
     :func:`~napari_deepcolor.inference.predict` (``device``, ``object_diameter``, ``stack``, ...).
     """
+    if refine is not None:
+        from .refine import check_refinement
+
+        check_refinement(refine)
     refine, flips = model.refinement(refine, flips)
     prediction = predict(model, image, flips=flips, **predict_options)
     instances = prediction.decode(**(decode or {}))
     if refine == "crf":
-        from .refine import check_refinement, refine_prediction
+        from .refine import refine_prediction
 
-        check_refinement(refine)
         instances = refine_prediction(prediction, image, instances)
     return instances

@@ -78,8 +78,7 @@ def _describe_model(model, path) -> str:
     scores = provenance.get("validation_scores") or {}
     if scores:
         parts.append(f"validation {format_scores({k: v for k, v in scores.items() if k in ('ap', 'tuned_ap')})}")
-    refine, flips = model.refinement()
-    applied = [name for name, on in (("the instance CRF", refine == "crf"), ("flips", flips)) if on]
+    applied = model.refinement_names()
     if applied:
         parts.append(f"applies {' and '.join(applied)} (chosen on its validation images)")
     return " · ".join(parts)

@@ -97,10 +97,11 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device):
     table (time-lapses) and the measurements are written before the labels, so
     that a finished label file always has them.
     """
-    from ..inference import match_channels, predict, stack_instances
+    from ..inference import match_channels, stack_instances
     from ..methods.base import Instances
+    from ..segment import segment
 
-    planes, (refine, flips) = [], model.refinement(task.config.refine, task.config.flips)
+    planes = []
     for plane in range(layout.n_planes):
         image = source.read(layout, plane)
         if _is_constant(match_channels(model, image)):
@@ -108,14 +109,9 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device):
             planes.append(Instances(np.zeros(image.shape[:2], np.uint8), np.zeros(0, np.float32), nothing,
                                     None if nothing is None else np.zeros(0, np.float32)))
         else:
-            prediction = predict(model, image, stack=False, device=device, tile_size=tile, margin=tiling.MARGIN,
-                                 object_diameter=task.config.object_diameter, flips=flips)
-            instances = prediction.decode(**parameters)
-            if refine == "crf":
-                from ..refine import refine_prediction
-
-                instances = refine_prediction(prediction, image, instances)
-            planes.append(instances)
+            planes.append(segment(model, image, decode=parameters, refine=task.config.refine,
+                                  flips=task.config.flips, stack=False, device=device, tile_size=tile,
+                                  margin=tiling.MARGIN, object_diameter=task.config.object_diameter))
         yield plane + 1, layout.n_planes
     instances, parents = _linked(stack_instances(planes), layout, task.config)
     labels = instances.labels.reshape(layout.out_shape)

@@ -98,6 +98,11 @@ class Model:
         return (chosen.get("refine", "none") if refine is None else refine,
                 bool(chosen.get("flips", False)) if flips is None else flips)
 
+    def refinement_names(self) -> list[str]:
+        """What segmenting applies by default, in words ("the instance CRF", "flips"); [] for the plain decode."""
+        refine, flips = self.refinement()
+        return [name for name, on in (("the instance CRF", refine == "crf"), ("flips", flips)) if on]
+
     def scale_factor(self, object_diameter: float | None = None) -> float:
         """How much images are enlarged for the net: objects of ``object_diameter`` px (default: the
         training objects' diameter) are brought to the diameter the net was trained at."""
