@@ -498,6 +498,11 @@ class TrainWidget(QWidget):
                             + ", ".join(f"{k}={v:g}" for k, v in event.decode_parameters.items()))
         if event.scores:
             self.scores.setText(f"final validation: {format_scores(event.scores)}")
+        if event.model is not None and event.model.provenance.get("object_classes"):
+            from ..object_classes import classes_choice_text
+
+            choice = classes_choice_text(event.model.provenance["object_classes"])
+            self.status.setText(f"{self.status.text()} · {choice}")
         if event.path is not None:
             session.model_saved.emit(str(event.path))
         show_info(f"Training {'finished' if event.reason == 'done' else 'stopped'}: {where}.")
