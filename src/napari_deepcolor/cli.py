@@ -448,7 +448,10 @@ def _cmd_train_classes(args) -> int:
     train, validation = split_train_validation(data, validation_fraction=args.validation_fraction, seed=args.seed) \
         if model.class_names and args.validation_fraction > 0 else (data, [])
     device = args.device
-    classifier = train_object_classifier(model, annotated_objects(model, train, device=device),
+    # the forest needs only the images; the net's output only where the training objects themselves choose
+    # between the forest and a pixel class head (no validation images)
+    examples = annotated_objects(model, train, device=device, run_net=bool(model.class_names) and not validation)
+    classifier = train_object_classifier(model, examples,
                                          validation=annotated_objects(model, validation, device=device),
                                          class_names=data[0].class_names, n_trees=args.trees, seed=args.seed)
     model.object_classifier = classifier
