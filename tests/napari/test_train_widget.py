@@ -232,6 +232,7 @@ def test_a_class_layer_also_trains_the_object_classifier_and_the_widget_says_whi
     widget = add_widget(viewer, "Train")
     row = widget.pairs.rows[0]
     row.labels.value = "scene labels"
+    row.reset_choices()  # the class layer is offered once it is not the labels
     row.classes.value = "scene classes"
     tiny_settings(widget, iterations=2)
     widget.validation_fraction.setValue(0.3)
