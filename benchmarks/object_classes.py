@@ -26,6 +26,7 @@ import json
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -87,20 +88,32 @@ def _score(model, names, predictions, masks) -> tuple[dict, list]:
     return summary, rows
 
 
-def run(args) -> dict:
-    from napari_deepcolor.checkpoint import load_model
+@dataclass
+class Predicted:
+    """BBBC010's split (as benchmarks/accuracy.py's, ``seed``) with every image predicted once."""
+
+    train_names: list  # the whole training split, validation part included
+    validation_names: list
+    test_names: list
+    predictions: dict  # name -> Prediction
+    decoded: dict  # name -> Instances of the model's own decode (its classes not used)
+    masks: dict  # name -> (K, H, W) bool: the worms' masks (they overlap)
+    seconds: float
+
+    @property
+    def fit_names(self) -> list:
+        """The training images outside the validation part."""
+        return [n for n in self.train_names if n not in self.validation_names]
+
+
+def predict_split(model, seed: int) -> Predicted:
     from napari_deepcolor.data import detect_layout
     from napari_deepcolor.data.io import read_object_masks
     from napari_deepcolor.inference import predict
-    from napari_deepcolor.object_classes import train_object_classifier
 
-    torch.set_num_threads(args.threads)
-    model = load_model(args.model)
-    split = accuracy.split("bbbc010", seed=args.seed)
+    split = accuracy.split("bbbc010", seed=seed)
     pairs = {p.name: p for p in detect_layout(accuracy.DATASETS["bbbc010"][0]).pairs}
     train_names = sorted({s.name for s in split.train})
-    validation_names = sorted({s.name for s in split.validation})
-    fit_names = [n for n in train_names if n not in validation_names]
     test_names = sorted(p.name for p in split.test_pairs)
     images = {s.name: s.image for s in split.train} | {n: s.image for n, s in split.test.items()}
     started = time.perf_counter()
@@ -109,7 +122,22 @@ def run(args) -> dict:
         predictions[name] = predict(model, images[name], stack=False, device="cpu")
         decoded[name] = predictions[name].decode()
         masks[name] = read_object_masks(pairs[name].object_masks)
-    predict_seconds = time.perf_counter() - started
+    return Predicted(train_names, sorted({s.name for s in split.validation}), test_names, predictions, decoded,
+                     masks, time.perf_counter() - started)
+
+
+def run(args) -> dict:
+    from napari_deepcolor.checkpoint import load_model
+    from napari_deepcolor.object_classes import train_object_classifier
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    predicted = predict_split(model, args.seed)
+    train_names, validation_names, test_names = predicted.train_names, predicted.validation_names, \
+        predicted.test_names
+    fit_names = predicted.fit_names
+    predictions, decoded, masks = predicted.predictions, predicted.decoded, predicted.masks
+    predict_seconds = predicted.seconds
 
     choice = {}
     for source in SOURCES:  # trained on the rest of the training split, scored on its validation part

@@ -194,6 +194,8 @@ def test_a_model_trained_on_the_two_class_scene_recovers_both_classes(class_mode
     scores = evaluate_classes(truth.labels, instances.labels, gt_classes=truth.object_classes,
                               pred_classes=np.r_[0, instances.classes], class_names=NAMES)
     assert scores["class_accuracy"] >= 0.8
+    # no validation images: nothing to choose an object classifier on, so the pixel head stays, and says why
+    assert model.object_classifier is None and "no validation images" in model.provenance["object_classes"]["skipped"]
 
 
 def test_batch_writes_a_class_table_that_agrees_with_the_labels_and_the_features(class_model, tmp_path):

@@ -200,3 +200,28 @@ def test_the_cli_trains_object_classes_from_a_classes_folder_into_a_new_model(tm
     assert "model saved to" in capsys.readouterr().out
     assert main(arguments) != 0  # an existing model file is not replaced without --overwrite
     assert "already exists" in capsys.readouterr().err
+
+
+def test_training_with_classes_keeps_an_object_classifier_chosen_on_the_validation_images(tmp_path, capsys):
+    """``train --classes`` also fits the object classifier on the training images' objects; the validation
+    images' objects choose it or the class head, whichever classifies more of them right, and the model file
+    keeps the forest and the choice."""
+    from napari_deepcolor.cli import main
+
+    from .test_classes import write_dataset
+
+    root = write_dataset(tmp_path / "data", n=5, form="csv")
+    output = tmp_path / "m.safetensors"
+    assert main(["train", "--images", str(root / "images"), "--labels", str(root / "labels"), "--classes",
+                 str(root / "classes"), "--output", str(output), "--method", "boundary", "--iterations", "2",
+                 "--patch-size", "64", "--batch-size", "2", "--depth", "2", "--width", "8", "--validation-fraction",
+                 "0.4", "--no-choose-refinement", "--net-object-diameter", "0", "--device", "cpu"]) == 0
+    model = load_model(output)
+    choice = model.provenance["object_classes"]
+    assert model.class_names == NAMES and model.object_classifier.class_names == NAMES
+    assert choice["n_objects"] == 18 and choice["n_choice_objects"] == 12  # 3 training, 2 validation images
+    better = "object" if choice["object_accuracy"] >= choice["pixel_accuracy"] else "pixel"
+    assert choice["use"] == model.object_classifier.use == better
+    assert model.uses_object_classifier == (better == "object")
+    source = "the object classifier" if better == "object" else "the pixel class head"
+    assert f"classes come from {source} (validation class accuracy" in capsys.readouterr().out

@@ -316,6 +316,7 @@ def _cmd_train(args) -> int:
                             validation_fraction=args.validation_fraction, validate_every=args.validate_every,
                             seed=args.seed, device=args.device, net_object_diameter=args.net_object_diameter or None,
                             fit_crf=args.fit_crf, choose_refinement=args.choose_refinement,
+                            object_classes=args.object_classes,
                             **({"lr_schedule": args.lr_schedule} if args.lr_schedule else {}))
     print(describe_layout(args.images, args.labels), file=sys.stderr)
     data = read_annotated_folder(args.images, args.labels, classes=args.classes,
@@ -331,6 +332,10 @@ def _cmd_train(args) -> int:
     print("decode defaults: " + ", ".join(f"{k}={v:g}" for k, v in finished.decode_parameters.items()))
     if finished.model.inference_defaults:
         print(f"applied by default: {_refinement_text(finished.model)}")
+    if finished.model.provenance.get("object_classes"):
+        from .object_classes import classes_choice_text
+
+        print(classes_choice_text(finished.model.provenance["object_classes"]))
     if finished.reason == "stopped":
         print(f"stopped by Ctrl-C after {finished.iteration} iterations; model saved to {finished.path}. "
               "Continue it with the same command plus --resume.")
@@ -443,7 +448,10 @@ def _cmd_train_classes(args) -> int:
     train, validation = split_train_validation(data, validation_fraction=args.validation_fraction, seed=args.seed) \
         if model.class_names and args.validation_fraction > 0 else (data, [])
     device = args.device
-    classifier = train_object_classifier(model, annotated_objects(model, train, device=device),
+    # the forest needs only the images; the net's output only where the training objects themselves choose
+    # between the forest and a pixel class head (no validation images)
+    examples = annotated_objects(model, train, device=device, run_net=bool(model.class_names) and not validation)
+    classifier = train_object_classifier(model, examples,
                                          validation=annotated_objects(model, validation, device=device),
                                          class_names=data[0].class_names, n_trees=args.trees, seed=args.seed)
     model.object_classifier = classifier
@@ -666,6 +674,10 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--choose-refinement", action=argparse.BooleanOptionalAction, default=True,
                    help="after training, let the validation images decide whether the instance CRF and test-time "
                         "flips are applied by default when segmenting with this model (default: on)")
+    p.add_argument("--object-classes", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --classes: after training, also fit an object classifier on the training objects' "
+                        "shape and intensity (seconds) and let the validation images keep it or the pixel class "
+                        "head, whichever classifies better (default: on)")
     # spelt out, not imported: importing training (torch) would slow every command's start by seconds;
     # tests/test_cli.py checks them against training.LR_SCHEDULES
     p.add_argument("--lr-schedule", default=None, choices=("cosine", "constant", "warmup_cosine"),

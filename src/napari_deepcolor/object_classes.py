@@ -21,8 +21,9 @@ from .errors import DeepColorError
 from .object_classifier import (TENSOR_PREFIX, ObjectClassifier, classify_objects,
                                 fit_object_classifier)
 
-__all__ = ["AnnotatedObjects", "ObjectClassifier", "TENSOR_PREFIX", "annotated_objects", "choose_classes_source",
-           "classify_objects", "fit_object_classifier", "objects_from_points", "train_object_classifier"]
+__all__ = ["AnnotatedObjects", "ObjectClassifier", "PreparedImage", "TENSOR_PREFIX", "annotated_objects",
+           "choose_classes_source", "classes_choice_text", "classify_objects", "fit_object_classifier",
+           "objects_from_points", "train_object_classifier"]
 
 
 @dataclass
@@ -138,6 +139,17 @@ def choose_classes_source(classifier: ObjectClassifier, examples, *, out_of_bag:
     return ("object" if scores["object_accuracy"] >= scores["pixel_accuracy"] else "pixel"), scores
 
 
+def classes_choice_text(choice: dict) -> str:
+    """Where a trained model's classes come from, in words, from what its provenance keeps of the choice
+    (``model.provenance["object_classes"]``: ``use`` and the validation accuracies, or ``skipped``: why none)."""
+    if "skipped" in choice:
+        return f"classes come from the pixel class head (no object classifier: {choice['skipped']})"
+    source = "the object classifier" if choice["use"] == "object" else "the pixel class head"
+    measured = f" (validation class accuracy: object classifier {choice['object_accuracy']:.3f}, pixel class " \
+               f"head {choice['pixel_accuracy']:.3f})" if "pixel_accuracy" in choice else ""
+    return f"classes come from {source}{measured}"
+
+
 def objects_from_points(labels: np.ndarray, points: np.ndarray, point_classes) -> dict:
     """``{label id: class name}`` of the objects under points (napari's Points layer data, (N, 2) in the
     label image's pixels, and one class name per point). Points on the background are left out; an object
@@ -159,18 +171,42 @@ def objects_from_points(labels: np.ndarray, points: np.ndarray, point_classes) -
     return found
 
 
-def annotated_objects(model, samples, *, device=None) -> list[AnnotatedObjects]:
-    """:class:`AnnotatedObjects` of annotated images with classes (:class:`~napari_deepcolor.data.AnnotatedImage`
-    with ``object_classes``): each image predicted once, its annotated objects with their classes."""
-    from .inference import predict
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image as the net sees it (:func:`~napari_deepcolor.inference.prepare_image`), standing in for a
+    prediction where only the objects' intensities are measured: objects that train the forest need no net
+    output (only objects that choose against a pixel class head do)."""
 
+    image: np.ndarray
+    class_output: None = None
+
+
+def annotated_objects(model, samples, *, device=None, predictions=None, run_net: bool = True
+                      ) -> list[AnnotatedObjects]:
+    """:class:`AnnotatedObjects` of annotated images with classes (:class:`~napari_deepcolor.data.AnnotatedImage`
+    with ``object_classes``): each image predicted once, its annotated objects with their classes.
+
+    ``predictions``: the images' predictions, one per sample, if they were made already (e.g. by the decode
+    tuning after training). ``run_net=False``: no prediction, only the prepared image (:class:`PreparedImage`):
+    enough to train the forest, not to choose it against a pixel class head.
+    """
+    from .inference import predict, prepare_image
+
+    samples = list(samples)
+    if predictions is not None and len(predictions) != len(samples):
+        raise DeepColorError(f"{len(predictions)} predictions for {len(samples)} annotated images; give one each.")
     examples = []
-    for sample in samples:
+    for k, sample in enumerate(samples):
         if not sample.has_classes:
             raise DeepColorError(f"{sample.name} has no class annotation; give a classes folder (classes.json "
                                  "and NAME.csv or class images) for every image.")
         names = sample.class_names
-        classes = {k: names[int(c) - 1] for k, c in enumerate(sample.object_classes) if k > 0 and c > 0}
-        examples.append(AnnotatedObjects(predict(model, sample.image, stack=False, device=device),
-                                         np.asarray(sample.labels), classes))
+        classes = {i: names[int(c) - 1] for i, c in enumerate(sample.object_classes) if i > 0 and c > 0}
+        if predictions is not None:
+            prediction = predictions[k]
+        elif run_net:
+            prediction = predict(model, sample.image, stack=False, device=device)
+        else:
+            prediction = PreparedImage(prepare_image(model, sample.image))
+        examples.append(AnnotatedObjects(prediction, np.asarray(sample.labels), classes))
     return examples

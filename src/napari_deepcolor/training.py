@@ -86,6 +86,10 @@ class TrainingConfig:
     #: after tuning, let the validation images decide whether the instance CRF and test-time flips pay,
     #: and store the choice in the model (napari_deepcolor.tuning.choose_refinement)
     choose_refinement: bool = True
+    #: with classes, after tuning: also fit an object classifier on the training objects' shape and intensity
+    #: (napari_deepcolor.object_classes, seconds) and let the validation images keep it or the pixel class
+    #: head, whichever classifies their objects better; the choice is stored in the model
+    object_classes: bool = True
     workers: int | None = None  # data-loading processes; None: 0 on CPU, 4 on GPU
     #: the object diameter (px) the net is trained and run at: images are rescaled so that the median
     #: annotated object has it (see napari_deepcolor.scale); None trains at the images' own resolution
@@ -389,12 +393,16 @@ class Training:
             refinement = choose_refinement(model, self.validation, predictions if predictions and
                                            len(predictions) == len(self.validation) else None,
                                            device=device, deadline=deadline, stop=self._skip_tuning.is_set)
+        object_classes = None
+        if self.class_names and config.object_classes and iteration > start and not self._skip_tuning.is_set():
+            object_classes = self._fit_object_classes(model, device, predictions)
         model.provenance = {**model.provenance, "iterations": iteration, "train_seconds": round(elapsed, 1),
                             "training": config.to_dict(), "n_train_images": len(self.train_data),
                             "n_validation_images": len(self.validation), "validation_scores": scores,
                             "decode_tuning_skipped": self._skip_tuning.is_set(),
                             "torch": torch.__version__, **({"crf_fit": crf_fit} if crf_fit else {}),
-                            **({"refinement_choice": refinement} if refinement else {})}
+                            **({"refinement_choice": refinement} if refinement else {}),
+                            **({"object_classes": object_classes} if object_classes else {})}
         if self.output is not None:
             self._save(model, optimizer, iteration, elapsed, finished=reason == "done")
         yield Finished(iteration, reason, self.output, model.decode_parameters(), scores, model)
@@ -427,6 +435,29 @@ class Training:
                 model.card = {}  # a starter's card (its data, its scores) no longer describes the result
         model.net.to(device)
         return model
+
+    def _fit_object_classes(self, model: Model, device, predictions) -> dict:
+        """Fit the object classifier on the training images' annotated objects and let the validation images
+        choose it or the pixel class head (:func:`napari_deepcolor.object_classes.train_object_classifier`);
+        sets ``model.object_classifier``. Returns what the provenance keeps: the choice and its scores, or
+        why there is none. ``predictions``: the validation images' from the decode tuning, if it made them all.
+        """
+        from .object_classes import annotated_objects, train_object_classifier
+
+        if not self.validation:
+            return {"skipped": "no validation images to choose between the object classifier and the pixel "
+                               "class head"}
+        complete = predictions if predictions and len(predictions) == len(self.validation) else None
+        try:
+            classifier = train_object_classifier(
+                model, annotated_objects(model, self.train_data, run_net=False),  # features need no net output
+                validation=annotated_objects(model, self.validation, device=device, predictions=complete),
+                seed=self.config.seed)
+        except DeepColorError as exc:  # e.g. the training images' objects hold one class only
+            log.warning("no object classifier: %s", exc)
+            return {"skipped": str(exc)}
+        model.object_classifier = classifier
+        return {"use": classifier.use, **classifier.scores}
 
     def _at_net_scale(self, model: Model) -> list[AnnotatedImage]:
         """The training images rescaled so their objects have the net's object diameter; records the

@@ -218,3 +218,31 @@ def test_labels_painted_with_one_label_are_a_notification_and_the_masks_box_trai
     qtbot.waitUntil(lambda: widget.job is None, timeout=60_000)
     assert not errors(notifications) and widget.finished.reason == "done"
     assert load_model(tmp_path / "m.safetensors").provenance["iterations"] == 1
+
+
+def test_a_class_layer_also_trains_the_object_classifier_and_the_widget_says_which_gives_the_classes(
+        make_napari_viewer, qtbot, tmp_path, notifications):
+    from napari_deepcolor import synthetic
+
+    viewer = make_napari_viewer()
+    image, labels, classes = synthetic.round_and_elongated((192, 192), count=30, seed=0)
+    viewer.add_image(image, name="scene")
+    viewer.add_labels(labels, name="scene labels")
+    viewer.add_labels(classes, name="scene classes")
+    widget = add_widget(viewer, "Train")
+    row = widget.pairs.rows[0]
+    row.labels.value = "scene labels"
+    row.reset_choices()  # the class layer is offered once it is not the labels
+    row.classes.value = "scene classes"
+    tiny_settings(widget, iterations=2)
+    widget.validation_fraction.setValue(0.3)
+    widget.output.set_path(str(tmp_path / "classes.safetensors"))
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.job is None, timeout=60_000)
+
+    assert not errors(notifications) and widget.finished.reason == "done"
+    model = load_model(tmp_path / "classes.safetensors")
+    choice = model.provenance["object_classes"]
+    assert model.class_names == ("class 1", "class 2") and model.object_classifier.use == choice["use"]
+    source = "object classifier" if choice["use"] == "object" else "pixel class head"
+    assert f"classes come from the {source}" in widget.scores.text()

@@ -358,6 +358,17 @@ def format_scores(scores: dict) -> str:
                       for k, v in scores.items())
 
 
+def classes_source(model) -> str:
+    """`` · classes come from ...`` for a model trained with classes (its object classifier's or pixel head's
+    choice, :func:`~napari_deepcolor.object_classes.classes_choice_text`), else ``""``."""
+    choice = getattr(model, "provenance", {}).get("object_classes")
+    if not choice:
+        return ""
+    from ..object_classes import classes_choice_text
+
+    return f" · {classes_choice_text(choice)}"
+
+
 #: metadata key marking the layers napari-deepcolor made (segmentations, previews): not offered as inputs
 OUTPUT_KEY = "napari_deepcolor"
 

@@ -28,9 +28,9 @@ from superqt import QCollapsible
 from ..errors import DeepColorError
 from ..methods import DEFAULT_METHOD
 from . import layers as L
-from ._common import (MODEL_FILTER, OUTPUT_KEY, Failed, PathEdit, Status, chosen_layer, compact_combo, device_combo,
-                      format_scores, format_seconds, is_output, report, scrolling_body, show_info, start_generator,
-                      starter_choices)
+from ._common import (MODEL_FILTER, OUTPUT_KEY, Failed, PathEdit, Status, chosen_layer, classes_source, compact_combo,
+                      device_combo, format_scores, format_seconds, is_output, report, scrolling_body, show_info,
+                      start_generator, starter_choices)
 from ._session import session
 from .forms import OptionsForm
 from .layer_pairs import LayerPairs
@@ -497,7 +497,7 @@ class TrainWidget(QWidget):
                             f"iterations; {where}. Decode parameters: "
                             + ", ".join(f"{k}={v:g}" for k, v in event.decode_parameters.items()))
         if event.scores:
-            self.scores.setText(f"final validation: {format_scores(event.scores)}")
+            self.scores.setText(f"final validation: {format_scores(event.scores)}{classes_source(event.model)}")
         if event.path is not None:
             session.model_saved.emit(str(event.path))
         show_info(f"Training {'finished' if event.reason == 'done' else 'stopped'}: {where}.")
