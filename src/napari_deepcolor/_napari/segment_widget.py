@@ -284,8 +284,8 @@ class SegmentWidget(QWidget):
         self._axes_chosen_by_user = self._axes_chosen_by_user or chosen
         self._update_channel_box()
         self.truth_combo.reset_choices()  # the labels' shape may have changed (channels dropped)
-        if self.prediction is None:
-            return
+        if self.prediction is None or self.image_combo.value != self.source.name:
+            return  # the axes of an image not segmented yet: nothing to decode again
         if self._decode_axes() is None:
             self.status.setText("The image's axes or channel changed: press Segment to run the network on it.")
             return
