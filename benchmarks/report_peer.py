@@ -22,10 +22,11 @@ and their medians, and the median of the per-seed ratios ours / peer. A Cellpose
 
     python benchmarks/report_peer.py --ab [--write]
 
-prints the recipe A/B table: per dataset, our seed-0 run of ``peer_<dataset>.json`` and every variant run
-against that same Cellpose training (``benchmarks/results/ab/peer15_<variant>_<dataset>.json``, from
-``peer.py --cellpose-from``), with steps, scores, the ratios to Cellpose, and the refinement the model chose
-on its validation images with the test AP it had without it.
+prints the recipe A/B table: per dataset and seed, our run of that seed (``peer_<dataset>[_seed<N>].json``)
+and every variant run against that same Cellpose training
+(``benchmarks/results/ab/peer15_<variant>_<dataset>[_seed<N>].json``, from ``peer.py --cellpose-from``), with
+steps, scores, the ratios to Cellpose, and the refinement the model chose on its validation images with the
+test AP it had without it.
 """
 
 import json
@@ -137,8 +138,8 @@ def seeds_table(results_dir: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
-AB_HEADER = ("| dataset | run | steps | AP 0.5:0.95 | F1@0.5 | AP / peer | F1 / peer | Cellpose AP / F1 | "
-             "refinement chosen | AP without it |\n" + "|---" * 10 + "|")
+AB_HEADER = ("| dataset | seed | run | steps | AP 0.5:0.95 | F1@0.5 | AP / peer | F1 / peer | Cellpose AP / F1 | "
+             "refinement chosen | AP without it |\n" + "|---" * 11 + "|")
 
 
 def _refinement(side: dict) -> tuple[str, str]:
@@ -152,26 +153,31 @@ def _refinement(side: dict) -> tuple[str, str]:
     return applied, "" if plain is None else f"{plain:.3f}"
 
 
+def _seed_of(path: Path) -> int:
+    """N of ``..._seed<N>.json``; 0 without the suffix."""
+    _, found, seed = path.stem.rpartition("_seed")
+    return int(seed) if found else 0
+
+
 def ab_table(results_dir: Path = RESULTS) -> str:
-    """Our seed-0 run and its recipe variants, each against the same Cellpose run."""
+    """Per dataset and seed, our run of that seed and its recipe variants, each against the same Cellpose run."""
     lines = [AB_HEADER]
-    variants: dict[str, list[dict]] = {}
+    variants: dict[tuple[str, int], list[dict]] = {}
     for path in sorted((results_dir / "ab").glob("peer15_*.json")):
         result = json.loads(path.read_text())
-        variants.setdefault(result["dataset"], []).append(result)
+        variants.setdefault((result["dataset"], _seed_of(path)), []).append(result)
     for dataset, by_seed in sorted(_seed_runs(results_dir).items()):
-        if 0 not in by_seed or dataset not in variants:
-            continue
-        for result in [by_seed[0], *variants[dataset]]:
-            peer = next((s for s in result["sides"] if s["side"] == "peer"), None)
-            cellpose = "" if peer is None else f"{peer['test_mean']['ap']:.3f} / {peer['test_mean']['f1']:.3f}"
-            for side in (s for s in result["sides"] if s["side"] == "ours"):
-                t = side["test_mean"]
-                lines.append(f"| {dataset} | {_run(side)} | {_steps(side)} | {t['ap']:.3f} | {t['f1']:.3f} | "
-                             f"{_ratio(side, 'ap')} | {_ratio(side, 'f1')} | {cellpose} | "
-                             + " | ".join(_refinement(side)) + " |")
+        for seed in sorted(set(by_seed) & {s for d, s in variants if d == dataset}):
+            for result in [by_seed[seed], *variants[dataset, seed]]:
+                peer = next((s for s in result["sides"] if s["side"] == "peer"), None)
+                cellpose = "" if peer is None else f"{peer['test_mean']['ap']:.3f} / {peer['test_mean']['f1']:.3f}"
+                for side in (s for s in result["sides"] if s["side"] == "ours"):
+                    t = side["test_mean"]
+                    lines.append(f"| {dataset} | {seed} | {_run(side)} | {_steps(side)} | {t['ap']:.3f} | "
+                                 f"{t['f1']:.3f} | {_ratio(side, 'ap')} | {_ratio(side, 'f1')} | {cellpose} | "
+                                 + " | ".join(_refinement(side)) + " |")
     if len(lines) == 1:
-        lines.append("| not yet run |" + " |" * 9)
+        lines.append("| not yet run |" + " |" * 10)
     return "\n".join(lines) + "\n"
 
 

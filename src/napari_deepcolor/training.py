@@ -28,7 +28,7 @@ from .models import (Model, load_model, load_training_state, new_model, read_mod
 from .data.augment import Augmentation
 from .data.sample import AnnotatedImage
 from .data.sampling import PatchSampler, split_train_validation
-from .device import autocast, resolve_device
+from .device import autocast, memory_format, resolve_device
 from .errors import DeepColorError
 from .data.dataset import check_same_classes
 from .methods import DEFAULT_METHOD, get_method, method_names
@@ -292,8 +292,8 @@ class Training:
             progress = load_training_state(self.output, optimizer)
             start, elapsed_before = progress["iteration"], progress["elapsed_seconds"]
         deadline = None if config.minutes is None else run_started + max(config.minutes * 60 - elapsed_before, 0.0)
-        if device.type == "cuda":
-            model.net.to(memory_format=torch.channels_last)
+        layout = memory_format(device)
+        model.net.to(memory_format=layout)
         workers = config.workers if config.workers is not None else (4 if device.type == "cuda" else 0)
         method_channels, n_classes = model.method_channels, len(model.class_names)
         loader = torch.utils.data.DataLoader(
@@ -317,9 +317,7 @@ class Training:
                 break
             model.net.train()
             images, targets = next(batches)
-            images = images.to(device, non_blocking=True)
-            if device.type == "cuda":
-                images = images.contiguous(memory_format=torch.channels_last)
+            images = images.to(device, non_blocking=True).contiguous(memory_format=layout)
             with autocast(device):
                 raw = model.net(images)
             targets = _to_device(targets, device)
