@@ -103,7 +103,7 @@ def segment_stacks(viewer, image_layer, labels_layer) -> None:
     _, segment = dock(viewer, "Segment")
     segment.model_choice.setCurrentIndex(segment.model_choice.findData("nuclei"))
 
-    stack = viewer.add_image(shifted(image, 6, (0, 1)), name="z-stack", scale=(6, 1, 1), colormap="gray")
+    stack = viewer.add_image(shifted(image, 6, (0, 1)), name="z-stack", scale=(10, 1, 1), colormap="gray")
     segment.image_combo.value = stack.name
     segment.axes_choice.setCurrentIndex(segment.axes_choice.findData("ZYX"))
     segment.run_button.click()
@@ -111,8 +111,7 @@ def segment_stacks(viewer, image_layer, labels_layer) -> None:
     stack.visible = False
     viewer.dims.ndisplay = 3
     viewer.reset_view()
-    viewer.camera.angles = (-10, 35, 75)  # from above and aside: each nucleus a column of one colour
-    viewer.camera.zoom *= 1.3
+    viewer.camera.angles = (30, -30, 60)  # obliquely: each nucleus a column of one colour
     grab(viewer, "09-stack-z.png", reset=False)
 
     viewer.dims.ndisplay = 2
