@@ -10,7 +10,10 @@ annotation (screenshot), exports the labels, and runs the Batch widget on a
 few files, one of them broken (screenshot); last, all three widgets docked in
 a 1366 x 768 window (screenshot). The model it trains is kept in
 ``docs/images/`` only for the run (a temporary folder). ``--starter-only``: just the Segment widget
-with the nuclei starter on the sample (``08-segment-starter.png``).
+with the nuclei starter on the sample (``08-segment-starter.png``). ``--stacks``: just a z-stack and a
+time-lapse made of the sample image (shifted a little per plane or frame), segmented with the nuclei
+starter: the z-stack's linked ids in 3D (``09-stack-z.png``) and the time-lapse's Tracks layer
+(``10-stack-tracks.png``).
 """
 
 from __future__ import annotations
@@ -87,12 +90,56 @@ def segment_with_starter(viewer, image_layer, labels_layer) -> None:
     labels_layer.visible = True
 
 
+def shifted(image, count: int, step: tuple[int, int]) -> np.ndarray:
+    """``count`` copies of ``image``, each moved by ``step`` (rows, columns) more than the one before."""
+    return np.stack([np.roll(image, (k * step[0], k * step[1]), axis=(0, 1)) for k in range(count)])
+
+
+def segment_stacks(viewer, image_layer, labels_layer) -> None:
+    """A z-stack and a time-lapse made of the sample image, segmented in the Segment widget with the nuclei
+    starter: one id per nucleus through the planes (shown in 3D), and tracks through the frames."""
+    image = np.asarray(image_layer.data)[:300, :400]
+    image_layer.visible = labels_layer.visible = False
+    _, segment = dock(viewer, "Segment")
+    segment.model_choice.setCurrentIndex(segment.model_choice.findData("nuclei"))
+
+    stack = viewer.add_image(shifted(image, 6, (0, 1)), name="z-stack", scale=(10, 1, 1), colormap="gray")
+    segment.image_combo.value = stack.name
+    segment.axes_choice.setCurrentIndex(segment.axes_choice.findData("ZYX"))
+    segment.run_button.click()
+    wait_until(lambda: segment.worker is None and not segment.decoding and segment.measured_count > 0)
+    stack.visible = False
+    viewer.dims.ndisplay = 3
+    viewer.reset_view()
+    viewer.camera.angles = (30, -30, 60)  # obliquely: each nucleus a column of one colour
+    grab(viewer, "09-stack-z.png", reset=False)
+
+    viewer.dims.ndisplay = 2
+    for layer in list(viewer.layers):
+        if layer.name.startswith("z-stack"):
+            viewer.layers.remove(layer)
+    movie = viewer.add_image(shifted(image, 8, (2, 4)), name="time-lapse", colormap="gray")
+    segment.image_combo.value = movie.name
+    segment.axes_choice.setCurrentIndex(segment.axes_choice.findData("TYX"))
+    segment.run_button.click()
+    wait_until(lambda: segment.worker is None and not segment.decoding and segment.measured_count > 1
+               and segment.tracks_layer() is not None)
+    segment.labels_layer().opacity = 0.4
+    segment.tracks_layer().tail_width = 3
+    viewer.reset_view()
+    viewer.dims.set_current_step(0, 7)  # the last frame: each track's tail shows where its nucleus came from
+    grab(viewer, "10-stack-tracks.png", reset=False)
+    close_docks(viewer)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-seconds", type=float, default=150.0,
                         help="training budget of the model the screenshots use (default 150)")
     parser.add_argument("--starter-only", action="store_true",
                         help="only the Segment widget with a starter model (08-segment-starter.png)")
+    parser.add_argument("--stacks", action="store_true",
+                        help="only a z-stack and a time-lapse segmented with the nuclei starter (09-, 10-stack-*.png)")
     args = parser.parse_args(argv)
 
     import napari
@@ -108,8 +155,8 @@ def main(argv=None) -> int:
     image_layer = viewer.layers["BBBC039 nuclei"]
     labels_layer = viewer.layers["BBBC039 nuclei annotations"]
     settle(1.0)
-    if args.starter_only:
-        segment_with_starter(viewer, image_layer, labels_layer)
+    if args.starter_only or args.stacks:
+        (segment_stacks if args.stacks else segment_with_starter)(viewer, image_layer, labels_layer)
         viewer.close()
         return 0
     grab(viewer, "01-sample.png")

@@ -219,6 +219,10 @@ def test_out_of_core_route_equals_in_memory_route(model_path, tmp_path, monkeypa
         store = zarr.open(str(tmp_path / "tiled-zarr" / f"{name}.zarr"), mode="r")
         assert same_up_to_renumbering(tiled, in_memory) and np.array_equal(store[...], tiled)
         assert results["tiled"][f"{name}.tif"].objects == results["memory"][f"{name}.tif"].objects > 0
+    note = results["tiled"]["rgbt.tif"].note  # what the out-of-core route leaves out is said, not silent
+    assert "not linked through Z or T" in note and "no tracks table" in note and "no measurements table" in note
+    assert "no measurements table" in results["tiled"]["wide.tif"].note and not results["memory"]["wide.tif"].note
+    assert not list((tmp_path / "tiled").glob("*_objects.csv")) and list((tmp_path / "memory").glob("*_objects.csv"))
 
 
 def test_out_of_core_refuses_the_merge_radius(model_path, tmp_path):

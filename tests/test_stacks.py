@@ -50,6 +50,15 @@ def test_unnamed_leading_axes_are_guessed_and_the_guess_says_how_to_correct_it()
         resolve_axes("QQQQYX", (2, 2, 2, 2, 8, 8))
 
 
+def test_untagged_channels_are_guessed_from_a_short_last_axis_or_the_models_channels():
+    assert resolve_axes("QYX", (60, 64, 2)) == ("YXC", "guessed")  # tifffile's reading of an untagged (Y, X, C)
+    assert resolve_axes("QQYX", (5, 60, 64, 2)) == ("ZYXC", "guessed")
+    assert resolve_axes("QYX", (2, 60, 64), in_channels=2) == ("CYX", "guessed")  # a nuclei + cytoplasm model
+    assert resolve_axes("QQYX", (5, 2, 60, 64), in_channels=2) == ("ZCYX", "guessed")
+    assert resolve_axes("QYX", (2, 60, 64), in_channels=1) == ("ZYX", "guessed")  # a one-channel model: planes
+    assert "--axes" not in axes_note("YXC", "guessed", (60, 64, 2))  # no other leading axis to suggest
+
+
 def test_given_axes_apply_to_images_with_that_many_axes_only():
     assert resolve_axes("QYX", (5, 60, 64), "tyx") == ("TYX", "given")
     assert resolve_axes("ZYX", (5, 60, 64), "TYX") == ("TYX", "given")  # the user corrects the file

@@ -147,3 +147,43 @@ def test_progress_is_reported_per_plane(nuclei, tmp_path):
     done = [e for e in events if isinstance(e, FileDone)]
     assert events.index(done[0]) > max(i for i, e in enumerate(events) if isinstance(e, PlaneDone))
     assert done[0].result.planes == 3 and done[0].result.axes == "ZYX (guessed)"
+
+
+def test_a_model_trained_on_two_channels_takes_both_and_refuses_other_channel_counts(tmp_path, capsys):
+    """Nuclei + a second channel, stored channels first (tagged or not) and channels last: one 2-channel model."""
+    from napari_deepcolor import synthetic
+    from napari_deepcolor.models import load_model
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    layouts = {"first": ("CYX", {}), "first_tagged": ("CYX", {"metadata": {"axes": "CYX"}}), "last": ("YXC", {})}
+    for i, (name, (axes, tags)) in enumerate(layouts.items()):
+        image, truth = synthetic.nuclei((96, 96), count=10, seed=i)
+        second = np.random.default_rng(i).integers(0, 300, image.shape).astype(np.uint16)
+        two = np.stack([(image * 1000).astype(np.uint16), second], axis=0 if axes == "CYX" else -1)
+        tifffile.imwrite(images / f"{name}.tif", two, **tags)
+        tifffile.imwrite(labels / f"{name}.tif", truth)
+    model = tmp_path / "two.safetensors"
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--output", str(model), "--iterations",
+                 "2", "--patch-size", "64", "--depth", "2", "--width", "8", "--device", "cpu",
+                 "--no-choose-refinement"]) == 0
+    assert load_model(model).net_config.in_channels == 2
+
+    assert main(["predict", "--model", str(model), "--input", str(images), "--output", str(tmp_path / "out"),
+                 "--device", "cpu"]) == 0
+    for name in layouts:  # one 2D label image each: the channels were fed together, not split into planes
+        assert tifffile.imread(tmp_path / "out" / f"{name}.tif").shape == (96, 96), name
+
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    tifffile.imwrite(odd / "grey.tif", np.zeros((96, 96), np.uint16))
+    tifffile.imwrite(odd / "three.tif", np.zeros((3, 96, 96), np.uint16), photometric="minisblack",
+                     metadata={"axes": "CYX"})
+    capsys.readouterr()
+    assert main(["predict", "--model", str(model), "--input", str(odd), "--output", str(tmp_path / "bad"),
+                 "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "grey.tif: the image has one channel but the model was trained on images with 2" in err
+    assert "three.tif: the image has 3 channels (0, 1, 2) but the model was trained on 2" in err
+    assert not list((tmp_path / "bad").glob("*.tif"))

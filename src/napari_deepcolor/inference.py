@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .models.files import Model
-from .data.normalize import as_channels_last, normalize_percentile
+from .data.normalize import COLOUR_CHANNELS, as_channels_last, normalize_percentile
 from .device import autocast, memory_format, resolve_device
 from .errors import DeepColorError
 from .methods.base import Instances, Method
@@ -40,8 +40,9 @@ def prepare_image(model: Model, image: np.ndarray) -> np.ndarray:
     """A 2D image (H, W[, C]) as the model's input: channels last, normalised, float32.
 
     A colour image given to a grey model is averaged to grey, and a grey image
-    given to a colour model is repeated, each with a log message; any other
-    channel mismatch is an error.
+    given to a colour (RGB, RGBA) model is repeated, each with a log message;
+    any other channel mismatch is an error (a grey image for a model of two
+    channels, e.g. nuclei and cytoplasm, included).
     """
     image = match_channels(model, image)
     norm = model.normalization or {}
@@ -60,12 +61,13 @@ def match_channels(model: Model, image: np.ndarray) -> np.ndarray:
         if wanted == 1:
             log.debug("%s", channel_conversion(wanted, got))
             image = image.astype(np.float32).mean(axis=-1, keepdims=True)
-        elif got == 1:
+        elif got == 1 and wanted in COLOUR_CHANNELS:
             log.debug("%s", channel_conversion(wanted, got))
             image = np.repeat(image, wanted, axis=-1)
         else:
             raise DeepColorError(f"the model was trained on images with {wanted} channels but this image "
-                                 f"has {got}; use a model trained on images like this one.")
+                                 f"has {got}; use a model trained on images like this one"
+                                 + (" (a grey image is repeated for colour models only)." if got == 1 else "."))
     return image
 
 

@@ -51,6 +51,8 @@ AXIS_LETTERS = "TZCYXS"
 UNKNOWN_AXES = "QI"
 #: the letters an unknown leading axis becomes, from the one nearest Y X outwards
 GUESS_ORDER = "ZTC"
+#: an unknown last axis at most this long after two longer ones holds channels (Y, X, C stored untagged)
+MAX_CHANNELS_LAST = 4
 #: default IoU thresholds: through z (Cellpose's stitch_threshold) and between time frames
 STITCH_THRESHOLD = 0.25
 TRACK_THRESHOLD = 0.1
@@ -75,8 +77,15 @@ def check_axes(axes: str) -> str:
     return letters
 
 
-def resolve_axes(file_axes: str, shape, user_axes: str | None = None) -> tuple[str, str]:
+def resolve_axes(file_axes: str, shape, user_axes: str | None = None, *,
+                 in_channels: int | None = None) -> tuple[str, str]:
     """The axes to segment an image with, and how they were decided.
+
+    Unknown axes are guessed: a last axis of at most 4 after two longer ones
+    is channels last (tifffile reads an untagged (Y, X, C) file as ``QYX``
+    with a narrow X); for a model of several channels (``in_channels``), an
+    unknown axis that long is C; the other unknown axes are, from the one
+    nearest Y X outwards, Z, then T, then C.
 
     Parameters
     ----------
@@ -89,6 +98,8 @@ def resolve_axes(file_axes: str, shape, user_axes: str | None = None) -> tuple[s
         Axes the user gave (``--axes``). Used for every image with as many
         axes as it has letters; images with another number of axes (e.g. the
         2D images of a folder of stacks) keep their own.
+    in_channels : int, optional
+        The channels the model takes.
 
     Returns
     -------
@@ -105,6 +116,10 @@ def resolve_axes(file_axes: str, shape, user_axes: str | None = None) -> tuple[s
     ('TYX', 'given')
     >>> resolve_axes("TZCYX", (2, 3, 2, 64, 64))
     ('TZCYX', 'file')
+    >>> resolve_axes("QYX", (64, 64, 2))
+    ('YXC', 'guessed')
+    >>> resolve_axes("QYX", (2, 64, 64), in_channels=2)
+    ('CYX', 'guessed')
     """
     axes, shape = str(file_axes).upper(), tuple(shape)
     if user_axes is not None:
@@ -113,14 +128,21 @@ def resolve_axes(file_axes: str, shape, user_axes: str | None = None) -> tuple[s
             if not set(axes) & set(UNKNOWN_AXES) and given != axes:
                 log.info("axes %s from the file replaced by the given %s", axes, given)
             return given, "given"
-    unknown = [i for i, letter in enumerate(axes) if letter in UNKNOWN_AXES]
-    if not unknown:
+    letters = list(axes)
+    if not set(letters) & set(UNKNOWN_AXES):
         return axes, "file"
-    free = [letter for letter in GUESS_ORDER if letter not in axes]
+    if len(shape) >= 3 and axes.endswith("YX") and letters[-3] in UNKNOWN_AXES and "C" not in axes \
+            and shape[-1] <= MAX_CHANNELS_LAST < min(shape[-3], shape[-2]):
+        letters[-3:] = ["Y", "X", "C"]
+    elif in_channels is not None and in_channels > 1 and "C" not in axes:
+        same = [i for i, letter in enumerate(letters) if letter in UNKNOWN_AXES and shape[i] == in_channels]
+        if same:
+            letters[same[-1]] = "C"
+    unknown = [i for i, letter in enumerate(letters) if letter in UNKNOWN_AXES]
+    free = [letter for letter in GUESS_ORDER if letter not in letters]
     if len(unknown) > len(free):
         raise DeepColorError(f"cannot guess what the {len(unknown)} unnamed axes of shape {shape} are; say it "
                              "with --axes (e.g. TZCYX).")
-    letters = list(axes)
     for position, letter in zip(reversed(unknown), free):
         letters[position] = letter
     return "".join(letters), "guessed"
@@ -140,7 +162,7 @@ def axes_note(axes: str, source: str, shape) -> str:
 
 
 def _alternatives(axes: str) -> list[str]:
-    leading = [a for a in axes if a in "TZC"]
+    leading = [a for a in axes[:axes.index("Y")] if a in "TZC"] if "Y" in axes else []
     if len(leading) != 1:
         return []
     return [axes.replace(leading[0], other) for other in "ZTC" if other != leading[0]]

@@ -187,7 +187,7 @@ def test_crf_checkbox_refines_without_the_network_and_export_saves_the_refined_l
     layer, runs, shown = widget.labels_layer(), len(forward_calls), widget.decode_count
     reference = Prediction(widget.prediction.model, widget.prediction.output,
                            scale_factor=widget.prediction.scale_factor)  # the CRF's lengths follow the scale
-    image = np.asarray(widget.source.data)
+    image = np.asarray(widget.source.image)  # what the net saw
     expected = refine_prediction(reference, image, reference.decode(**widget.sliders.values())).labels
     assert not np.array_equal(expected, layer.data)  # the refinement changes something here
     widget.refine_check.setChecked(True)

@@ -18,7 +18,7 @@ def segment_stack(viewer, qtbot):
     widget.image_combo.value = "stack"
     widget.device.setCurrentText("cpu")
     widget.show_preview.setChecked(False)
-    assert widget.stack_choice.currentData() == "Z"  # a 3D image is a z-stack unless told otherwise
+    assert widget.axes_choice.currentData() == "ZYX"  # a 3D image is a z-stack unless told otherwise
     widget.run_button.click()
     qtbot.waitUntil(lambda: widget.worker is None and widget.measured_count > 0, timeout=60_000)
     return widget
@@ -53,7 +53,7 @@ def test_a_time_lapse_gets_ids_that_follow_the_objects_and_a_tracks_layer(make_n
     assert widget.tracks_layer() is None  # a z-stack has no tracks
     by_z = widget.labels_layer().data.copy()
     shown = widget.decode_count
-    widget.stack_choice.setCurrentIndex(1)  # time-lapse: decoded again from the cache
+    widget.axes_choice.setCurrentIndex(1)  # time-lapse: decoded again from the cache
     measured = widget.measured_count
     qtbot.waitUntil(lambda: widget.decode_count > shown and not widget.decoding and widget.measured_count > measured,
                     timeout=20_000)
@@ -62,6 +62,44 @@ def test_a_time_lapse_gets_ids_that_follow_the_objects_and_a_tracks_layer(make_n
     assert tracks is not None and tracks.data.shape[1] == 4  # track id, t, y, x
     assert set(np.unique(tracks.data[:, 0]).astype(int)) == set(np.unique(by_z[by_z > 0]))
     assert "frames" in widget.labels_layer().features.columns
-    widget.stack_choice.setCurrentIndex(2)  # planes on their own: ids count up, no tracks
+    widget.axes_choice.setCurrentIndex(2)  # planes on their own: ids count up, no tracks
     qtbot.waitUntil(lambda: widget.tracks_layer() is None and not widget.decoding, timeout=20_000)
     assert widget.labels_layer().data.max() > by_z.max()
+
+
+def test_the_channel_chosen_in_a_two_channel_image_is_segmented_and_without_a_choice_it_is_an_error(
+        make_napari_viewer, qtbot, notifications):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "synthetic-nuclei")
+    nuclei = viewer.layers["nuclei (synthetic)"].data[:160, :160]
+    other = np.random.default_rng(0).random(nuclei.shape).astype(nuclei.dtype)  # e.g. a GFP channel without nuclei
+    viewer.add_image(np.stack([nuclei, other], axis=-1), name="channels last")
+    viewer.add_image(np.stack([other, nuclei]), name="dapi in channel 1")
+    widget = add_widget(viewer, "Segment")
+    widget.model_choice.setCurrentIndex(0)  # the nuclei starter: one channel
+    widget.device.setCurrentText("cpu")
+    widget.image_combo.value = "channels last"
+    assert widget.axes_choice.currentData() == "YXC"  # a short last axis: channels, not 160 planes
+    widget.image_combo.value = "dapi in channel 1"
+    widget.axes_choice.setCurrentIndex(widget.axes_choice.findData("CYX"))
+    assert widget.channel.isEnabled()
+
+    widget.run_button.click()  # no channel chosen: an error that names the channels, nothing segmented
+    assert any("2 channels (0, 1)" in e and "Channel" in e for e in errors(notifications))
+    assert widget.worker is None and widget.labels_layer() is None
+
+    widget.channel.setValue(1)
+    notifications.clear()
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None and widget.measured_count > 0, timeout=60_000)
+    assert not errors(notifications)
+    picked = widget.labels_layer().data.copy()
+    assert picked.shape == nuclei.shape and picked.max() >= 5  # one 2D image of that channel's nuclei
+    assert {"mean_intensity_0", "mean_intensity_1"} <= set(widget.labels_layer().features.columns)
+
+    viewer.add_image(nuclei, name="dapi alone")
+    widget.image_combo.value = "dapi alone"
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None and widget.labels_layer_name == "dapi alone segmentation",
+                    timeout=60_000)
+    assert np.array_equal(widget.labels_layer().data, picked)  # the objects of channel 1, and only those

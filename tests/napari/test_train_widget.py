@@ -246,3 +246,35 @@ def test_a_class_layer_also_trains_the_object_classifier_and_the_widget_says_whi
     assert model.class_names == ("class 1", "class 2") and model.object_classifier.use == choice["use"]
     source = "object classifier" if choice["use"] == "object" else "pixel class head"
     assert f"classes come from the {source}" in widget.scores.text()
+
+
+def test_a_two_channel_layer_trains_a_two_channel_model_that_segments_it(make_napari_viewer, qtbot, tmp_path,
+                                                                         notifications):
+    viewer = make_napari_viewer()
+    image, labels = nuclei_layers(viewer)
+    second = np.random.default_rng(1).random(image.data.shape).astype(image.data.dtype)  # e.g. a cytoplasm stain
+    viewer.layers.remove(image)
+    viewer.add_image(np.stack([image.data, second]), name="nuclei + second channel")  # (C, Y, X)
+    widget = add_widget(viewer, "Train")
+    widget.pairs.rows[0].image.value = "nuclei + second channel"
+    widget.pairs.rows[0].reset_choices()
+    assert widget.pairs.rows[0].labels.choices == ("nuclei labels",)  # (Y, X) labels annotate a (C, Y, X) image
+    widget.pairs.rows[0].labels.value = "nuclei labels"
+    tiny_settings(widget, iterations=1)
+    widget.output.set_path(str(tmp_path / "two.safetensors"))
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.job is None, timeout=60_000)
+    assert not errors(notifications) and widget.finished.reason == "done"
+    assert load_model(tmp_path / "two.safetensors").net_config.in_channels == 2
+
+    segment = add_widget(viewer, "Segment")
+    segment.model_choice.setCurrentIndex(segment.model_choice.count() - 1)  # a model file
+    segment.model_edit.set_path(str(tmp_path / "two.safetensors"))
+    assert segment.load_model()
+    segment.image_combo.value = "nuclei + second channel"
+    assert segment.axes_choice.currentData() == "CYX" and not segment.channel.isEnabled()  # both channels, no pick
+    segment.device.setCurrentText("cpu")
+    segment.run_button.click()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=60_000)
+    assert not errors(notifications)
+    assert segment.labels_layer().data.shape == labels.data.shape  # one 2D image, not two planes

@@ -13,7 +13,7 @@ from typing import Callable
 
 from qtpy.QtCore import QEvent, QSize, Qt, Signal
 from qtpy.QtWidgets import (QComboBox, QFileDialog, QFrame, QHBoxLayout, QLineEdit, QPushButton, QScrollArea,
-                            QVBoxLayout, QWidget)
+                            QSpinBox, QVBoxLayout, QWidget)
 
 from ..errors import DeepColorError
 
@@ -428,3 +428,19 @@ def compact_combo(combo: QComboBox, tooltip: str = "") -> QComboBox:
     combo.currentTextChanged.connect(update)
     update(combo.currentText())
     return combo
+
+
+def channel_box(tooltip: str) -> QSpinBox:
+    """The channel a one-channel model sees in a multi-channel image: -1 shows as 'all (as the model takes)'
+    (None from :func:`chosen_channel`), else 0, 1, ... (the CLI's ``--channel``)."""
+    box = QSpinBox()
+    box.setRange(-1, 63)
+    box.setSpecialValueText("all (as the model takes)")
+    box.setValue(-1)
+    box.setToolTip(tooltip)
+    return box
+
+
+def chosen_channel(box: QSpinBox) -> int | None:
+    """The channel chosen in a :func:`channel_box`, or None for all of them (or when the box is disabled)."""
+    return None if box.value() < 0 or not box.isEnabled() else box.value()

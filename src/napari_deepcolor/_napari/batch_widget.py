@@ -13,8 +13,8 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxL
                             QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from ..errors import DeepColorError
-from ._common import (Failed, ModelChooser, PathEdit, compact_combo, device_combo, format_seconds, report,
-                      scrolling_body, show_info, show_warning, start_generator)
+from ._common import (Failed, ModelChooser, PathEdit, channel_box, chosen_channel, compact_combo, device_combo,
+                      format_seconds, report, scrolling_body, show_info, show_warning, start_generator)
 from ._session import session
 from .forms import DecodeSliders
 
@@ -79,12 +79,8 @@ class BatchWidget(QWidget):
                                  "leading axis is Z, two are TZ). Objects are stitched through Z and tracked "
                                  "through T.")
         form.addRow("Axes", self.axes)
-        self.channel = QSpinBox()
-        self.channel.setRange(-1, 63)
-        self.channel.setSpecialValueText("all (as the model takes)")
-        self.channel.setValue(-1)
-        self.channel.setToolTip("For a one-channel model and multi-channel images: the channel (0, 1, ...) that "
-                                "holds the objects")
+        self.channel = channel_box("For a one-channel model and multi-channel images: the channel (0, 1, ...) that "
+                                   "holds the objects")
         form.addRow("Channel", self.channel)
         layout.addLayout(form)
 
@@ -183,8 +179,7 @@ class BatchWidget(QWidget):
                            recursive=self.recursive.isChecked(), format=self.format.currentData(),
                            decode=self.sliders.values(), workers=self.workers.value() or None,
                            overwrite=self.overwrite.isChecked(), device=self.device.currentText(),
-                           axes=self.axes.currentData(), channel=None if self.channel.value() < 0 else
-                           self.channel.value())
+                           axes=self.axes.currentData(), channel=chosen_channel(self.channel))
 
     def run(self) -> None:
         from ..batch import Batch

@@ -27,7 +27,7 @@ def _training_labels_of(viewer, image_combo):
         image = chosen_layer(viewer, image_combo)
         if image is None or layer.metadata.get(OUTPUT_KEY) in (PREVIEW_KIND, "preview"):
             return False
-        return L.spatial_shape(layer) == L.spatial_shape(image)
+        return L.labels_fit(image.data.shape, bool(getattr(image, "rgb", False)), layer.data.shape)
 
     return accept
 
@@ -143,7 +143,7 @@ class LayerPairs(QWidget):
             labels_layer = chosen_layer(self.viewer, row.labels)
             if labels_layer is None:
                 raise DeepColorError(self._no_labels_for(image_layer))
-            image = L.image_input(image_layer)
+            image = L.image_input(image_layer, channels=True)  # (Z, C, H, W) with (Z, H, W) labels too
             labels = np.array(labels_layer.data, copy=True)
             out.append((image, L.check_labels_match(image, labels, labels_layer.name), labels_layer.name,
                         row.class_annotation(labels_layer)))

@@ -57,26 +57,156 @@ def spatial_shape(layer) -> tuple:
     return shape[:-1] if getattr(layer, "rgb", False) else shape
 
 
-def image_input(layer) -> LayerInput:
-    """Read an Image layer (2D, RGB, or a 3D stack of planes) in the GUI thread."""
+def image_input(layer, *, channels: bool = False) -> LayerInput:
+    """Read an Image layer (2D, RGB, or a 3D stack of planes) in the GUI thread.
+
+    ``channels``: 4D layers are accepted too (a stack with a channel axis, see :data:`AXES_CHOICES`).
+    """
     data = layer.data
     if getattr(layer, "multiscale", False):
         data = data[0]  # full resolution; the Batch widget handles images beyond memory
     data = np.asarray(data)
     rgb = bool(getattr(layer, "rgb", False))
     spatial = data.ndim - (1 if rgb else 0)
-    if spatial not in (2, 3):
+    if spatial not in ((2, 3, 4) if channels and not rgb else (2, 3)):
         raise DeepColorError(
-            f"layer '{layer.name}' has {spatial} spatial dimensions (shape {data.shape}); the widgets segment "
-            "2D images, RGB images and 3D stacks (each plane on its own). Take a 2D or 3D part first, or "
-            "use the Batch widget on files.")
+            f"layer '{layer.name}' has {spatial} dimensions (shape {data.shape}); the widgets segment 2D images, "
+            "RGB images and 3D stacks (each plane on its own)" + (", with or without a channel axis" if channels
+                                                                   else "") +
+            ". Take a 2D or 3D part first, or use the Batch widget on files.")
     return LayerInput(data, rgb, layer.name, tuple(layer.scale), tuple(layer.translate))
 
 
+# -- the axes of an image layer, and the part of it a model segments ----------------------------
+
+#: what the axes of an image layer can be, by its number of axes (an RGB layer's colour axis not counted):
+#: (chooser text, axes). T and Z link objects through time and depth, Q leaves the planes apart, C holds
+#: channels (all fed to a model that takes that many, else the one chosen)
+AXES_CHOICES = {
+    2: (("a 2D image", "YX"),),
+    3: (("z-stack: one id per object through the planes", "ZYX"),
+        ("time-lapse: objects followed frame to frame", "TYX"),
+        ("planes on their own", "QYX"),
+        ("channels (C, Y, X): one image, several channels", "CYX"),
+        ("channels last (Y, X, C)", "YXC")),
+    4: (("z-stack of channels (Z, C, Y, X)", "ZCYX"),
+        ("time-lapse of channels (T, C, Y, X)", "TCYX"),
+        ("channels of a z-stack (C, Z, Y, X)", "CZYX"),
+        ("z-stack, channels last (Z, Y, X, C)", "ZYXC"),
+        ("time-lapse, channels last (T, Y, X, C)", "TYXC")),
+}
+#: an axis at most this long may hold channels when guessing (as data.normalize guesses)
+GUESSED_CHANNELS = 4
+
+
+def axes_choices(shape, rgb: bool) -> tuple[tuple[str, str], ...]:
+    """The (text, axes) a layer of ``shape`` may have; an RGB layer's end in S (its colour samples)."""
+    choices = AXES_CHOICES.get(len(shape) - (1 if rgb else 0), ())
+    if rgb:
+        return tuple((text, axes + "S") for text, axes in choices if "C" not in axes)
+    return choices
+
+
+def guess_axes(shape, rgb: bool, in_channels: int | None = None) -> str:
+    """The axes a layer most likely has: a channel axis as long as the model's channels (a model that takes
+    several), a short last axis after a long one (channels last: napari would show it as a volume), else the
+    first axis enumerates z planes (a 4D layer: Z, C, Y, X, or C, Z, Y, X when only the first axis is short).
+
+    >>> guess_axes((5, 64, 64), False)
+    'ZYX'
+    >>> guess_axes((64, 64, 2), False)
+    'YXC'
+    >>> guess_axes((2, 64, 64), False, in_channels=2)
+    'CYX'
+    """
+    choices = [axes for _, axes in axes_choices(shape, rgb)]
+    if not choices:
+        raise DeepColorError(f"an image of shape {tuple(shape)} has no axes the widgets know; see AXES_CHOICES.")
+    if rgb or len(choices) == 1:
+        return choices[0]
+    if in_channels and in_channels > 1:
+        for axes in choices:
+            if "C" in axes and shape[axes.index("C")] == in_channels:
+                return axes
+    if shape[-1] <= GUESSED_CHANNELS < shape[-2]:
+        return "ZYXC" if len(shape) == 4 else "YXC"
+    if len(shape) == 4 and shape[1] > GUESSED_CHANNELS >= shape[0]:
+        return "CZYX"
+    return choices[0]
+
+
+def labels_axes(axes: str) -> str:
+    """The axes of the labels of an image with ``axes``: its channel (C) and colour (S) axes dropped."""
+    return "".join(a for a in axes if a not in "CS")
+
+
+@dataclass(frozen=True)
+class SegmentInput:
+    """The part of an image layer a model segments, arranged as :func:`~napari_deepcolor.inference.predict`
+    takes it, with what it takes to put the labels back and measure them."""
+
+    image: np.ndarray  #: (H, W[, C]) or planes (P, H, W[, C]): what the model sees (C: the channels fed)
+    axes: str  #: the labels' axes: the layer's without its channel axis, e.g. ZYX, TYX or YX
+    intensities: np.ndarray  #: the labels' shape plus every channel of the layer (C >= 1), for measuring
+    name: str
+    scale: tuple  #: of the labels' axes
+    translate: tuple
+    channels: int  #: channels each plane gives the model (before conversion to the model's)
+
+    @property
+    def is_stack(self) -> bool:
+        return len(self.axes) == 3
+
+    @property
+    def spatial_shape(self) -> tuple:
+        return self.intensities.shape[:-1]
+
+
+def segment_input(image: LayerInput, axes: str, in_channels: int, channel: int | None = None) -> SegmentInput:
+    """What a model of ``in_channels`` segments of a layer with ``axes`` (one of :func:`axes_choices`).
+
+    The channels are decided as for files (:func:`~napari_deepcolor.batch.sources.plan_layout`): a channel
+    axis as long as the model's channels is fed whole, ``channel`` picks the one a one-channel model sees,
+    and any other mismatch is an error that names the channels (never planes made of channels).
+    """
+    from ..batch.sources import Source, plan_layout
+
+    data = image.data
+    layout = plan_layout(axes, data.shape, data.dtype, in_channels, name=f"layer '{image.name}'", channel=channel,
+                         channel_option="the Channel box")
+    if len(layout.plane_axes) > 1:
+        raise DeepColorError(f"layer '{image.name}' (axes {axes}): the widgets segment one stack axis (Z or T) at a "
+                             "time; segment the files with the Batch widget instead.")
+    kept = list(layout.plane_axes) + [axes.index("Y"), axes.index("X")]
+    picked = layout.channel_pick is not None
+    index = tuple(layout.channel_pick if picked and a == layout.channel_axis else slice(None) for a in range(data.ndim))
+    remaining = [a for a in range(data.ndim) if not (picked and a == layout.channel_axis)]
+    order = kept + ([layout.channel_axis] if layout.channel_axis is not None and not picked else [])
+    planes = np.transpose(data[index], [remaining.index(a) for a in order])
+    intensities = Source(data, axes, image.name).read_channels(layout)
+    return SegmentInput(planes, layout.out_axes, intensities, image.name, tuple(image.scale[a] for a in kept),
+                        tuple(image.translate[a] for a in kept), layout.channels_fed)
+
+
+def labels_fit(image_shape, rgb: bool, labels_shape) -> bool:
+    """Whether labels of ``labels_shape`` can annotate an image layer of ``image_shape``: the same spatial shape,
+    or, for an image with a channel axis (not RGB), its shape without that axis: (C, H, W) or (H, W, C) with
+    (H, W) labels, (Z, C, H, W) or (Z, H, W, C) with (Z, H, W) labels."""
+    image_shape, labels_shape = tuple(image_shape), tuple(labels_shape)
+    spatial = image_shape[:-1] if rgb else image_shape
+    if labels_shape == spatial:
+        return True
+    if rgb or len(image_shape) != len(labels_shape) + 1 or len(labels_shape) not in (2, 3):
+        return False
+    channel_axes = (0, len(image_shape) - 1) if len(labels_shape) == 2 else (1, len(image_shape) - 1)
+    return any(image_shape[:a] + image_shape[a + 1:] == labels_shape for a in channel_axes)
+
+
 def check_labels_match(image: LayerInput, labels: np.ndarray, labels_name: str) -> np.ndarray:
-    """The labels of ``image`` as an integer array of its spatial shape, or a clear error."""
+    """The labels of ``image`` as an integer array of its spatial shape (or its shape without its channel
+    axis, see :func:`labels_fit`), or a clear error."""
     labels = np.asarray(labels)
-    if labels.shape != image.spatial_shape:
+    if not labels_fit(image.data.shape, image.rgb, labels.shape):
         message = (f"labels layer '{labels_name}' has shape {labels.shape} but image layer '{image.name}' has "
                    f"spatial shape {image.spatial_shape}; pair each image with labels drawn on it.")
         if len(labels.shape) == 2 and labels.shape == image.spatial_shape[::-1]:

@@ -33,9 +33,9 @@ from superqt.utils import qthrottled
 
 from ..errors import DeepColorError
 from . import layers as L
-from ._common import (OUTPUT_KEY, Failed, LatestOnly, ModelChooser, chosen_layer, compact_combo, device_combo,
-                      error_message, format_scores, is_output, layer_chooser, report, scrolling_body, show_info,
-                      start_function)
+from ._common import (OUTPUT_KEY, Failed, LatestOnly, ModelChooser, channel_box, chosen_channel, chosen_layer,
+                      compact_combo, device_combo, error_message, format_scores, is_output, layer_chooser, report,
+                      scrolling_body, show_info, start_function)
 from ._session import session
 from .forms import DecodeSliders
 from .io import EXPORT_FILTER, export_labels
@@ -46,12 +46,6 @@ log = logging.getLogger(__name__)
 THROTTLE_MS = 30
 #: a parameter whose last decode was faster than this is decoded in the GUI thread (no thread hops)
 INLINE_DECODE_SECONDS = 0.025
-
-
-#: what the first axis of a 3D image is: (chooser text, axis letter)
-STACK_CHOICES = (("z-stack: one id per object through the planes", "Z"),
-                 ("time-lapse: objects followed frame to frame", "T"),
-                 ("planes on their own", "Q"))
 
 
 class _Cancelled(Exception):
@@ -94,9 +88,10 @@ class SegmentWidget(QWidget):
         self.model_path: str | None = None
         self.prediction = None
         self.decoded: _Decoded | None = None  # the labels shown, their axes and divisions
+        self._segmented_as: tuple | None = None  # (axes, channel) of the image the prediction was made of
         self._tables: dict = {}  # measurements of the decoded labels, by id of the _Decoded
         self.measured_count = 0  # measurement tables given to the labels layer (tests read it)
-        self.source: L.LayerInput | None = None
+        self.source: L.SegmentInput | None = None  # what the prediction was made of
         self.labels_layer_name: str | None = None
         self.preview_layer_names: list[str] = []
         self.worker = None
@@ -125,17 +120,23 @@ class SegmentWidget(QWidget):
         self.image_combo = layer_chooser(self.viewer, "image", accept=lambda layer: not is_output(layer),
                                          tooltip="The image to segment: 2D, RGB, or a 3D stack (each plane is "
                                                  "segmented, then the objects are linked as chosen below)")
-        self.image_combo.changed.connect(lambda *_: self.truth_combo.reset_choices())
+        self.image_combo.changed.connect(lambda *_: self._image_changed())
         form.addRow("Image", self.image_combo.native)
-        self.stack_choice = QComboBox()
-        for text, axis in STACK_CHOICES:
-            self.stack_choice.addItem(text, axis)
-        compact_combo(self.stack_choice, "For a 3D image: z-stack = objects stitched through the planes by "
-                                         "overlap (one id per nucleus in every plane it spans); time-lapse = "
-                                         "objects followed from frame to frame, with a Tracks layer; or each "
-                                         "plane on its own")
-        self.stack_choice.currentIndexChanged.connect(lambda *_: self.request_decode())
-        form.addRow("3D image is", self.stack_choice)
+        self.axes_choice = QComboBox()
+        compact_combo(self.axes_choice, "What the axes of a 3D (or 4D) image are: z-stack = objects stitched "
+                                        "through the planes by overlap (one id per nucleus in every plane it "
+                                        "spans); time-lapse = objects followed from frame to frame, with a Tracks "
+                                        "layer; planes on their own; or channels (e.g. DAPI + GFP): the model "
+                                        "sees them all if it was trained on that many, else the one chosen in "
+                                        "Channel")
+        self.axes_choice.currentIndexChanged.connect(lambda *_: self._axes_changed(chosen=True))
+        self._axes_chosen_by_user = False
+        form.addRow("Image axes", self.axes_choice)
+        self.channel = channel_box("For a one-channel model and an image with channels: the channel (0, 1, ...) "
+                                   "that holds the objects (e.g. 0 for DAPI in DAPI + GFP). Models trained on "
+                                   "several channels see them all.")
+        self.channel.valueChanged.connect(lambda *_: self._axes_changed())
+        form.addRow("Channel", self.channel)
         self.device = device_combo()
         form.addRow("Device", self.device)
         layout.addLayout(form)
@@ -226,6 +227,7 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
         session.model_saved.connect(self._offer_model)
+        self._image_changed()
         self._update_buttons()
 
     def reset_choices(self, *_) -> None:
@@ -234,11 +236,79 @@ class SegmentWidget(QWidget):
         self.truth_combo.reset_choices()
 
     def _is_annotation_of_image(self, layer) -> bool:
-        """A labels layer drawn by the user with the chosen image's spatial shape."""
+        """A labels layer drawn by the user with the shape the chosen image's labels have."""
         image = chosen_layer(self.viewer, self.image_combo) if hasattr(self, "image_combo") else None
         if image is None or is_output(layer):
             return False
-        return L.spatial_shape(layer) == L.spatial_shape(image)
+        axes = self.axes_choice.currentData() if hasattr(self, "axes_choice") else None
+        shape = L.spatial_shape(image)
+        if axes and len(axes) == len(image.data.shape):
+            shape = tuple(n for n, a in zip(image.data.shape, axes) if a not in "CS")
+        return tuple(layer.data.shape) == shape
+
+    # -- the image's axes and channel ------------------------------------------------------
+    def _image_changed(self) -> None:
+        """Offer the axes the chosen image may have, the likeliest first chosen."""
+        self._update_axes_choices(guess_again=True)
+        self.truth_combo.reset_choices()
+
+    def _update_axes_choices(self, *, guess_again: bool = False) -> None:
+        layer = chosen_layer(self.viewer, self.image_combo)
+        shape = tuple(layer.data.shape) if layer is not None else (0, 0)
+        rgb = bool(getattr(layer, "rgb", False))
+        choices = L.axes_choices(shape, rgb)
+        offered = [self.axes_choice.itemData(i) for i in range(self.axes_choice.count())]
+        if offered == [axes for _, axes in choices] and not guess_again:
+            return
+        in_channels = self.model.net_config.in_channels if self.model is not None else None
+        guess = L.guess_axes(shape, rgb, in_channels) if choices else None
+        with QSignalBlocker(self.axes_choice):
+            self.axes_choice.clear()
+            for text, axes in choices:
+                self.axes_choice.addItem(text, axes)
+            if guess is not None:
+                self.axes_choice.setCurrentIndex([axes for _, axes in choices].index(guess))
+        self._axes_chosen_by_user = False
+        self.axes_choice.setEnabled(len(choices) > 1)
+        self._update_channel_box()
+
+    def _update_channel_box(self) -> None:
+        """The Channel box is for a one-channel model (or none chosen yet) and axes with channels."""
+        axes = self.axes_choice.currentData() or ""
+        one_channel = self.model is None or self.model.net_config.in_channels == 1
+        self.channel.setEnabled("C" in axes and one_channel)
+
+    def _axes_changed(self, *, chosen: bool = False) -> None:
+        """Re-decode when only the linking changed (z-stack, time-lapse, planes apart); say that the net must
+        run again when the channels it sees changed. ``chosen``: the axes were chosen (not guessed)."""
+        self._axes_chosen_by_user = self._axes_chosen_by_user or chosen
+        self._update_channel_box()
+        self.truth_combo.reset_choices()  # the labels' shape may have changed (channels dropped)
+        if self.prediction is None or self.image_combo.value != self.source.name:
+            return  # the axes of an image not segmented yet: nothing to decode again
+        if self._decode_axes() is None:
+            self.status.setText("The image's axes or channel changed: press Segment to run the network on it.")
+            return
+        self.request_decode()
+
+    def chosen_axes(self) -> str | None:
+        return self.axes_choice.currentData()
+
+    def _decode_axes(self) -> str | None:
+        """The labels' axes the chooser now gives the segmented image, or None when the choice changes what the
+        network sees (another channel, another channel axis): Z, T and Q only change the linking. The axes of
+        another image than the one segmented leave it as it was."""
+        source, axes = self.source, self.chosen_axes()
+        if source is None:
+            return None
+        if not axes or (axes, chosen_channel(self.channel)) == self._segmented_as or \
+                self.image_combo.value != source.name:
+            return source.axes
+        linking = str.maketrans("TZQ", "___")
+        if self._segmented_as is None or axes.translate(linking) != self._segmented_as[0].translate(linking) or \
+                chosen_channel(self.channel) != self._segmented_as[1]:
+            return None
+        return L.labels_axes(axes)
 
     # -- model -------------------------------------------------------------------------
     def _offer_model(self, path: str) -> None:
@@ -277,6 +347,7 @@ class SegmentWidget(QWidget):
             self.model.method.parameters_used(self.model.method_options) == parameters
         self.model, self.model_path = model, path
         self.prediction = None  # a prediction belongs to the model that made it
+        self._update_axes_choices(guess_again=not self._axes_chosen_by_user)  # e.g. channels for a 2-channel model
         if not same_sliders:
             self.sliders.set_parameters(parameters, object_diameter=diameter, values=model.decode_parameters())
         self.sliders.set_values(model.decode_parameters())
@@ -310,14 +381,15 @@ class SegmentWidget(QWidget):
             layer = chosen_layer(self.viewer, self.image_combo)
             if layer is None:
                 raise DeepColorError("open an image to segment first (or try File > Open Sample).")
-            source = L.image_input(layer)
+            axes, channel = self.chosen_axes(), chosen_channel(self.channel)
+            source = L.segment_input(L.image_input(layer, channels=True), axes, self.model.net_config.in_channels,
+                                     channel)
             parameters = self.model.decode_parameters(self.sliders.values())
         except Exception as exc:  # noqa: BLE001
             report(exc)
             return
         model, device, cancel, progress = self.model, self.device.currentText(), threading.Event(), self._progress
         refine, flips = self.refine_check.isChecked(), self.flips_check.isChecked()
-        stack_axis = self.stack_choice.currentData()
         self._cancel = cancel
         self.destroyed.connect(cancel.set)  # a closed widget stops its prediction
 
@@ -330,18 +402,19 @@ class SegmentWidget(QWidget):
                 progress.changed.emit(done, total)
 
             try:
-                prediction = predict(model, source.data, stack=source.is_stack, device=device, flips=flips,
+                prediction = predict(model, source.image, stack=source.is_stack, device=device, flips=flips,
                                      progress=report_progress)
             except _Cancelled:
                 return None
             started = time.perf_counter()
-            decoded = _decode(prediction, parameters, source, refine, stack_axis)
+            decoded = _decode(prediction, parameters, source, refine, source.axes)
             return prediction, decoded, time.perf_counter() - started, parameters
 
         self.progress.setValue(0)
         self.progress.setFormat("segmenting…")
         self.status.setText(f"running the network on '{source.name}'…")
-        self.worker = start_function(work, on_result=lambda result: self._predicted(result, source, model),
+        self.worker = start_function(work, on_result=lambda result: self._predicted(result, source, model,
+                                                                                    (axes, channel)),
                                      on_done=self._worker_done)
         self._update_buttons()
 
@@ -356,7 +429,7 @@ class SegmentWidget(QWidget):
         self.worker = None
         self._update_buttons()
 
-    def _predicted(self, result, source, model) -> None:
+    def _predicted(self, result, source, model, segmented_as: tuple) -> None:
         if isinstance(result, Failed):
             report(result.exception)
             self.status.setText(f"segmentation failed: {result.message}")
@@ -369,7 +442,7 @@ class SegmentWidget(QWidget):
         prediction, decoded, seconds, parameters = result
         if model is not self.model:  # the model changed meanwhile: this result is stale
             return
-        self.prediction, self.source = prediction, source
+        self.prediction, self.source, self._segmented_as = prediction, source, segmented_as
         self._shown_parameters, self._decode_seconds = dict(parameters), {}
         self.labels_layer_name = f"{source.name} segmentation"
         self._show_labels(decoded, seconds)
@@ -377,7 +450,10 @@ class SegmentWidget(QWidget):
         self.progress.setFormat("done")
         from ..inference import channel_conversion
 
-        note = channel_conversion(model.net_config.in_channels, source.data.shape[-1] if source.rgb else 1)
+        note = channel_conversion(model.net_config.in_channels, source.channels)
+        if source.is_stack and source.image.shape[0] <= L.GUESSED_CHANNELS and not set("CS") & set(segmented_as[0]):
+            note = ", ".join(filter(None, [note, f"segmented as {source.image.shape[0]} planes: if they are "
+                                                 "channels, choose channels in Image axes"]))
         self.status.setText(f"{self._count(decoded.labels)} objects{_class_counts(decoded)} in '{source.name}'"
                             f"{' (' + note + ')' if note else ''}. Move the sliders to refine; the net does not "
                             "run again.")
@@ -404,8 +480,8 @@ class SegmentWidget(QWidget):
         self.decoded = decoded
         layer = self.labels_layer()
         if layer is None:
-            layer = self.viewer.add_labels(labels, name=self.labels_layer_name, scale=self._spatial(self.source.scale),
-                                           translate=self._spatial(self.source.translate),
+            layer = self.viewer.add_labels(labels, name=self.labels_layer_name, scale=self.source.scale,
+                                           translate=self.source.translate,
                                            metadata={OUTPUT_KEY: "segmentation"})
         else:
             layer.data = labels
@@ -451,12 +527,9 @@ class SegmentWidget(QWidget):
         if existing is not None:
             self.viewer.layers.remove(existing)  # Tracks layers do not take new data and graph together
         self.viewer.add_tracks(data, graph=graph, name=f"{self.source.name} tracks",
-                               scale=self._spatial(self.source.scale), translate=self._spatial(self.source.translate),
+                               scale=self.source.scale, translate=self.source.translate,
                                metadata={OUTPUT_KEY: "tracks"})
 
-    def _spatial(self, values: tuple) -> tuple:
-        ndim = len(self.source.spatial_shape)
-        return tuple(values[-ndim:])
 
     # -- live decoding ---------------------------------------------------------------------
     def _slider_moved(self) -> None:
@@ -474,12 +547,15 @@ class SegmentWidget(QWidget):
             report(exc)
             return
 
+        axes = self._decode_axes()
+        if axes is None:  # the chosen axes or channel need the network to run again
+            return
         changed = {k for k, v in parameters.items() if self._shown_parameters.get(k) != v}
-        refine, source, stack_axis = self.refine_check.isChecked(), self.source, self.stack_choice.currentData()
+        refine, source = self.refine_check.isChecked(), self.source
 
         def decode():
             started = time.perf_counter()
-            decoded = _decode(prediction, parameters, source, refine, stack_axis)
+            decoded = _decode(prediction, parameters, source, refine, axes)
             return prediction, decoded, time.perf_counter() - started, parameters, changed
 
         quick = not refine and bool(changed) and all(self._decode_seconds.get(k, 1.0) < INLINE_DECODE_SECONDS for k in changed)
@@ -535,7 +611,7 @@ class SegmentWidget(QWidget):
             return
         if prediction is not self.prediction or not self.show_preview.isChecked():
             return
-        scale, translate = self._spatial(source.scale), self._spatial(source.translate)
+        scale, translate = source.scale, source.translate
         names = []
         for preview in previews:
             name = f"{source.name} · {preview.name}"
@@ -658,8 +734,8 @@ class SegmentWidget(QWidget):
             if id(decoded) not in self._tables:
                 self._tables[id(decoded)] = _measure(decoded, self.source)
             return self._tables[id(decoded)]
-        image = np.asarray(self.source.data)  # edited by hand: measured again, without the decoder's scores
-        return measure_objects(labels, decoded.axes, image=image if self.source.rgb else image[..., None])
+        # edited by hand: measured again, without the decoder's scores
+        return measure_objects(labels, decoded.axes, image=self.source.intensities)
 
     def export_table(self, path: str | None = None) -> Path | None:
         """Write the objects' measurements as CSV to ``path`` (asks when None)."""
@@ -710,28 +786,27 @@ def _class_counts(decoded: _Decoded) -> str:
     return " (" + ", ".join(f"{name} {n}" for name, n in counts.items()) + ")"
 
 
-def _decode(prediction, parameters: dict, source, refine: bool, stack_axis: str = "Z") -> _Decoded:
+def _decode(prediction, parameters: dict, source: L.SegmentInput, refine: bool, axes: str) -> _Decoded:
     """The labels shown and exported: the decode, the instance CRF if ``refine``, and a stack's objects
-    linked through its first axis (``stack_axis`` Z or T; Q: planes apart)."""
+    linked through its first axis (``axes`` the labels': ZYX or TYX; QYX: planes apart)."""
     from ..stacks import link_instances
 
     instances = prediction.decode(**parameters)
     if refine:
         from ..refine import refine_prediction
 
-        instances = refine_prediction(prediction, np.asarray(source.data), instances)
-    axes = (stack_axis if prediction.is_stack else "") + "YX"
+        instances = refine_prediction(prediction, source.image, instances)
     instances, parents = link_instances(instances, axes)
     return _Decoded(instances.labels, instances, axes, parents, tuple(prediction.model.output_class_names))
 
 
-def _measure(decoded: _Decoded, source) -> dict:
-    """The measurements table of decoded labels (napari_deepcolor.measure), intensities from ``source``."""
+def _measure(decoded: _Decoded, source: L.SegmentInput) -> dict:
+    """The measurements table of decoded labels (napari_deepcolor.measure), intensities from ``source``
+    (every channel of the image)."""
     from ..measure import measure_objects
 
-    image = np.asarray(source.data)
-    return measure_objects(decoded.labels, decoded.axes, image=image if source.rgb else image[..., None],
-                           instances=decoded.instances, class_names=decoded.class_names)
+    return measure_objects(decoded.labels, decoded.axes, image=source.intensities, instances=decoded.instances,
+                           class_names=decoded.class_names)
 
 
 def _stack_vectors(data: np.ndarray) -> np.ndarray:

@@ -87,16 +87,29 @@ def _scan_plane(model, source, layout, plane, block: int):
     return lo.astype(np.float32), scale.astype(np.float32)
 
 
+def out_of_core_note(layout, config) -> str:
+    """What the out-of-core route leaves out for this image, in the words of the batch summary's note."""
+    threshold = f"{config.large_image_megapixels:g} MP"
+    left_out = []
+    if layout.n_planes > 1 and ("T" in layout.out_axes or "Z" in layout.out_axes):
+        left_out.append("objects not linked through Z or T (each plane's objects have their own ids)" +
+                        (", no tracks table" if "T" in layout.out_axes else ""))
+    if config.measure:
+        left_out.append("no measurements table")
+    return f"planes over {threshold} segmented out of core: " + ", ".join(left_out) if left_out else ""
+
+
 def _segment_out_of_core(model, source, layout, parameters, task, tile, device):
     """Segment planes larger than memory allows, yielding per plane; returns the number of objects.
 
     Objects are not linked through Z or T here (ids are unique across the
-    planes), and no measurements table is written.
+    planes), and no measurements or tracks table is written (:func:`out_of_core_note` says so in the
+    batch summary).
     """
     method, threshold = model.method, f"{task.config.large_image_megapixels:g} MP"
-    if layout.n_planes > 1 and ("T" in layout.out_axes or "Z" in layout.out_axes):
-        log.warning("%s: planes over %s are segmented out of core, where objects are not linked through Z or T "
-                    "(each plane's objects get their own ids)", task.file, threshold)
+    note = out_of_core_note(layout, task.config)
+    if note:
+        log.warning("%s: %s", task.file, note)
     if task.config.refine not in (None, "none"):  # the model's own choice of the CRF is left out here
         raise DeepColorError(f"{task.file}: planes over {threshold} are segmented out of core, where the "
                              f"'{task.config.refine}' refinement is not available (it needs the whole plane in "

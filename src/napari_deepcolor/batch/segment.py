@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import DeepColorError
 from . import tiling
 from .config import DONE, FAILED, BatchConfig, FileResult, FileTask
-from .out_of_core import _segment_out_of_core
+from .out_of_core import _segment_out_of_core, out_of_core_note
 from .outputs import _write_output
 from .sources import Layout, open_source, plan_layout
 
@@ -70,20 +70,20 @@ def _segment(task: FileTask, facts: dict):
     with open_source(task.source) as source:
         array = source.array
         try:
-            axes, decided = resolve_axes(source.axes, array.shape, config.axes)
+            axes, decided = resolve_axes(source.axes, array.shape, config.axes,
+                                         in_channels=model.net_config.in_channels)
         except DeepColorError as exc:
             raise DeepColorError(f"{task.file}: {exc}") from None
         layout = plan_layout(axes, array.shape, array.dtype, model.net_config.in_channels, name=task.file,
                              channel=config.channel, channel_names=source.channel_names)
         from ..inference import channel_conversion
 
-        channels = 1 if layout.channel_axis is None or layout.channel_pick is not None else \
-            layout.shape[layout.channel_axis]
         notes = (axes_note(axes, decided, array.shape) if decided != "file" else "",
-                 channel_conversion(model.net_config.in_channels, channels))
+                 channel_conversion(model.net_config.in_channels, layout.channels_fed))
         facts.update(axes=axes + ("" if decided == "file" else f" ({decided})"), planes=layout.n_planes,
                      note="; ".join(n for n in notes if n))
         if layout.height * layout.width > config.large_image_megapixels * 1e6:
+            facts["note"] = "; ".join(filter(None, [facts["note"], out_of_core_note(layout, config)]))
             objects = yield from _segment_out_of_core(model, source, layout, parameters, task, tile, device)
             return objects, "out-of-core", ()
         return (yield from _segment_in_memory(model, source, layout, parameters, task, tile, device))

@@ -10,6 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..data.normalize import COLOUR_CHANNELS
 from ..errors import DeepColorError
 
 _OME_AXES = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
@@ -43,6 +44,11 @@ class Layout:
         return self.channel_axis if self.channel_pick is not None else None
 
     @property
+    def channels_fed(self) -> int:
+        """How many channels each plane gives the model (before any conversion to the model's channels)."""
+        return 1 if self.channel_axis is None or self.channel_pick is not None else self.shape[self.channel_axis]
+
+    @property
     def n_planes(self) -> int:
         return math.prod(self.plane_shape)
 
@@ -72,11 +78,13 @@ class Layout:
 
 
 def plan_layout(axes: str, shape, dtype, in_channels: int, *, name: str = "image", channel: int | None = None,
-                channel_names=()) -> Layout:
+                channel_names=(), channel_option: str = "--channel") -> Layout:
     """Check an image's axes, shape and dtype and decide planes and channels (see the module notes).
 
     ``channel`` picks the one channel (of a ``C`` or ``S`` axis) a one-channel
-    model sees (images without a channel axis ignore it); ``channel_names`` (e.g. from OME metadata) make the errors name them.
+    model sees (images without a channel axis ignore it); ``channel_names`` (e.g. from OME metadata) make the
+    errors name them; ``channel_option`` is how the errors name the way to pick one (the CLI's flag, a
+    widget's chooser).
     """
     axes, shape = axes.upper(), tuple(int(n) for n in shape)
     if len(axes) != len(shape):
@@ -94,7 +102,7 @@ def plan_layout(axes: str, shape, dtype, in_channels: int, *, name: str = "image
     if not (dtype == bool or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise DeepColorError(f"{name}: unsupported pixel type {dtype}; images must hold real numbers.")
     channel_axis = axes.index("S") if "S" in axes else axes.index("C") if "C" in axes else None
-    pick = _pick_channel(axes, shape, channel_axis, in_channels, channel, name, tuple(channel_names))
+    pick = _pick_channel(axes, shape, channel_axis, in_channels, channel, name, tuple(channel_names), channel_option)
     planes = tuple(a for a, letter in enumerate(axes) if letter not in "YX" and a != channel_axis)
     return Layout(axes, shape, planes, channel_axis, pick)
 
@@ -106,22 +114,26 @@ def describe_channels(count: int, names=()) -> str:
     return f"{count} channel{'s' if count != 1 else ''} ({listed})"
 
 
-def _pick_channel(axes, shape, channel_axis, in_channels, channel, name, names) -> int | None:
+def _pick_channel(axes, shape, channel_axis, in_channels, channel, name, names, option="--channel") -> int | None:
     """The channel index ``--channel`` picks, or None to feed the channel axis (if any) as it is."""
     count = shape[channel_axis] if channel_axis is not None else 1
     if channel is not None and channel_axis is not None:  # images without channels are used as they are
         if in_channels != 1:
-            raise DeepColorError(f"{name}: --channel picks the one channel a one-channel model sees, but this "
-                                 f"model takes {in_channels} channels; leave out --channel.")
+            raise DeepColorError(f"{name}: {option} picks the one channel a one-channel model sees, but this "
+                                 f"model takes {in_channels} channels; leave out {option}.")
         if not 0 <= channel < count:
             raise DeepColorError(f"{name}: there is no channel {channel}; the image (axes {axes}, shape {shape}) "
                                  f"has {describe_channels(count, names)}.")
         return channel
+    if count == 1 and in_channels != 1 and in_channels not in COLOUR_CHANNELS:
+        raise DeepColorError(f"{name}: the image has one channel but the model was trained on images with "
+                             f"{in_channels} (e.g. nuclei and cytoplasm); give it images with those channels "
+                             f"(axes with C{', e.g. --axes CYX' if option == '--channel' else ''}).")
     if channel_axis is None or axes[channel_axis] == "S" or count in (1, in_channels):
         return None  # fed as it is: RGB to a grey model is averaged, grey to a colour model repeated
     if in_channels == 1:
         raise DeepColorError(f"{name}: the image has {describe_channels(count, names)} but the model takes one; "
-                             f"say which channel holds the objects with --channel (0 to {count - 1}).")
+                             f"say which channel holds the objects with {option} (0 to {count - 1}).")
     raise DeepColorError(f"{name}: the image has {describe_channels(count, names)} but the model was trained on "
                          f"{in_channels}; use a model trained on images with these channels.")
 

@@ -6,8 +6,11 @@ import numpy as np
 
 from ..errors import DeepColorError
 
-__all__ = ["normalize_percentile", "as_channels_last", "MAX_GUESSED_CHANNELS"]
+__all__ = ["normalize_percentile", "as_channels_last", "COLOUR_CHANNELS", "MAX_GUESSED_CHANNELS"]
 
+#: The channel counts of colour images (RGB, RGBA): a grey image is repeated into them for a colour model;
+#: models of other channel counts (e.g. nuclei + cytoplasm) refuse a grey image.
+COLOUR_CHANNELS = (3, 4)
 #: Without a known spatial shape, an axis of at most this length is taken for channels.
 MAX_GUESSED_CHANNELS = 4
 
