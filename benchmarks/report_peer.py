@@ -89,13 +89,18 @@ def row(result: dict, side: dict) -> str:
             f"{t['abs_dic']:.1f} | {t['matching_iou']:.3f} | {_ratio(side, 'ap')} | {_ratio(side, 'f1')} |")
 
 
+def _seed_of(path: Path) -> int:
+    """N of ``..._seed<N>.json``; 0 without the suffix."""
+    _, found, seed = path.stem.rpartition("_seed")
+    return int(seed) if found else 0
+
+
 def _seed_runs(results_dir: Path) -> dict[str, dict[int, dict]]:
     """{dataset: {seed: result}}: ``peer_<dataset>.json`` is seed 0, ``peer_<dataset>_seed<N>.json`` seed N."""
     runs: dict[str, dict[int, dict]] = {}
     for path in results_dir.glob("peer_*.json"):
         result = json.loads(path.read_text())
-        _, _, seed = path.stem.rpartition("_seed")
-        runs.setdefault(result["dataset"], {})[int(seed) if "_seed" in path.stem else 0] = result
+        runs.setdefault(result["dataset"], {})[_seed_of(path)] = result
     return runs
 
 
@@ -151,12 +156,6 @@ def _refinement(side: dict) -> tuple[str, str]:
                          if on) or "none"
     plain = chosen.get("test_mean_plain", {}).get("ap")
     return applied, "" if plain is None else f"{plain:.3f}"
-
-
-def _seed_of(path: Path) -> int:
-    """N of ``..._seed<N>.json``; 0 without the suffix."""
-    _, found, seed = path.stem.rpartition("_seed")
-    return int(seed) if found else 0
 
 
 def ab_table(results_dir: Path = RESULTS) -> str:
