@@ -53,6 +53,20 @@ def test_tuning_removes_fragments_larger_than_any_fixed_pixel_grid_would():
     assert 2500 < best["size_threshold"] <= 6400 and ap == 1.0
 
 
+def test_the_tuner_can_split_touching_objects_whose_neck_is_still_fairly_interior():
+    """Two touching squares whose shared edge the net calls interior with p = 0.85: only an interior
+    threshold of 0.9 (the grid's top since session 14; 0.8 before) tells them apart."""
+    truth = np.zeros((64, 96), np.int32)
+    truth[16:46, 10:40], truth[16:46, 40:70] = 1, 2
+    output = np.zeros((3, 64, 96), np.float32)
+    output[0][truth == 0] = 1.0
+    output[1][truth > 0], output[2][truth > 0] = 0.95, 0.05
+    output[1][16:46, 39:41], output[2][16:46, 39:41] = 0.85, 0.15  # the neck
+    model = new_model("boundary", {}, TINY_NET, in_channels=1)
+    best, ap = tune_predictions([Prediction(model, output)], [truth])
+    assert best["interior_threshold"] == 0.9 and ap == 1.0
+
+
 def test_a_stop_request_ends_tuning_with_the_best_setting_found_so_far():
     truth = np.zeros((128, 128), np.int32)
     truth[10:60, 10:60], truth[70:120, 70:120] = 1, 2

@@ -21,8 +21,8 @@ from skimage.measure import label as connected_label
 
 
 from .base import DecodeParameter, Instances, Method, PreviewLayer, memo, size_threshold
-from .boundary import (BACKGROUND, BOUNDARY, FOREGROUND_THRESHOLD, INTERIOR, grown_cores, three_class_loss,
-                       three_class_target)
+from .boundary import (BACKGROUND, BOUNDARY, FOREGROUND_THRESHOLD, INTERIOR, INTERIOR_TUNE_VALUES, grown_cores,
+                       three_class_loss, three_class_target)
 from .components import argmax_channels, class_distances, grow_into, merge_close_components, relabel_by_lookup
 
 COLOR_CHOICES = ("paper", "distinct")
@@ -375,7 +375,7 @@ class ColoringMethod(Method):
         DecodeParameter("interior_threshold", 0.5, 0.05, 0.95, 0.05,
                         help="models with a semantic head: a pixel whose probability of being an object's "
                              "interior is above this (0-1) belongs to an object's core; cores are split by colour",
-                        tune_values=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
+                        tune_values=INTERIOR_TUNE_VALUES),
         DecodeParameter("split_by_color", 1, 0, 1, 1, integer=True,
                         help="models with a semantic head: 1 = an object is a piece of the foreground of one "
                              "colour (the paper's fusion); 0 = the colours are not used and the cores are grown "
