@@ -22,7 +22,7 @@ from napari_deepcolor.cli import main
 from napari_deepcolor.errors import DeepColorError
 from napari_deepcolor.inference import predict_output
 from napari_deepcolor.methods import get_method
-from napari_deepcolor.methods.blockwise import label_color_blocks, resolve_components
+from napari_deepcolor.methods.blockwise import label_color_blocks, object_scores, resolve_components
 
 COLORING = get_method("coloring")
 
@@ -51,6 +51,11 @@ def same_up_to_renumbering(a, b) -> bool:
         return False
     pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
     return pairs.shape[1] == np.unique(a).size == np.unique(b).size
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def read_summary(folder):
@@ -193,6 +198,27 @@ def test_out_of_core_decode_equals_in_memory_decode(size_threshold):
     assert count == expected.count > 10
     assert len(table.links) > 0
     assert same_up_to_renumbering(lookup[ids], expected.labels)
+    pairs = np.unique(np.stack([lookup[ids].ravel(), expected.labels.ravel()]), axis=1)
+    pairs = pairs[:, pairs[0] > 0]  # each object's score, as the in-memory decode gives it
+    assert np.allclose(object_scores(table, lookup, count)[pairs[0] - 1], expected.scores[pairs[1] - 1], atol=1e-6)
+
+
+def same_tables(rows, reference, labels, reference_labels) -> bool:
+    """CSV rows (objects or tracks) that describe the same objects as ``reference``, whatever the ids: ids are
+    translated through the label images' pixels, numbers compared to their last rounded digit."""
+    pairs = np.unique(np.stack([labels.ravel(), reference_labels.ravel()]), axis=1)
+    translate = {str(a): str(b) for a, b in pairs.T}
+    translate[""] = ""
+
+    def key(row):
+        return int(row.get("frame") or 0), int(row.get("label", row.get("track_id")))
+
+    renamed = sorted(({k: translate[v] if k in ("label", "track_id", "parent") else v for k, v in row.items()}
+                      for row in rows), key=key)
+    reference = sorted(reference, key=key)
+    return len(renamed) == len(reference) and all(
+        a.keys() == b.keys() and all(a[k] == b[k] or np.isclose(float(a[k]), float(b[k]), atol=1e-4) for k in a)
+        for a, b in zip(renamed, reference))
 
 
 def test_out_of_core_route_equals_in_memory_route(model_path, tmp_path, monkeypatch):
@@ -201,9 +227,14 @@ def test_out_of_core_route_equals_in_memory_route(model_path, tmp_path, monkeypa
     tifffile.imwrite(folder / "wide.tif", blobs((200, 270), 5, sigma=5, scale=60000), tile=(64, 64))
     rgb = (np.stack([blobs((90, 140), 6)] * 3, -1) // 8).astype(np.uint8)
     tifffile.imwrite(folder / "rgbt.tif", np.stack([rgb, rgb[::-1]]), photometric="rgb", metadata={"axes": "TYXS"})
+    moving = blobs((70, 100), 7, sigma=5, scale=60000)
+    tifffile.imwrite(folder / "zstack.tif", np.stack([np.roll(moving, z, axis=1) for z in range(3)]),
+                     photometric="minisblack", metadata={"axes": "ZYX"})
+    tifffile.imwrite(folder / "movie.tif", np.stack([np.roll(moving, 2 * t, axis=1) for t in range(3)]),
+                     photometric="minisblack", metadata={"axes": "TYX"})
     monkeypatch.setattr(tiling, "MARGIN", 16)  # small tiles keep the test fast: cores of 32 px
     monkeypatch.setattr(tiling, "DECODE_BLOCK", 100)  # decode blocks of 96 px, not a divisor of the image
-    common = dict(model=model_path, input=str(folder), tile_size=64, track_threshold=0.0)  # out of core: no tracks
+    common = dict(model=model_path, input=str(folder), tile_size=64)
     results = {}
     for name, megapixels, fmt in [("memory", 100.0, "tif"), ("tiled", 1e-4, "tif"), ("tiled-zarr", 1e-4, "zarr")]:
         events = list(Batch(BatchConfig(output=str(tmp_path / name), large_image_megapixels=megapixels,
@@ -211,18 +242,23 @@ def test_out_of_core_route_equals_in_memory_route(model_path, tmp_path, monkeypa
         results[name] = {e.result.file: e.result for e in events if isinstance(e, FileDone)}
     assert {r.route for r in results["tiled"].values()} == {"out-of-core"}
     assert {r.route for r in results["memory"].values()} == {"in-memory"}
-    for name in ("wide", "rgbt"):
+    for name in ("wide", "rgbt", "zstack", "movie"):
         in_memory = tifffile.imread(tmp_path / "memory" / f"{name}.tif")
         with tifffile.TiffFile(tmp_path / "tiled" / f"{name}.tif") as tif:
             tiled = tif.series[0].asarray()
-            assert tif.pages[0].is_tiled and tif.series[0].axes == ("TYX" if name == "rgbt" else "YX")
+            assert tif.pages[0].is_tiled and tif.series[0].axes == {"wide": "YX", "zstack": "ZYX"}.get(name, "TYX")
         store = zarr.open(str(tmp_path / "tiled-zarr" / f"{name}.zarr"), mode="r")
         assert same_up_to_renumbering(tiled, in_memory) and np.array_equal(store[...], tiled)
+        if name != "wide":  # stacks: ids in order of first appearance, as in memory
+            assert np.array_equal(tiled, in_memory)
         assert results["tiled"][f"{name}.tif"].objects == results["memory"][f"{name}.tif"].objects > 0
-    note = results["tiled"]["rgbt.tif"].note  # what the out-of-core route leaves out is said, not silent
-    assert "not linked through Z or T" in note and "no tracks table" in note and "no measurements table" in note
-    assert "no measurements table" in results["tiled"]["wide.tif"].note and not results["memory"]["wide.tif"].note
-    assert not list((tmp_path / "tiled").glob("*_objects.csv")) and list((tmp_path / "memory").glob("*_objects.csv"))
+        assert results["tiled"][f"{name}.tif"].note == results["memory"][f"{name}.tif"].note  # nothing left out
+        for table in ("objects",) + (("tracks",) if name in ("rgbt", "movie") else ()):
+            assert same_tables(read_csv(tmp_path / "tiled" / f"{name}_{table}.csv"),
+                               read_csv(tmp_path / "memory" / f"{name}_{table}.csv"), tiled, in_memory), (name, table)
+    linked = tifffile.imread(tmp_path / "tiled" / "zstack.tif")  # objects followed through the planes
+    assert linked.max() < sum(len(np.unique(plane)) - 1 for plane in linked)
+    assert len(set(np.unique(linked[0])) & set(np.unique(linked[2])) - {0}) > 0
 
 
 def test_out_of_core_refuses_the_merge_radius(model_path, tmp_path):

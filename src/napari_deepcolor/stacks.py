@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,8 +43,9 @@ from .errors import DeepColorError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LinkedLabels", "axes_note", "link_instances", "link_labels", "match_objects", "relabel_instances", "resolve_axes",
-           "stitch_planes", "track_frames", "tracks_table"]
+__all__ = ["LinkedLabels", "Overlaps", "axes_note", "count_overlaps", "link_instances", "link_labels", "link_to_previous",
+           "match_objects", "merged_scores", "relabel_instances", "resolve_axes", "stitch_planes", "sum_overlaps",
+           "track_frames", "tracks_table"]
 
 #: axis letters a user may give: time, depth, channel, rows, columns, RGB samples
 AXIS_LETTERS = "TZCYXS"
@@ -170,15 +172,67 @@ def _alternatives(axes: str) -> list[str]:
 
 # -- matching objects between two label images ------------------------------------------------
 
-def _overlaps(previous: np.ndarray, current: np.ndarray):
-    """Pairs (previous id, current id) that overlap, their intersections, and both images' areas."""
+class Overlaps(NamedTuple):
+    """How the objects of two label images overlap: the pairs that share pixels, and each object's area.
+
+    Areas are ``(ids, pixels)`` of every object of an image, sorted by id, so
+    that the overlaps of two planes larger than memory can be counted band by
+    band and summed (:func:`sum_overlaps`).
+    """
+
+    previous: np.ndarray  # (P,) id in the previous image of each overlapping pair
+    current: np.ndarray  # (P,) id in the current image
+    intersection: np.ndarray  # (P,) pixels the pair shares
+    previous_areas: tuple[np.ndarray, np.ndarray]
+    current_areas: tuple[np.ndarray, np.ndarray]
+
+    def renamed(self, previous_ids: np.ndarray, current_ids: np.ndarray) -> Overlaps:
+        """The same overlaps with the ids sent through the tables ``previous_ids`` and ``current_ids``
+        (``table[old id] = new id``, one-to-one)."""
+        return Overlaps(previous_ids[self.previous], current_ids[self.current], self.intersection,
+                        (previous_ids[self.previous_areas[0]], self.previous_areas[1]),
+                        (current_ids[self.current_areas[0]], self.current_areas[1]))
+
+
+def count_overlaps(previous: np.ndarray, current: np.ndarray) -> Overlaps:
+    """The :class:`Overlaps` of two label images (or two bands of rows) of the same shape."""
     both = (previous > 0) & (current > 0)
     a, b = previous[both].astype(np.int64), current[both].astype(np.int64)
     width = int(b.max(initial=0)) + 1
     pairs, intersection = np.unique(a * width + b, return_counts=True)
-    area_previous = np.bincount(previous.ravel().astype(np.int64), minlength=1)
-    area_current = np.bincount(current.ravel().astype(np.int64), minlength=1)
-    return pairs // width, pairs % width, intersection, area_previous, area_current
+    return Overlaps(pairs // width, pairs % width, intersection.astype(np.int64), _areas(previous), _areas(current))
+
+
+def _areas(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pixels = np.bincount(labels.ravel().astype(np.int64), minlength=1)
+    ids = np.flatnonzero(pixels[1:]) + 1
+    return ids, pixels[ids]
+
+
+def sum_overlaps(parts) -> Overlaps:
+    """The overlaps of two images from those of their parts: bands of rows of two planes, or the
+    planes of two volumes (an object's pieces in several parts add up)."""
+    parts = list(parts)
+    if not parts:
+        nothing = np.zeros(0, np.int64)
+        return Overlaps(nothing, nothing, nothing, (nothing, nothing), (nothing, nothing))
+    a, b = (np.concatenate([p[k] for p in parts]).astype(np.int64) for k in (0, 1))
+    width = int(b.max(initial=0)) + 1
+    pairs, inverse = np.unique(a * width + b, return_inverse=True)
+    intersection = np.bincount(inverse, weights=np.concatenate([p.intersection for p in parts]),
+                               minlength=pairs.size).astype(np.int64)
+    return Overlaps(pairs // width, pairs % width, intersection, _sum_areas(p.previous_areas for p in parts),
+                    _sum_areas(p.current_areas for p in parts))
+
+
+def _sum_areas(areas) -> tuple[np.ndarray, np.ndarray]:
+    ids, pixels = zip(*areas)
+    ids, inverse = np.unique(np.concatenate(ids).astype(np.int64), return_inverse=True)
+    return ids, np.bincount(inverse, weights=np.concatenate(pixels), minlength=ids.size).astype(np.int64)
+
+
+def _area_of(areas: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> np.ndarray:
+    return areas[1][np.searchsorted(areas[0], ids)]
 
 
 def match_objects(previous: np.ndarray, current: np.ndarray, threshold: float) -> dict[int, int]:
@@ -201,14 +255,20 @@ def match_objects(previous: np.ndarray, current: np.ndarray, threshold: float) -
     >>> match_objects(a, b, 0.25)
     {7: 1}
     """
+    if previous.shape != current.shape:
+        raise DeepColorError(f"cannot link planes of shapes {previous.shape} and {current.shape}.")
+    return _match(count_overlaps(previous, current), threshold)
+
+
+def _match(overlaps: Overlaps, threshold: float) -> dict[int, int]:
+    """:func:`match_objects` on counted overlaps."""
     from scipy.optimize import linear_sum_assignment
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    if previous.shape != current.shape:
-        raise DeepColorError(f"cannot link planes of shapes {previous.shape} and {current.shape}.")
-    ids_a, ids_b, intersection, area_a, area_b = _overlaps(previous, current)
-    iou = intersection / (area_a[ids_a] + area_b[ids_b] - intersection)
+    ids_a, ids_b, intersection = overlaps.previous, overlaps.current, overlaps.intersection
+    union = _area_of(overlaps.previous_areas, ids_a) + _area_of(overlaps.current_areas, ids_b) - intersection
+    iou = intersection / union
     keep = iou >= max(threshold, np.finfo(np.float64).tiny)
     ids_a, ids_b, iou = ids_a[keep], ids_b[keep], iou[keep]
     if not ids_a.size:
@@ -237,6 +297,53 @@ def match_objects(previous: np.ndarray, current: np.ndarray, threshold: float) -
 
 # -- linking along an axis ------------------------------------------------------------------------
 
+def link_to_previous(ids, overlaps: Overlaps | None, threshold: float, next_id: int,
+                     parents: dict | None = None) -> tuple[dict, int]:
+    """Linked ids for the objects of one plane (or frame) given how they overlap the previous one.
+
+    The step that :func:`stitch_planes`, :func:`track_frames` and :func:`link_labels`
+    repeat along an axis, and that the out-of-core route takes on overlaps counted band by band.
+
+    Parameters
+    ----------
+    ids : array of int
+        The ids of the objects of this plane, ascending.
+    overlaps : Overlaps or None
+        Their overlaps (``current``) with the previous plane in linked ids
+        (``previous``); None for the first plane.
+    threshold : float
+        Least IoU of a match; 0 links nothing.
+    next_id : int
+        The first free linked id.
+    parents : dict, optional
+        Given for time (divisions): a daughter's new id is recorded here with
+        its mother's id.
+
+    Returns
+    -------
+    lookup : dict
+        ``{id: linked id}`` for every id of ``ids``: a match keeps the previous
+        plane's id, an unmatched object takes a new one.
+    next_id : int
+        The first free linked id after these.
+    """
+    lookup = {}
+    if overlaps is not None and threshold > 0:
+        matches = _match(overlaps, threshold)
+        lookup = dict(matches)  # the previous plane holds linked ids already
+        if parents is not None:
+            for mother, pair in _divisions(overlaps, matches).items():
+                for daughter in pair:
+                    lookup[daughter] = next_id
+                    parents[next_id] = mother
+                    next_id += 1
+    for i in ids:
+        if int(i) not in lookup:
+            lookup[int(i)] = next_id
+            next_id += 1
+    return lookup, next_id
+
+
 def _link_along_first_axis(labels: np.ndarray, threshold: float, next_id: int, *, divisions: bool):
     """Link the objects of ``labels[k]`` to those of ``labels[k - 1]``; ``(lookups, next_id, parents)``.
 
@@ -247,31 +354,18 @@ def _link_along_first_axis(labels: np.ndarray, threshold: float, next_id: int, *
     for k in range(labels.shape[0]):
         plane = labels[k]
         ids = np.unique(plane)
-        ids = ids[ids > 0]
-        lookup = {}
-        if before is not None and threshold > 0:
-            matches = match_objects(before, plane, threshold)
-            lookup = dict(matches)  # ``before`` holds linked ids already
-            if divisions:
-                daughters = _divisions(before, plane, matches)
-                for mother, pair in daughters.items():
-                    for daughter in pair:
-                        lookup[daughter] = next_id
-                        parents[next_id] = mother
-                        next_id += 1
-        for i in ids:
-            if int(i) not in lookup:
-                lookup[int(i)] = next_id
-                next_id += 1
+        overlaps = count_overlaps(before, plane) if before is not None else None
+        lookup, next_id = link_to_previous(ids[ids > 0], overlaps, threshold, next_id, parents if divisions else None)
         lookups.append(lookup)
         before = _apply(plane, lookup) if threshold > 0 else None
     return lookups, next_id, parents
 
 
-def _divisions(before: np.ndarray, plane: np.ndarray, matches: dict) -> dict:
+def _divisions(overlaps: Overlaps, matches: dict) -> dict:
     """``{mother (linked id): (daughter, daughter)}``: an unmatched object mostly inside a mother that
-    matched another object of ``plane`` (its sister)."""
-    ids_a, ids_b, intersection, _, area_b = _overlaps(before, plane)
+    matched another object of the current plane (its sister)."""
+    ids_a, ids_b, intersection = overlaps.previous, overlaps.current, overlaps.intersection
+    area_b = _area_of(overlaps.current_areas, ids_b)
     matched_to = {p: c for c, p in matches.items()}
     daughters = {}
     for c in np.unique(ids_b):
@@ -280,7 +374,7 @@ def _divisions(before: np.ndarray, plane: np.ndarray, matches: dict) -> dict:
             continue
         sel = ids_b == c
         best = int(np.argmax(intersection[sel]))
-        mother, inside = int(ids_a[sel][best]), intersection[sel][best] / area_b[c]
+        mother, inside = int(ids_a[sel][best]), intersection[sel][best] / area_b[sel][best]
         if inside >= DIVISION_OVERLAP and mother in matched_to and mother not in daughters:
             daughters[mother] = (matched_to[mother], c)
     return daughters
@@ -453,16 +547,14 @@ def relabel_instances(instances, lookup: np.ndarray, labels: np.ndarray):
     from .methods.base import Instances
 
     count = int(lookup.max(initial=0))
-    old_ids = np.arange(1, lookup.size)
-    areas = np.bincount(np.asarray(instances.labels).ravel().astype(np.int64), minlength=lookup.size)[1:lookup.size]
-    new = lookup[1:]
-    present = new > 0
-    old_ids, areas, new = old_ids[present], areas[present].astype(np.float64), new[present]
-    weights = np.bincount(new, weights=areas, minlength=count + 1)[1:]
-    sums = np.bincount(new, weights=areas * instances.scores[old_ids - 1], minlength=count + 1)[1:]
-    scores = np.where(weights > 0, sums / np.maximum(weights, 1e-12), 0.0).astype(np.float32)
+    areas = np.bincount(np.asarray(instances.labels).ravel().astype(np.int64), minlength=lookup.size)[:lookup.size]
+    scores = merged_scores(instances.scores, areas, lookup)
     if instances.classes is None:
         return Instances(labels, scores)
+    old_ids = np.arange(1, lookup.size)
+    new = lookup[1:]
+    present = new > 0
+    old_ids, areas, new = old_ids[present], areas[1:][present].astype(np.float64), new[present]
     largest = np.zeros(count + 1, np.int64)
     best_area = np.full(count + 1, -1.0)
     for old, area, n in zip(old_ids, areas, new):
@@ -470,6 +562,22 @@ def relabel_instances(instances, lookup: np.ndarray, labels: np.ndarray):
             best_area[n], largest[n] = area, old
     pick = largest[1:] - 1
     return Instances(labels, scores, np.asarray(instances.classes)[pick], np.asarray(instances.class_scores)[pick])
+
+
+def merged_scores(scores: np.ndarray, areas: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    """The scores of linked objects: the area-weighted mean of their pieces' scores.
+
+    ``scores[i - 1]`` and ``areas[i]`` belong to piece ``i`` (a per-plane id),
+    ``lookup[i]`` is its linked id; returns (N,) float32, entry ``j - 1`` for linked id ``j``.
+    """
+    count = int(lookup.max(initial=0))
+    old_ids = np.arange(1, lookup.size)
+    new = lookup[1:]
+    present = new > 0
+    old_ids, weights, new = old_ids[present], np.asarray(areas)[1:lookup.size][present].astype(np.float64), new[present]
+    total = np.bincount(new, weights=weights, minlength=count + 1)[1:]
+    sums = np.bincount(new, weights=weights * np.asarray(scores)[old_ids - 1], minlength=count + 1)[1:]
+    return np.where(total > 0, sums / np.maximum(total, 1e-12), 0.0).astype(np.float32)
 
 
 def link_instances(instances, axes: str, *, stitch_threshold: float = STITCH_THRESHOLD,

@@ -3,10 +3,11 @@
 The rooms of this package: :mod:`.config` (the run's configuration, the task of
 one file, the events), :mod:`.inputs` (finding files, naming outputs),
 :mod:`.sources` (reading images and their axes), :mod:`.segment` (one file, in
-memory) and :mod:`.out_of_core` (planes larger than memory), :mod:`.outputs`
-(writing labels), :mod:`.executors` (here or on dask), :mod:`.engine`
-(:class:`Batch`) and :mod:`.summary` (the summary CSV). Everything below is
-importable from ``napari_deepcolor.batch`` itself.
+memory) and :mod:`.out_of_core` (planes larger than memory, linked and measured
+band by band by :mod:`.out_of_core_stacks`), :mod:`.outputs` (writing labels),
+:mod:`.executors` (here or on dask), :mod:`.engine` (:class:`Batch`) and
+:mod:`.summary` (the summary CSV). Everything below is importable from
+``napari_deepcolor.batch`` itself.
 
 :class:`Batch` runs a trained model over every image of a folder and writes one
 label image per input into an output folder, mirroring sub-folders. It is a
@@ -75,7 +76,10 @@ Decisions, in the order a file meets them:
   maximum come from every pixel, predicted tile by tile into a chunked zarr
   store in a hidden scratch folder inside the output folder, and decoded block
   by block (the method's :meth:`~napari_deepcolor.methods.base.Method.decode_blocks`)
-  so that objects crossing block borders get one label. Memory does not grow with the
+  so that objects crossing block borders get one label. The planes' objects are
+  then linked through Z and T and measured a band of rows at a time
+  (:mod:`.out_of_core_stacks`): the same labels, tracks and measurements as in
+  memory, from the same matching step. Memory does not grow with the
   image (0.7 GB peak for 16384 x 16384 px, benchmarks/large_image.py); the
   scratch store takes about 30 bytes per pixel of disk. This is implemented for deep
   coloring; its ``merge_radius`` is not supported out of core (an error asks to

@@ -4,12 +4,12 @@ The plane is read window by window, normalised with percentiles estimated on a
 regular subsample, predicted tile by tile into a chunked zarr store in a hidden
 scratch folder inside the output folder, and decoded block by block (the
 method's :meth:`~napari_deepcolor.methods.base.Method.decode_blocks`) so that
-objects crossing block borders get one label.
+objects crossing block borders get one label. The planes' objects are then
+linked through Z and T and measured band by band (:mod:`.out_of_core_stacks`).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import shutil
 import tempfile
@@ -22,8 +22,6 @@ from ..errors import DeepColorError
 from . import tiling
 from .inputs import SCRATCH_PREFIX
 from .outputs import _write_output
-
-log = logging.getLogger(__name__)
 
 #: pixels of the subsample that estimates the normalisation percentiles of a large image
 SUBSAMPLE_PIXELS = 4_000_000
@@ -87,29 +85,16 @@ def _scan_plane(model, source, layout, plane, block: int):
     return lo.astype(np.float32), scale.astype(np.float32)
 
 
-def out_of_core_note(layout, config) -> str:
-    """What the out-of-core route leaves out for this image, in the words of the batch summary's note."""
-    threshold = f"{config.large_image_megapixels:g} MP"
-    left_out = []
-    if layout.n_planes > 1 and ("T" in layout.out_axes or "Z" in layout.out_axes):
-        left_out.append("objects not linked through Z or T (each plane's objects have their own ids)" +
-                        (", no tracks table" if "T" in layout.out_axes else ""))
-    if config.measure:
-        left_out.append("no measurements table")
-    return f"planes over {threshold} segmented out of core: " + ", ".join(left_out) if left_out else ""
-
-
 def _segment_out_of_core(model, source, layout, parameters, task, tile, device):
     """Segment planes larger than memory allows, yielding per plane; returns the number of objects.
 
-    Objects are not linked through Z or T here (ids are unique across the
-    planes), and no measurements or tracks table is written (:func:`out_of_core_note` says so in the
-    batch summary).
+    As the in-memory route: objects are linked through Z and T, and the tracks
+    table (time-lapses) and the measurements are written before the labels
+    (:mod:`.out_of_core_stacks`), each a band of rows at a time.
     """
+    from .out_of_core_stacks import PlaneStore, link_planes, write_tables
+
     method, threshold = model.method, f"{task.config.large_image_megapixels:g} MP"
-    note = out_of_core_note(layout, task.config)
-    if note:
-        log.warning("%s: %s", task.file, note)
     if task.config.refine not in (None, "none"):  # the model's own choice of the CRF is left out here
         raise DeepColorError(f"{task.file}: planes over {threshold} are segmented out of core, where the "
                              f"'{task.config.refine}' refinement is not available (it needs the whole plane in "
@@ -125,32 +110,29 @@ def _segment_out_of_core(model, source, layout, parameters, task, tile, device):
     Path(task.target).parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=Path(task.target).parent))
     try:
-        planes, total = [], 0
+        store, scores = PlaneStore(layout, core), []
         for plane in range(layout.n_planes):
-            ids, lookup, count = _label_plane_out_of_core(model, source, layout, plane, parameters, scratch, tile,
-                                                          device, task.config.object_diameter,
-                                                          model.refinement(flips=task.config.flips)[1])
-            planes.append((ids, np.where(lookup > 0, lookup.astype(np.int64) + total, 0)))
-            total += count
+            ids, lookup, plane_scores = _label_plane_out_of_core(model, source, layout, plane, parameters, scratch,
+                                                                 tile, device, task.config.object_diameter,
+                                                                 model.refinement(flips=task.config.flips)[1])
+            store.add(ids, lookup, plane_scores.size)
+            scores.append(plane_scores)
             yield plane + 1, layout.n_planes
-        dtype = smallest_label_dtype(total)
-        planes = [(ids, lookup.astype(dtype)) for ids, lookup in planes]
-
-        def bands():  # the final labels, plane by plane, in bands of one tile row
-            for ids, lookup in planes:
-                for y0 in range(0, layout.height, core):
-                    rows = slice(y0, min(y0 + core, layout.height))
-                    yield np.zeros((rows.stop - y0, layout.width), dtype) if ids is None else lookup[ids[rows]]
-
-        _write_output(task, layout, dtype, core, bands=bands())
-        return total
+        table, scores, parents = link_planes(store, np.concatenate(scores), stitch_threshold=task.config.stitch_threshold,
+                                             track_threshold=task.config.track_threshold)
+        write_tables(task, store, table, scores, parents, source)
+        dtype = smallest_label_dtype(scores.size)
+        bands = (labels.astype(dtype) for plane in range(layout.n_planes) for _, labels in store.bands(plane, table))
+        _write_output(task, layout, dtype, core, bands=bands)
+        return scores.size
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _label_plane_out_of_core(model, source, layout, plane, parameters, scratch: Path, tile: int, device,
                              object_diameter: float | None = None, flips: bool = False):
-    """Predict one plane into ``scratch`` and label it: ``(ids, lookup, count)``; labels are ``lookup[ids]``."""
+    """Predict one plane into ``scratch`` and label it: ``(ids, lookup, scores)``; labels are ``lookup[ids]``,
+    1..N, and ``scores[i - 1]`` is label i's score."""
     import zarr
     from zarr.codecs import BloscCodec
 
@@ -160,7 +142,7 @@ def _label_plane_out_of_core(model, source, layout, plane, parameters, scratch: 
     block = core * max(1, tiling.DECODE_BLOCK // core)
     scaling = _scan_plane(model, source, layout, plane, block)
     if scaling is None:  # a constant plane: no objects
-        return None, np.zeros(1, np.int64), 0
+        return None, np.zeros(1, np.int64), np.zeros(0, np.float32)
     fast = [BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")]  # scratch: speed over size (zstd: 3x slower)
     channels = model.net_config.out_channels
     raw = zarr.create_array(store=str(scratch / "raw.zarr"), shape=(channels, height, width),
@@ -169,5 +151,5 @@ def _label_plane_out_of_core(model, source, layout, plane, parameters, scratch: 
                    margin=tiling.MARGIN, object_diameter=object_diameter, flips=flips, out=raw)
     ids = zarr.create_array(store=str(scratch / f"ids-{plane}.zarr"), shape=(height, width), chunks=(core, core),
                             dtype=np.uint32 if height * width < 2**32 else np.uint64, fill_value=0, compressors=fast)
-    lookup, count = model.method.decode_blocks(raw, ids, block=block, **parameters)
-    return ids, lookup, count
+    lookup, scores = model.method.decode_blocks(raw, ids, block=block, **parameters)
+    return ids, lookup, scores

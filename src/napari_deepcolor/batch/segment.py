@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import DeepColorError
 from . import tiling
 from .config import DONE, FAILED, BatchConfig, FileResult, FileTask
-from .out_of_core import _segment_out_of_core, out_of_core_note
+from .out_of_core import _segment_out_of_core
 from .outputs import _write_output
 from .sources import Layout, open_source, plan_layout
 
@@ -83,7 +83,6 @@ def _segment(task: FileTask, facts: dict):
         facts.update(axes=axes + ("" if decided == "file" else f" ({decided})"), planes=layout.n_planes,
                      note="; ".join(n for n in notes if n))
         if layout.height * layout.width > config.large_image_megapixels * 1e6:
-            facts["note"] = "; ".join(filter(None, [facts["note"], out_of_core_note(layout, config)]))
             objects = yield from _segment_out_of_core(model, source, layout, parameters, task, tile, device)
             return objects, "out-of-core", ()
         return (yield from _segment_in_memory(model, source, layout, parameters, task, tile, device))

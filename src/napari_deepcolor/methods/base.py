@@ -220,12 +220,13 @@ class Method:
         """Why a decode with ``parameters`` cannot run block by block (:meth:`decode_blocks`), or None."""
         return f"is implemented for deep coloring only (this is a '{self.name}' model)"
 
-    def decode_blocks(self, output, ids, *, block: int, **parameters) -> tuple[np.ndarray, int]:
+    def decode_blocks(self, output, ids, *, block: int, **parameters) -> tuple[np.ndarray, np.ndarray]:
         """Decode a (C, H, W) output larger than memory (e.g. zarr), ``block`` pixels square at a time.
 
         Writes provisional ids into ``ids`` (an (H, W) array-like) and returns
-        ``(lookup, count)``: the labels are ``lookup[ids]``, 1..count, equal to
-        :meth:`decode`'s up to a renumbering.
+        ``(lookup, scores)``: the labels are ``lookup[ids]``, 1..N, equal to
+        :meth:`decode`'s up to a renumbering, and ``scores[i - 1]`` is label
+        i's score, as :meth:`decode` gives it (N = ``scores.size``).
         """
         raise NotImplementedError
 

@@ -19,11 +19,13 @@ class ComponentTable:
 
     ``sizes[i]`` is the pixel count of provisional component ``i`` (0: background);
     ``links`` (E, 2) holds pairs of components of equal colour that touch
-    across a block border and so are one object.
+    across a block border and so are one object; ``score_sums[i]`` is the sum
+    over the component's pixels of the probability of its colour.
     """
 
     sizes: np.ndarray
     links: np.ndarray
+    score_sums: np.ndarray
 
 
 def label_color_blocks(output, ids, *, block: int, size_threshold: int = 0) -> ComponentTable:
@@ -45,13 +47,13 @@ def label_color_blocks(output, ids, *, block: int, size_threshold: int = 0) -> C
     from .components import argmax_channels
 
     _, height, width = output.shape
-    sizes, offset, links = [np.zeros(1, np.int64)], 0, []
+    sizes, score_sums, offset, links = [np.zeros(1, np.int64)], [np.zeros(1)], 0, []
     above = {}  # x0 -> (ids, colours) of the last row of the block above
     for y0 in range(0, height, block):
         left = None  # (ids, colours) of the last column of the block to the left
         for x0 in range(0, width, block):
             rows, cols = slice(y0, min(y0 + block, height)), slice(x0, min(x0 + block, width))
-            color, _ = argmax_channels(np.asarray(output[:, rows, cols]))
+            color, peak = argmax_channels(np.asarray(output[:, rows, cols]))
             local = connected_label(color, background=0, connectivity=1)
             local_sizes = np.bincount(local.ravel())
             keep = local_sizes >= max(size_threshold, 1)
@@ -64,6 +66,7 @@ def label_color_blocks(output, ids, *, block: int, size_threshold: int = 0) -> C
             here = new_id[local]
             ids[rows, cols] = here
             sizes.append(local_sizes[keep])
+            score_sums.append(np.bincount(local.ravel(), weights=peak.ravel(), minlength=keep.size)[keep])
             if y0 > 0:
                 links.append(_face_links(*above[x0], here[0], color[0]))
             if x0 > 0:
@@ -71,7 +74,7 @@ def label_color_blocks(output, ids, *, block: int, size_threshold: int = 0) -> C
             above[x0], left = (here[-1], color[-1]), (here[:, -1], color[:, -1])
             offset += kept
     links = np.unique(np.concatenate(links), axis=0) if links else np.zeros((0, 2), np.int64)
-    return ComponentTable(np.concatenate(sizes), links)
+    return ComponentTable(np.concatenate(sizes), links, np.concatenate(score_sums))
 
 
 def _face_links(ids_a, colors_a, ids_b, colors_b) -> np.ndarray:
@@ -100,3 +103,11 @@ def resolve_components(table: ComponentTable, *, size_threshold: int) -> tuple[n
     keep[0] = False
     _, lookup = relabel_by_lookup(np.zeros(0, np.intp), keep, group)
     return lookup, int(lookup.max(initial=0))
+
+
+def object_scores(table: ComponentTable, lookup: np.ndarray, count: int) -> np.ndarray:
+    """(count,) float32: each object's mean probability of its colour over its pixels, the score of
+    :meth:`~napari_deepcolor.methods.coloring.ColoringMethod.decode` (``lookup`` from :func:`resolve_components`)."""
+    score_sum = np.bincount(lookup, weights=table.score_sums, minlength=count + 1)[1:count + 1]
+    size_sum = np.bincount(lookup, weights=table.sizes, minlength=count + 1)[1:count + 1]
+    return (score_sum / np.maximum(size_sum, 1)).astype(np.float32)

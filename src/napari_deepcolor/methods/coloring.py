@@ -522,10 +522,11 @@ class ColoringMethod(Method):
 
     def decode_blocks(self, output, ids, *, block, size_threshold, merge_radius=0, interior_threshold=None,
                       split_by_color=1, foreground_threshold=None):
-        from .blockwise import label_color_blocks, resolve_components
+        from .blockwise import label_color_blocks, object_scores, resolve_components
 
         table = label_color_blocks(output, ids, block=block, size_threshold=size_threshold)
-        return resolve_components(table, size_threshold=size_threshold)
+        lookup, count = resolve_components(table, size_threshold=size_threshold)
+        return lookup, object_scores(table, lookup, count)
 
     def preview(self, output, options=None):
         n_colors = output.shape[0] if options is None else options.n_colors
