@@ -17,8 +17,9 @@ side at once with one thread each: kept only as the record of how a shared machi
 
 prints the seeds table instead: for each dataset with runs of other seeds (``peer_<dataset>_seed<N>.json``,
 from ``peer.py --cellpose-args "--seed N" --run NAME=METHOD:"--seed N"``), per side the scores of every seed
-and their medians, and the median of the per-seed ratios ours / peer. A Cellpose run reused by a later run
-(``--cellpose-from``) counts once, and a side run in some seeds only has fewer.
+and their medians, and the median of the per-seed ratios ours / peer; a recipe variant (below) run at two
+seeds or more gets its row too. A Cellpose run reused by a later run (``--cellpose-from``) counts once, and a
+side run in some seeds only has fewer.
 
     python benchmarks/report_peer.py --ab [--write]
 
@@ -104,6 +105,15 @@ def _seed_runs(results_dir: Path) -> dict[str, dict[int, dict]]:
     return runs
 
 
+def _variant_runs(results_dir: Path) -> dict[tuple[str, int], list[dict]]:
+    """{(dataset, seed): results} of the recipe variants, ``ab/peer15_<variant>_<dataset>[_seed<N>].json``."""
+    variants: dict[tuple[str, int], list[dict]] = {}
+    for path in sorted((results_dir / "ab").glob("peer15_*.json")):
+        result = json.loads(path.read_text())
+        variants.setdefault((result["dataset"], _seed_of(path)), []).append(result)
+    return variants
+
+
 def table(results_dir: Path = RESULTS) -> str:
     results = sorted((by_seed[0] for by_seed in _seed_runs(results_dir).values() if 0 in by_seed),
                      key=lambda r: r["dataset"])
@@ -121,14 +131,20 @@ def _identity(side: dict) -> tuple:
 
 
 def seeds_table(results_dir: Path = RESULTS) -> str:
-    """Per dataset run with more than one seed and per side: the scores by seed and their medians."""
+    """Per dataset run with more than one seed and per side: the scores by seed and their medians; a recipe
+    variant run at two seeds or more has its own row."""
     lines = [SEEDS_HEADER]
+    variants = _variant_runs(results_dir)
     for dataset, by_seed in sorted(_seed_runs(results_dir).items()):
         if len(by_seed) < 2:
             continue
-        trained = list({_identity(s): s for seed in sorted(by_seed) for s in by_seed[seed]["sides"]}.values())
+        results = [by_seed[seed] for seed in sorted(by_seed)]
+        results += [r for (d, _), runs in sorted(variants.items()) if d == dataset for r in runs]
+        trained = list({_identity(s): s for result in results for s in result["sides"]}.values())
         for name in dict.fromkeys(s["name"] for s in trained):
             sides = [s for s in trained if s["name"] == name]
+            if len(sides) < 2 and name not in {s["name"] for s in by_seed[min(by_seed)]["sides"]}:
+                continue  # a variant of one seed: in the A/B table only
             ap = [s["test_mean"]["ap"] for s in sides]
             f1 = [s["test_mean"]["f1"] for s in sides]
             ratios = {k: [s["ratio_to_peer"][k] for s in sides if (s.get("ratio_to_peer") or {}).get(k) is not None]
@@ -161,10 +177,7 @@ def _refinement(side: dict) -> tuple[str, str]:
 def ab_table(results_dir: Path = RESULTS) -> str:
     """Per dataset and seed, our run of that seed and its recipe variants, each against the same Cellpose run."""
     lines = [AB_HEADER]
-    variants: dict[tuple[str, int], list[dict]] = {}
-    for path in sorted((results_dir / "ab").glob("peer15_*.json")):
-        result = json.loads(path.read_text())
-        variants.setdefault((result["dataset"], _seed_of(path)), []).append(result)
+    variants = _variant_runs(results_dir)
     for dataset, by_seed in sorted(_seed_runs(results_dir).items()):
         for seed in sorted(set(by_seed) & {s for d, s in variants if d == dataset}):
             for result in [by_seed[seed], *variants[dataset, seed]]:

@@ -60,6 +60,8 @@ GENERATED_TABLES = [
     ("refine-table", ["refine_crf.py", "--report"], "python benchmarks/refine_crf.py --report (and paste it)"),
     ("flips-table", ["flips.py", "--report"], "python benchmarks/flips.py --report --write"),
     ("object-classes-table", ["object_classes.py", "--report"], "python benchmarks/object_classes.py --report --write"),
+    ("decode-grid-table", ["probes/decode_grid.py", "--report"],
+     "python benchmarks/probes/decode_grid.py --report --write"),
 ]
 
 
