@@ -4,9 +4,9 @@ The out-of-core counterpart of :func:`~napari_deepcolor.stacks.link_labels` and
 :func:`~napari_deepcolor.measure.measure_objects`, with the same results: each
 plane's labels stay in the scratch store as provisional ids (zarr) and a lookup
 table (:class:`PlaneStore`); the overlaps of two planes are counted band by band
-(:func:`~napari_deepcolor.stacks.count_overlaps`, summed), the link from one
+(:func:`~napari_deepcolor.matching.count_overlaps`, summed), the link from one
 plane (or frame) to the next is the in-memory route's own step
-(:func:`~napari_deepcolor.stacks.link_to_previous`), and relabelling a plane is
+(:func:`~napari_deepcolor.matching.link_to_previous`), and relabelling a plane is
 a new lookup table, so the store is never rewritten. Measurements are sums over
 bands (:class:`~napari_deepcolor.measure.ObjectSums`). Memory holds a band of
 rows of two planes and tables with one entry per object, never a whole plane.
@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..measure import ObjectSums, table_from_sums
-from ..stacks import count_overlaps, link_to_previous, merged_scores, sum_overlaps
+from ..matching import count_overlaps, link_to_previous, sum_overlaps
+from ..stacks import merged_scores
 
 
 @dataclass(frozen=True)
