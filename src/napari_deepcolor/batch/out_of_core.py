@@ -94,10 +94,11 @@ def _segment_out_of_core(model, source, layout, parameters, task, tile, device):
     """
     from .out_of_core_stacks import PlaneStore, link_planes, write_tables
 
-    method, threshold = model.method, f"{task.config.large_image_megapixels:g} MP"
-    if task.config.refine not in (None, "none"):  # the model's own choice of the CRF is left out here
+    config = task.config
+    method, threshold = model.method, f"{config.large_image_megapixels:g} MP"
+    if config.refine not in (None, "none"):  # the model's own choice of the CRF is left out here
         raise DeepColorError(f"{task.file}: planes over {threshold} are segmented out of core, where the "
-                             f"'{task.config.refine}' refinement is not available (it needs the whole plane in "
+                             f"'{config.refine}' refinement is not available (it needs the whole plane in "
                              "memory); segment without --refine, or raise the large-image threshold "
                              "(CLI: --large-image-mp) if the image fits in memory.")
     limitation = method.blockwise_limitation(parameters, model.method_options)
@@ -113,13 +114,13 @@ def _segment_out_of_core(model, source, layout, parameters, task, tile, device):
         store, scores = PlaneStore(layout, core), []
         for plane in range(layout.n_planes):
             ids, lookup, plane_scores = _label_plane_out_of_core(model, source, layout, plane, parameters, scratch,
-                                                                 tile, device, task.config.object_diameter,
-                                                                 model.refinement(flips=task.config.flips)[1])
+                                                                 tile, device, config.object_diameter,
+                                                                 model.refinement(flips=config.flips)[1])
             store.add(ids, lookup, plane_scores.size)
             scores.append(plane_scores)
             yield plane + 1, layout.n_planes
-        table, scores, parents = link_planes(store, np.concatenate(scores), stitch_threshold=task.config.stitch_threshold,
-                                             track_threshold=task.config.track_threshold)
+        table, scores, parents = link_planes(store, np.concatenate(scores), stitch_threshold=config.stitch_threshold,
+                                             track_threshold=config.track_threshold)
         write_tables(task, store, table, scores, parents, source)
         dtype = smallest_label_dtype(scores.size)
         bands = (labels.astype(dtype) for plane in range(layout.n_planes) for _, labels in store.bands(plane, table))
