@@ -139,12 +139,13 @@ def seeds_table(results_dir: Path = RESULTS) -> str:
         if len(by_seed) < 2:
             continue
         results = [by_seed[seed] for seed in sorted(by_seed)]
+        in_peer_files = {s["name"] for result in results for s in result["sides"]}
         results += [r for (d, _), runs in sorted(variants.items()) if d == dataset for r in runs]
         trained = list({_identity(s): s for result in results for s in result["sides"]}.values())
         for name in dict.fromkeys(s["name"] for s in trained):
             sides = [s for s in trained if s["name"] == name]
-            if len(sides) < 2 and name not in {s["name"] for s in by_seed[min(by_seed)]["sides"]}:
-                continue  # a variant of one seed: in the A/B table only
+            if len(sides) < 2 and name not in in_peer_files:
+                continue  # a recipe variant of one seed: in the A/B table only
             ap = [s["test_mean"]["ap"] for s in sides]
             f1 = [s["test_mean"]["f1"] for s in sides]
             ratios = {k: [s["ratio_to_peer"][k] for s in sides if (s.get("ratio_to_peer") or {}).get(k) is not None]

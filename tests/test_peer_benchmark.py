@@ -134,14 +134,21 @@ def test_seeds_table_gives_each_sides_scores_by_seed_and_their_medians(tmp_path)
             result["sides"].append(_side("coloring", "ours", 0.4, 0.7))
         name = "peer_usiigaci.json" if seed == 0 else f"peer_usiigaci_seed{seed}.json"
         (tmp_path / name).write_text(json.dumps(result))
+    (tmp_path / "ab").mkdir()
+    for seed, ap in ((0, 0.5), (1, 0.3)):  # a recipe variant at two seeds gets its row; one at one seed does not
+        (tmp_path / "ab" / f"peer15_v_usiigaci{'_seed1' if seed else ''}.json").write_text(json.dumps(
+            {"dataset": "usiigaci", "sides": [_side("variant", "ours", ap, 0.9)]}))
+    (tmp_path / "ab" / "peer15_w_usiigaci.json").write_text(json.dumps(
+        {"dataset": "usiigaci", "sides": [_side("once", "ours", 0.9, 0.9)]}))
     (tmp_path / "peer_bbbc039.json").write_text(json.dumps(  # one seed only: not in the seeds table
         {"dataset": "bbbc039", "sides": [_side("cellpose", "peer", 0.5, 0.8)]}))
     lines = report_peer.seeds_table(tmp_path).splitlines()
-    assert len(lines) == 5
+    assert len(lines) == 6
     assert lines[2] == "| usiigaci | peer cellpose | 2 | 40 | 0.100 / 0.200 | 0.150 | 0.500 / 0.500 | 0.500 |  |  |"
     # the AP ratio is undefined where the peer scored 0 (seed 2): the median of the two defined ones (3.0, 0.5)
     assert lines[3] == "| usiigaci | ours boundary | 3 | 40 | 0.300 / 0.100 / 0.200 | 0.200 | 0.600 / 0.600 / 0.600 | 0.600 | 1.75 | 1.20 |"
     assert lines[4] == "| usiigaci | ours coloring | 1 | 40 | 0.400 | 0.400 | 0.700 | 0.700 |  |  |"
+    assert lines[5] == "| usiigaci | ours variant | 2 | 40 | 0.500 / 0.300 | 0.400 | 0.900 / 0.900 | 0.900 |  |  |"
     assert report_peer.table(tmp_path).count("| usiigaci |") == 2  # the main table keeps the seed-0 run
 
 
