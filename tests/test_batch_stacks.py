@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from napari_deepcolor.batch import Source, plan_layout
-from napari_deepcolor.batch.out_of_core_stacks import PlaneStore, link_planes, measure_planes, tracks_rows
+from napari_deepcolor.batch.out_of_core_stacks import PlaneStore, link_planes, measure_planes
+from napari_deepcolor.stacks import tracks_rows
 from napari_deepcolor.measure import measure_objects
 from napari_deepcolor.methods.base import Instances
 from napari_deepcolor.stacks import link_labels, relabel_instances, tracks_table

@@ -44,7 +44,7 @@ from .matching import count_overlaps, link_to_previous, match_objects
 log = logging.getLogger(__name__)
 
 __all__ = ["LinkedLabels", "axes_note", "link_instances", "link_labels", "match_objects", "merged_scores",
-           "relabel_instances", "resolve_axes", "stitch_planes", "track_frames", "tracks_table"]
+           "relabel_instances", "resolve_axes", "stitch_planes", "track_frames", "tracks_rows", "tracks_table"]
 
 #: axis letters a user may give: time, depth, channel, rows, columns, RGB samples
 AXIS_LETTERS = "TZCYXS"
@@ -412,30 +412,29 @@ TRACK_FIELDS = ("track_id", "frame", "centroid_z", "centroid_y", "centroid_x", "
 def tracks_table(labels: np.ndarray, axes: str, parents: dict | None = None) -> list[dict]:
     """One row per object and frame: ``track_id``, ``frame``, centroid, ``area`` (pixels, or voxels
     for TZYX) and ``parent`` (the mother's track id after a division, else 0)."""
-    from scipy import ndimage as ndi
+    from .measure import measure_objects
 
-    axes, parents = axes.upper(), parents or {}
+    axes = axes.upper()
     if "T" not in axes:
         raise DeepColorError(f"a tracks table needs a time axis (T); these labels have axes {axes}.")
-    frames = np.moveaxis(np.asarray(labels), axes.index("T"), 0)
     spatial = axes.replace("T", "")
+    if not set(spatial) <= set("ZYX"):
+        raise DeepColorError(f"a tracks table needs frames with axes ZYX or YX (got {spatial}).")
+    return tracks_rows(measure_objects(np.asarray(labels), axes), parents or {})
+
+
+def tracks_rows(measured: dict[str, list], parents: dict) -> list[dict]:
+    """:func:`tracks_table`'s rows from the measurements of a time-lapse's labels
+    (:func:`~napari_deepcolor.measure.measure_objects`' table, or its out-of-core twin's)."""
+    size = "volume" if "volume" in measured else "area"
     rows = []
-    for t, frame in enumerate(frames):
-        if not set(spatial) <= set("ZYX"):
-            raise DeepColorError(f"a tracks table needs frames with axes ZYX or YX (got {spatial}).")
-        ids = np.unique(frame[frame > 0])
-        if not ids.size:
-            continue
-        centres = ndi.center_of_mass(np.ones(frame.shape), frame, ids)
-        areas = ndi.sum_labels(np.ones(frame.shape), frame, ids)
-        for i, centre, area in zip(ids, centres, areas):
-            position = dict(zip(spatial, centre))
-            row = {"track_id": int(i), "frame": t}
-            if "Z" in spatial:
-                row["centroid_z"] = round(float(position["Z"]), 2)
-            row.update(centroid_y=round(float(position["Y"]), 2), centroid_x=round(float(position["X"]), 2),
-                       area=int(area), parent=int(parents.get(int(i), 0)))
-            rows.append(row)
+    for i, label in enumerate(measured["label"]):
+        row = {"track_id": label, "frame": measured["frame"][i]}
+        if "centroid_z" in measured:
+            row["centroid_z"] = measured["centroid_z"][i]
+        row.update(centroid_y=measured["centroid_y"][i], centroid_x=measured["centroid_x"][i],
+                   area=measured[size][i], parent=int(parents.get(label, 0)))
+        rows.append(row)
     return rows
 
 

@@ -213,25 +213,11 @@ def _measured_frames(layout):
         yield index, grid[index]
 
 
-def tracks_rows(measured: dict[str, list], parents: dict) -> list[dict]:
-    """:func:`~napari_deepcolor.stacks.tracks_table`'s rows from the measurements of a time-lapse."""
-    size = "volume" if "volume" in measured else "area"
-    rows = []
-    for i, label in enumerate(measured["label"]):
-        row = {"track_id": label, "frame": measured["frame"][i]}
-        if "centroid_z" in measured:
-            row["centroid_z"] = measured["centroid_z"][i]
-        row.update(centroid_y=measured["centroid_y"][i], centroid_x=measured["centroid_x"][i],
-                   area=measured[size][i], parent=int(parents.get(label, 0)))
-        rows.append(row)
-    return rows
-
-
 def write_tables(task, store: PlaneStore, table: np.ndarray, scores: np.ndarray, parents: dict, source) -> None:
     """Write the tracks table (time-lapses) and the measurements (if asked) beside the task's target, as the
     in-memory route does."""
     from ..measure import measurements_path, tracks_path, write_table
-    from ..stacks import TRACK_FIELDS
+    from ..stacks import TRACK_FIELDS, tracks_rows
 
     time_lapse, measure = "T" in store.layout.out_axes, task.config.measure
     if not (time_lapse or measure):

@@ -121,17 +121,17 @@ def _segment_in_memory(model, source, layout, parameters, task, tile, device):
 
         write_class_table(class_table_path(task.target), instances, model.output_class_names, overwrite=overwrite)
         counts = tuple(class_counts(instances, model.output_class_names).items())
-    if "T" in layout.out_axes:
-        from ..measure import tracks_path, write_table
-        from ..stacks import TRACK_FIELDS, tracks_table
+    from ..measure import measure_objects, measurements_path, tracks_path, write_table
 
-        write_table(tracks_path(task.target), tracks_table(labels, layout.out_axes, parents), TRACK_FIELDS,
-                    overwrite=True)  # our own companion of a label file that is not there yet
-    if task.config.measure:
-        from ..measure import measure_objects, measurements_path, write_table
+    table = measure_objects(labels, layout.out_axes, image=source.read_channels(layout), instances=instances,
+                            class_names=model.output_class_names, channel_names=source.channel_names) \
+        if task.config.measure else None
+    if "T" in layout.out_axes:  # the tracks are the measurements' rows, measured once
+        from ..stacks import TRACK_FIELDS, tracks_rows, tracks_table
 
-        table = measure_objects(labels, layout.out_axes, image=source.read_channels(layout), instances=instances,
-                                class_names=model.output_class_names, channel_names=source.channel_names)
+        rows = tracks_rows(table, parents) if table is not None else tracks_table(labels, layout.out_axes, parents)
+        write_table(tracks_path(task.target), rows, TRACK_FIELDS, overwrite=True)  # our own companion
+    if table is not None:
         write_table(measurements_path(task.target), table, overwrite=True)
     _write_output(task, layout, labels.dtype, tile - 2 * tiling.MARGIN, labels=labels)
     return instances.count, "in-memory", counts
