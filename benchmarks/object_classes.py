@@ -16,7 +16,8 @@ the training images with their well's class (``found``: what the forest meets at
 worms included), or both. The chosen source then trains on the whole training split, and the test
 split is scored as benchmarks/classes_bbbc010.py scores it: per-class AP and F1 of the class-labelled
 objects, the class accuracy of matched worms (IoU >= 0.5, overlaps as per-object masks), and the
-single-class F1 of the same objects without classes. Writes benchmarks/results/object_classes_bbbc010.json.
+single-class F1 of the same objects without classes. Writes benchmarks/results/object_classes_<model name>.json;
+the table has one row per model scored.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from classes_bbbc010 import CLASS_NAMES, well_class  # noqa: E402
 from docs_table import write_between  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-RESULT = RESULTS / "object_classes_bbbc010.json"
+RESULT_GLOB = "object_classes_bbbc010_*.json"  # one per model: object_classes_<model file stem>.json
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 SOURCES = ("truth", "found", "both")
 
@@ -170,33 +171,38 @@ def run(args) -> dict:
               "test_mean": summary, "per_image": rows,
               "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}"}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=1, default=float))
+    (RESULTS / f"object_classes_{Path(args.model).stem}.json").write_text(json.dumps(result, indent=1, default=float))
     print("test", json.dumps(summary, default=float), flush=True)
     return result
 
 
-def table(result: dict) -> str:
-    """The markdown table of docs/benchmarks.md: the object classifier's row, and its one-class F1 per class."""
-    s = result["test_mean"]
+def table(results: list[dict]) -> str:
+    """The markdown table of docs/benchmarks.md: per model, the object classifier's row and its one-class F1
+    per class."""
     lines = ["| classes from | model | AP 0.5:0.95 | AP50 | F1@0.5 | AP alive | F1 alive | AP dead | F1 dead | "
-             "class accuracy |", "|---|---|---|---|---|---|---|---|---|---|",
-             f"| object classifier ({result['trees']} trees, {result['n_training_objects']} training objects: "
-             f"{result['training_objects']}) | {result['model_method']}, one class, {result['model_iterations']} "
-             f"steps | {s['ap']:.3f} | {s['ap50']:.3f} | {s['f1']:.3f} | {s['ap_alive']:.3f} | {s['f1_alive']:.3f} | "
-             f"{s['ap_dead']:.3f} | {s['f1_dead']:.3f} | {s['class_accuracy']:.3f} ({s['n_matched']} matched worms) |",
-             f"| none (one class: F1 of the same objects) | same | | | {s['f1']:.3f} | | "
-             f"{s['f1_one_class_alive']:.3f} | | {s['f1_one_class_dead']:.3f} | |"]
-    choice = ", ".join(f"{k} {v['class_accuracy']:.3f}" for k, v in result["validation_choice"].items())
-    lines += ["", f"{result['n_train_images']} training images ({result['n_validation_images']} of them the "
-                  f"validation part that chose the training objects by class accuracy: {choice}), "
-                  f"{result['n_test_images']} test images (every 5th in name order). The forest trained in "
-                  f"{result['fit_seconds']:.1f} s on 1 CPU thread; the net ran once per image "
-                  f"({result['predict_seconds']:.0f} s for all {result['n_train_images'] + result['n_test_images']})."]
+             "class accuracy |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for result in results:
+        s = result["test_mean"]
+        lines += [f"| object classifier ({result['trees']} trees, {result['n_training_objects']} training objects: "
+                  f"{result['training_objects']}) | `{result['model']}`: {result['model_method']}, one class, "
+                  f"{result['model_iterations']} steps | {s['ap']:.3f} | {s['ap50']:.3f} | {s['f1']:.3f} | "
+                  f"{s['ap_alive']:.3f} | {s['f1_alive']:.3f} | {s['ap_dead']:.3f} | {s['f1_dead']:.3f} | "
+                  f"{s['class_accuracy']:.3f} ({s['n_matched']} matched worms) |",
+                  f"| none (one class: F1 of the same objects) | same | | | {s['f1']:.3f} | | "
+                  f"{s['f1_one_class_alive']:.3f} | | {s['f1_one_class_dead']:.3f} | |"]
+    for result in results:
+        choice = ", ".join(f"{k} {v['class_accuracy']:.3f}" for k, v in result["validation_choice"].items())
+        lines += ["", f"`{result['model']}`: {result['n_train_images']} training images ({result['n_validation_images']} "
+                      f"of them the validation part that chose the training objects by class accuracy: {choice}), "
+                      f"{result['n_test_images']} test images (every 5th in name order). The forest trained in "
+                      f"{result['fit_seconds']:.1f} s on 1 CPU thread; the net ran once per image "
+                      f"({result['predict_seconds']:.0f} s for all {result['n_train_images'] + result['n_test_images']})."]
     return "\n".join(lines) + "\n"
 
 
 def report(write: bool) -> str:
-    text = table(json.loads(RESULT.read_text()))
+    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(RESULT_GLOB))]
+    text = table(sorted(results, key=lambda r: r["model_iterations"]))
     if write:
         write_between(PAGE, "<!-- object-classes-table", "<!-- /object-classes-table -->", text)
     return text
