@@ -44,13 +44,14 @@ def starter_for(dataset: str) -> str:
     raise SystemExit(f"no bundled starter was trained on {dataset}")
 
 
-def _test_scores(model, test, test_samples) -> dict:
-    from napari_deepcolor.inference import predict
+def test_scores(model, test, test_samples) -> dict:
+    """Mean scores of ``model`` on the test pairs, segmented with its stored defaults as ``predict`` does."""
     from napari_deepcolor.metrics import evaluate, summarize
+    from napari_deepcolor.segment import segment
 
     rows = [{"name": p.name, **evaluate(accuracy.ground_truth(p),
-                                        predict(model, test_samples[p.name].image, stack=False, device="cpu")
-                                        .decode().labels)} for p in test]
+                                        segment(model, test_samples[p.name].image, stack=False, device="cpu").labels)}
+            for p in test]
     summary = summarize(rows)
     return {k: round(float(summary[k]), 4) for k in ("ap", "ap50", "f1", "sbd", "abs_dic", "matching_iou")}
 
@@ -75,7 +76,7 @@ def measure(dataset: str, minutes: float, threads: int, batch_size: int, patch_s
     starter = starter_for(dataset)
     model = load_model(starter)
     runs = [{"start": "starter as shipped", "iterations": 0, "train_seconds": 0.0,
-             "test_mean": _test_scores(model, test, test_samples)}]
+             "test_mean": test_scores(model, test, test_samples)}]
     config = TrainingConfig(method=model.method_name, minutes=minutes, device="cpu", batch_size=batch_size,
                             patch_size=patch_size, validate_every=10**9)
     fine_tune_config = dataclasses.replace(config, learning_rate=fine_tune_lr or FINE_TUNE_LEARNING_RATE)
@@ -87,7 +88,7 @@ def measure(dataset: str, minutes: float, threads: int, batch_size: int, patch_s
                     if isinstance(e, Finished)][0]
         runs.append({"start": start, "iterations": finished.iteration, "learning_rate": run_config.learning_rate,
                      "train_seconds": round(time.perf_counter() - t0, 1),
-                     "test_mean": _test_scores(finished.model, test, test_samples)})
+                     "test_mean": test_scores(finished.model, test, test_samples)})
     return {"dataset": dataset, "starter": starter, "minutes": minutes, "threads": threads,
             "batch_size": batch_size, "patch_size": patch_size, "learning_rate": config.learning_rate,
             "n_train_images": len(train_samples), "n_test_images": len(test), "runs": runs,

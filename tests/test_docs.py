@@ -57,6 +57,7 @@ GENERATED_TABLES = [
      "python benchmarks/report_peer.py --starved --seeds --write"),
     ("outline-table", ["outline_bias.py", "--report"], "python benchmarks/outline_bias.py --report --write"),
     ("fine-tune-table", ["fine_tune.py", "--report"], "python benchmarks/fine_tune.py --report --write"),
+    ("fine-tune-curve", ["fine_tune_curve.py", "--report"], "python benchmarks/fine_tune_curve.py --report --write"),
     ("refine-table", ["refine_crf.py", "--report"], "python benchmarks/refine_crf.py --report (and paste it)"),
     ("flips-table", ["flips.py", "--report"], "python benchmarks/flips.py --report --write"),
     ("object-classes-table", ["object_classes.py", "--report"], "python benchmarks/object_classes.py --report --write"),

@@ -278,3 +278,22 @@ def test_an_interrupted_training_resumes_to_its_budget(nuclei_samples, tmp_path)
             training.stop()
     assert Training(config(iterations=1000), nuclei_samples, output=out, resume=True).finished_before is None
     assert Training(config(iterations=2), nuclei_samples, output=out, resume=True).finished_before  # spent already
+
+
+def test_one_image_whose_validation_strip_holds_no_object_trains_whole_and_keeps_the_decode_defaults(
+        nuclei_samples, tmp_path, caplog):
+    """Fine-tuning on one image cut at an empty edge used to fail after training, in the decode tuning."""
+    from napari_deepcolor.data import AnnotatedImage
+
+    base = tmp_path / "base.safetensors"
+    train(config(method="boundary", method_options={}, iterations=1), nuclei_samples, output=base)
+    sample = nuclei_samples[0]
+    labels = sample.labels.copy()
+    labels[:, int(labels.shape[1] * 0.8):] = 0  # the last fifth (the validation strip) without objects
+    empty_edge = AnnotatedImage(sample.image, labels, name="empty edge")
+    with caplog.at_level("WARNING", logger="napari_deepcolor.training"):
+        tuned = train(config(method="boundary", method_options={}, iterations=2, validation_fraction=0.15),
+                      [empty_edge], init_from=base).model
+    assert "holds no annotated object" in caplog.text
+    assert tuned.provenance["n_train_images"] == 1 and tuned.provenance["n_validation_images"] == 0
+    assert tuned.decode_parameters() == load_model(base).decode_parameters()

@@ -233,6 +233,21 @@ def _to_device(targets, device):
     return {k: v.to(device, non_blocking=True) for k, v in targets.items()}
 
 
+def _split(data: list[AnnotatedImage], config: TrainingConfig) -> tuple[list, list]:
+    """Training and validation parts of ``data`` (``config.validation_fraction``). A validation part with no
+    annotated object cannot tune the decode (a strip of one image cut at its empty edge, say): then every
+    image trains and the model keeps its decode defaults (a fine-tuned starter's own)."""
+    if config.validation_fraction <= 0:
+        return data, []
+    train, validation = split_train_validation(data, validation_fraction=config.validation_fraction,
+                                               seed=config.seed)
+    if validation and not any(sample.labels.any() for sample in validation):
+        log.warning("the validation part of the images holds no annotated object, so the decode parameters "
+                    "are not tuned: all %d image(s) train and the model keeps its decode defaults", len(data))
+        return data, []
+    return train, validation
+
+
 class Training:
     """One training run. Iterate :meth:`run` for events; call :meth:`stop` from any thread.
 
@@ -249,9 +264,7 @@ class Training:
         if resume and (self.output is None or not self.output.is_file()):
             raise DeepColorError(f"cannot resume: no model at {self.output} yet; start without --resume.")
         if validation is None:
-            data, validation = split_train_validation(list(data), validation_fraction=config.validation_fraction,
-                                                      seed=config.seed) if config.validation_fraction > 0 \
-                else (list(data), [])
+            data, validation = _split(list(data), config)
         self.train_data, self.validation = list(data), list(validation)
         #: the classes of the annotations (() for one class): the model gets a class head for them
         self.class_names = check_same_classes(self.train_data + self.validation)

@@ -1,0 +1,151 @@
+"""Fine-tuning as a user does it: a starter fine-tuned on 1, 3 or 10 annotated images, against the starter
+alone and against training from scratch on the same images for the same time.
+
+    python benchmarks/fine_tune_curve.py --dataset bbbc039 --images 1 3 10 --seeds 0 1 2 --minutes 1
+    python benchmarks/fine_tune_curve.py --report            # print the table
+    python benchmarks/fine_tune_curve.py --report --write    # and put it in docs/benchmarks.md
+
+Each seed draws its images from the set's training split (accuracy.py's split: every 5th pair in name
+order is the test split, never trained or tuned on). Both sides run ``Training`` exactly as ``train``
+does (its validation share of the images tunes the decode and chooses the flips; a single image is
+cut in two), on all the threads given, one after the other. Scores are on the whole test split with
+the model's stored defaults, as ``predict`` applies them. The starter of a set was trained on the
+rest of that set's training split, so this is the "same kind of data" case. Writes
+benchmarks/results/fine_tune_curve/<dataset>_<minutes>min_<n>img_s<seed>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import accuracy  # noqa: E402  (benchmarks/accuracy.py: DATASETS, held_out, ground_truth)
+from docs_table import write_between  # noqa: E402
+from fine_tune import PAGE, starter_for, test_scores  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "fine_tune_curve"
+START, END = "<!-- fine-tune-curve", "<!-- /fine-tune-curve -->"
+
+
+def draw_images(train_samples: list, n_images: int, seed: int) -> list:
+    """``n_images`` of the training split, drawn by ``seed`` (the same draw for both sides)."""
+    import numpy as np
+
+    if n_images > len(train_samples):
+        raise SystemExit(f"{n_images} images asked for; the training split has {len(train_samples)}")
+    chosen = np.random.default_rng(seed).choice(len(train_samples), size=n_images, replace=False)
+    return [train_samples[i] for i in sorted(chosen)]
+
+
+def train_side(samples: list, minutes: float, seed: int, init_from: str | None):
+    """A model trained as ``train`` trains it (``init_from``: a starter to fine-tune, or None)."""
+    from napari_deepcolor.training import Finished, Training, TrainingConfig
+
+    config = TrainingConfig(minutes=minutes, device="cpu", seed=seed)
+    started = time.perf_counter()
+    finished = [e for e in Training(config, samples, init_from=init_from).run() if isinstance(e, Finished)][0]
+    return finished, round(time.perf_counter() - started, 1)
+
+
+def measure(dataset: str, image_counts: list[int], seeds: list[int], minutes: float, threads: int) -> list[Path]:
+    import torch
+
+    from napari_deepcolor.checkpoint import load_model
+    from napari_deepcolor.data import detect_layout, read_annotated_folder
+
+    torch.set_num_threads(threads)
+    images, labels = accuracy.DATASETS[dataset]
+    pairs = detect_layout(images, labels).pairs
+    test = accuracy.held_out(pairs)
+    test_names = {p.name for p in test}
+    samples = read_annotated_folder(images, labels)
+    train_samples = [s for s in samples if s.name.split(" [")[0] not in test_names]
+    test_samples = {s.name: s for s in samples if s.name in test_names}
+    starter = starter_for(dataset)
+    starter_model = load_model(starter)
+    starter_scores = test_scores(starter_model, test, test_samples)
+    print(f"{starter} as shipped: AP {starter_scores['ap']:.3f}", flush=True)
+    written = []
+    for n_images, seed in ((n, seed) for n in image_counts for seed in seeds):
+        chosen = draw_images(train_samples, n_images, seed)
+        runs = [{"start": "starter as shipped", "iterations": 0, "test_mean": starter_scores}]
+        for start, init_from in ((f"fine-tuned from '{starter}'", starter), ("from scratch", None)):
+            finished, seconds = train_side(chosen, minutes, seed, init_from)
+            runs.append({"start": start, "iterations": finished.iteration, "train_seconds": seconds,
+                         "decode_parameters": finished.model.decode_parameters(),
+                         "inference_defaults": finished.model.inference_defaults,
+                         "test_mean": test_scores(finished.model, test, test_samples)})
+            print(f"n={n_images} seed={seed} {start}: {finished.iteration} steps, AP "
+                  f"{runs[-1]['test_mean']['ap']:.3f}", flush=True)
+        result = {"dataset": dataset, "starter": starter, "starter_iterations": starter_model.card["recipe"]["iterations"],
+                  "minutes": minutes, "n_images": n_images, "seed": seed, "images": [s.name for s in chosen],
+                  "threads": threads, "n_test_images": len(test), "runs": runs,
+                  "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+                             f"{threads} thread(s)"}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out = RESULTS / f"{dataset}_{minutes:g}min_{n_images}img_s{seed}.json"
+        out.write_text(json.dumps(result, indent=1))
+        written.append(out)
+    return written
+
+
+def _median_and_range(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})" if len(values) > 1 \
+        else f"{values[0]:.3f}"
+
+
+def table(results_dir: Path = RESULTS) -> str:
+    """Per set, minutes and number of images: the starter, and the median (range) over seeds of each side."""
+    groups: dict[tuple, list[dict]] = {}
+    for path in sorted(results_dir.glob("*.json")):
+        result = json.loads(path.read_text())
+        key = (result["dataset"], result["starter"], result["starter_iterations"], result["minutes"],
+               result["n_images"])
+        groups.setdefault(key, []).append(result)
+    lines = ["| dataset | starter (its steps) | minutes | images | seeds | starter AP | fine-tuned AP, median (range) | "
+             "from scratch AP | fine-tuned F1 | fine-tuned - starter, median AP |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, starter, steps, minutes, n_images), results in sorted(groups.items()):
+        side = lambda i, k: [r["runs"][i]["test_mean"][k] for r in results]  # noqa: E731
+        starter_ap = side(0, "ap")[0]
+        gain = statistics.median(side(1, "ap")) - starter_ap
+        lines.append(f"| {dataset} | {starter} ({steps}) | {minutes:g} | {n_images} | {len(results)} | "
+                     f"{starter_ap:.3f} | {_median_and_range(side(1, 'ap'))} | {_median_and_range(side(2, 'ap'))} | "
+                     f"{_median_and_range(side(1, 'f1'))} | {gain:+.3f} |")
+    if not groups:
+        lines.append("| not yet run |" + " |" * 9)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=accuracy.DATASETS)
+    parser.add_argument("--images", type=int, nargs="+", default=[1, 3, 10])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--minutes", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--report", action="store_true", help="print the table of the result files")
+    parser.add_argument("--write", action="store_true", help="with --report: write it into docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    if args.report:
+        text = table()
+        if args.write:
+            write_between(PAGE, START, END, text)
+        print(text, end="")
+        return 0
+    if args.dataset is None:
+        parser.error("--dataset is required (or --report)")
+    measure(args.dataset, args.images, args.seeds, args.minutes, args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
