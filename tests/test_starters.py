@@ -90,3 +90,18 @@ def test_the_nuclei_starter_beats_otsu_and_watershed_on_the_demo_image():
     classical = evaluate(truth, otsu_watershed(image))
     # measured: AP 0.673 / F1 0.900 against Otsu + watershed's 0.443 / 0.772
     assert starter["ap"] > classical["ap"] + 0.1 and starter["f1"] > classical["f1"] + 0.05
+
+
+def test_a_five_step_fine_tune_starts_from_the_starter_and_keeps_its_scale_and_its_defaults(nuclei_samples):
+    from napari_deepcolor.training import TrainingConfig, train
+
+    starter = load_model("nuclei")
+    config = TrainingConfig(method=starter.method_name, iterations=5, learning_rate=1e-9, validation_fraction=0.0,
+                            patch_size=64, batch_size=2, device="cpu")
+    tuned = train(config, nuclei_samples, init_from="nuclei").model
+    assert tuned.provenance["iterations"] == 5 and tuned.provenance["fine_tuned_from"] == "nuclei"
+    before, after = starter.net.state_dict(), tuned.net.state_dict()
+    assert all(np.allclose(before[k].float().numpy(), after[k].float().numpy(), atol=1e-4) for k in before)
+    assert tuned.object_scale["net_object_diameter"] == starter.object_scale["net_object_diameter"]
+    assert tuned.decode_parameters() == starter.decode_parameters()
+    assert tuned.inference_defaults == starter.inference_defaults
