@@ -514,8 +514,7 @@ class ColoringMethod(Method):
     def blockwise_limitation(self, parameters, options=None):
         if options is not None and options.semantic_head:
             return ("is not implemented for coloring models with a semantic head (their instances are grown "
-                    "across block borders); raise --large-image-mp so the image is decoded in memory, or "
-                    "use a model trained with --semantic-head false")
+                    "across block borders: use a model trained with --semantic-head false)")
         if parameters.get("merge_radius", 0) > 0:
             return "does not support merge_radius (pass --merge-radius 0)"
         return None
