@@ -297,3 +297,22 @@ def test_one_image_whose_validation_strip_holds_no_object_trains_whole_and_keeps
     assert "holds no annotated object" in caplog.text
     assert tuned.provenance["n_train_images"] == 1 and tuned.provenance["n_validation_images"] == 0
     assert tuned.decode_parameters() == load_model(base).decode_parameters()
+
+
+def test_a_fine_tune_keeps_its_starters_object_size_unless_the_new_objects_are_another_size(tmp_path):
+    from napari_deepcolor import synthetic
+    from napari_deepcolor.data import from_arrays
+
+    def nuclei(radius):
+        pair = synthetic.nuclei((128, 128), count=10, radius=radius, seed=1)
+        return from_arrays([pair[0]], [pair[1]])
+
+    base = tmp_path / "base.safetensors"
+    starter = train(config(method="boundary", method_options={}, iterations=1), nuclei((8, 10)), output=base).model
+    similar = train(config(method="boundary", method_options={}, iterations=1), nuclei((7, 9)), init_from=base).model
+    smaller = train(config(method="boundary", method_options={}, iterations=1), nuclei((3, 4)), init_from=base).model
+    before = starter.object_scale["object_diameter"]
+    assert similar.object_scale["object_diameter"] == before  # within SAME_SCALE_FACTOR: the starter's kept
+    assert smaller.object_scale["object_diameter"] < 0.6 * before
+    assert training.kept_object_diameter(20.0, 16.0) == 20.0 and training.kept_object_diameter(20.0, 10.0) == 10.0
+    assert training.kept_object_diameter(20.0, 10.0, resume=True) == 20.0
