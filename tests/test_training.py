@@ -205,6 +205,7 @@ def test_a_budget_in_minutes_is_the_wall_time_validation_and_tuning_included(nuc
 
     from napari_deepcolor import synthetic
     from napari_deepcolor.data import from_arrays
+    from napari_deepcolor.scale import kept_object_diameter
 
     pairs = [synthetic.nuclei((256, 256), count=80, radius=(6, 9), seed=10 + s) for s in range(3)]
     validation = from_arrays([p[0] for p in pairs], [p[1] for p in pairs])  # each decode trial takes a while
@@ -291,7 +292,7 @@ def test_one_image_whose_validation_strip_holds_no_object_trains_whole_and_keeps
     labels = sample.labels.copy()
     labels[:, int(labels.shape[1] * 0.8):] = 0  # the last fifth (the validation strip) without objects
     empty_edge = AnnotatedImage(sample.image, labels, name="empty edge")
-    with caplog.at_level("WARNING", logger="napari_deepcolor.training"):
+    with caplog.at_level("WARNING", logger="napari_deepcolor.data.sampling"):
         tuned = train(config(method="boundary", method_options={}, iterations=2, validation_fraction=0.15),
                       [empty_edge], init_from=base).model
     assert "holds no annotated object" in caplog.text
@@ -302,6 +303,7 @@ def test_one_image_whose_validation_strip_holds_no_object_trains_whole_and_keeps
 def test_a_fine_tune_keeps_its_starters_object_size_unless_the_new_objects_are_another_size(tmp_path):
     from napari_deepcolor import synthetic
     from napari_deepcolor.data import from_arrays
+    from napari_deepcolor.scale import kept_object_diameter
 
     def nuclei(radius):
         pair = synthetic.nuclei((128, 128), count=10, radius=radius, seed=1)
@@ -314,5 +316,5 @@ def test_a_fine_tune_keeps_its_starters_object_size_unless_the_new_objects_are_a
     before = starter.object_scale["object_diameter"]
     assert similar.object_scale["object_diameter"] == before  # within SAME_SCALE_FACTOR: the starter's kept
     assert smaller.object_scale["object_diameter"] < 0.6 * before
-    assert training.kept_object_diameter(20.0, 16.0) == 20.0 and training.kept_object_diameter(20.0, 10.0) == 10.0
-    assert training.kept_object_diameter(20.0, 10.0, resume=True) == 20.0
+    assert kept_object_diameter(20.0, 16.0) == 20.0 and kept_object_diameter(20.0, 10.0) == 10.0
+    assert kept_object_diameter(20.0, 10.0, resume=True) == 20.0

@@ -27,7 +27,7 @@ from .models import (Model, load_model, load_training_state, new_model, read_mod
                      save_model, save_training_state)
 from .data.augment import Augmentation
 from .data.sample import AnnotatedImage
-from .data.sampling import PatchSampler, split_train_validation
+from .data.sampling import PatchSampler, split_for_tuning
 from .device import autocast, memory_format, resolve_device
 from .errors import DeepColorError
 from .data.dataset import check_same_classes
@@ -233,42 +233,6 @@ def _to_device(targets, device):
     return {k: v.to(device, non_blocking=True) for k, v in targets.items()}
 
 
-#: a fine-tuned model keeps its starter's object diameter unless the new images' differs by more than this
-#: factor either way: the median of one image of a set lies within 0.72-1.58 of the whole set's (E. coli,
-#: BBBC039, Usiigaci), while a change of objective is a factor of 2 or more
-SAME_SCALE_FACTOR = 1.6
-
-
-def kept_object_diameter(before: float | None, measured: float | None, *, resume: bool = False) -> float | None:
-    """The object diameter a resumed or fine-tuned model records.
-
-    A resumed run keeps its own. A fine-tuned model keeps its starter's unless the new images' objects
-    (``measured``, their median) differ from it by more than :data:`SAME_SCALE_FACTOR`: a median from one
-    or a few images of the same kind of data is that noisy (one E. coli image gave 16 px against the
-    starter's 21, and the fine-tuned model, rescaling every image by it, lost test AP 0.93 -> 0.77), and
-    the net was trained on scales 0.8-1.25 around its own. Objects of another size take the new diameter.
-    """
-    if before is None or measured is None:
-        return measured if before is None else before
-    same = 1 / SAME_SCALE_FACTOR <= measured / before <= SAME_SCALE_FACTOR
-    return before if resume or same else measured
-
-
-def _split(data: list[AnnotatedImage], config: TrainingConfig) -> tuple[list, list]:
-    """Training and validation parts of ``data`` (``config.validation_fraction``). A validation part with no
-    annotated object cannot tune the decode (a strip of one image cut at its empty edge, say): then every
-    image trains and the model keeps its decode defaults (a fine-tuned starter's own)."""
-    if config.validation_fraction <= 0:
-        return data, []
-    train, validation = split_train_validation(data, validation_fraction=config.validation_fraction,
-                                               seed=config.seed)
-    if validation and not any(sample.labels.any() for sample in validation):
-        log.warning("the validation part of the images holds no annotated object, so the decode parameters "
-                    "are not tuned: all %d image(s) train and the model keeps its decode defaults", len(data))
-        return data, []
-    return train, validation
-
-
 class Training:
     """One training run. Iterate :meth:`run` for events; call :meth:`stop` from any thread.
 
@@ -285,7 +249,8 @@ class Training:
         if resume and (self.output is None or not self.output.is_file()):
             raise DeepColorError(f"cannot resume: no model at {self.output} yet; start without --resume.")
         if validation is None:
-            data, validation = _split(list(data), config)
+            data, validation = split_for_tuning(list(data), validation_fraction=config.validation_fraction,
+                                                seed=config.seed)
         self.train_data, self.validation = list(data), list(validation)
         #: the classes of the annotations (() for one class): the model gets a class head for them
         self.class_names = check_same_classes(self.train_data + self.validation)
@@ -496,7 +461,7 @@ class Training:
     def _at_net_scale(self, model: Model) -> list[AnnotatedImage]:
         """The training images rescaled so their objects have the net's object diameter; records the
         scale in ``model`` (a fine-tuned model keeps the diameter its net was trained at)."""
-        from .scale import object_diameter, rescale_sample
+        from .scale import kept_object_diameter, object_diameter, rescale_sample
 
         net_diameter = model.object_scale.get("net_object_diameter") if (self.resume or self.init_from) \
             else self.config.net_object_diameter

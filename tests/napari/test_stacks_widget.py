@@ -57,10 +57,15 @@ def test_a_time_lapse_gets_ids_that_follow_the_objects_and_a_tracks_layer(make_n
     measured = widget.measured_count
     qtbot.waitUntil(lambda: widget.decode_count > shown and not widget.decoding and widget.measured_count > measured,
                     timeout=20_000)
-    assert np.array_equal(widget.labels_layer().data, by_z)  # shifted a pixel a frame: the same ids
+    by_t = widget.labels_layer().data
     tracks = widget.tracks_layer()
     assert tracks is not None and tracks.data.shape[1] == 4  # track id, t, y, x
-    assert set(np.unique(tracks.data[:, 0]).astype(int)) == set(np.unique(by_z[by_z > 0]))
+    assert set(np.unique(tracks.data[:, 0]).astype(int)) == set(np.unique(by_t[by_t > 0]))
+    # shifted a pixel a frame: the same ids as through z, except where a nucleus cut in two in one frame
+    # made a division (a mother and two daughters in time, one id and a new one through z)
+    divided = set(tracks.graph) | {mother for mothers in tracks.graph.values() for mother in mothers}
+    same = ~np.isin(by_t, list(divided))
+    assert same.mean() > 0.9 and np.array_equal(by_t[same], by_z[same])
     assert "frames" in widget.labels_layer().features.columns
     widget.axes_choice.setCurrentIndex(2)  # planes on their own: ids count up, no tracks
     qtbot.waitUntil(lambda: widget.tracks_layer() is None and not widget.decoding, timeout=20_000)

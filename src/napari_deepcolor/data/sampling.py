@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from ..errors import DeepColorError
 from .augment import Augmentation, Geometry, draw_geometry, jitter_intensity, warp_patch
 from .sample import AnnotatedImage, relabel_consecutive
 
-__all__ = ["Patch", "PatchSampler", "split_train_validation"]
+log = logging.getLogger(__name__)
+
+__all__ = ["Patch", "PatchSampler", "split_for_tuning", "split_train_validation"]
 
 # Extra source pixels on each side of a warped crop, for linear interpolation.
 _WARP_MARGIN = 2
@@ -285,3 +288,19 @@ def _flip_and_turn(image, labels, ignore, geometry: Geometry):
         image, labels, ignore = (np.rot90(a, geometry.quarter_turns, axes=(-2, -1))
                                  for a in (image, labels, ignore))
     return image, labels, ignore
+
+
+def split_for_tuning(samples: Sequence[AnnotatedImage], *, validation_fraction: float = 0.15,
+                     seed: int = 0) -> tuple[list[AnnotatedImage], list[AnnotatedImage]]:
+    """:func:`split_train_validation`, except that a validation part with no annotated object, which cannot
+    tune the decode (a strip of one image cut at its empty edge, say), goes back to training: then every
+    image trains and the model keeps its decode defaults (a fine-tuned starter's own)."""
+    samples = list(samples)
+    if validation_fraction <= 0:
+        return samples, []
+    train, validation = split_train_validation(samples, validation_fraction=validation_fraction, seed=seed)
+    if validation and not any(sample.labels.any() for sample in validation):
+        log.warning("the validation part of the images holds no annotated object, so the decode parameters "
+                    "are not tuned: all %d image(s) train and the model keeps its decode defaults", len(samples))
+        return samples, []
+    return train, validation
