@@ -44,6 +44,20 @@ def starter_for(dataset: str) -> str:
     raise SystemExit(f"no bundled starter was trained on {dataset}")
 
 
+def split_samples(dataset: str) -> tuple[list, list, dict]:
+    """accuracy.py's split of ``dataset``, read: ``(test pairs, training samples, {name: test sample})``
+    (a sample of a stack is named after its file, with its plane in brackets)."""
+    from napari_deepcolor.data import detect_layout, read_annotated_folder
+
+    images, labels = accuracy.DATASETS[dataset]
+    test = accuracy.held_out(detect_layout(images, labels).pairs)
+    test_names = {p.name for p in test}
+    samples = read_annotated_folder(images, labels)
+    is_test = [s.name.split(" [")[0] in test_names for s in samples]
+    return (test, [s for s, held in zip(samples, is_test) if not held],
+            {s.name: s for s, held in zip(samples, is_test) if held})
+
+
 def test_scores(model, test, test_samples) -> dict:
     """Mean scores of ``model`` on the test pairs, segmented with its stored defaults as ``predict`` does."""
     from napari_deepcolor.metrics import evaluate, summarize
@@ -61,18 +75,11 @@ def measure(dataset: str, minutes: float, threads: int, batch_size: int, patch_s
     import torch
 
     from napari_deepcolor.checkpoint import load_model
-    from napari_deepcolor.data import detect_layout, read_annotated_folder
     from napari_deepcolor.training import (FINE_TUNE_LEARNING_RATE, LEARNING_RATE, Finished, Training,
                                            TrainingConfig)
 
     torch.set_num_threads(threads)
-    images, labels = accuracy.DATASETS[dataset]
-    pairs = detect_layout(images, labels).pairs
-    test = accuracy.held_out(pairs)
-    train_names = {p.name for p in pairs} - {p.name for p in test}
-    samples = read_annotated_folder(images, labels)
-    train_samples = [s for s in samples if s.name.split(" [")[0] in train_names]
-    test_samples = {s.name: s for s in samples if s.name not in train_names}
+    test, train_samples, test_samples = split_samples(dataset)
     starter = starter_for(dataset)
     model = load_model(starter)
     runs = [{"start": "starter as shipped", "iterations": 0, "train_seconds": 0.0,

@@ -17,7 +17,6 @@ benchmarks/results/fine_tune_curve/<dataset>_<minutes>min_<n>img_s<seed>.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import statistics
@@ -27,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import accuracy  # noqa: E402  (benchmarks/accuracy.py: DATASETS, held_out, ground_truth)
+import accuracy  # noqa: E402  (benchmarks/accuracy.py: DATASETS)
 from docs_table import write_between  # noqa: E402
-from fine_tune import PAGE, starter_for, test_scores  # noqa: E402
+from fine_tune import PAGE, split_samples, starter_for, test_scores  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "fine_tune_curve"
 START, END = "<!-- fine-tune-curve", "<!-- /fine-tune-curve -->"
@@ -68,16 +67,9 @@ def measure(dataset: str, image_counts: list[int], seeds: list[int], minutes: fl
     import torch
 
     from napari_deepcolor.checkpoint import load_model
-    from napari_deepcolor.data import detect_layout, read_annotated_folder
 
     torch.set_num_threads(threads)
-    images, labels = accuracy.DATASETS[dataset]
-    pairs = detect_layout(images, labels).pairs
-    test = accuracy.held_out(pairs)
-    test_names = {p.name for p in test}
-    samples = read_annotated_folder(images, labels)
-    train_samples = [s for s in samples if s.name.split(" [")[0] not in test_names]
-    test_samples = {s.name: s for s in samples if s.name in test_names}
+    test, train_samples, test_samples = split_samples(dataset)
     starter = starter_for(dataset)
     starter_model = load_model(starter)
     starter_scores = test_scores(starter_model, test, test_samples)

@@ -16,21 +16,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-import accuracy  # noqa: E402  (benchmarks/accuracy.py: the split)
-from fine_tune import starter_for, test_scores  # noqa: E402
+from fine_tune import split_samples, starter_for, test_scores  # noqa: E402
 from fine_tune_curve import draw_images, train_side  # noqa: E402
 from napari_deepcolor.checkpoint import load_model  # noqa: E402
-from napari_deepcolor.data import detect_layout, read_annotated_folder  # noqa: E402
 
 
 def main(dataset: str) -> None:
     torch.set_num_threads(2)
-    images, labels = accuracy.DATASETS[dataset]
-    test = accuracy.held_out(detect_layout(images, labels).pairs)
-    test_names = {p.name for p in test}
-    samples = read_annotated_folder(images, labels)
-    train = [s for s in samples if s.name.split(" [")[0] not in test_names]
-    test_samples = {s.name: s for s in samples if s.name in test_names}
+    test, train, test_samples = split_samples(dataset)
     name = starter_for(dataset)
     starter = load_model(name)
     for seed in (0, 1):
