@@ -27,8 +27,8 @@ from napari_deepcolor.data.io import read_labels, read_object_masks
 from napari_deepcolor.segment import segment
 from napari_deepcolor.metrics import evaluate, summarize
 from napari_deepcolor.data.sampling import split_train_validation
-from napari_deepcolor.training import LEARNING_RATE, LR_SCHEDULES, Finished, Training, TrainingConfig, validation_scores
-from napari_deepcolor.tuning import choose_refinement, tune_decode_parameters
+from napari_deepcolor.training import LEARNING_RATE, LR_SCHEDULES, Finished, Training, TrainingConfig
+from napari_deepcolor.tuning import choose_refinement, tune_decode_parameters, validation_scores
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # where the images and labels are; every method runs with its defaults (one recipe for all data: the

@@ -63,7 +63,8 @@ def with_defaults_of(model, source):
     return kept
 
 
-def measure(dataset: str, image_counts: list[int], seeds: list[int], minutes: float, threads: int) -> list[Path]:
+def measure(dataset: str, image_counts: list[int], seeds: list[int], minutes: float, threads: int,
+            scratch: bool = True) -> list[Path]:
     import torch
 
     from napari_deepcolor.checkpoint import load_model
@@ -78,11 +79,13 @@ def measure(dataset: str, image_counts: list[int], seeds: list[int], minutes: fl
     for n_images, seed in ((n, seed) for n in image_counts for seed in seeds):
         chosen = draw_images(train_samples, n_images, seed)
         runs = [{"start": "starter as shipped", "iterations": 0, "test_mean": starter_scores}]
-        for start, init_from in ((f"fine-tuned from '{starter}'", starter), ("from scratch", None)):
+        sides = ((f"fine-tuned from '{starter}'", starter), ("from scratch", None))
+        for start, init_from in sides if scratch else sides[:1]:
             finished, seconds = train_side(chosen, minutes, seed, init_from)
             runs.append({"start": start, "iterations": finished.iteration, "train_seconds": seconds,
                          "decode_parameters": finished.model.decode_parameters(),
                          "inference_defaults": finished.model.inference_defaults,
+                         "starter_or_fine_tune": finished.model.provenance.get("starter_or_fine_tune"),
                          "test_mean": test_scores(finished.model, test, test_samples)})
             if init_from is not None:  # the A/B of which decode a fine-tune keeps: the starter's own
                 kept = with_defaults_of(finished.model, starter_model)
@@ -92,11 +95,11 @@ def measure(dataset: str, image_counts: list[int], seeds: list[int], minutes: fl
                   f"{runs[-1]['test_mean_starter_decode']['ap']:.3f}" if init_from else ""), flush=True)
         result = {"dataset": dataset, "starter": starter, "starter_iterations": starter_model.card["recipe"]["iterations"],
                   "minutes": minutes, "n_images": n_images, "seed": seed, "images": [s.name for s in chosen],
-                  "threads": threads, "n_test_images": len(test), "runs": runs,
+                  "threads": threads, "n_test_images": len(test), "runs": runs, "guard": True,
                   "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
                              f"{threads} thread(s)"}
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / f"{dataset}_{minutes:g}min_{n_images}img_s{seed}.json"
+        out = RESULTS / f"{dataset}_{minutes:g}min_{n_images}img_s{seed}_guard.json"
         out.write_text(json.dumps(result, indent=1))
         written.append(out)
     return written
@@ -113,19 +116,22 @@ def table(results_dir: Path = RESULTS) -> str:
     for path in sorted(results_dir.glob("*.json")):
         result = json.loads(path.read_text())
         key = (result["dataset"], result["starter"], result["starter_iterations"], result["minutes"],
-               result["n_images"])
+               result["n_images"], result.get("guard", False))
         groups.setdefault(key, []).append(result)
-    lines = ["| dataset | starter (its steps) | minutes | images | seeds | starter AP | fine-tuned AP, median (range): "
-             "decode re-tuned | starter's decode kept | from scratch AP | fine-tuned F1 (re-tuned) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for (dataset, starter, steps, minutes, n_images), results in sorted(groups.items()):
+    lines = ["| dataset | starter (its steps) | minutes | images | guard | seeds | starter AP | fine-tuned AP, median "
+             "(range): decode re-tuned | starter's decode kept | from scratch AP | fine-tuned F1 (re-tuned) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, starter, steps, minutes, n_images, guard), results in sorted(groups.items()):
         side = lambda i, k, scores="test_mean": [r["runs"][i][scores][k] for r in results]  # noqa: E731
-        lines.append(f"| {dataset} | {starter} ({steps}) | {minutes:g} | {n_images} | {len(results)} | "
+        kept = sum((r["runs"][1].get("starter_or_fine_tune") or {}).get("kept") == "starter" for r in results)
+        scratch = _median_and_range(side(2, 'ap')) if all(len(r["runs"]) > 2 for r in results) else "(not rerun)"
+        lines.append(f"| {dataset} | {starter} ({steps}) | {minutes:g} | {n_images} | "
+                     f"{f'on: kept the starter {kept} of {len(results)}' if guard else 'off'} | {len(results)} | "
                      f"{side(0, 'ap')[0]:.3f} | {_median_and_range(side(1, 'ap'))} | "
                      f"{_median_and_range(side(1, 'ap', 'test_mean_starter_decode'))} | "
-                     f"{_median_and_range(side(2, 'ap'))} | {_median_and_range(side(1, 'f1'))} |")
+                     f"{scratch} | {_median_and_range(side(1, 'f1'))} |")
     if not groups:
-        lines.append("| not yet run |" + " |" * 9)
+        lines.append("| not yet run |" + " |" * 10)
     return "\n".join(lines) + "\n"
 
 
@@ -136,6 +142,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--minutes", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-scratch", action="store_true", help="fine-tune only (the scratch side has no guard)")
     parser.add_argument("--report", action="store_true", help="print the table of the result files")
     parser.add_argument("--write", action="store_true", help="with --report: write it into docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -147,7 +154,7 @@ def main(argv=None) -> int:
         return 0
     if args.dataset is None:
         parser.error("--dataset is required (or --report)")
-    measure(args.dataset, args.images, args.seeds, args.minutes, args.threads)
+    measure(args.dataset, args.images, args.seeds, args.minutes, args.threads, scratch=not args.no_scratch)
     return 0
 
 

@@ -6,6 +6,7 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 
 from napari_deepcolor.checkpoint import load_model, read_model_config
 from napari_deepcolor.errors import DeepColorError
@@ -105,3 +106,26 @@ def test_a_five_step_fine_tune_starts_from_the_starter_and_keeps_its_scale_and_i
     assert tuned.object_scale["net_object_diameter"] == starter.object_scale["net_object_diameter"]
     assert tuned.decode_parameters() == starter.decode_parameters()
     assert tuned.inference_defaults == starter.inference_defaults
+
+
+@pytest.mark.parametrize("keep_starter_unless_beaten", [True, False])
+def test_a_fine_tune_that_scores_below_its_starter_on_validation_gives_the_starters_weights_back(
+        nuclei_samples, keep_starter_unless_beaten):
+    """A rate of 0.05 wrecks the starter in three steps; the validation image shows it, and the model keeps
+    the starter's weights and defaults, unless told to keep the fine-tune (--keep-fine-tune)."""
+    from napari_deepcolor.training import TrainingConfig, train
+
+    starter = load_model("nuclei")
+    config = TrainingConfig(method=starter.method_name, iterations=3, learning_rate=0.05, validation_fraction=0.34,
+                            patch_size=64, batch_size=2, device="cpu",
+                            keep_starter_unless_beaten=keep_starter_unless_beaten)
+    tuned = train(config, nuclei_samples, init_from="nuclei").model
+    before, after = starter.net.state_dict(), tuned.net.state_dict()
+    same = all(torch.equal(before[k].float(), after[k].float()) for k in before)
+    if keep_starter_unless_beaten:
+        guard = tuned.provenance["starter_or_fine_tune"]
+        assert guard["kept"] == "starter" and guard["fine_tuned"] < guard["starter"], guard
+        assert same and tuned.decode_parameters() == starter.decode_parameters()
+        assert tuned.inference_defaults == starter.inference_defaults
+    else:
+        assert "starter_or_fine_tune" not in tuned.provenance and not same

@@ -316,7 +316,7 @@ def _cmd_train(args) -> int:
                             validation_fraction=args.validation_fraction, validate_every=args.validate_every,
                             seed=args.seed, device=args.device, net_object_diameter=args.net_object_diameter or None,
                             fit_crf=args.fit_crf, choose_refinement=args.choose_refinement,
-                            object_classes=args.object_classes,
+                            object_classes=args.object_classes, keep_starter_unless_beaten=not args.keep_fine_tune,
                             **({"lr_schedule": args.lr_schedule} if args.lr_schedule else {}))
     print(describe_layout(args.images, args.labels), file=sys.stderr)
     data = read_annotated_folder(args.images, args.labels, classes=args.classes,
@@ -653,6 +653,9 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--fine-tune", metavar="MODEL", default=None,
                    help="start from this model instead of from scratch: a starter name (nuclei, cells, worms, "
                         "bacteria; see `napari-deepcolor models`) or a model file")
+    p.add_argument("--keep-fine-tune", action="store_true",
+                   help="with --fine-tune: keep the new weights even where the starter scores higher on the "
+                        "validation images (by default the model then keeps the starter's weights, with a warning)")
     p.add_argument("--resume", action="store_true",
                    help="continue the training of --output to its budget (the one it started with, unless "
                         "--minutes or --iterations give a larger total); a training that finished its budget is "

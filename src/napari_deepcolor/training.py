@@ -34,6 +34,7 @@ from .data.dataset import check_same_classes
 from .methods import DEFAULT_METHOD, get_method, method_names
 from .methods.classes import class_head_loss
 from .nets import NetConfig
+from .tuning import validation_scores
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,9 @@ class TrainingConfig:
     #: the object diameter (px) the net is trained and run at: images are rescaled so that the median
     #: annotated object has it (see napari_deepcolor.scale); None trains at the images' own resolution
     net_object_diameter: float | None = 30.0
+    #: fine-tuning: keep the starter's weights and defaults unless the fine-tune scores higher on the
+    #: validation images (napari_deepcolor.tuning.starter_or_fine_tune)
+    keep_starter_unless_beaten: bool = True
 
     def __post_init__(self):
         if self.method not in method_names():
@@ -119,7 +123,9 @@ class TrainingConfig:
             raise DeepColorError(f"validation_fraction must be in [0, 1) (got {self.validation_fraction}).")
         get_method(self.method).options(self.method_options)  # unknown keys, ranges
         if self.fit_crf:
-            _check_crf_supported(self.method)
+            from .refine import check_crf_supported
+
+            check_crf_supported(self.method)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -395,13 +401,16 @@ class Training:
         object_classes = None
         if self.class_names and config.object_classes and iteration > start and not self._skip_tuning.is_set():
             object_classes = self._fit_object_classes(model, device, predictions)
+        kept = self._keep_starter_unless_beaten(model, device, refinement, scores) \
+            if self.init_from is not None and not self.resume and iteration > start else None
         model.provenance = {**model.provenance, "iterations": iteration, "train_seconds": round(elapsed, 1),
                             "training": config.to_dict(), "n_train_images": len(self.train_data),
                             "n_validation_images": len(self.validation), "validation_scores": scores,
                             "decode_tuning_skipped": self._skip_tuning.is_set(),
                             "torch": torch.__version__, **({"crf_fit": crf_fit} if crf_fit else {}),
                             **({"refinement_choice": refinement} if refinement else {}),
-                            **({"object_classes": object_classes} if object_classes else {})}
+                            **({"object_classes": object_classes} if object_classes else {}),
+                            **({"starter_or_fine_tune": kept} if kept else {})}
         if self.output is not None:
             self._save(model, optimizer, iteration, elapsed, finished=reason == "done")
         yield Finished(iteration, reason, self.output, model.decode_parameters(), scores, model)
@@ -434,6 +443,25 @@ class Training:
                 model.card = {}  # a starter's card (its data, its scores) no longer describes the result
         model.net.to(device)
         return model
+
+    def _keep_starter_unless_beaten(self, model: Model, device, refinement: dict | None, scores: dict) -> dict | None:
+        """``model`` gets its starter's weights and defaults back unless the fine-tune beat it on validation."""
+        from .tuning import starter_or_fine_tune
+
+        fine_tuned = refinement.get(refinement.get("chosen")) if refinement else scores.get("ap")
+        if not self.config.keep_starter_unless_beaten or fine_tuned is None or self._skip_tuning.is_set():
+            return None
+        starter = load_model(self.init_from, device="cpu")
+        record = starter_or_fine_tune(starter, fine_tuned, self.validation, device=device)
+        if record["kept"] == "starter":
+            log.warning("the fine-tuned weights did not beat the starter on the %d validation image(s) (AP %.3f "
+                        "against %.3f), so the model keeps the starter's weights and defaults; annotate more "
+                        "images or train longer (--keep-fine-tune keeps the new weights anyway).",
+                        len(self.validation), record["fine_tuned"], record["starter"])
+            model.net.load_state_dict(starter.net.state_dict())
+            for kept in ("decode_defaults", "inference_defaults", "crf", "object_classifier", "object_scale"):
+                setattr(model, kept, getattr(starter, kept))
+        return record
 
     def _fit_object_classes(self, model: Model, device, predictions) -> dict:
         """Fit the object classifier on the training images' annotated objects and let the validation images
@@ -548,14 +576,6 @@ def finished_before(model_path, config: TrainingConfig) -> str | None:
             f"{done + 100} (totals, counted from its start).")
 
 
-def _check_crf_supported(method_name: str) -> None:
-    from .refine import supports_crf
-
-    if not supports_crf(get_method(method_name)):
-        raise DeepColorError(f"fit_crf needs a method with a foreground output to refine; '{method_name}' has "
-                             "none. Turn fit_crf off or choose coloring, boundary, dcme or semiconv.")
-
-
 def _past(moment: float | None) -> bool:
     return moment is not None and time.perf_counter() >= moment
 
@@ -565,25 +585,6 @@ def validation_interval(config: TrainingConfig, device) -> int:
     if config.validate_every is not None:
         return config.validate_every
     return 100 if torch.device(device).type == "cuda" else 0
-
-
-def validation_scores(model: Model, samples: Sequence[AnnotatedImage], device=None, *, predictions=None) -> dict:
-    """Mean AP, F1, SBD and |DiC| of the model's decode (its current defaults) on annotated images.
-
-    ``predictions``, the samples' predictions made already (e.g. for tuning), spares running the net again.
-    """
-    from .inference import predict
-    from .metrics import evaluate, summarize
-
-    rows = []
-    for index, sample in enumerate(samples):
-        prediction = predictions[index] if predictions is not None else \
-            predict(model, sample.image, stack=False, device=device)
-        labels = prediction.decode().labels
-        rows.append({"name": sample.name, **evaluate(sample.labels, labels)})
-    model.net.train()
-    summary = summarize(rows)
-    return {k: summary[k] for k in ("ap", "f1", "sbd", "abs_dic") if k in summary}
 
 
 def train(config: TrainingConfig, data: Sequence[AnnotatedImage], *, output=None, **kwargs) -> Finished:

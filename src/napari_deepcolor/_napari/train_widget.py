@@ -498,6 +498,11 @@ class TrainWidget(QWidget):
                             + ", ".join(f"{k}={v:g}" for k, v in event.decode_parameters.items()))
         if event.scores:
             self.scores.setText(f"final validation: {format_scores(event.scores)}{classes_source(event.model)}")
+        guard = event.model.provenance.get("starter_or_fine_tune") if event.model is not None else None
+        if guard and guard["kept"] == "starter":  # training.TrainingConfig.keep_starter_unless_beaten
+            self.scores.setText(f"the fine-tune did not beat the starter on the validation images (AP "
+                                f"{guard['fine_tuned']:.3f} against {guard['starter']:.3f}), so the model keeps "
+                                "the starter's weights; annotate more images or train longer.")
         if event.path is not None:
             session.model_saved.emit(str(event.path))
         show_info(f"Training {'finished' if event.reason == 'done' else 'stopped'}: {where}.")

@@ -27,6 +27,15 @@ def supports_crf(method) -> bool:
     return type(method).foreground is not Method.foreground
 
 
+def check_crf_supported(method_name: str) -> None:
+    """An error unless the method ``method_name`` has a foreground output for the CRF to refine."""
+    from ..methods import get_method
+
+    if not supports_crf(get_method(method_name)):
+        raise DeepColorError(f"fit_crf needs a method with a foreground output to refine; '{method_name}' has "
+                             "none. Turn fit_crf off or choose coloring, boundary, dcme or semiconv.")
+
+
 def check_refinement(name: str) -> str:
     """``name`` if it is a known refinement; otherwise an error that lists them."""
     if name not in REFINEMENTS:
