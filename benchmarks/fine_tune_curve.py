@@ -31,6 +31,9 @@ from docs_table import write_between  # noqa: E402
 from fine_tune import PAGE, split_samples, starter_for, test_scores  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "fine_tune_curve"
+#: what the package does after a fine-tune (session 16: training.Training with tuning.DECODE_GAIN and
+#: tuning.starter_or_fine_tune); result files without it were written before either existed
+FINE_TUNE_RULE = "guard+decode margin"
 START, END = "<!-- fine-tune-curve", "<!-- /fine-tune-curve -->"
 
 
@@ -95,11 +98,11 @@ def measure(dataset: str, image_counts: list[int], seeds: list[int], minutes: fl
                   f"{runs[-1]['test_mean_starter_decode']['ap']:.3f}" if init_from else ""), flush=True)
         result = {"dataset": dataset, "starter": starter, "starter_iterations": starter_model.card["recipe"]["iterations"],
                   "minutes": minutes, "n_images": n_images, "seed": seed, "images": [s.name for s in chosen],
-                  "threads": threads, "n_test_images": len(test), "runs": runs, "guard": True,
+                  "threads": threads, "n_test_images": len(test), "runs": runs, "fine_tune_rule": FINE_TUNE_RULE,
                   "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
                              f"{threads} thread(s)"}
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / f"{dataset}_{minutes:g}min_{n_images}img_s{seed}_guard.json"
+        out = RESULTS / f"{dataset}_{minutes:g}min_{n_images}img_s{seed}_{FINE_TUNE_RULE.replace('+', '_').replace(' ', '_')}.json"
         out.write_text(json.dumps(result, indent=1))
         written.append(out)
     return written
@@ -110,23 +113,28 @@ def _median_and_range(values: list[float]) -> str:
         else f"{values[0]:.3f}"
 
 
+def _order(item) -> tuple:
+    key = item[0]
+    return (*key[:5], key[5] != "none", key[5])
+
+
 def table(results_dir: Path = RESULTS) -> str:
     """Per set, minutes and number of images: the starter, and the median (range) over seeds of each side."""
     groups: dict[tuple, list[dict]] = {}
     for path in sorted(results_dir.glob("*.json")):
         result = json.loads(path.read_text())
         key = (result["dataset"], result["starter"], result["starter_iterations"], result["minutes"],
-               result["n_images"], result.get("guard", False))
+               result["n_images"], result.get("fine_tune_rule", "none"))
         groups.setdefault(key, []).append(result)
-    lines = ["| dataset | starter (its steps) | minutes | images | guard | seeds | starter AP | fine-tuned AP, median "
+    lines = ["| dataset | starter (its steps) | minutes | images | after the fine-tune | seeds | starter AP | fine-tuned AP, median "
              "(range): decode re-tuned | starter's decode kept | from scratch AP | fine-tuned F1 (re-tuned) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (dataset, starter, steps, minutes, n_images, guard), results in sorted(groups.items()):
+    for (dataset, starter, steps, minutes, n_images, rule), results in sorted(groups.items(), key=_order):
         side = lambda i, k, scores="test_mean": [r["runs"][i][scores][k] for r in results]  # noqa: E731
         kept = sum((r["runs"][1].get("starter_or_fine_tune") or {}).get("kept") == "starter" for r in results)
         scratch = _median_and_range(side(2, 'ap')) if all(len(r["runs"]) > 2 for r in results) else "(not rerun)"
         lines.append(f"| {dataset} | {starter} ({steps}) | {minutes:g} | {n_images} | "
-                     f"{f'on: kept the starter {kept} of {len(results)}' if guard else 'off'} | {len(results)} | "
+                     f"{rule}{f' (kept the starter {kept} of {len(results)})' if kept else ''} | {len(results)} | "
                      f"{side(0, 'ap')[0]:.3f} | {_median_and_range(side(1, 'ap'))} | "
                      f"{_median_and_range(side(1, 'ap', 'test_mean_starter_decode'))} | "
                      f"{scratch} | {_median_and_range(side(1, 'f1'))} |")

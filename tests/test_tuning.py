@@ -136,3 +136,20 @@ def test_training_stores_the_refinement_choice_made_on_its_validation_images(nuc
     assert stored["provenance"]["refinement_choice"]["chosen"] in stored["provenance"]["refinement_choice"]
     without = train(TrainingConfig(**{**config.to_dict(), "choose_refinement": False}), nuclei_samples)
     assert without.model.inference_defaults == {}
+
+
+def test_a_fine_tune_keeps_its_starters_decode_unless_the_retuned_one_wins_by_the_margin(nuclei_samples):
+    from napari_deepcolor.checkpoint import load_model
+    from napari_deepcolor.inference import predict
+    from napari_deepcolor.tuning import DECODE_GAIN, score_parameters, starters_decode_unless_beaten
+
+    starter = load_model("nuclei")
+    predictions = [predict(starter, s.image, stack=False, device="cpu") for s in nuclei_samples]
+    truths = [s.labels for s in nuclei_samples]
+    starters = starter.decode_parameters()
+    own = score_parameters(predictions, truths, starters)
+    retuned = {**starters, "size_threshold": 0, "interior_threshold": 0.4}
+    assert starters_decode_unless_beaten(starters, retuned, own + DECODE_GAIN / 2, predictions, truths) == \
+        (starters, own)
+    assert starters_decode_unless_beaten(starters, retuned, own + DECODE_GAIN, predictions, truths) == \
+        (retuned, own + DECODE_GAIN)

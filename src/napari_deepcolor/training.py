@@ -370,7 +370,7 @@ class Training:
         choosing = bool(self.validation) and config.choose_refinement and iteration > start
         if self.validation and config.tune_decode and iteration > start:
             from .inference import predict
-            from .tuning import tune_predictions
+            from .tuning import starters_decode_unless_beaten, tune_predictions
 
             yield TuningDecode(iteration, len(self.validation))
             # the net runs once; tuning and the final scores decode its cached output
@@ -379,8 +379,10 @@ class Training:
                 if self._skip_tuning.is_set() and predictions:
                     break
                 predictions.append(predict(model, sample.image, stack=False, device=device))
-            decode, best = tune_predictions(predictions, [s.labels for s in self.validation[:len(predictions)]],
-                                            deadline=deadline, stop=self._skip_tuning.is_set)
+            truths = [s.labels for s in self.validation[:len(predictions)]]
+            decode, best = tune_predictions(predictions, truths, deadline=deadline, stop=self._skip_tuning.is_set)
+            if self.init_from is not None and not self.resume:
+                decode, best = starters_decode_unless_beaten(model.decode_defaults, decode, best, predictions, truths)
             model.decode_defaults = decode
             if not self._skip_tuning.is_set():  # skipped: no second look at the validation images
                 scores = validation_scores(model, self.validation, device, predictions=predictions)
