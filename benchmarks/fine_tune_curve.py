@@ -31,9 +31,11 @@ from docs_table import write_between  # noqa: E402
 from fine_tune import PAGE, split_samples, starter_for, test_scores  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "fine_tune_curve"
-#: what the package does after a fine-tune (session 16: training.Training with tuning.DECODE_GAIN and
-#: tuning.starter_or_fine_tune); result files without it were written before either existed
-FINE_TUNE_RULE = "guard+decode margin"
+#: what the package does after a fine-tune, as the table names it, and the result files' suffix (session 16:
+#: tuning.starter_or_fine_tune, the guard; tuning.starters_decode_unless_beaten, the decode margin and the
+#: strip rule). Files without it were written before any of them existed; "guard" and "guard+decode margin"
+#: files record the rules' first steps, the A/B rows
+FINE_TUNE_RULE, RULE_SUFFIX = "guard+decode margin+strip rule", "rules16"
 START, END = "<!-- fine-tune-curve", "<!-- /fine-tune-curve -->"
 
 
@@ -102,7 +104,7 @@ def measure(dataset: str, image_counts: list[int], seeds: list[int], minutes: fl
                   "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
                              f"{threads} thread(s)"}
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / f"{dataset}_{minutes:g}min_{n_images}img_s{seed}_{FINE_TUNE_RULE.replace('+', '_').replace(' ', '_')}.json"
+        out = RESULTS / f"{dataset}_{minutes:g}min_{n_images}img_s{seed}_{RULE_SUFFIX}.json"
         out.write_text(json.dumps(result, indent=1))
         written.append(out)
     return written

@@ -153,3 +153,5 @@ def test_a_fine_tune_keeps_its_starters_decode_unless_the_retuned_one_wins_by_th
         (starters, own)
     assert starters_decode_unless_beaten(starters, retuned, own + DECODE_GAIN, predictions, truths) == \
         (retuned, own + DECODE_GAIN)
+    assert starters_decode_unless_beaten(starters, retuned, own + 1, predictions, truths, strip_of_one_image=True) \
+        == (starters, own)

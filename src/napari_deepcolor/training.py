@@ -254,6 +254,7 @@ class Training:
         self.config, self.output = config, None if output is None else Path(output)
         if resume and (self.output is None or not self.output.is_file()):
             raise DeepColorError(f"cannot resume: no model at {self.output} yet; start without --resume.")
+        self.validation_is_a_strip = validation is None and len(data) == 1  # cut from the only image given
         if validation is None:
             data, validation = split_for_tuning(list(data), validation_fraction=config.validation_fraction,
                                                 seed=config.seed)
@@ -382,7 +383,8 @@ class Training:
             truths = [s.labels for s in self.validation[:len(predictions)]]
             decode, best = tune_predictions(predictions, truths, deadline=deadline, stop=self._skip_tuning.is_set)
             if self.init_from is not None and not self.resume:
-                decode, best = starters_decode_unless_beaten(model.decode_defaults, decode, best, predictions, truths)
+                decode, best = starters_decode_unless_beaten(model.decode_defaults, decode, best, predictions, truths,
+                                                             strip_of_one_image=self.validation_is_a_strip)
             model.decode_defaults = decode
             if not self._skip_tuning.is_set():  # skipped: no second look at the validation images
                 scores = validation_scores(model, self.validation, device, predictions=predictions)
