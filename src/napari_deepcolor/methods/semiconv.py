@@ -64,13 +64,14 @@ class SemiconvOptions:
         which pixels make good seeds. Their kernel mask gives the seediness
         its target (the IoU of that mask with the object).
     seed_rule : {"mean", "score"}
-        The seed whose kernel (eq. 10) is trained to cut out each object: "mean"
-        or "score". "mean": the object's mean embedding and mean sigma. "score"
-        (sec. 3.5): a soft maximum of the seediness over the object's pixels,
-        p_s = softmax(s), and the expectations of Psi and sigma under p_s, so
-        that the seediness also learns, end to end, where good seeds are. A
-        model file saved before this option existed trained with "mean" and
-        loads as "mean".
+        Which seed each object's kernel mask (eq. 10) is trained from: "mean"
+        (the object's mean embedding) or "score" (where the seediness puts it,
+        as in the paper, sec. 3.5). "mean": the object's
+        mean Psi and mean sigma. "score": a soft maximum of the seediness
+        logits s over the object's pixels, p_s = softmax(s), and the
+        expectations of Psi and sigma under p_s, so that the seediness also
+        learns, end to end, which pixels make good seeds. A model file saved
+        before this option existed trained with "mean" and loads as "mean".
     """
 
     embedding_dims: int = 8
