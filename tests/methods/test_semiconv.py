@@ -256,3 +256,126 @@ def test_kernel_background_term_is_dominated_by_the_neighbours_not_the_far_backg
     neighbourhood = float(_negative_kernel_term(*args, positions)[0])
     assert whole_patch < 0.5  # the leak is averaged away by the far background
     assert neighbourhood > 5  # near the object, the leak is what the term sees
+
+
+# -- the kernel's seed: the object's mean, or the paper's soft maximum of the scores (sec. 3.5) ----------------
+
+def test_old_options_without_a_seed_rule_train_with_the_mean_seed():
+    assert METHOD.options({"embedding_dims": DIMS}).seed_rule == "mean"
+    with pytest.raises(Exception, match="seed_rule.*mean, score"):
+        METHOD.options({"seed_rule": "argmax"})
+
+
+def test_a_model_file_saved_before_the_seed_rule_existed_loads_and_trains_as_before(tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from napari_deepcolor.checkpoint import load_model, new_model, save_model
+
+    path = save_model(new_model("semiconv", {"embedding_dims": DIMS}, {"depth": 2, "width": 4}, 1),
+                      tmp_path / "old.safetensors")
+    config = json.loads(read_metadata(path))
+    del config["method_options"]["seed_rule"]  # what a file written before the option holds
+    save_file(load_file(str(path)), str(path), metadata={"napari_deepcolor": json.dumps(config)})
+    model = load_model(path)
+    assert model.method_options.seed_rule == "mean"
+    labels = scene()
+    t, _ = targets([labels])
+    raw = torch.randn(1, DIMS + 3, *labels.shape, generator=torch.Generator().manual_seed(0))
+    before = semiconv_loss_terms(raw, t["labels"], t["ignore"], t["sample_pixels"], t["sample_images"],
+                                 embedding_dims=DIMS)  # the loss as it was, with no seed rule to choose
+    assert float(METHOD.loss(raw, t, model.method_options)) == pytest.approx(float(sum(before.values())), rel=1e-6)
+
+
+def read_metadata(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()["napari_deepcolor"]
+
+
+def test_score_seed_is_the_expectation_of_psi_and_sigma_under_a_softmax_of_the_seediness():
+    from napari_deepcolor.methods.semiconv import kernel_seeds
+
+    psi = torch.tensor([[0.0, 0.0], [4.0, 0.0], [10.0, 10.0]])
+    sigma = torch.tensor([1.0, 3.0, 2.0])
+    logits = torch.tensor([0.0, float(np.log(3.0)), 5.0])  # object 1: p_s = (1/4, 3/4); object 2: one pixel
+    index = torch.tensor([0, 0, 1])
+    seeds, sigmas = kernel_seeds(psi, sigma, logits, index, 2, rule="score")
+    assert seeds.flatten().tolist() == pytest.approx([3.0, 0.0, 10.0, 10.0])
+    assert sigmas.tolist() == pytest.approx([2.5, 2.0])
+    means, mean_sigmas = kernel_seeds(psi, sigma, logits, index, 2, rule="mean")  # the scores play no part
+    assert means.flatten().tolist() == pytest.approx([2.0, 0.0, 10.0, 10.0])
+    assert mean_sigmas.tolist() == pytest.approx([2.0, 2.0])
+
+
+@pytest.mark.parametrize("seed_rule", ["mean", "score"])
+def test_the_kernel_term_trains_the_seediness_only_with_the_score_seed(seed_rule):
+    labels = scene()
+    t, _ = targets([labels])
+    raw = torch.randn(1, DIMS + 3, *labels.shape, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    kernel = semiconv_loss_terms(raw, t["labels"], t["ignore"], t["sample_pixels"], t["sample_images"],
+                                 embedding_dims=DIMS, seed_rule=seed_rule)["kernel"]
+    kernel.backward()
+    seediness_grad = raw.grad[0, DIMS + 2]
+    assert torch.isfinite(raw.grad).all()
+    if seed_rule == "score":  # p_s = softmax(s) is differentiable: every object pixel's score gets a gradient
+        assert float(seediness_grad[labels > 0].abs().min()) > 0
+        assert float(seediness_grad[labels == 0].abs().max()) == 0  # the softmax runs over the object only
+    else:
+        assert float(seediness_grad.abs().max()) == 0
+
+
+def test_score_seed_moves_onto_the_pixels_that_cut_out_their_object():
+    """Psi fixed: most of object 1 sits at one point, a strip of it far off (towards object 2). Trained
+    through the kernel term alone, the scores move the seed from the mean onto the majority."""
+    labels = scene()
+    raw = ideal_raw(labels).clone()
+    strip = (labels == 1) & (np.arange(labels.shape[1]) >= 11)[None, :]  # 30 of object 1's 100 pixels
+    raw[0, :2, torch.as_tensor(strip)] += 0.6  # their displacement points 10 px beyond object 1's centre
+    raw[0, DIMS] = float(np.log(0.3))
+    raw[0, DIMS + 2] = 0.0  # uniform scores: the seed starts at the mean
+    t, _ = targets([labels])
+
+    def kernel(scores):
+        logits = torch.cat([raw[:, :DIMS + 2], scores[None, None]], 1)
+        return semiconv_loss_terms(logits, t["labels"], t["ignore"], t["sample_pixels"], t["sample_images"],
+                                   embedding_dims=DIMS, seed_rule="score")["kernel"]
+
+    scores = raw[0, DIMS + 2].clone().requires_grad_(True)
+    start = float(kernel(scores).detach())
+    majority_seed = float(kernel(raw[0, DIMS + 2].masked_fill(torch.as_tensor(strip), -30.0)))
+    optimizer = torch.optim.Adam([scores], lr=0.1)
+    for _ in range(60):
+        optimizer.zero_grad()
+        kernel(scores).backward()
+        optimizer.step()
+    end = float(kernel(scores).detach())
+    assert majority_seed < 0.8 * start  # the strip pulls the mean seed off the object
+    assert end < majority_seed + 0.02 * (start - majority_seed)  # the scores found the better seed
+    weights = torch.softmax(scores.detach()[torch.as_tensor(labels == 1)], 0)
+    assert float(weights[torch.as_tensor(strip[labels == 1])].sum()) < 0.01  # the strip keeps little of p_s
+
+
+def test_a_tiny_net_lowers_the_score_seeded_kernel_loss():
+    """With seed_rule="score", a small net trained on the whole loss makes the seed's kernel cut out the objects."""
+    labels = scene()
+    t, options = targets([labels], seed_rule="score")
+    image = torch.as_tensor(np.stack([labels > 0, (labels % 2) == 1]), dtype=torch.float32)[None]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv2d(2, 16, 5, padding=2), torch.nn.ReLU(),
+                                  torch.nn.Conv2d(16, DIMS + 3, 5, padding=2))
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+
+    def kernel():
+        return semiconv_loss_terms(net(image), t["labels"], t["ignore"], t["sample_pixels"], t["sample_images"],
+                                   embedding_dims=DIMS, seed_rule="score")["kernel"]
+
+    start = float(kernel().detach())
+    for _ in range(80):
+        optimizer.zero_grad()
+        METHOD.loss(net(image), t, options).backward()
+        optimizer.step()
+    assert float(kernel().detach()) < 0.7 * start

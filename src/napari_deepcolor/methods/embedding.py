@@ -5,6 +5,8 @@ Training side (torch, whole batches at once, no Python loop over objects or pixe
 * :func:`flat_object_ids`: batch-global object ids per pixel (the pattern of
   ``coloring._flatten_batch``: label + number of objects in the patches before);
 * :func:`object_means`: per-object means by ``index_add``;
+* :func:`score_weighted_means`: per-object expectations under a softmax of
+  per-pixel scores (a differentiable soft argmax);
 * :func:`patch_coordinates`: the pixel coordinates u-hat in embedding units;
 * :func:`sample_object_pixels` / :func:`collate_samples`: K random pixels per
   object (ragged, batch-global ids, as ``ColoringMethod.collate`` does for halos);
@@ -82,6 +84,41 @@ def object_means(values, ids, n_objects: int):
     sums = sums.index_add(0, ids, values)
     counts = torch.bincount(ids, minlength=n_objects)
     return sums / counts.clamp(min=1).unsqueeze(1).to(values.dtype), counts
+
+
+def score_weighted_means(values, scores, ids, n_objects: int):
+    """Per-object expectations of the rows of ``values`` under a softmax of ``scores`` over the object's rows.
+
+    The differentiable soft maximum of Novotny et al., sec. 3.5: ``p(u) = softmax(s)(u)`` over the rows
+    ``u`` of each object, and the expectation ``sum_u p(u) values_u``. Gradients reach both ``values``
+    and ``scores``.
+
+    Parameters
+    ----------
+    values : (N, C) tensor; scores : (N,) tensor (logits); ids : (N,) long, object ids 0..n_objects-1.
+
+    Returns
+    -------
+    means : (n_objects, C) tensor; an id without rows has mean 0.
+    weights : (N,) tensor, p(u): the softmax weight of each row within its object (summing to 1 per object).
+
+    Examples
+    --------
+    >>> import torch
+    >>> means, weights = score_weighted_means(torch.tensor([[0.0], [2.0], [5.0]]),
+    ...                                       torch.tensor([0.0, 0.0, 3.0]), torch.tensor([0, 0, 1]), 2)
+    >>> means.squeeze(1).tolist(), weights.tolist()
+    ([1.0, 5.0], [0.5, 0.5, 1.0])
+    """
+    import torch
+
+    peak = torch.full((n_objects,), float("-inf"), device=scores.device, dtype=scores.dtype)
+    peak = peak.scatter_reduce(0, ids, scores.detach(), "amax")  # softmax is shift-invariant: no gradient needed
+    exp = (scores - peak[ids]).exp()
+    total = torch.zeros(n_objects, device=scores.device, dtype=scores.dtype).index_add(0, ids, exp)
+    weights = exp / total[ids]
+    means = torch.zeros(n_objects, values.shape[1], device=values.device, dtype=values.dtype)
+    return means.index_add(0, ids, weights.unsqueeze(1) * values), weights
 
 
 def patch_coordinates(height: int, width: int, *, device=None, dtype=None):

@@ -7,7 +7,10 @@ embedding dimensions become a displacement towards an instance-specific
 point c_k (eq. 4, a Hough vote) and the others stay appearance features.
 The embedding is trained by pulling every pixel of an object towards the
 object's mean embedding (eq. 5), and pixels are compared with the steered
-Laplacian kernel K(u, v) = exp(-||Psi_u - Psi_v|| / sigma) (eq. 10).
+Laplacian kernel K(u, v) = exp(-||Psi_u - Psi_v|| / sigma) (eq. 10), which is
+trained to cut each object out of the patch from a seed (sec. 3.5): the object's
+mean embedding, or (``seed_rule="score"``, the paper's) the expectation of the
+embedding under a softmax of the seediness scores over the object's pixels.
 
 The paper decodes with Mask R-CNN; we are proposal-free, so the net also
 predicts what a decoder needs: a foreground probability, the kernel width
@@ -27,7 +30,7 @@ from ..errors import DeepColorError
 from .base import DecodeParameter, Instances, Method, PreviewLayer, memo, size_threshold
 from .embedding import (PIXELS_PER_UNIT, collate_sampled_batch, displacement_vectors, embedding_rgb, flat_object_ids,
                         grow_from_seeds, grown_mask_ious, instances_from_assignment, object_means,
-                        patch_coordinates, sample_object_pixels)
+                        patch_coordinates, sample_object_pixels, score_weighted_means)
 
 # sigma = exp(raw), raw clamped to this range (embedding units of PIXELS_PER_UNIT px)
 LOG_SIGMA_RANGE = (-6.0, 3.0)
@@ -37,6 +40,8 @@ TRAINING_MASK_THRESHOLD = 0.5
 NEGATIVE_PIXELS = 4096
 # the kernel's background term looks at the pixels within this many object diameters of an object's box
 NEIGHBOURHOOD_MARGIN = 1.0
+#: how the kernel term's seed is chosen in training (``SemiconvOptions.seed_rule``)
+SEED_RULES = ("mean", "score")
 
 
 @dataclass(frozen=True)
@@ -58,17 +63,29 @@ class SemiconvOptions:
         Pixels per object whose mask is grown at each step to teach the net
         which pixels make good seeds. Their kernel mask gives the seediness
         its target (the IoU of that mask with the object).
+    seed_rule : {"mean", "score"}
+        Which seed each object's kernel mask (eq. 10) is trained from: "mean"
+        (the object's mean embedding) or "score" (where the seediness puts it,
+        as in the paper, sec. 3.5). "mean": the object's
+        mean Psi and mean sigma. "score": a soft maximum of the seediness
+        logits s over the object's pixels, p_s = softmax(s), and the
+        expectations of Psi and sigma under p_s, so that the seediness also
+        learns, end to end, which pixels make good seeds. A model file saved
+        before this option existed trained with "mean" and loads as "mean".
     """
 
     embedding_dims: int = 8
     coordinates: bool = True
     samples_per_object: int = 8
+    seed_rule: str = "mean"
 
     def __post_init__(self):
         if not 2 <= self.embedding_dims <= 64:
             raise DeepColorError(f"embedding_dims must be in [2, 64] (got {self.embedding_dims}); the paper uses 8.")
         if not 1 <= self.samples_per_object <= 256:
             raise DeepColorError(f"samples_per_object must be in [1, 256] (got {self.samples_per_object}).")
+        if self.seed_rule not in SEED_RULES:
+            raise DeepColorError(f"unknown seed_rule {self.seed_rule!r}; choose one of: {', '.join(SEED_RULES)}.")
 
 
 def semiconv_embedding(phi, *, coordinates: bool = True):
@@ -121,7 +138,7 @@ def pull_loss(psi, ids, n_objects: int):
 
 
 def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_images, *, embedding_dims: int,
-                        coordinates: bool = True) -> dict:
+                        coordinates: bool = True, seed_rule: str = "mean") -> dict:
     """All terms of the training loss, for a whole batch.
 
     Parameters
@@ -130,6 +147,8 @@ def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_images, *, em
     labels : (B, H, W) long, objects 1..K_b per patch; ignore : (B, H, W) bool.
     sample_pixels, sample_images : (M,) long; pixels sampled in the objects
         (flat index into B*H*W) and their patch, from :meth:`SemiconvMethod.collate`.
+    seed_rule : {"mean", "score"}
+        The kernel term's seed (:class:`SemiconvOptions`); see :func:`kernel_seeds`.
 
     Returns
     -------
@@ -141,10 +160,11 @@ def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_images, *, em
     * ``pull`` is eq. (5) averaged over objects instead of summed, so that its
       weight against the other terms does not depend on how many objects a
       patch holds.
-    * ``kernel``: for each object, the kernel of eq. (10) between the object's
-      mean embedding (the seed; the paper takes a soft-argmax of the mask
-      scores) and every pixel of the patch, with sigma the object's mean sigma,
-      against the object mask, by binary cross-entropy (sec. 3.5). The paper
+    * ``kernel``: for each object, the kernel of eq. (10) between a seed
+      embedding Psi_us (:func:`kernel_seeds`: the object's mean embedding, or
+      the paper's soft maximum of the seediness scores) and every pixel of the
+      patch, with the seed's sigma, against the object mask, by binary
+      cross-entropy (sec. 3.5). The paper
       learns one scalar sigma; ours is an output channel (per pixel), because
       a method's only trainable parameters are the net's, and it lets sigma
       follow the object size. The object's pixels and the other pixels weigh
@@ -161,6 +181,8 @@ def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_images, *, em
       is regressed (binary cross-entropy with soft targets) to the IoU with
       the best-matching object of the mask that pixel would cut out as a seed:
       the predicted-foreground pixels with K > 0.5 under the seed's own sigma.
+      It is kept with ``seed_rule="score"``, on the same channel (see
+      :func:`kernel_seeds`).
     """
     import torch
     import torch.nn.functional as F
@@ -188,9 +210,11 @@ def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_images, *, em
     sigma_mean = sigma_mean.squeeze(1)
     sigma_term = (sigma[inside] - sigma_mean.detach()[ids[inside] - 1]).pow(2).mean()
 
-    # kernel, object pixels: -log K(c_k, u) = ||Psi_u - c_k|| / sigma_k for every pixel u of object k
+    # kernel, object pixels: -log K(us, u) = ||Psi_u - Psi_us|| / sigma_us for every pixel u of object k
     object_index = ids[inside] - 1
-    x_own = ((psi[inside] - centres[object_index]).pow(2).sum(1) + 1e-8).sqrt() / sigma_mean[object_index]
+    seed_psi, seed_sigma = kernel_seeds(psi[inside], sigma[inside], seed_logit[inside], object_index, n_objects,
+                                      rule=seed_rule, means=(centres, sigma_mean))
+    x_own = ((psi[inside] - seed_psi[object_index]).pow(2).sum(1) + 1e-8).sqrt() / seed_sigma[object_index]
     positive_mean = torch.zeros_like(sigma_mean).index_add(0, object_index, x_own) / counts.clamp(min=1)
     negative_mean = torch.zeros_like(sigma_mean)
 
@@ -203,7 +227,7 @@ def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_images, *, em
             continue
         within = pixels % labels[0].numel()
         positions = torch.stack([within // labels.shape[2], within % labels.shape[2]], 1).to(psi.dtype)
-        negative_mean[objects] = _negative_kernel_term(centres[objects], sigma_mean[objects], objects + 1,
+        negative_mean[objects] = _negative_kernel_term(seed_psi[objects], seed_sigma[objects], objects + 1,
                                                        psi[pixels], ids[pixels], positions)
         mine = torch.nonzero(sample_images == b).squeeze(1)
         if mine.numel():
@@ -218,6 +242,49 @@ def semiconv_loss_terms(raw, labels, ignore, sample_pixels, sample_images, *, em
     seediness = F.binary_cross_entropy_with_logits(seed_logit[sample_pixels], ious) if sample_pixels.numel() \
         else zero
     return {"pull": pull, "sigma": sigma_term, "foreground": foreground, "kernel": kernel, "seediness": seediness}
+
+
+def kernel_seeds(psi, sigma, seed_logit, object_index, n_objects: int, *, rule: str = "mean", means=None):
+    """Each object's seed for the kernel term: its embedding Psi_us and its sigma.
+
+    Parameters
+    ----------
+    psi : (N, D), sigma : (N,), seed_logit : (N,) of the objects' pixels; object_index : (N,) long, 0..n_objects-1.
+    rule : {"mean", "score"}
+        "mean": the object's mean Psi and mean sigma (``means``, given, or computed here).
+        "score": sec. 3.5's soft maximum of the scores, p_s = softmax(s) over the object's
+        pixels, and the expectations Psi_us = sum_u p_s(u) Psi_u and sigma_us = sum_u p_s(u) sigma_u.
+
+    Returns
+    -------
+    (n_objects, D) seed embeddings and (n_objects,) seed sigmas.
+
+    Notes
+    -----
+    The paper's score map s is Mask R-CNN's foreground logit inside a proposal box, and its seed is
+    the argmax of s at test time. Proposal-free, the region is the object's annotated pixels (the
+    training-time analogue of the matched box) and s is the seediness logit, whose peaks the decoder
+    takes as seeds (:meth:`SemiconvMethod.decode`). The expectation of sigma under p_s (the paper has
+    one scalar sigma) is the sigma of the pixel the decoder would seed from, as the softmax sharpens.
+
+    The seediness is still regressed to the IoU of the mask each sampled pixel cuts out, on the same
+    channel: a softmax alone is shift-invariant within each object, so it would leave the seediness's
+    level, its comparison between objects and its value on the background free, while the decoder
+    needs them (greedy seeds highest first, ``seed_threshold`` read as an expected IoU, tuned and
+    stored in model files). The two agree on what a good seed is (a pixel whose kernel mask covers
+    its object); the softmax adds the gradient of the kernel's own loss to the seediness.
+    """
+    if rule not in SEED_RULES:
+        raise DeepColorError(f"unknown seed_rule {rule!r}; choose one of: {', '.join(SEED_RULES)}.")
+    if rule == "score":
+        seeds, weights = score_weighted_means(psi, seed_logit, object_index, n_objects)
+        seed_sigma = sigma.new_zeros(n_objects).index_add(0, object_index, weights * sigma)
+        return seeds, seed_sigma
+    if means is None:
+        centres, _ = object_means(psi, object_index, n_objects)
+        sigma_mean, _ = object_means(sigma.unsqueeze(1), object_index, n_objects)
+        return centres, sigma_mean.squeeze(1)
+    return means
 
 
 def _negative_kernel_term(centres, sigmas, object_ids, psi, ids, positions=None, *,
@@ -301,7 +368,7 @@ class SemiconvMethod(Method):
     def loss(self, raw, targets, options):
         terms = semiconv_loss_terms(raw, targets["labels"], targets["ignore"], targets["sample_pixels"],
                                     targets["sample_images"], embedding_dims=options.embedding_dims,
-                                    coordinates=options.coordinates)
+                                    coordinates=options.coordinates, seed_rule=options.seed_rule)
         return sum(terms.values())
 
     def activate(self, raw, options=None):
