@@ -125,6 +125,9 @@ def main():
     parser.add_argument("--seed", type=int, default=TrainingConfig.seed,
                         help="seed of the run: the net's initialisation, the patches and which training images "
                              "tune the decode (the test images stay the same)")
+    parser.add_argument("--intensity", action="append", default=[], metavar="FIELD=LOW,HIGH",
+                        help="an A/B of the intensity augmentation: a range of data.augment.Augmentation over its "
+                             "default, e.g. --intensity gain_range=0.4,2.5; repeatable")
     parser.add_argument("--result", type=Path, default=None,
                         help="write the result JSON here (default benchmarks/results/accuracy_<dataset>_<method>.json)")
     args = parser.parse_args()
@@ -135,6 +138,15 @@ def main():
     data = split(args.dataset, TrainingConfig.validation_fraction, args.seed)
 
     options = method_options(args.option)
+    intensity = {field: tuple(float(v) for v in value.split(",")) for field, _, value in
+                 (item.partition("=") for item in args.intensity)}
+    if intensity:  # the training loop builds Augmentation(); this run's has other ranges
+        import functools
+
+        import napari_deepcolor.training as training_module
+        from napari_deepcolor.data.augment import Augmentation
+
+        training_module.Augmentation = functools.partial(Augmentation, **intensity)
     config = TrainingConfig(method=args.method, method_options=options, minutes=args.minutes, iterations=args.iterations,
                             device="cpu", net_object_diameter=args.net_object_diameter or None,
                             patch_size=args.patch_size, batch_size=args.batch_size, validate_every=0,
@@ -163,6 +175,7 @@ def main():
     summary = summarize(rows)
     means = ("sbd", "abs_dic", "ap", "ap50", "f1", "matching_iou")
     result = {"dataset": args.dataset, "method": args.method, "options": options,
+              **({"intensity_augmentation": intensity} if intensity else {}),
               "object_scale": finished.model.object_scale, "minutes": args.minutes,
               "budget_iterations": args.iterations, "threads": args.threads, "seed": args.seed,
               "learning_rate": args.learning_rate, "lr_schedule": args.lr_schedule,

@@ -1,6 +1,7 @@
 """The nuclei starter on nuclei unlike its training set, and what a minute of fine-tuning does there (session 16).
 
     python benchmarks/probes/unlike_training.py [--minutes 1] [--seeds 0 1 2]
+    python benchmarks/probes/unlike_training.py --score MODEL [MODEL ...]   # only score models on the right half
 
 The DSB2018 sample of ../shared/data (one 512 x 512 fluorescence image from the 2018 Data Science Bowl,
 125 nuclei, another lab and microscope than BBBC039) is cut into a left half, the user's annotated image,
@@ -42,11 +43,17 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=1.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--score", nargs="+", metavar="MODEL", help="only score these models on the right half")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     folder = DATA / "dsb2018_sample"
     image, truth = read_image(folder / "img2d.tif"), read_labels(folder / "mask2d.tif")
     half = image.shape[1] // 2
+    if args.score:
+        scores = {model: score(truth[:, half:], segment(load_model(model), image[:, half:], device="cpu").labels)
+                  for model in args.score}
+        print(json.dumps(scores, indent=1))
+        return scores
     train_image, train_truth = image[:, :half], truth[:, :half]
     test_image, test_truth = image[:, half:], truth[:, half:]
     starter = load_model("nuclei")

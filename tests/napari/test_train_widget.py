@@ -278,3 +278,27 @@ def test_a_two_channel_layer_trains_a_two_channel_model_that_segments_it(make_na
     qtbot.waitUntil(lambda: segment.worker is None, timeout=60_000)
     assert not errors(notifications)
     assert segment.labels_layer().data.shape == labels.data.shape  # one 2D image, not two planes
+
+
+def test_a_fine_tune_that_loses_to_its_starter_says_so_and_keeps_the_starter(make_napari_viewer, qtbot, tmp_path,
+                                                                             notifications):
+    viewer = make_napari_viewer()
+    nuclei_layers(viewer)
+    widget = add_widget(viewer, "Train")
+    offered = [widget.start_from.itemData(i) for i in range(widget.start_from.count())]
+    widget.start_from.setCurrentIndex(offered.index("nuclei"))
+    widget.patch_size.setValue(64)
+    widget.batch_size.setValue(2)
+    widget.budget_unit.setCurrentText("iterations")
+    widget.iterations.setValue(3)
+    widget.learning_rate.setValue(0.05)  # wrecks the starter in three steps
+    widget.validation_fraction.setValue(0.3)
+    widget.device.setCurrentText("cpu")
+    widget.preview_seconds.setValue(0)
+    widget.output.set_path(str(tmp_path / "tuned.safetensors"))
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.job is None, timeout=60_000)
+
+    assert not errors(notifications) and widget.finished.reason == "done"
+    assert "did not beat the starter" in widget.scores.text()
+    assert load_model(tmp_path / "tuned.safetensors").provenance["starter_or_fine_tune"]["kept"] == "starter"
