@@ -49,11 +49,12 @@ def draw_images(train_samples: list, n_images: int, seed: int) -> list:
     return [train_samples[i] for i in sorted(chosen)]
 
 
-def train_side(samples: list, minutes: float, seed: int, init_from: str | None):
-    """A model trained as ``train`` trains it (``init_from``: a starter to fine-tune, or None)."""
+def train_side(samples: list, minutes: float, seed: int, init_from: str | None, learning_rate: float | None = None):
+    """A model trained as ``train`` trains it (``init_from``: a starter to fine-tune, or None; ``learning_rate``:
+    None for the package's default)."""
     from napari_deepcolor.training import Finished, Training, TrainingConfig
 
-    config = TrainingConfig(minutes=minutes, device="cpu", seed=seed)
+    config = TrainingConfig(minutes=minutes, device="cpu", seed=seed, learning_rate=learning_rate)
     started = time.perf_counter()
     finished = [e for e in Training(config, samples, init_from=init_from).run() if isinstance(e, Finished)][0]
     return finished, round(time.perf_counter() - started, 1)

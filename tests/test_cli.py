@@ -155,12 +155,16 @@ def test_training_output_is_not_overwritten_silently(annotated_folder, tmp_path,
 
 def test_demo_starts_from_the_nuclei_starter_and_compares_with_otsu(tmp_path, capsys):
     assert main(["demo", "--output", str(tmp_path), "--minutes", "0.02", "--device", "cpu"]) == 0
-    labels = tifffile.imread(tmp_path / "bbbc039_A02_s1_labels.tif")
-    assert labels.shape == (520, 696)
-    assert (tmp_path / "demo_nuclei.safetensors").is_file()
+    assert tifffile.imread(tmp_path / "bbbc039_A02_s1_labels.tif").shape == (520, 696)
+    assert tifffile.imread(tmp_path / "dsb2018_nuclei_labels.tif").shape == (512, 512)
+    from napari_deepcolor.checkpoint import load_model
+
+    model = load_model(tmp_path / "demo_nuclei.safetensors")
+    assert model.provenance["fine_tuned_from"] == "nuclei"
     out = capsys.readouterr().out
     assert "AP@0.5:0.95" in out and "Otsu + watershed" in out and "'nuclei' starter, as shipped" in out
-    assert "fine-tuned" in out
+    assert "fine-tuned" in out and "fine-tuning gain on the unlike nuclei: AP " in out
+    assert out.count("(no training)") == 2  # the baseline on both images
 
 
 def test_models_lists_every_starter_with_its_scores(capsys):
