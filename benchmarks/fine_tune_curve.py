@@ -70,7 +70,7 @@ def with_defaults_of(model, source):
 
 
 def measure(dataset: str, image_counts: list[int], seeds: list[int], minutes: float, threads: int,
-            scratch: bool = True) -> list[Path]:
+            scratch: bool = True, learning_rate: float | None = None) -> list[Path]:
     import torch
 
     from napari_deepcolor.checkpoint import load_model
@@ -87,7 +87,7 @@ def measure(dataset: str, image_counts: list[int], seeds: list[int], minutes: fl
         runs = [{"start": "starter as shipped", "iterations": 0, "test_mean": starter_scores}]
         sides = ((f"fine-tuned from '{starter}'", starter), ("from scratch", None))
         for start, init_from in sides if scratch else sides[:1]:
-            finished, seconds = train_side(chosen, minutes, seed, init_from)
+            finished, seconds = train_side(chosen, minutes, seed, init_from, learning_rate if init_from else None)
             runs.append({"start": start, "iterations": finished.iteration, "train_seconds": seconds,
                          "decode_parameters": finished.model.decode_parameters(),
                          "inference_defaults": finished.model.inference_defaults,
@@ -101,11 +101,13 @@ def measure(dataset: str, image_counts: list[int], seeds: list[int], minutes: fl
                   f"{runs[-1]['test_mean_starter_decode']['ap']:.3f}" if init_from else ""), flush=True)
         result = {"dataset": dataset, "starter": starter, "starter_iterations": starter_model.card["recipe"]["iterations"],
                   "minutes": minutes, "n_images": n_images, "seed": seed, "images": [s.name for s in chosen],
-                  "threads": threads, "n_test_images": len(test), "runs": runs, "fine_tune_rule": FINE_TUNE_RULE,
+                  "threads": threads, "n_test_images": len(test), "runs": runs, "fine_tune_rule": FINE_TUNE_RULE
+                  + (f", rate {learning_rate:g}" if learning_rate else ""),
                   "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
                              f"{threads} thread(s)"}
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / f"{dataset}_{minutes:g}min_{n_images}img_s{seed}_{RULE_SUFFIX}.json"
+        rate = f"_lr{learning_rate:g}" if learning_rate else ""
+        out = RESULTS / f"{dataset}_{minutes:g}min_{n_images}img_s{seed}_{RULE_SUFFIX}{rate}.json"
         out.write_text(json.dumps(result, indent=1))
         written.append(out)
     return written
@@ -154,6 +156,7 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-scratch", action="store_true", help="fine-tune only (the scratch side has no guard)")
+    parser.add_argument("--learning-rate", type=float, default=None, help="the fine-tune's (default: the package's)")
     parser.add_argument("--report", action="store_true", help="print the table of the result files")
     parser.add_argument("--write", action="store_true", help="with --report: write it into docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -165,7 +168,8 @@ def main(argv=None) -> int:
         return 0
     if args.dataset is None:
         parser.error("--dataset is required (or --report)")
-    measure(args.dataset, args.images, args.seeds, args.minutes, args.threads, scratch=not args.no_scratch)
+    measure(args.dataset, args.images, args.seeds, args.minutes, args.threads, scratch=not args.no_scratch,
+            learning_rate=args.learning_rate)
     return 0
 
 
