@@ -94,8 +94,8 @@ class ColoringOptions:
         all colours and only the class head tells them apart.
     position_input : bool
         Also give the net each pixel's place in the whole image: sin and cos of its coordinates at the
-        period ``position_period``, four input channels after the image's (:mod:`napari_deepcolor.nets.position`).
-        A departure from the paper, whose net is fully convolutional: a translation-invariant net
+        period ``position_period``, four input channels after the image's. Encoding and tiling:
+        :mod:`napari_deepcolor.nets.position`. A departure from the paper, whose net is fully convolutional: a translation-invariant net
         gives identical touching objects identical colours (Novotny et al. 2018, sec. 3.6, "the
         convolutional coloring dilemma"), and at CPU budgets our nets learn colours that mean "inside"
         or "rim", shared by 75-100 % of touching pairs. With their coordinates, neighbours can be told
