@@ -33,8 +33,7 @@ from .errors import DeepColorError
 from .data.dataset import check_same_classes
 from .methods import DEFAULT_METHOD, get_method, method_names
 from .methods.classes import class_head_loss
-from .nets import NetConfig
-from .nets.position import random_origins
+from .nets import NetConfig, random_origins
 
 log = logging.getLogger(__name__)
 
