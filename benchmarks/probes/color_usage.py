@@ -35,6 +35,7 @@ from napari_deepcolor.inference import predict
 from napari_deepcolor.methods import get_method
 from napari_deepcolor.methods.coloring import _flatten_batch, assign_colors, touching_pairs as halo_pairs
 from napari_deepcolor.metrics import evaluate
+from napari_deepcolor.nets.position import random_origins
 from napari_deepcolor.training import Training, TrainingConfig, _PatchBatches
 
 
@@ -103,10 +104,11 @@ def training_choices(model, dataset: str, seed: int, batches: int = 3) -> dict:
     options, n_colors = model.method_options, model.method_options.n_colors
     stream = iter(_PatchBatches(training._at_net_scale(model), get_method("coloring"), options, config, seed=seed))
     same, total, counts = 0, 0, np.zeros(n_colors - 1, np.int64)
+    places = torch.Generator().manual_seed(seed)  # random places of the patches, as training gives them
     for _ in range(batches):
         images, t = next(stream)
         with torch.no_grad():
-            raw = model.net(images)[:, :n_colors]
+            raw = model.net(images, random_origins(len(images), model.net_config.position_periods, places))[:, :n_colors]
             colors, _ = assign_colors(raw, t["labels"], t["ignore"], t["halo_pixels"], t["halo_objects"],
                                       halo_weight=options.halo_weight, color_choice=options.color_choice)
             _, global_id, _, _ = _flatten_batch(raw, t["labels"], t["ignore"])
@@ -143,6 +145,7 @@ def main():
         print(json.dumps({"model": "/".join(path.parts[-2:]),
                           "options": {k: getattr(options, k) for k in ("n_colors", "halo_weight", "color_choice",
                                                                        "semantic_head", "semantic_weight")},
+                          "position_input": options.position_input,
                           **colour_usage(model, pairs),
                           **(training_choices(model, args.dataset, args.seed) if args.seed is not None else {})}))
     if args.picture is not None:

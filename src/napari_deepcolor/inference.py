@@ -28,6 +28,7 @@ from .data.normalize import COLOUR_CHANNELS, as_channels_last, normalize_percent
 from .device import autocast, memory_format, resolve_device
 from .errors import DeepColorError
 from .methods.base import Instances, Method
+from .nets.position import flipped_grid, window_grid
 from .scale import resize, scaled_shape
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ def predict_output(model: Model, image: np.ndarray, *, device=None, tile_size: i
             x = torch.from_numpy(np.ascontiguousarray(window)).unsqueeze(0).to(device)
         else:
             x = x_all[:, read_y, read_x].unsqueeze(0).to(device)
-        y = _net_output(model, net, x, factor, device, flips)
+        y = _net_output(model, net, x, factor, device, flips, corner=(read_y.start, read_x.start))
         cy, cx = core_y.start - read_y.start, core_x.start - read_x.start
         out[:, core_y, core_x] = y[:, cy:cy + core_y.stop - core_y.start, cx:cx + core_x.stop - core_x.start].cpu().numpy()
         if progress is not None:
@@ -176,22 +177,26 @@ def check_flips(method: Method) -> None:
                              "Segment without flips.")
 
 
-def _net_output(model: Model, net, x: torch.Tensor, factor: float, device, flips: bool = False) -> torch.Tensor:
+def _net_output(model: Model, net, x: torch.Tensor, factor: float, device, flips: bool = False,
+                corner: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """The activated output (C, h, w) of one window (1, C, h, w), run at the net's scale (with ``flips``,
-    the mean over :data:`FLIPS`: each flipped window's output flipped back)."""
+    the mean over :data:`FLIPS`: each flipped window's output flipped back). ``corner``: the window's
+    first pixel in the whole image, which a net with position input is told (:mod:`.nets.position`)."""
     h, w = x.shape[-2:]
     if factor != 1.0:
         x = resize(x, scaled_shape((h, w), factor))
     sh, sw = x.shape[-2:]
+    grid = window_grid(corner, (h, w), (sh, sw), factor)
     divisor = model.net_config.divisor
     x = _pad_to(x, _round_up(sh, divisor), _round_up(sw, divisor))
     x = x.contiguous(memory_format=memory_format(device))  # 0.55 times the time of a 1024 px tile on a CPU
     with autocast(device):
         if flips:
-            y = sum(_unflip(model, activate(model, net(x.flip(dims) if dims else x)).float(), dims)
+            y = sum(_unflip(model, activate(model, net(x.flip(dims) if dims else x,
+                                                        *flipped_grid(*grid, x.shape[-2:], dims))).float(), dims)
                     for dims in FLIPS) / len(FLIPS)
         else:
-            y = activate(model, net(x))
+            y = activate(model, net(x, *grid))
     y = y[:, :, :sh, :sw].float()
     if factor != 1.0:
         m = model.method_channels

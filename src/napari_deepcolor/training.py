@@ -33,7 +33,7 @@ from .errors import DeepColorError
 from .data.dataset import check_same_classes
 from .methods import DEFAULT_METHOD, get_method, method_names
 from .methods.classes import class_head_loss
-from .nets import NetConfig
+from .nets import NetConfig, random_origins
 from .tuning import validation_scores
 
 log = logging.getLogger(__name__)
@@ -310,7 +310,7 @@ class Training:
             _PatchBatches(train_data, method, options, config, seed=config.seed + start, n_classes=n_classes),
             batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
             persistent_workers=workers > 0)
-        batches = iter(loader)
+        batches, places = iter(loader), torch.Generator().manual_seed(config.seed + start)  # places: position input
         yield Started(config.iterations, None if config.minutes is None else config.minutes * 60, str(device),
                       len(self.train_data), len(self.validation), start)
 
@@ -329,7 +329,7 @@ class Training:
             images, targets = next(batches)
             images = images.to(device, non_blocking=True).contiguous(memory_format=layout)
             with autocast(device):
-                raw = model.net(images)
+                raw = model.net(images, random_origins(len(images), model.net_config.position_periods, places))
             targets = _to_device(targets, device)
             loss = method.loss(raw[:, :method_channels], targets, options)
             if n_classes:

@@ -60,7 +60,8 @@ class _Progress(QObject):
 
 def _describe_model(model, path) -> str:
     provenance = model.provenance or {}
-    parts = [f"<b>{model.method.title}</b>", f"{model.net_config.in_channels}-channel input"]
+    parts = [f"<b>{model.method.title}</b>", f"{model.net_config.in_channels}-channel input"
+             + (" and the pixels' positions" if model.net_config.position_periods else "")]
     if model.card:
         scores = model.card.get("test_scores", {})
         parts.insert(0, f"starter <b>{model.card.get('name')}</b>: {model.card.get('kind_of_data', '')}")

@@ -157,6 +157,11 @@ class Method:
     def out_channels(self, options) -> int:
         raise NotImplementedError
 
+    def position_periods(self, options) -> tuple[float, ...]:
+        """Periods (net pixels) of the position channels the net takes after the image's
+        (:mod:`napari_deepcolor.nets.position`); () for a plain, translation-invariant net."""
+        return ()
+
     def check_classes(self, options, class_names) -> None:
         """Refuse, with what to do, training these options on annotations of ``class_names``.
 

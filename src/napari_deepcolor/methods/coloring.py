@@ -92,6 +92,19 @@ class ColoringOptions:
         colors", Cityscapes section), the object colours cut into one block of nearly equal size per
         class (:func:`~napari_deepcolor.methods.classes.class_color_owners`). False: all classes share
         all colours and only the class head tells them apart.
+    position_input : bool
+        Also give the net each pixel's place in the whole image: sin and cos of its coordinates at the
+        period ``position_period``, four input channels after the image's. Encoding and tiling:
+        :mod:`napari_deepcolor.nets.position`. A departure from the paper, whose net is fully convolutional: a translation-invariant net
+        gives identical touching objects identical colours (Novotny et al. 2018, sec. 3.6, "the
+        convolutional coloring dilemma"), and at CPU budgets our nets learn colours that mean "inside"
+        or "rim", shared by 75-100 % of touching pairs. With their coordinates, neighbours can be told
+        apart by where they are. Tiled and whole-image predictions agree: each tile is given its place.
+        Such models cannot be exported to bioimage.io (the package's net would not know where a tile lies).
+    position_period : float
+        Period in pixels of the position input's sin and cos, at the net's scale (objects 30 px across):
+        a few object diameters, so that touching neighbours differ in phase while an object spans less
+        than a period. Used with ``position_input`` only.
     """
 
     n_colors: int = 9
@@ -101,6 +114,8 @@ class ColoringOptions:
     semantic_weight: float = 10.0
     color_choice: str = "paper"
     class_colors: bool = True
+    position_input: bool = False
+    position_period: float = 90.0
 
     def __post_init__(self):
         from ..errors import DeepColorError
@@ -113,6 +128,9 @@ class ColoringOptions:
             raise DeepColorError(f"halo_weight must be in [0, 100] (got {self.halo_weight}).")
         if not 0 < self.semantic_weight <= 100:
             raise DeepColorError(f"semantic_weight must be in (0, 100] (got {self.semantic_weight}).")
+        if not 8 <= self.position_period <= 4096:
+            raise DeepColorError(f"position_period must be in [8, 4096] px (got {self.position_period}); "
+                                 "a few object diameters (objects are 30 px across at the net's scale).")
         if self.color_choice not in COLOR_CHOICES:
             raise DeepColorError(f"unknown color_choice {self.color_choice!r}; choose one of: "
                                  f"{', '.join(COLOR_CHOICES)}.")
@@ -386,6 +404,9 @@ class ColoringMethod(Method):
 
     def out_channels(self, options) -> int:
         return options.n_colors + (3 if options.semantic_head else 0)
+
+    def position_periods(self, options) -> tuple[float, ...]:
+        return (float(options.position_period),) if options.position_input else ()
 
     def check_classes(self, options, class_names) -> None:
         if class_names and options.class_colors:

@@ -145,10 +145,6 @@ def export_bioimageio(model_source, output, *, name: str | None = None, test_ima
     license : str, optional
         SPDX id of the weights' licence (default: the starter card's, else CC-BY-4.0).
     """
-    _require_bioimageio()
-    from bioimageio.spec import save_bioimageio_package
-    from bioimageio.spec.model import v0_5 as spec
-
     from .files import save_model
     from .sources import load_model, model_file
 
@@ -159,6 +155,15 @@ def export_bioimageio(model_source, output, *, name: str | None = None, test_ima
         raise DeepColorError(f"{output} already exists; pass --overwrite to replace it, or choose another name.")
     source = model_file(model_source)
     model = load_model(source)
+    if model.net_config.position_periods:
+        raise DeepColorError(f"{source.name} takes each pixel's place in the whole image as input (trained with "
+                             "position_input), which a bioimage.io package cannot give its net: the tools that run "
+                             "it cut images into tiles the net would take for whole images. Export a model trained "
+                             "without position_input, or segment with napari-deepcolor itself.")
+    _require_bioimageio()
+    from bioimageio.spec import save_bioimageio_package
+    from bioimageio.spec.model import v0_5 as spec
+
     model.net.eval()
     name = name or (str(model_source) if source.parent.name == "starters" else source.stem)
     norm = model.normalization or {}

@@ -132,7 +132,8 @@ def new_model(method_name: str, method_options: dict | None, net: dict | None, i
     method = get_method(method_name)
     options = method.options(method_options)
     out_channels = method.out_channels(options) + class_head_channels(class_names)
-    config = NetConfig(**{**(net or {}), "in_channels": in_channels, "out_channels": out_channels})
+    config = NetConfig(**{**(net or {}), "in_channels": in_channels, "out_channels": out_channels,
+                          "position_periods": method.position_periods(options)})
     return Model(method_name, options, build_net(config), class_names=tuple(class_names), **extra)
 
 
