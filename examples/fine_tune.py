@@ -46,7 +46,7 @@ def parse_args(argv=None):
     budget.add_argument("--minutes", type=float, default=1.0, help="budget of each training (default 1 minute)")
     budget.add_argument("--iterations", type=int, default=None, help="budget in iterations instead")
     parser.add_argument("--learning-rate", type=float, default=None,
-                        help="fine-tuning learning rate (default: the package's for fine-tuning, 1e-5)")
+                        help="fine-tuning learning rate (default: the package's for fine-tuning, 1e-4)")
     parser.add_argument("--output", type=Path, default=Path("deepcolor-fine-tune"), help="folder for the models")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

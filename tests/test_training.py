@@ -162,14 +162,14 @@ def test_fine_tune_starts_from_the_given_weights(nuclei_samples, tmp_path):
     assert tuned.provenance["fine_tuned_from"] == str(base)
 
 
-def test_fine_tuning_takes_a_hundredth_of_the_learning_rate_unless_one_is_given(nuclei_samples, tmp_path):
+def test_fine_tuning_takes_a_tenth_of_the_learning_rate_unless_one_is_given(nuclei_samples, tmp_path):
     from napari_deepcolor.training import FINE_TUNE_LEARNING_RATE, LEARNING_RATE
 
     base = tmp_path / "base.safetensors"
     assert train(config(iterations=1), nuclei_samples, output=base).model.provenance["training"]["learning_rate"] \
         == LEARNING_RATE
     tuned = train(config(iterations=1), nuclei_samples, init_from=base).model
-    assert tuned.provenance["training"]["learning_rate"] == FINE_TUNE_LEARNING_RATE == LEARNING_RATE / 100
+    assert tuned.provenance["training"]["learning_rate"] == FINE_TUNE_LEARNING_RATE == LEARNING_RATE / 10
     chosen = train(config(iterations=1, learning_rate=3e-3), nuclei_samples, init_from=base).model
     assert chosen.provenance["training"]["learning_rate"] == 3e-3
 

@@ -598,7 +598,7 @@ def _cmd_demo(args) -> int:
     image, truth = read_image(bundled / "dsb2018_nuclei.tif"), read_labels(bundled / "dsb2018_nuclei_masks.tif")
     half = image.shape[1] // 2
     config = TrainingConfig(method=starter.method_name, minutes=args.minutes, device=args.device,
-                            seed=args.seed)  # as `train --fine-tune` does: 1e-5, its validation share, its rules
+                            seed=args.seed)  # as `train --fine-tune` does: 1e-4, its validation share, its rules
     data = from_arrays([image[:, :half]], [truth[:, :half]], names=["dsb2018_nuclei_left_half"])
     print(f"fine-tuning it for {args.minutes:g} min on the annotated left half of dsb2018_nuclei.tif ...",
           file=sys.stderr)
@@ -675,7 +675,7 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--patch-size", type=int, default=256, help="training patch size in pixels (default 256)")
     p.add_argument("--batch-size", type=int, default=None, help="patches per step (default 4 on a CPU, 8 on a GPU)")
     p.add_argument("--learning-rate", type=float, default=None,
-                   help="Adam learning rate (default 1e-3 from scratch, as the paper; 1e-5 with --fine-tune)")
+                   help="Adam learning rate (default 1e-3 from scratch, as the paper; 1e-4 with --fine-tune)")
     p.add_argument("--validation-fraction", type=float, default=0.15, help="share of images kept for validation")
     p.add_argument("--validate-every", type=int, default=None,
                    help="score the validation images every N iterations; 0: only at the end (default: every 100 "

@@ -226,9 +226,9 @@ class TrainWidget(QWidget):
         self.learning_rate.setDecimals(6)
         self.learning_rate.setRange(0.0, 0.5)
         self.learning_rate.setSingleStep(0.0001)
-        self.learning_rate.setSpecialValueText("auto")  # 0: 1e-3 from scratch, 1e-5 from a model
+        self.learning_rate.setSpecialValueText("auto")  # 0: 1e-3 from scratch, 1e-4 from a model
         self.learning_rate.setValue(0.0)
-        self.learning_rate.setToolTip("Adam's step size. auto: 1e-3 from scratch (the paper's), 1e-5 when starting "
+        self.learning_rate.setToolTip("Adam's step size. auto: 1e-3 from scratch (the paper's), 1e-4 when starting "
                                       "from a model, so fine-tuning keeps what it knows. Lower it if the loss jumps "
                                       "around.")
         self.device = device_combo()
