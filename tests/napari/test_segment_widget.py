@@ -16,9 +16,9 @@ def forward_calls(monkeypatch):
     calls = []
     original = UNet.forward
 
-    def counted(self, x):
+    def counted(self, x, *args, **kwargs):
         calls.append(tuple(x.shape))
-        return original(self, x)
+        return original(self, x, *args, **kwargs)
 
     monkeypatch.setattr(UNet, "forward", counted)
     return calls
