@@ -273,8 +273,9 @@ def render() -> str:
              "expect much less. Measured once (benchmarks/probes/unlike_training.py, docs/benchmarks.md): on "
              "the right half of a DSB2018 nuclei image, dimmer and noisier than BBBC039, `nuclei` scored AP "
              "0.105 where Otsu + watershed scored 0.415; told the objects' diameter, 0.055 (the size was not "
-             "the problem: the contrast was); fine-tuned for a minute on the annotated left half, 0.32-0.36; "
-             "trained from scratch for the same minute on that half, 0.54-0.68. So check a few images by eye, "
+             "the problem: the contrast was); fine-tuned for a minute on the annotated left half, 0.65-0.72 "
+             "(at 1e-4, the default; 0.32-0.36 at 1e-5); trained from scratch for the same minute on that "
+             "half, 0.54-0.68. So check a few images by eye, "
              "give `--object-diameter` when your objects' size differs, and where a starter misses objects "
              "train on a few annotated images of your own, from scratch as well as with `--fine-tune NAME`, "
              "and keep the better (`evaluate` scores both).", "",

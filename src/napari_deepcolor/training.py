@@ -47,10 +47,9 @@ WARMUP_SHARE = 0.05
 
 #: Adam's step size from scratch, as in the paper
 LEARNING_RATE = 1e-3
-#: ... and when fine-tuning a model: a tenth. At 1e-5 a minute on nuclei unlike the starter's moved it
-#: from AP 0.105 to 0.33, at 1e-4 to 0.65 (benchmarks/probes/unlike_training.py); what a faster rate can
-#: undo on images like the starter's (0.673 -> 0.518 after 16 steps at 1e-4 without a guard, session 9)
-#: the starter-or-fine-tune guard now catches (3 nuclei images: median 0.773 at 1e-4, 0.762 at 1e-5)
+#: ... and when fine-tuning a model: a tenth. On nuclei unlike the starter's a minute gave AP 0.33 at 1e-5, 0.65-0.72
+#: at 1e-4 (from 0.105); on images like its own, where 1e-4 once undid a starter, the guard keeps the starter unless
+#: beaten (3 images: nuclei 0.773 at 1e-4, 0.762 at 1e-5; E. coli 0.927, 0.931; docs/benchmarks.md, session 16)
 FINE_TUNE_LEARNING_RATE = 1e-4
 
 @dataclass(frozen=True)
@@ -451,7 +450,7 @@ class Training:
 
     def _keep_starter_unless_beaten(self, model: Model, device, refinement: dict | None, scores: dict) -> dict | None:
         """``model`` gets its starter's weights and defaults back unless the fine-tune beat it on validation."""
-        from .tuning import starter_or_fine_tune
+        from .tuning import starter_kept_text, starter_or_fine_tune
 
         fine_tuned = refinement.get(refinement.get("chosen")) if refinement else scores.get("ap")
         if not self.config.keep_starter_unless_beaten or fine_tuned is None or self._skip_tuning.is_set():
@@ -459,10 +458,7 @@ class Training:
         starter = load_model(self.init_from, device="cpu")
         record = starter_or_fine_tune(starter, fine_tuned, self.validation, device=device)
         if record["kept"] == "starter":
-            log.warning("the fine-tuned weights did not beat the starter on the %d validation image(s) (AP %.3f "
-                        "against %.3f), so the model keeps the starter's weights and defaults; annotate more "
-                        "images or train longer (--keep-fine-tune keeps the new weights anyway).",
-                        len(self.validation), record["fine_tuned"], record["starter"])
+            log.warning("%s (--keep-fine-tune keeps the new weights anyway).", starter_kept_text(record))
             model.net.load_state_dict(starter.net.state_dict())
             for kept in ("decode_defaults", "inference_defaults", "crf", "object_classifier", "object_scale"):
                 setattr(model, kept, getattr(starter, kept))

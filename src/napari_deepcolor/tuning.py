@@ -207,6 +207,13 @@ def starter_or_fine_tune(starter: Model, fine_tuned_score: float, samples, *, de
     return {"starter": round(starter_score, 4), "fine_tuned": round(float(fine_tuned_score), 4), "kept": kept}
 
 
+def starter_kept_text(record: dict) -> str:
+    """What :func:`starter_or_fine_tune`'s ``record`` means when it kept the starter, for the CLI and the widget."""
+    return (f"the fine-tuned weights did not beat the starter on the validation images (AP {record['fine_tuned']:.3f} "
+            f"against {record['starter']:.3f}), so the model keeps the starter's weights and defaults; annotate more "
+            "images or train longer")
+
+
 def validation_scores(model: Model, samples, device=None, *, predictions=None) -> dict:
     """Mean AP, F1, SBD and |DiC| of the model's decode (its current defaults) on annotated images.
 

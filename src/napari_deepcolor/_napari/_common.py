@@ -369,6 +369,17 @@ def classes_source(model) -> str:
     return f" · {classes_choice_text(choice)}"
 
 
+def starter_kept(model) -> str:
+    """Why a fine-tuned ``model`` holds its starter's weights (:func:`~napari_deepcolor.tuning.starter_kept_text`),
+    or ``""`` when it holds its own."""
+    record = getattr(model, "provenance", {}).get("starter_or_fine_tune") or {}
+    if record.get("kept") != "starter":
+        return ""
+    from ..tuning import starter_kept_text
+
+    return starter_kept_text(record) + "."
+
+
 #: metadata key marking the layers napari-deepcolor made (segmentations, previews): not offered as inputs
 OUTPUT_KEY = "napari_deepcolor"
 

@@ -30,7 +30,7 @@ from ..methods import DEFAULT_METHOD
 from . import layers as L
 from ._common import (MODEL_FILTER, OUTPUT_KEY, Failed, PathEdit, Status, chosen_layer, classes_source, compact_combo,
                       device_combo, format_scores, format_seconds, is_output, report, scrolling_body, show_info,
-                      start_generator, starter_choices)
+                      start_generator, starter_choices, starter_kept)
 from ._session import session
 from .forms import OptionsForm
 from .layer_pairs import LayerPairs
@@ -229,8 +229,7 @@ class TrainWidget(QWidget):
         self.learning_rate.setSpecialValueText("auto")  # 0: 1e-3 from scratch, 1e-4 from a model
         self.learning_rate.setValue(0.0)
         self.learning_rate.setToolTip("Adam's step size. auto: 1e-3 from scratch (the paper's), 1e-4 when starting "
-                                      "from a model, so fine-tuning keeps what it knows. Lower it if the loss jumps "
-                                      "around.")
+                                      "from a model (fine-tuning). Lower it if the loss jumps around.")
         self.device = device_combo()
 
         advanced = QCollapsible("Advanced")
@@ -496,13 +495,9 @@ class TrainWidget(QWidget):
         self.status.setText(f"{'finished' if event.reason == 'done' else 'stopped'} after {event.iteration} "
                             f"iterations; {where}. Decode parameters: "
                             + ", ".join(f"{k}={v:g}" for k, v in event.decode_parameters.items()))
-        if event.scores:
-            self.scores.setText(f"final validation: {format_scores(event.scores)}{classes_source(event.model)}")
-        guard = event.model.provenance.get("starter_or_fine_tune") if event.model is not None else None
-        if guard and guard["kept"] == "starter":  # training.TrainingConfig.keep_starter_unless_beaten
-            self.scores.setText(f"the fine-tune did not beat the starter on the validation images (AP "
-                                f"{guard['fine_tuned']:.3f} against {guard['starter']:.3f}), so the model keeps "
-                                "the starter's weights; annotate more images or train longer.")
+        if event.scores:  # or why a fine-tune holds its starter's weights (TrainingConfig.keep_starter_unless_beaten)
+            self.scores.setText(starter_kept(event.model) or f"final validation: {format_scores(event.scores)}"
+                                f"{classes_source(event.model)}")
         if event.path is not None:
             session.model_saved.emit(str(event.path))
         show_info(f"Training {'finished' if event.reason == 'done' else 'stopped'}: {where}.")
