@@ -452,7 +452,8 @@ class Training:
         """``model`` gets its starter's weights and defaults back unless the fine-tune beat it on validation."""
         from .tuning import starter_kept_text, starter_or_fine_tune
 
-        fine_tuned = refinement.get(refinement.get("chosen")) if refinement else scores.get("ap")
+        choice = refinement or {}  # the refinement chosen scored the fine-tune last; else the tuned decode
+        fine_tuned = choice.get(choice.get("chosen"), scores.get("ap"))
         if not self.config.keep_starter_unless_beaten or fine_tuned is None or self._skip_tuning.is_set():
             return None
         starter = load_model(self.init_from, device="cpu")
