@@ -216,6 +216,20 @@ def test_train_fine_tunes_a_starter_by_name_with_its_own_method(annotated_folder
     assert tuned.card == {}  # the starter's card describes the starter, not this model
 
 
+def test_train_says_on_its_own_line_when_a_fine_tune_keeps_the_starter(annotated_folder, tmp_path, capsys):
+    from napari_deepcolor.checkpoint import load_model
+
+    model = tmp_path / "wrecked.safetensors"
+    assert main(["train", "--fine-tune", "nuclei", "--images", str(annotated_folder / "images"),
+                 "--labels", str(annotated_folder / "labels"), "--output", str(model), "--iterations", "3",
+                 "--learning-rate", "0.05", "--patch-size", "64", "--batch-size", "2", "--validation-fraction", "0.34",
+                 "--device", "cpu"]) == 0  # a rate of 0.05 wrecks the starter in three steps
+    assert load_model(model).provenance["starter_or_fine_tune"]["kept"] == "starter"
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("the fine-tuned weights did not beat the starter") for line in lines)
+    assert not any(line.startswith("applied by default") for line in lines)  # those scores were the wrecked net's
+
+
 # -- nothing lost ---------------------------------------------------------------------------------
 
 def _train_argv(folder, model, *budget):

@@ -297,6 +297,7 @@ def _cmd_train(args) -> int:
     from .data import describe_layout, read_annotated_folder
     from .methods import get_method
     from .training import Training, TrainingConfig
+    from .tuning import starter_kept_note
 
     if args.method is None:  # fine-tuning continues the model's own method
         from .models import read_model_config
@@ -330,8 +331,9 @@ def _cmd_train(args) -> int:
     with _first_ctrl_c_stops(training):
         finished = _show_training(training.run(), f"training {args.method}")
     print("decode defaults: " + ", ".join(f"{k}={v:g}" for k, v in finished.decode_parameters.items()))
-    if finished.model.inference_defaults:
-        print(f"applied by default: {_refinement_text(finished.model)}")
+    kept = starter_kept_note(finished.model)  # then the refinement scores were the discarded weights'
+    if kept or finished.model.inference_defaults:
+        print(kept or f"applied by default: {_refinement_text(finished.model)}")
     if finished.model.provenance.get("object_classes"):
         from .object_classes import classes_choice_text
 

@@ -215,6 +215,12 @@ def starter_kept_text(record: dict) -> str:
             "images or train longer")
 
 
+def starter_kept_note(model) -> str:
+    """Why a fine-tuned ``model`` holds its starter's weights (:func:`starter_kept_text`), or ``""``."""
+    record = getattr(model, "provenance", {}).get("starter_or_fine_tune") or {}
+    return starter_kept_text(record) + "." if record.get("kept") == "starter" else ""
+
+
 def validation_scores(model: Model, samples, device=None, *, predictions=None) -> dict:
     """Mean AP, F1, SBD and |DiC| of the model's decode (its current defaults) on annotated images.
 

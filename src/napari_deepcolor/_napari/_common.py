@@ -370,14 +370,10 @@ def classes_source(model) -> str:
 
 
 def starter_kept(model) -> str:
-    """Why a fine-tuned ``model`` holds its starter's weights (:func:`~napari_deepcolor.tuning.starter_kept_text`),
-    or ``""`` when it holds its own."""
-    record = getattr(model, "provenance", {}).get("starter_or_fine_tune") or {}
-    if record.get("kept") != "starter":
-        return ""
-    from ..tuning import starter_kept_text
+    """:func:`~napari_deepcolor.tuning.starter_kept_note`, imported when a training ends (not with the widget)."""
+    from ..tuning import starter_kept_note
 
-    return starter_kept_text(record) + "."
+    return starter_kept_note(model)
 
 
 #: metadata key marking the layers napari-deepcolor made (segmentations, previews): not offered as inputs
