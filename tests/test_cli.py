@@ -230,6 +230,31 @@ def test_train_says_on_its_own_line_when_a_fine_tune_keeps_the_starter(annotated
     assert not any(line.startswith("applied by default") for line in lines)  # those scores were the wrecked net's
 
 
+def test_a_warning_logged_while_the_progress_bar_runs_gets_a_line_of_its_own(capsys):
+    import logging
+    import sys
+
+    from napari_deepcolor import cli
+    from napari_deepcolor.training import Step
+
+    def events():
+        for iteration in (1, 2):
+            yield Step(iteration, 0.5, 10.0, float(iteration), 60.0, iteration / 10, 1e-3)
+            if iteration == 1:
+                logging.getLogger("napari_deepcolor.training").warning("a warning mid-training")
+
+    handler = logging.StreamHandler(sys.stderr)  # what the CLI's logging.basicConfig installs
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        cli._show_training(events(), "training")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = capsys.readouterr().err.split("\n")
+    shown = [line.split("\r")[-1] for line in lines if "a warning mid-training" in line]
+    assert shown == ["WARNING: a warning mid-training"]  # not glued to the end of the bar's line
+
+
 # -- nothing lost ---------------------------------------------------------------------------------
 
 def _train_argv(folder, model, *budget):

@@ -403,10 +403,9 @@ def _show_training(events, description: str):
 
     from .training import Finished, Step, Validated
 
-    bar = tqdm(total=1000, desc=description, file=sys.stderr, dynamic_ncols=True,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
     finished = None
-    try:
+    with _logs_above_the_bar(), tqdm(total=1000, desc=description, file=sys.stderr, dynamic_ncols=True,
+                                     bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
         for event in events:
             if isinstance(event, Step):
                 bar.n = min(int(event.fraction_done * 1000), 1000)
@@ -417,9 +416,14 @@ def _show_training(events, description: str):
                                                   ", ".join(f"{k}={v:.3f}" for k, v in event.scores.items())))
             elif isinstance(event, Finished):
                 finished = event
-    finally:
-        bar.close()
     return finished
+
+
+def _logs_above_the_bar():
+    """Log records printed as lines of their own above a progress bar, not glued to the end of its line."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm()
 
 
 def _duration(seconds: float) -> str:
@@ -504,24 +508,25 @@ def _run_batch(config) -> int:
 
     bar, finished = None, None
     try:
-        for event in Batch(config).run():
-            if isinstance(event, BatchStarted):
-                bar = tqdm(total=event.total, unit="file", desc="segmenting", file=sys.stderr, dynamic_ncols=True)
-            elif isinstance(event, PlaneDone):
-                bar.set_postfix_str(f"{event.file}: plane {event.plane}/{event.planes}" if event.planes > 1 else "")
-            elif isinstance(event, (FileDone, FileFailed)):
-                bar.update(1)
-                bar.set_postfix_str("")
-                r = event.result
-                if r.status == DONE:
-                    classes = f" ({', '.join(f'{n} {name}' for name, n in r.class_counts)})" if r.class_counts else ""
-                    note = f"; {r.note}" if r.note else ""
-                    bar.write(f"{r.file}: {r.objects} objects{classes} -> {r.output} ({r.seconds:.1f} s, {r.route})"
-                              f"{note}", file=sys.stderr)
-                elif r.status == FAILED:
-                    bar.write(f"{r.file}: FAILED: {r.error}", file=sys.stderr)
-            elif isinstance(event, BatchFinished):
-                finished = event
+        with _logs_above_the_bar():
+            for event in Batch(config).run():
+                if isinstance(event, BatchStarted):
+                    bar = tqdm(total=event.total, unit="file", desc="segmenting", file=sys.stderr, dynamic_ncols=True)
+                elif isinstance(event, PlaneDone):
+                    bar.set_postfix_str(f"{event.file}: plane {event.plane}/{event.planes}" if event.planes > 1 else "")
+                elif isinstance(event, (FileDone, FileFailed)):
+                    bar.update(1)
+                    bar.set_postfix_str("")
+                    r = event.result
+                    if r.status == DONE:
+                        classes = f" ({', '.join(f'{n} {name}' for name, n in r.class_counts)})" if r.class_counts else ""
+                        note = f"; {r.note}" if r.note else ""
+                        bar.write(f"{r.file}: {r.objects} objects{classes} -> {r.output} ({r.seconds:.1f} s, {r.route})"
+                                  f"{note}", file=sys.stderr)
+                    elif r.status == FAILED:
+                        bar.write(f"{r.file}: FAILED: {r.error}", file=sys.stderr)
+                elif isinstance(event, BatchFinished):
+                    finished = event
     finally:
         if bar is not None:
             bar.close()
