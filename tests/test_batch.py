@@ -22,9 +22,12 @@ from napari_deepcolor.cli import main
 from napari_deepcolor.errors import DeepColorError
 from napari_deepcolor.inference import predict_output
 from napari_deepcolor.methods import get_method
+from napari_deepcolor.methods import blockwise
 from napari_deepcolor.methods.blockwise import label_color_blocks, object_scores, resolve_components
+from napari_deepcolor.methods.components import grow_into
 
 COLORING = get_method("coloring")
+BOUNDARY = get_method("boundary")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -203,6 +206,43 @@ def test_out_of_core_decode_equals_in_memory_decode(size_threshold):
     assert np.allclose(object_scores(table, lookup, count)[pairs[0] - 1], expected.scores[pairs[1] - 1], atol=1e-6)
 
 
+def three_class_field(shape, seed):
+    """A (3, H, W) softmax-like output: background, interior and boundary in irregular patches."""
+    rng = np.random.default_rng(seed)
+    field = np.exp(40 * ndi.gaussian_filter(rng.random((3,) + shape), (0, 3, 3)))
+    return (field / field.sum(0)).astype(np.float32)
+
+
+def steps_to_grow(output, interior_threshold, foreground_threshold) -> int:
+    """How many steps of grow_into the in-memory decode of ``output`` takes to reach its last pixel."""
+    from skimage.measure import label
+
+    seeds, allowed = label(output[1] > interior_threshold, connectivity=1), output[0] < 1 - foreground_threshold
+    steps, grown = 0, seeds
+    while not np.array_equal(grown, more := grow_into(seeds, allowed, steps=steps + 1)):
+        steps, grown = steps + 1, more
+    return steps
+
+
+@pytest.mark.parametrize("seed, size_threshold", [(0, 0), (1, 25), (2, 0)])
+def test_out_of_core_boundary_decode_equals_in_memory_decode(seed, size_threshold, monkeypatch):
+    output = three_class_field((150, 170), seed)
+    reach = steps_to_grow(output, 0.5, 0.6)
+    monkeypatch.setattr(blockwise, "GROWTH_REACH", reach)  # each block sees only what growth can reach
+    assert 32 + 2 * reach < 150  # so a window is smaller than the plane
+    ids = np.zeros(output.shape[1:], np.uint32)
+    lookup, scores = BOUNDARY.decode_blocks(output, ids, block=32, size_threshold=size_threshold,
+                                            interior_threshold=0.5, foreground_threshold=0.6)
+    expected = BOUNDARY.decode(output, size_threshold=size_threshold, interior_threshold=0.5,
+                               foreground_threshold=0.6)
+    assert expected.count > 30 and np.array_equal(lookup[ids], expected.labels)  # even its numbering and ties
+    assert np.allclose(scores, expected.scores, atol=1e-6)
+    monkeypatch.setattr(blockwise, "GROWTH_REACH", reach // 3)  # pixels further than the reach can differ
+    lookup, _ = BOUNDARY.decode_blocks(output, ids, block=32, size_threshold=size_threshold,
+                                       interior_threshold=0.5, foreground_threshold=0.6)
+    assert not np.array_equal(lookup[ids], expected.labels)
+
+
 def same_tables(rows, reference, labels, reference_labels) -> bool:
     """CSV rows (objects or tracks) that describe the same objects as ``reference``, whatever the ids: ids are
     translated through the label images' pixels, numbers compared to their last rounded digit."""
@@ -221,7 +261,19 @@ def same_tables(rows, reference, labels, reference_labels) -> bool:
         for a, b in zip(renamed, reference))
 
 
-def test_out_of_core_route_equals_in_memory_route(model_path, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def boundary_model_path(tmp_path_factory):
+    """A tiny random-weight 3-class model: the method of the starters."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = new_model("boundary", None, {"depth": 2, "width": 8}, in_channels=1)
+    model.decode_defaults = {"interior_threshold": 0.35, "foreground_threshold": 0.35}  # its p are about 1/3
+    return str(save_model(model, tmp_path_factory.mktemp("model") / "boundary.safetensors"))
+
+
+@pytest.mark.parametrize("method", ["coloring", "boundary"])
+def test_out_of_core_route_equals_in_memory_route(method, request, tmp_path, monkeypatch):
+    model_path = request.getfixturevalue({"coloring": "model_path", "boundary": "boundary_model_path"}[method])
     folder = tmp_path / "images"
     folder.mkdir()
     tifffile.imwrite(folder / "wide.tif", blobs((200, 270), 5, sigma=5, scale=60000), tile=(64, 64))
@@ -261,6 +313,23 @@ def test_out_of_core_route_equals_in_memory_route(model_path, tmp_path, monkeypa
     assert len(set(np.unique(linked[0])) & set(np.unique(linked[2])) - {0}) > 0
 
 
+def test_the_nuclei_starter_segments_a_real_image_out_of_core_as_in_memory(tmp_path, monkeypatch):
+    from importlib.resources import files
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "nuclei.tif").write_bytes((files("napari_deepcolor") / "sample_data" / "bbbc039_A02_s1.tif").read_bytes())
+    monkeypatch.setattr(tiling, "DECODE_BLOCK", 200)  # 520 x 696 px in blocks of 128 px (the tiles' cores)
+    labels = {}
+    for route, megapixels in [("in-memory", 100.0), ("out-of-core", 1e-3)]:
+        events = list(Batch(BatchConfig(model="nuclei", input=str(folder), output=str(tmp_path / route),
+                                        large_image_megapixels=megapixels, tile_size=256)).run())
+        assert [e.result.route for e in events if isinstance(e, FileDone)] == [route]
+        labels[route] = tifffile.imread(tmp_path / route / "nuclei.tif")
+    assert labels["in-memory"].max() > 80  # the A02 image has about a hundred nuclei
+    assert np.array_equal(labels["out-of-core"], labels["in-memory"])
+
+
 def test_out_of_core_refuses_the_merge_radius(model_path, tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
@@ -294,7 +363,7 @@ def test_out_of_core_refuses_methods_without_a_blockwise_decoder(tmp_path):
     out = tmp_path / "labels"
     assert main(["batch", "--model", str(model_path), "--input", str(folder), "--output", str(out),
                  "--pattern", "big.tif", "--large-image-mp", "0.001"]) == 1
-    assert "deep coloring only (this is a 'semiconv' model)" in read_summary(out)["big.tif"]["error"]
+    assert "the 3-class baseline only (this is a 'semiconv' model)" in read_summary(out)["big.tif"]["error"]
     assert main(["batch", "--model", str(model_path), "--input", str(folder), "--output", str(out),
                  "--pattern", "small.tif"]) == 0
 

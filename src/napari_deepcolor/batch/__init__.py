@@ -82,10 +82,12 @@ Decisions, in the order a file meets them:
   memory, from the same matching step. Memory does not grow with the
   image (0.7 GB peak for 16384 x 16384 px, benchmarks/large_image.py); the
   scratch store takes about 30 bytes per pixel of disk. This is implemented for deep
-  coloring; its ``merge_radius`` is not supported out of core (an error asks to
-  set it to 0 or raise the threshold). Tiles and chunks share one grid, so
-  for the same net output the labels equal the in-memory decode's up to a
-  renumbering of the objects.
+  coloring without a semantic head, whose ``merge_radius`` is not supported out of
+  core (an error asks to set it to 0 or raise the threshold), and for the 3-class
+  baseline of the starters, whose cores are grown a block at a time with a margin
+  of :data:`~napari_deepcolor.methods.blockwise.GROWTH_REACH` pixels. Tiles and
+  chunks share one grid, so for the same net output the labels equal the in-memory
+  decode's up to a renumbering of the objects.
 """
 
 from __future__ import annotations

@@ -223,7 +223,7 @@ class Method:
     # -- outputs larger than memory ---------------------------------------
     def blockwise_limitation(self, parameters: dict, options=None) -> str | None:
         """Why a decode with ``parameters`` cannot run block by block (:meth:`decode_blocks`), or None."""
-        return f"is implemented for deep coloring only (this is a '{self.name}' model)"
+        return f"is implemented for deep coloring and the 3-class baseline only (this is a '{self.name}' model)"
 
     def decode_blocks(self, output, ids, *, block: int, **parameters) -> tuple[np.ndarray, np.ndarray]:
         """Decode a (C, H, W) output larger than memory (e.g. zarr), ``block`` pixels square at a time.

@@ -144,6 +144,26 @@ class BoundaryMethod(Method):
         order = np.argsort(lookup[kept])
         return Instances(labels, (scores[kept] / sizes[kept])[order].astype(np.float32))
 
+    def blockwise_limitation(self, parameters, options=None):
+        return None
+
+    def decode_blocks(self, output, ids, *, block, size_threshold, interior_threshold, foreground_threshold):
+        """:meth:`decode` of an output larger than memory: the interior's components labelled block by
+        block and joined across block borders, then grown over the foreground a block at a time
+        (:mod:`.blockwise`; exact for pixels within its ``GROWTH_REACH`` of their seed)."""
+        from .blockwise import grow_seeds_blockwise, label_color_blocks, seeds_in_raster_order
+
+        def cores(window):
+            core = window[INTERIOR] > interior_threshold
+            return core.astype(np.uint8), np.zeros(core.shape, np.float32)
+
+        table = label_color_blocks(output, ids, block=block, colours=cores)
+        return grow_seeds_blockwise(output, ids, seeds_in_raster_order(table), block=block,
+                                    seeds=lambda window: window[INTERIOR] > interior_threshold,
+                                    allowed=lambda window: window[BACKGROUND] < 1.0 - foreground_threshold,
+                                    weights=lambda window: 1.0 - window[BACKGROUND],
+                                    size_threshold=size_threshold)
+
     def preview(self, output, options=None):
         return [PreviewLayer(output[INTERIOR], "interior", "image", {"colormap": "green", "blending": "additive",
                                                                      "contrast_limits": (0.0, 1.0)}),
