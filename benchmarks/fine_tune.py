@@ -34,12 +34,13 @@ HEADER = ("| dataset | starter | minutes | starting point | learning rate | step
           "|---|---|---|---|---|---|---|---|---|")
 
 
-def starter_for(dataset: str) -> str:
-    """The starter trained on ``dataset`` (from the cards of the bundled starters)."""
+def starter_for(dataset: str, method: str = "boundary") -> str:
+    """The starter of ``method`` trained on ``dataset`` (from the cards of the bundled starters)."""
     from napari_deepcolor.starters import starter_card, starter_names
 
     for name in starter_names():
-        if starter_card(name).get("dataset_key") == dataset:
+        card = starter_card(name)
+        if card.get("dataset_key") == dataset and card.get("method") == method:
             return name
     raise SystemExit(f"no bundled starter was trained on {dataset}")
 

@@ -4,7 +4,7 @@
     python scripts/make_starters.py --retuned RESULT.json ...      # new decode parameters and scores
     python scripts/make_starters.py --docs-only                    # only regenerate docs/models.md
 
-Each run is ``<dataset>_boundary<steps>.safetensors`` + ``.json`` (one per dataset in the folder) written by ``benchmarks/accuracy.py
+Each run is ``<dataset>_<method><steps>.safetensors`` + ``.json`` (one per starter in the folder) written by ``benchmarks/accuracy.py
 --model-out ... --result ...`` (trained on the training split only: every 5th pair in name order is
 held back). A starter is that model with float16 weights and a model card in its JSON configuration.
 The fp16 model is scored again on the held-back test split and that score goes in the card: it is
@@ -34,9 +34,14 @@ STARTER_RUNS = RESULTS / "starter_runs"
 #: a starter file bigger than this (bytes) is reported: package data should stay small
 LARGE_FILE = 8 * 1024 * 1024
 
-METHOD_CITATION = {"text": "Kulikov V, Yurchenko V, Lempitsky V. Instance Segmentation by Deep Coloring. "
-                           "arXiv:1807.10007 (2018); the 3-class U-Net baseline of its sec. 4.2 (Ronneberger O, "
-                           "Fischer P, Brox T. U-Net, MICCAI 2015)", "url": "https://arxiv.org/abs/1807.10007"}
+KULIKOV = "Kulikov V, Yurchenko V, Lempitsky V. Instance Segmentation by Deep Coloring. arXiv:1807.10007 (2018)"
+METHOD_CITATION = {
+    "boundary": {"text": KULIKOV + "; the 3-class U-Net baseline of its sec. 4.2 (Ronneberger O, Fischer P, Brox T. "
+                                   "U-Net, MICCAI 2015)", "url": "https://arxiv.org/abs/1807.10007"},
+    "coloring": {"text": KULIKOV, "url": "https://arxiv.org/abs/1807.10007"},
+    "semiconv": {"text": "Novotny D, Albanie S, Larlus D, Vedaldi A. Semi-convolutional Operators for Instance "
+                         "Segmentation. ECCV 2018", "url": "https://arxiv.org/abs/1807.10712"},
+}
 LJOSA = {"text": "Ljosa V, Sokolnicki KL, Carpenter AE. Annotated high-throughput microscopy image sets for "
                  "validation. Nature Methods 9:637 (2012)", "doi": "10.1038/nmeth.2083"}
 
@@ -77,6 +82,19 @@ CATALOGUE = {
                   "it on a few annotated images of your own bacteria",
     },
 }
+#: starters of the paper methods users ask for by name, on the set where each came closest to the baseline at
+#: 15 minutes (docs/benchmarks.md): to fine-tune such a model rather than train one from scratch
+CATALOGUE["bacteria-coloring"] = {
+    **CATALOGUE["bacteria"], "method": "coloring",
+    "kind_of_data": "rod bacteria (E. coli), phase contrast, synthetic; deep coloring with its semantic head",
+    "caveat": CATALOGUE["bacteria"]["caveat"] + "; its colours do not yet tell touching rods apart, so the decode "
+              "tuned on its validation images takes the instances from its semantic head (split_by_color 0), "
+              "and the `bacteria` starter scores higher: fine-tune this one to go on training the colours"}
+CATALOGUE["nuclei-semiconv"] = {
+    **CATALOGUE["nuclei"], "method": "semiconv",
+    "kind_of_data": "nuclei, fluorescence (Hoechst); semi-convolutional embeddings",
+    "caveat": "the `nuclei` starter scores higher on the same test split: use this one to fine-tune a "
+              "semi-convolutional model rather than train one from scratch"}
 SCORE_KEYS = ("ap", "ap50", "f1", "sbd", "matching_iou", "abs_dic")
 #: zero-shot scores of pretrained generalists, quoted as published (mean TP/(TP+FP+FN) over IoU 0.5:0.95 on
 #: 512 px crops of the set's own test images, which are not our split): a reference, not our measurement
@@ -122,22 +140,24 @@ def _command(entry: dict, result: dict) -> str:
     """The benchmarks/accuracy.py command that trained the run (its budget, threads and seed)."""
     budget = f"--iterations {result['budget_iterations']}" if result.get("budget_iterations") else \
         f"--minutes {result['minutes']:g}"
-    return (f"python benchmarks/accuracy.py --dataset {entry['dataset_key']} --method boundary {budget} "
-            f"--threads {result.get('threads')} --seed {result.get('seed', 0)}")
+    options = "".join(f" --option {key}={value}" for key, value in (result.get("options") or {}).items())
+    return (f"python benchmarks/accuracy.py --dataset {entry['dataset_key']} --method {result['method']}{options} "
+            f"{budget} --threads {result.get('threads')} --seed {result.get('seed', 0)}")
 
 
 def build_card(name: str, model, result: dict) -> dict:
-    entry = {k: v for k, v in CATALOGUE[name].items()}
+    entry = {k: v for k, v in CATALOGUE[name].items() if k != "method"}
     training = model.provenance.get("training", {})
     recipe = {"iterations": result["iterations"], "batch_size": training.get("batch_size"),
               "patch_size": training.get("patch_size"), "learning_rate": result.get("learning_rate", training.get("learning_rate")),
               "lr_schedule": result.get("lr_schedule"), "threads": result.get("threads"), "seed": result.get("seed"),
               "train_seconds": result.get("train_seconds"), "n_train_images": result.get("n_train_images"),
               "cpu_hours": round(result["train_seconds"] * result["threads"] / 3600, 2),
-              "net": model.net_config.to_dict(), "augment": training.get("augment"),
+              "net": model.net_config.to_dict(),
+              "augment": model.provenance.get("augmentation", training.get("augment")),
               "command": _command(entry, result)}
     return {"name": name, **entry, "method": model.method_name, "method_title": model.method.title,
-            "method_citation": METHOD_CITATION, "recipe": recipe, "object_scale": model.object_scale,
+            "method_citation": METHOD_CITATION[model.method_name], "recipe": recipe, "object_scale": model.object_scale,
             "split": "sorted by name, every 5th pair held back as the test split (never trained or tuned on); "
                      "of the rest 15 % tuned the decode parameters",
             "decode_parameters": model.decode_parameters(), "weights": "float16",
@@ -150,14 +170,14 @@ def build_card(name: str, model, result: dict) -> dict:
 def make_starter(name: str, runs: Path, *, rescore: bool = True) -> Path:
     from napari_deepcolor.checkpoint import load_model, save_model
 
-    key = CATALOGUE[name]["dataset_key"]
-    found = sorted(runs.glob(f"{key}_boundary*.safetensors"))
+    key, method = CATALOGUE[name]["dataset_key"], CATALOGUE[name].get("method", "boundary")
+    found = sorted(runs.glob(f"{key}_{method}[0-9]*.safetensors"))
     if len(found) != 1:
-        raise SystemExit(f"{runs} holds {len(found)} {key}_boundary<steps>.safetensors runs; it must hold one")
+        raise SystemExit(f"{runs} holds {len(found)} {key}_{method}<steps>.safetensors runs; it must hold one")
     run_model, run_result = found[0], found[0].with_suffix(".json")
     model = load_model(run_model)
     result = json.loads(run_result.read_text())
-    if result.get("dataset") != key or result.get("method") != model.method_name:
+    if result.get("dataset") != key or result.get("method") != model.method_name or model.method_name != method:
         raise SystemExit(f"{run_result} is a {result.get('dataset')}/{result.get('method')} result, not {key}")
     card = build_card(name, model, result)
     target = STARTERS / f"{name}.safetensors"
@@ -184,9 +204,10 @@ def retune_starter(result_path: Path) -> Path:
     from napari_deepcolor.checkpoint import load_model, save_model
 
     result = json.loads(Path(result_path).read_text())
-    names = [n for n, entry in CATALOGUE.items() if entry["dataset_key"] == result.get("dataset")]
+    names = [n for n, entry in CATALOGUE.items() if entry["dataset_key"] == result.get("dataset")
+             and entry.get("method", "boundary") == result.get("method")]
     if not names:
-        raise SystemExit(f"{result_path} is a {result.get('dataset')} result; no starter is trained on that set")
+        raise SystemExit(f"{result_path} is a {result.get('dataset')} {result.get('method')} result; no starter is trained so")
     target = STARTERS / f"{names[0]}.safetensors"
     model = load_model(target)
     if result.get("method") != model.method_name or result.get("iterations") != model.card["recipe"]["iterations"]:
@@ -224,18 +245,18 @@ def _learning_curve(cards: list[dict]) -> list[str]:
     runs = [json.loads(path.read_text()) for path in sorted(STARTER_RUNS.glob("*.json"))]
     if not runs:
         return []
-    shipped = {(c["dataset_key"], c["recipe"]["iterations"], c["recipe"].get("seed")) for c in cards}
+    shipped = {(c["dataset_key"], c["method"], c["recipe"]["iterations"], c["recipe"].get("seed")) for c in cards}
     lines = ["## Longer training: test AP against steps", "",
              "Every run of today's recipe made for the starters (`benchmarks/results/starter_runs/`, "
              "written by `benchmarks/accuracy.py`), on the same split: a 15-minute run at up to three seeds, "
              "and at seed 0 a longer one where it was made. Validation AP is on the run's validation images "
              "(the same for runs of one seed); the starter shipped is the seed-0 run with the better "
              "validation AP.", "",
-             "| data set | steps | minutes | seed | validation AP | test AP@0.5:0.95 | test F1@0.5 | shipped |",
-             "|---|---|---|---|---|---|---|---|"]
-    for run in sorted(runs, key=lambda r: (r["dataset"], r["iterations"], r["seed"])):
-        mark = "yes" if (run["dataset"], run["iterations"], run["seed"]) in shipped else ""
-        lines.append(f"| {run['dataset']} | {run['iterations']} | {run['train_seconds'] / 60:.0f} | {run['seed']} | "
+             "| data set | method | steps | minutes | seed | validation AP | test AP@0.5:0.95 | test F1@0.5 | shipped |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for run in sorted(runs, key=lambda r: (r["dataset"], r["method"], r["iterations"], r["seed"])):
+        mark = "yes" if (run["dataset"], run["method"], run["iterations"], run["seed"]) in shipped else ""
+        lines.append(f"| {run['dataset']} | {run['method']} | {run['iterations']} | {run['train_seconds'] / 60:.0f} | {run['seed']} | "
                      f"{run['validation']['ap']:.3f} | {run['test_mean']['ap']:.3f} | {run['test_mean']['f1']:.3f} | "
                      f"{mark} |")
     return lines + ["", "What it shows (session 15): on nuclei and worms, three times the steps (40-45 minutes of both "
@@ -250,6 +271,14 @@ def _learning_curve(cards: list[dict]) -> list[str]:
                     "once (a `general` starter), and a larger net or batch on a GPU.", ""]
 
 
+def _intensity(augment) -> str:
+    """The intensity augmentation of a recipe, where its card records the ranges (older cards: a flag)."""
+    if not isinstance(augment, dict) or not augment.get("gain_range"):
+        return ""
+    (gain_low, gain_high), gamma = augment["gain_range"], augment.get("gamma_range") or (1, 1)
+    return f", intensity gain {gain_low:g}-{gain_high:g} and gamma {gamma[0]:g}-{gamma[1]:g}"
+
+
 def render() -> str:
     """docs/models.md from the model cards in the bundled starter files."""
     cards = _cards()
@@ -261,7 +290,8 @@ def render() -> str:
              "Each was trained only on the training split of its data set (sorted by name, every 5th image "
              "held back), with today's recipe (the one of the fair comparison with Cellpose in the [benchmarks]"
              "(benchmarks.md): the 3-class U-Net baseline, channels-last, decode and test-time flips chosen on "
-             "validation images), "
+             "validation images; `bacteria-coloring` and `nuclei-semiconv` are the paper methods of their names, "
+             "trained the same way for 15 minutes, for those who want to fine-tune one of them), "
              "on both cores of a CPU, at seed 0; where a longer run was made beside the 15-minute one, the "
              "validation images (the same for both) chose between them. The weights are stored as float16 (half the size); the scores below "
              "are on the held-back test split, with no training on it, of the float16 file; the tests check "
@@ -284,14 +314,14 @@ def render() -> str:
     if not cards:
         lines += ["No starter models are bundled in this build.", ""]
     else:
-        lines += ["| name | data | licence of the data | steps | CPU hours | object diameter (px) | test AP@0.5:0.95 | "
-                  "test F1@0.5 | fair Cellpose, 15 min: AP / F1 | published zero-shot AP |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| name | data | method | licence of the data | steps | CPU hours | object diameter (px) | "
+                  "test AP@0.5:0.95 | test F1@0.5 | fair Cellpose, 15 min: AP / F1 | published zero-shot AP |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for card in cards:
             scores, recipe = card["test_scores"], card["recipe"]
             peer, published = card.get("fair_cellpose_15_minutes"), card.get("published_zero_shot")
             diameter = card.get("object_scale", {}).get("object_diameter")
-            lines.append(f"| `{card['name']}` | {card['kind_of_data']} | {card['data_licence']} | "
+            lines.append(f"| `{card['name']}` | {card['kind_of_data']} | `{card['method']}` | {card['data_licence']} | "
                          f"{recipe['iterations']} | {recipe.get('cpu_hours', '-')} | "
                          f"{diameter if diameter is not None else '-'} | {scores['ap']:.3f} | {scores['f1']:.3f} | "
                          + (f"{peer['ap']:.3f} / {peer['f1']:.3f} ({peer['seeds']} seed{'s' * (peer['seeds'] > 1)})"
@@ -305,16 +335,17 @@ def render() -> str:
                   f"- **Data**: {card['dataset']}; {recipe['n_train_images']} training images "
                   f"(of which 15 % tuned the decode), {scores['n_test_images']} held back for the scores here.",
                   f"- **Licence**: data {card['data_licence']}; weights {card['licence_spdx']}.",
-                  f"- **Cite**: " + " ".join(_cite(c) for c in card["citations"]),
+                  "- **Cite**: " + " ".join(_cite(c) for c in card["citations"]),
                   f"- **Method**: {card['method_title']} (`{card['method']}`). {_cite(card['method_citation'])}",
                   f"- **Recipe**: {recipe['iterations']} iterations, batch {recipe['batch_size']}, patch "
                   f"{recipe['patch_size']} px, learning rate {recipe['learning_rate']:g} ({recipe['lr_schedule']}), "
                   f"{recipe['threads']} CPU thread(s), {recipe['train_seconds'] / 60:.0f} min "
-                  f"({recipe.get('cpu_hours', '-')} CPU hours); `{recipe['command']}`.",
+                  f"({recipe.get('cpu_hours', '-')} CPU hours){_intensity(recipe.get('augment'))}; "
+                  f"`{recipe['command']}`.",
                   f"- **Object scale**: training objects {card['object_scale'].get('object_diameter')} px across "
                   f"(median), brought to {card['object_scale'].get('net_object_diameter')} px for the net; give "
                   "`--object-diameter` if yours differ.",
-                  f"- **Decode defaults** (tuned on validation): "
+                  "- **Decode defaults** (tuned on validation): "
                   + ", ".join(f"{k} = {v:g}" for k, v in card["decode_parameters"].items()) + ".",
                   *([f"- **Applied by default** (chosen on the validation images): test-time flips "
                      f"{'on' if card['applied_by_default']['flips'] else 'off'}, instance CRF "
@@ -350,7 +381,7 @@ def render() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, default=None,
-                        help="folder of <dataset>_boundary<steps>.safetensors/.json training runs")
+                        help="folder of <dataset>_<method><steps>.safetensors/.json training runs")
     parser.add_argument("--retuned", type=Path, nargs="+", default=None, metavar="RESULT",
                         help="accuracy.py --model-in results of starter files: their decode parameters and scores")
     parser.add_argument("--only", action="append", choices=CATALOGUE, default=None, help="starter(s) to write")

@@ -109,6 +109,18 @@ def test_the_refinement_that_pays_on_the_samples_is_chosen_and_stored_in_the_mod
     assert reloaded.refinement(refine="none", flips=True) == ("none", True)  # what the user gives wins
 
 
+def test_the_refinement_a_model_holds_stays_unless_another_beats_it_by_the_gain(nuclei_samples, monkeypatch):
+    """A fine-tune holds its starter's choice (flips for ``cells``): a tie on a validation image or two keeps it."""
+    import napari_deepcolor.metrics as metrics
+    from napari_deepcolor.tuning import choose_refinement
+
+    monkeypatch.setattr(metrics, "evaluate", lambda truth, labels: {"ap": 0.5})  # every combination scores alike
+    model = new_model("boundary", {}, TINY_NET, 1)
+    assert choose_refinement(model, nuclei_samples)["chosen"] == "none"  # a new model holds the plain decode
+    model.inference_defaults = {"refine": "none", "flips": True}
+    assert choose_refinement(model, nuclei_samples)["chosen"] == "none+flips" and model.refinement() == ("none", True)
+
+
 def test_nothing_is_tried_past_the_deadline_and_no_more_than_fits_before_it(nuclei_samples, monkeypatch):
     import time
 
@@ -141,7 +153,7 @@ def test_training_stores_the_refinement_choice_made_on_its_validation_images(nuc
 def test_a_fine_tune_keeps_its_starters_decode_unless_the_retuned_one_wins_by_the_margin(nuclei_samples):
     from napari_deepcolor.checkpoint import load_model
     from napari_deepcolor.inference import predict
-    from napari_deepcolor.tuning import DECODE_GAIN, score_parameters, starters_decode_unless_beaten
+    from napari_deepcolor.tuning import VALIDATION_GAIN, score_parameters, starters_decode_unless_beaten
 
     starter = load_model("nuclei")
     predictions = [predict(starter, s.image, stack=False, device="cpu") for s in nuclei_samples]
@@ -149,9 +161,9 @@ def test_a_fine_tune_keeps_its_starters_decode_unless_the_retuned_one_wins_by_th
     starters = starter.decode_parameters()
     own = score_parameters(predictions, truths, starters)
     retuned = {**starters, "size_threshold": 0, "interior_threshold": 0.4}
-    assert starters_decode_unless_beaten(starters, retuned, own + DECODE_GAIN / 2, predictions, truths) == \
+    assert starters_decode_unless_beaten(starters, retuned, own + VALIDATION_GAIN / 2, predictions, truths) == \
         (starters, own)
-    assert starters_decode_unless_beaten(starters, retuned, own + DECODE_GAIN, predictions, truths) == \
-        (retuned, own + DECODE_GAIN)
+    assert starters_decode_unless_beaten(starters, retuned, own + VALIDATION_GAIN, predictions, truths) == \
+        (retuned, own + VALIDATION_GAIN)
     assert starters_decode_unless_beaten(starters, retuned, own + 1, predictions, truths, strip_of_one_image=True) \
         == (starters, own)

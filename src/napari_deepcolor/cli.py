@@ -672,8 +672,9 @@ def build_parser(only_method: str | None = None) -> argparse.ArgumentParser:
                    help="start from this model instead of from scratch: a starter name (nuclei, cells, worms, "
                         "bacteria; see `napari-deepcolor models`) or a model file")
     p.add_argument("--keep-fine-tune", action="store_true",
-                   help="with --fine-tune: keep the new weights even where the starter scores higher on the "
-                        "validation images (by default the model then keeps the starter's weights, with a warning)")
+                   help="with --fine-tune: keep the new weights even where they do not score 0.01 AP above the "
+                        "starter on the validation images (by default the model then keeps the starter's weights, "
+                        "with a warning)")
     p.add_argument("--resume", action="store_true",
                    help="continue the training of --output to its budget (the one it started with, unless "
                         "--minutes or --iterations give a larger total); a training that finished its budget is "

@@ -95,8 +95,8 @@ class TrainingConfig:
     #: the object diameter (px) the net is trained and run at: images are rescaled so that the median
     #: annotated object has it (see napari_deepcolor.scale); None trains at the images' own resolution
     net_object_diameter: float | None = 30.0
-    #: fine-tuning: keep the starter's weights and defaults unless the fine-tune scores higher on the
-    #: validation images (napari_deepcolor.tuning.starter_or_fine_tune)
+    #: fine-tuning: keep the starter's weights and defaults unless the fine-tune scores 0.01 AP higher on
+    #: the validation images (napari_deepcolor.tuning.starter_or_fine_tune)
     keep_starter_unless_beaten: bool = True
 
     def __post_init__(self):
@@ -409,6 +409,7 @@ class Training:
             if self.init_from is not None and not self.resume and iteration > start else None
         model.provenance = {**model.provenance, "iterations": iteration, "train_seconds": round(elapsed, 1),
                             "training": config.to_dict(), "n_train_images": len(self.train_data),
+                            "augmentation": dataclasses.asdict(Augmentation()) if config.augment else None,
                             "n_validation_images": len(self.validation), "validation_scores": scores,
                             "decode_tuning_skipped": self._skip_tuning.is_set(),
                             "torch": torch.__version__, **({"crf_fit": crf_fit} if crf_fit else {}),
