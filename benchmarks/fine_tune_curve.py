@@ -33,9 +33,10 @@ from fine_tune import PAGE, split_samples, starter_for, test_scores  # noqa: E40
 RESULTS = Path(__file__).parent / "results" / "fine_tune_curve"
 #: what the package does after a fine-tune, as the table names it, and the result files' suffix (session 16:
 #: tuning.starter_or_fine_tune, the guard; tuning.starters_decode_unless_beaten, the decode margin and the
-#: strip rule). Files without it were written before any of them existed; "guard" and "guard+decode margin"
-#: files record the rules' first steps, the A/B rows
-FINE_TUNE_RULE, RULE_SUFFIX = "guard+decode margin+strip rule", "rules16"
+#: strip rule; session 17: the guard's margin, tuning.VALIDATION_GAIN, and the starter's refinement held
+#: unless beaten, in tuning.choose_refinement). Files without a suffix were written before any of them existed;
+#: "guard", "guard+decode margin" and "rules16" files record the earlier steps, the A/B rows
+FINE_TUNE_RULE, RULE_SUFFIX = "guard+margins+strip rule+held refinement", "rules17"
 START, END = "<!-- fine-tune-curve", "<!-- /fine-tune-curve -->"
 
 
