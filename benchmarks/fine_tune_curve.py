@@ -50,12 +50,14 @@ def draw_images(train_samples: list, n_images: int, seed: int) -> list:
     return [train_samples[i] for i in sorted(chosen)]
 
 
-def train_side(samples: list, minutes: float, seed: int, init_from: str | None, learning_rate: float | None = None):
+def train_side(samples: list, minutes: float, seed: int, init_from: str | None, learning_rate: float | None = None,
+               keep_starter_unless_beaten: bool = True):
     """A model trained as ``train`` trains it (``init_from``: a starter to fine-tune, or None; ``learning_rate``:
-    None for the package's default)."""
+    None for the package's default; ``keep_starter_unless_beaten=False``: as ``train --keep-fine-tune``)."""
     from napari_deepcolor.training import Finished, Training, TrainingConfig
 
-    config = TrainingConfig(minutes=minutes, device="cpu", seed=seed, learning_rate=learning_rate)
+    config = TrainingConfig(minutes=minutes, device="cpu", seed=seed, learning_rate=learning_rate,
+                            keep_starter_unless_beaten=keep_starter_unless_beaten)
     started = time.perf_counter()
     finished = [e for e in Training(config, samples, init_from=init_from).run() if isinstance(e, Finished)][0]
     return finished, round(time.perf_counter() - started, 1)

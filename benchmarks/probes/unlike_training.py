@@ -44,6 +44,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--minutes", type=float, default=1.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--score", nargs="+", metavar="MODEL", help="only score these models on the right half")
+    parser.add_argument("--keep-fine-tune", action="store_true",
+                        help="fine-tune only, keeping the new weights whatever the validation strip says (as train "
+                             "--keep-fine-tune): what the guard's choice cost or saved")
     parser.add_argument("--fine-tune-rates", type=float, nargs="+", default=[None],
                         help="fine-tune at these learning rates (default: the package's, 1e-5), no scratch side")
     args = parser.parse_args(argv)
@@ -68,11 +71,12 @@ def main(argv=None) -> dict:
         print(row, flush=True)
     data = from_arrays([train_image], [train_truth], names=["dsb2018_left_half"])
     rates = args.fine_tune_rates
-    sides = [("fine-tuned", "nuclei", rate) for rate in rates] + ([("from scratch", None, None)] if rates == [None]
-                                                                 else [])
+    keep = args.keep_fine_tune
+    sides = [("fine-tuned, kept" if keep else "fine-tuned", "nuclei", rate) for rate in rates] + \
+        ([("from scratch", None, None)] if rates == [None] and not keep else [])
     for seed in args.seeds:
         for start, init_from, rate in sides:
-            finished, seconds = train_side(data, args.minutes, seed, init_from, rate)
+            finished, seconds = train_side(data, args.minutes, seed, init_from, rate, keep_starter_unless_beaten=not keep)
             start += f" at {rate:g}" if rate else ""
             rows.append({"name": f"{start} {args.minutes:g} min, seed {seed}", "iterations": finished.iteration,
                          "train_seconds": seconds, "decode_parameters": finished.model.decode_parameters(),
@@ -81,7 +85,8 @@ def main(argv=None) -> dict:
             print(rows[-1], flush=True)
     result = {"image": "dsb2018_sample/img2d.tif", "train": "left half", "test": "right half",
               "n_test_objects": int(len(np.unique(test_truth)) - 1), "minutes": args.minutes, "rows": rows}
-    out = RESULT if rates == [None] else RESULT.with_name(f"{RESULT.stem}_rates.json")
+    out = RESULT.with_name(f"{RESULT.stem}_kept.json") if keep else \
+        RESULT if rates == [None] else RESULT.with_name(f"{RESULT.stem}_rates.json")
     out.write_text(json.dumps(result, indent=1))
     return result
 

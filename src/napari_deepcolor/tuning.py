@@ -217,6 +217,14 @@ def starter_or_fine_tune(starter: Model, fine_tuned_score: float, samples, *, de
     return {"starter": round(starter_score, 4), "fine_tuned": round(float(fine_tuned_score), 4), "kept": kept}
 
 
+def give_starter_back(model: Model, starter: Model) -> None:
+    """``model`` takes its starter's weights back, with what was chosen for them: decode, test-time choices, CRF,
+    object classifier and object scale."""
+    model.net.load_state_dict(starter.net.state_dict())
+    for kept in ("decode_defaults", "inference_defaults", "crf", "object_classifier", "object_scale"):
+        setattr(model, kept, getattr(starter, kept))
+
+
 def starter_kept_text(record: dict) -> str:
     """What :func:`starter_or_fine_tune`'s ``record`` means when it kept the starter, for the CLI and the widget."""
     return (f"the fine-tuned weights did not beat the starter by {VALIDATION_GAIN:g} AP on the validation images "
