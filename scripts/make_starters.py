@@ -308,12 +308,12 @@ def render() -> str:
              "published zero-shot scores of pretrained generalists (quoted as published, on their own crops "
              "of the set's test images: not our split, not our measurement).", "",
              "On images unlike the training set (another microscope, stain, magnification or kind of object), "
-             "expect much less. Measured once (benchmarks/probes/unlike_training.py, docs/benchmarks.md): on "
-             "the right half of a DSB2018 nuclei image, dimmer and noisier than BBBC039, `nuclei` scored AP "
-             "0.105 where Otsu + watershed scored 0.415; told the objects' diameter, 0.055 (the size was not "
-             "the problem: the contrast was); fine-tuned for a minute on the annotated left half, 0.65-0.72 "
-             "(at 1e-4, the default; 0.32-0.36 at 1e-5); trained from scratch for the same minute on that "
-             "half, 0.54-0.68. So check a few images by eye, "
+             "expect less. Measured on one such image (benchmarks/probes/unlike_training.py, docs/benchmarks.md): "
+             "on the right half of a DSB2018 nuclei image, dimmer and noisier than BBBC039, `nuclei` scores AP "
+             "0.510 where Otsu + watershed scores 0.415 (the 4500-step run it replaced scored 0.105 there); "
+             "told the objects' diameter, 0.308; fine-tuned for a minute on the annotated left half, 0.69-0.74 "
+             "(three seeds); trained from scratch for the same minute on that half, 0.54-0.68. So check a few "
+             "images by eye, "
              "give `--object-diameter` when your objects' size differs, and where a starter misses objects "
              "train on a few annotated images of your own, from scratch as well as with `--fine-tune NAME`, "
              "and keep the better (`evaluate` scores both).", "",
