@@ -450,18 +450,17 @@ class Training:
         return model
 
     def _keep_starter_unless_beaten(self, model: Model, device, refinement: dict | None, scores: dict) -> dict | None:
-        """``model`` gets its starter's weights and defaults back unless the fine-tune beat it on validation; not on
-        a strip of the one image given (DSB2018 demo: +0.008 AP there, +0.18-0.23 off it; probes/unlike_training.py)."""
+        """``model`` gets its starter's weights and defaults back unless the fine-tune beat it on validation (on a
+        strip of the one image given: if it lost there; :func:`~napari_deepcolor.tuning.starter_or_fine_tune`)."""
         from .tuning import give_starter_back, starter_kept_text, starter_or_fine_tune
 
         choice = refinement or {}  # the refinement chosen scored the fine-tune last; else the tuned decode
         fine_tuned = choice.get(choice.get("chosen"), scores.get("ap"))
         if not self.config.keep_starter_unless_beaten or fine_tuned is None or self._skip_tuning.is_set():
             return None
-        if self.validation_is_a_strip:
-            return {"kept": "fine-tuned", "why": "one image: a strip cut from it does not judge the weights"}
         starter = load_model(self.init_from, device="cpu")
-        record = starter_or_fine_tune(starter, fine_tuned, self.validation, device=device)
+        record = starter_or_fine_tune(starter, fine_tuned, self.validation, device=device,
+                                      strip_of_one_image=self.validation_is_a_strip)
         if record["kept"] == "starter":
             log.warning("%s (--keep-fine-tune keeps the new weights anyway).", starter_kept_text(record))
             give_starter_back(model, starter)

@@ -300,5 +300,5 @@ def test_a_fine_tune_that_loses_to_its_starter_says_so_and_keeps_the_starter(mak
     qtbot.waitUntil(lambda: widget.job is None, timeout=60_000)
 
     assert not errors(notifications) and widget.finished.reason == "done"
-    assert "did not beat the starter" in widget.scores.text()
+    assert "keeps the starter's weights" in widget.scores.text()
     assert load_model(tmp_path / "tuned.safetensors").provenance["starter_or_fine_tune"]["kept"] == "starter"
