@@ -67,10 +67,10 @@ def label_color_blocks(output, ids, *, block: int, size_threshold: int = 0, colo
             color, peak = colours(np.asarray(output[:, rows, cols]))
             local = connected_label(color, background=0, connectivity=1)
             local_sizes = np.bincount(local.ravel())
-            present, first_index = np.unique(local.ravel(), return_index=True)
-            first = np.zeros(local_sizes.size, np.int64)
-            first[present] = first_index
-            first_row, first_col = np.divmod(first, local.shape[1])
+            # labels are numbered in raster order, so each one's first pixel is where the running maximum rises:
+            # one pass, not the sort of np.unique's first indices
+            rises = np.flatnonzero(np.diff(np.maximum.accumulate(local.ravel()), prepend=0))
+            first_row, first_col = np.divmod(np.concatenate([[0], rises]), local.shape[1])
             keep = local_sizes >= max(size_threshold, 1)
             for edge in (local[0], local[-1], local[:, 0], local[:, -1]):
                 keep[edge] = True  # may continue in the next block: decided after joining

@@ -153,13 +153,15 @@ class BoundaryMethod(Method):
         (:mod:`.blockwise`; exact for pixels within its ``GROWTH_REACH`` of their seed)."""
         from .blockwise import grow_seeds_blockwise, label_color_blocks, seeds_in_raster_order
 
-        def cores(window):
-            core = window[INTERIOR] > interior_threshold
+        def is_core(window):
+            return window[INTERIOR] > interior_threshold
+
+        def cores(window):  # as label_color_blocks takes colours: one colour, no score
+            core = is_core(window)
             return core.astype(np.uint8), np.zeros(core.shape, np.float32)
 
         table = label_color_blocks(output, ids, block=block, colours=cores)
-        return grow_seeds_blockwise(output, ids, seeds_in_raster_order(table), block=block,
-                                    seeds=lambda window: window[INTERIOR] > interior_threshold,
+        return grow_seeds_blockwise(output, ids, seeds_in_raster_order(table), block=block, seeds=is_core,
                                     allowed=lambda window: window[BACKGROUND] < 1.0 - foreground_threshold,
                                     weights=lambda window: 1.0 - window[BACKGROUND],
                                     size_threshold=size_threshold)
